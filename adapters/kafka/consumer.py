@@ -1,0 +1,104 @@
+"""KafkaEventConsumer: a consumer-group member that hands projectors batches of
+envelopes and commits offsets only after the batch's effects are stored."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from adapters.kafka.codec import decode
+from domain.events import EventEnvelope
+from domain.ports import PublishError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Batch:
+    events: list[EventEnvelope]
+    # next offset to consume per partition, committed once the batch is applied
+    offsets: dict[TopicPartition, int]
+    malformed: int = 0
+
+
+class KafkaEventConsumer:
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        client_id: str | None = None,
+    ) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            client_id=client_id or group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            max_poll_interval_ms=300_000,
+        )
+
+    async def start(self) -> None:
+        try:
+            await self._consumer.start()
+        except (KafkaError, OSError) as exc:
+            await self._consumer.stop()
+            raise PublishError(f"consumer cannot start: {exc!r}") from exc
+
+    async def next_batch(self, timeout_ms: int = 500, max_records: int = 500) -> Batch:
+        try:
+            records = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise PublishError(f"consume failed: {exc!r}") from exc
+        events: list[EventEnvelope] = []
+        offsets: dict[TopicPartition, int] = {}
+        malformed = 0
+        for partition, messages in records.items():
+            for message in messages:
+                offsets[partition] = message.offset + 1
+                try:
+                    assert message.value is not None
+                    events.append(decode(message.value))
+                except Exception:  # a poison record must not stop the projector
+                    malformed += 1
+                    log.exception("skipping malformed record %s@%s", partition, message.offset)
+        return Batch(events, offsets, malformed)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance took the partition away; the new owner re-applies
+            # idempotently from the last committed offset.
+            log.warning("offset commit failed: %r", exc)
+
+    async def lag(self) -> tuple[int, int]:
+        """(position, lag) summed over the partitions this member owns."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return 0, 0
+        try:
+            ends = await self._consumer.end_offsets(assigned)
+        except KafkaError:
+            return 0, 0
+        position = 0
+        lag = 0
+        for tp in assigned:
+            committed = await self._consumer.committed(tp) or 0
+            position += committed
+            lag += max(ends.get(tp, 0) - committed, 0)
+        return position, lag
+
+    async def stop(self) -> None:
+        await self._consumer.stop()

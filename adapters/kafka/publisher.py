@@ -1,0 +1,81 @@
+"""KafkaEventPublisher: appends envelopes to the event log, in order per key."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from adapters.kafka.codec import encode
+from adapters.kafka.topics import topic_for
+from domain.events import EventEnvelope
+from domain.ports import PublishError
+
+
+class KafkaEventPublisher:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic_prefix: str,
+        *,
+        idempotent: bool,
+        request_timeout_ms: int = 10_000,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._prefix = topic_prefix
+        self._idempotent = idempotent
+        self._timeout_ms = request_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
+
+    async def _ensure_started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                acks="all",
+                enable_idempotence=self._idempotent,
+                request_timeout_ms=self._timeout_ms,
+                linger_ms=2,
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def publish(self, events: Sequence[EventEnvelope]) -> None:
+        """Send all, then wait for every acknowledgement; raise PublishError on any failure.
+
+        aiokafka keeps the send order per partition, and every event of one
+        aggregate goes to one partition (keyed by aggregate id).
+        """
+        try:
+            producer = await self._ensure_started()
+            futures = [
+                await producer.send(
+                    topic_for(self._prefix, event.aggregate_type),
+                    value=encode(event),
+                    key=event.aggregate_id.encode(),
+                    headers=[
+                        ("eventType", event.event_type.encode()),
+                        ("eventId", event.event_id.encode()),
+                    ],
+                )
+                for event in events
+            ]
+            await asyncio.gather(*futures)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            # A failed producer may hold half-sent batches: start afresh next time.
+            await self.close()
+            raise PublishError(f"publish to {self._bootstrap} failed: {exc!r}") from exc
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            # closing a broken producer must not mask the real error
+            with contextlib.suppress(Exception):
+                await producer.stop()

@@ -1,0 +1,64 @@
+"""Topic layout and administration.
+
+One topic per aggregate type, keyed by aggregate id, so that every event of
+one aggregate lands in one partition, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_POSITIONS
+from domain.ports import PublishError
+
+TOPIC_OF_AGGREGATE = {
+    AGGREGATE_CORPORATE_ACTION: "corporate-actions",
+    AGGREGATE_POSITIONS: "positions",
+}
+
+
+def topic_for(prefix: str, aggregate_type: str) -> str:
+    return f"{prefix}.{TOPIC_OF_AGGREGATE[aggregate_type]}"
+
+
+def all_topics(prefix: str) -> list[str]:
+    return [f"{prefix}.{name}" for name in TOPIC_OF_AGGREGATE.values()]
+
+
+async def ensure_topics(
+    bootstrap: str, prefix: str, partitions: int, timeout: float = 30
+) -> list[str]:
+    """Create Herald's topics if missing (idempotent); returns those it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        existing = set(await admin.list_topics())
+        missing = [t for t in all_topics(prefix) if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                return []  # another process created them at the same moment
+        return missing
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise PublishError(f"cannot create topics on {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+async def kafka_ping(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when the broker answers a metadata request in time."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        await asyncio.wait_for(admin.list_topics(), timeout)
+        return True
+    except (KafkaError, TimeoutError, OSError):
+        return False
+    finally:
+        await admin.close()

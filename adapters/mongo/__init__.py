@@ -1,0 +1,2 @@
+"""MongoDB adapters (PyMongo's AsyncMongoClient): the event record/outbox and
+the read models. Works against MongoDB and SecantusDB alike."""

@@ -1,0 +1,197 @@
+"""MongoCardStore: the `cards` read model — one document per corporate action.
+
+The document holds the folded aggregate state (every version with its author,
+the history) plus flat fields to filter and sort on: the public view's fields
+(last published version) and the operator view's (published, else pending).
+Writes are guarded by the stored revision, so a stale or duplicate apply
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from adapters.mongo.client import Document
+from adapters.mongo.errors import translated
+from domain.corporate_action import ActionVersion, CorporateAction, HistoryEntry
+
+CARDS = "cards"
+
+
+@dataclass(frozen=True)
+class CardQuery:
+    """Filter of the card list. `public_only` restricts to published cards."""
+
+    public_only: bool = True
+    isin: str | None = None
+    event_types: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    record_date_from: str | None = None
+    record_date_to: str | None = None
+    ids: Sequence[str] = field(default_factory=tuple)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _version_to_doc(v: ActionVersion) -> Document:
+    return {
+        "number": v.number,
+        "kind": v.kind,
+        "terms": dict(v.terms),
+        "author": v.author,
+        "createdAt": v.created_at,
+        "reason": v.reason,
+        "approvedBy": v.approved_by,
+        "approvedAt": v.approved_at,
+    }
+
+
+def _version_from_doc(d: Document) -> ActionVersion:
+    created_at = _utc(d["createdAt"])
+    assert created_at is not None
+    return ActionVersion(
+        number=d["number"],
+        kind=d["kind"],
+        terms=d["terms"],
+        author=d["author"],
+        created_at=created_at,
+        reason=d.get("reason"),
+        approved_by=d.get("approvedBy"),
+        approved_at=_utc(d.get("approvedAt")),
+    )
+
+
+def to_document(state: CorporateAction) -> Document:
+    published = state.published
+    view = published or state.versions[-1]
+    terms = view.terms
+    return {
+        "_id": state.id,
+        "revision": state.revision,
+        "versions": [_version_to_doc(v) for v in state.versions],
+        "history": [
+            {
+                "version": h.version,
+                "eventType": h.event_type,
+                "occurredAt": h.occurred_at,
+                "actor": h.actor,
+            }
+            for h in state.history
+        ],
+        "publishedVersion": state.published_version,
+        "pendingVersion": state.pending_version,
+        "publishedAt": state.published_at,
+        # flat fields for filtering: the view a reader of this card sees
+        "isPublic": published is not None,
+        "status": state.status.value,
+        "isin": terms.get("isin"),
+        "eventType": terms.get("eventType"),
+        "recordDate": terms.get("recordDate"),
+        "reference": terms.get("reference"),
+    }
+
+
+def from_document(doc: Document) -> CorporateAction:
+    return CorporateAction(
+        id=doc["_id"],
+        revision=doc["revision"],
+        versions=tuple(_version_from_doc(v) for v in doc["versions"]),
+        history=tuple(
+            HistoryEntry(
+                h["version"], h["eventType"], _utc(h["occurredAt"]) or h["occurredAt"], h["actor"]
+            )
+            for h in doc["history"]
+        ),
+        published_version=doc.get("publishedVersion"),
+        pending_version=doc.get("pendingVersion"),
+        published_at=_utc(doc.get("publishedAt")),
+    )
+
+
+def _mongo_filter(query: CardQuery) -> dict[str, Any]:
+    conditions: dict[str, Any] = {}
+    if query.public_only:
+        conditions["isPublic"] = True
+    if query.isin:
+        conditions["isin"] = query.isin
+    if query.event_types:
+        conditions["eventType"] = {"$in": list(query.event_types)}
+    if query.statuses:
+        conditions["status"] = {"$in": list(query.statuses)}
+    date_range: dict[str, str] = {}
+    if query.record_date_from:
+        date_range["$gte"] = query.record_date_from
+    if query.record_date_to:
+        date_range["$lte"] = query.record_date_to
+    if date_range:
+        conditions["recordDate"] = date_range
+    if query.ids:
+        conditions["_id"] = {"$in": list(query.ids)}
+    return conditions
+
+
+class MongoCardStore:
+    def __init__(self, db: AsyncDatabase[Document], collection: str = CARDS) -> None:
+        self._cards = db[collection]
+
+    async def ensure_indexes(self) -> None:
+        async with translated():
+            for keys in (
+                [("isPublic", ASCENDING), ("_id", DESCENDING)],
+                [("status", ASCENDING), ("_id", DESCENDING)],
+                [("isin", ASCENDING), ("_id", DESCENDING)],
+                [("recordDate", ASCENDING)],
+            ):
+                await self._cards.create_index(keys)
+
+    async def get(self, action_id: str) -> CorporateAction | None:
+        async with translated():
+            doc = await self._cards.find_one({"_id": action_id})
+        return None if doc is None else from_document(doc)
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, CorporateAction]:
+        async with translated():
+            docs = [doc async for doc in self._cards.find({"_id": {"$in": list(ids)}})]
+        return {doc["_id"]: from_document(doc) for doc in docs}
+
+    async def save(self, state: CorporateAction, previous_revision: int) -> bool:
+        """Store `state` if the stored card is still at `previous_revision`."""
+        doc = to_document(state)
+        async with translated():
+            if previous_revision == 0:
+                try:
+                    await self._cards.insert_one(doc)
+                except DuplicateKeyError:
+                    return False
+                return True
+            result = await self._cards.replace_one(
+                {"_id": state.id, "revision": previous_revision}, doc
+            )
+        return result.matched_count == 1
+
+    async def page(
+        self, query: CardQuery, first: int, after: str | None
+    ) -> tuple[list[CorporateAction], bool]:
+        """Newest first (ids are time-ordered); keyset paging on the id."""
+        conditions = _mongo_filter(query)
+        if after is not None:
+            conditions = {"$and": [conditions, {"_id": {"$lt": after}}]}
+        async with translated():
+            cursor = self._cards.find(conditions).sort("_id", DESCENDING).limit(first + 1)
+            docs = [doc async for doc in cursor]
+        return [from_document(doc) for doc in docs[:first]], len(docs) > first
+
+    async def count(self, query: CardQuery) -> int:
+        async with translated():
+            return await self._cards.count_documents(_mongo_filter(query))

@@ -1,0 +1,177 @@
+"""MongoEventStore: Herald's durable record of events, and the outbox.
+
+Each event is one document in `events`; a unique index on (aggregateId,
+version) makes two writers of the same aggregate version conflict. The events
+of a command and its unique reservations (e.g. the official reference) are
+written in one transaction, before the caller hears "accepted". The relay
+drains documents with `published: false` in sequence order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from adapters.mongo.client import Document
+from adapters.mongo.errors import translated
+from domain.events import EventEnvelope
+from domain.ports import ConcurrencyError, UniqueKeyTaken
+
+EVENTS = "events"
+RESERVATIONS = "reservations"
+COUNTERS = "counters"
+
+
+def _to_document(event: EventEnvelope) -> Document:
+    return {
+        "_id": event.event_id,
+        "eventType": event.event_type,
+        "aggregateType": event.aggregate_type,
+        "aggregateId": event.aggregate_id,
+        "version": event.version,
+        "occurredAt": event.occurred_at,
+        "actor": event.actor,
+        "correlationId": event.correlation_id,
+        "schemaVersion": event.schema_version,
+        "sequence": event.sequence,
+        "payload": dict(event.payload),
+        "published": False,
+    }
+
+
+def _from_document(doc: Document) -> EventEnvelope:
+    occurred_at = doc["occurredAt"]
+    if occurred_at.tzinfo is None:
+        occurred_at = occurred_at.replace(tzinfo=UTC)
+    return EventEnvelope(
+        event_id=doc["_id"],
+        event_type=doc["eventType"],
+        aggregate_type=doc["aggregateType"],
+        aggregate_id=doc["aggregateId"],
+        version=doc["version"],
+        occurred_at=occurred_at,
+        actor=doc["actor"],
+        correlation_id=doc["correlationId"],
+        schema_version=doc["schemaVersion"],
+        sequence=doc["sequence"],
+        payload=doc["payload"],
+    )
+
+
+class MongoEventStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._db = db
+        self._events = db[EVENTS]
+        self._reservations = db[RESERVATIONS]
+        self._counters = db[COUNTERS]
+
+    async def ensure_indexes(self) -> None:
+        async with translated():
+            await self._events.create_index(
+                [("aggregateId", ASCENDING), ("version", ASCENDING)], unique=True
+            )
+            await self._events.create_index([("sequence", ASCENDING)])
+            await self._events.create_index([("published", ASCENDING), ("sequence", ASCENDING)])
+
+    async def _allocate_sequences(self, count: int) -> int:
+        """Reserve `count` global positions; returns the first. Gaps are harmless."""
+        doc = await self._counters.find_one_and_update(
+            {"_id": EVENTS},
+            {"$inc": {"value": count}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None
+        return int(doc["value"]) - count + 1
+
+    async def append(
+        self,
+        events: Sequence[EventEnvelope],
+        reservations: Sequence[tuple[str, str]] = (),
+    ) -> list[EventEnvelope]:
+        if not events:
+            return []
+        async with translated():
+            first = await self._allocate_sequences(len(events))
+            stored = [_with_sequence(event, first + offset) for offset, event in enumerate(events)]
+            documents = [_to_document(event) for event in stored]
+            aggregate_id = events[0].aggregate_id
+
+            async def write(session: AsyncClientSession) -> None:
+                for namespace, key in reservations:
+                    await self._reservations.insert_one(
+                        {"_id": f"{namespace}:{key}", "aggregateId": aggregate_id},
+                        session=session,
+                    )
+                await self._events.insert_many(documents, ordered=True, session=session)
+
+            try:
+                async with self._db.client.start_session() as session:
+                    await session.with_transaction(write)
+            except DuplicateKeyError as exc:
+                raise _duplicate_error(exc, reservations) from exc
+        return stored
+
+    async def load(self, aggregate_id: str, after_version: int = 0) -> list[EventEnvelope]:
+        async with translated():
+            cursor = self._events.find(
+                {"aggregateId": aggregate_id, "version": {"$gt": after_version}}
+            ).sort("version", ASCENDING)
+            return [_from_document(doc) async for doc in cursor]
+
+    async def unpublished(self, limit: int) -> list[EventEnvelope]:
+        async with translated():
+            cursor = (
+                self._events.find({"published": False}).sort("sequence", ASCENDING).limit(limit)
+            )
+            return [_from_document(doc) async for doc in cursor]
+
+    async def mark_published(self, event_ids: Sequence[str]) -> None:
+        if not event_ids:
+            return
+        async with translated():
+            await self._events.update_many(
+                {"_id": {"$in": list(event_ids)}}, {"$set": {"published": True}}
+            )
+
+    async def mark_all_unpublished(self) -> int:
+        """Queue the whole record for publishing again (the log was lost)."""
+        async with translated():
+            result = await self._events.update_many(
+                {"published": True}, {"$set": {"published": False}}
+            )
+        return result.modified_count
+
+    async def read_all(self, after_sequence: int, limit: int) -> list[EventEnvelope]:
+        async with translated():
+            cursor = (
+                self._events.find({"sequence": {"$gt": after_sequence}})
+                .sort("sequence", ASCENDING)
+                .limit(limit)
+            )
+            return [_from_document(doc) async for doc in cursor]
+
+    async def unpublished_count(self) -> int:
+        async with translated():
+            return await self._events.count_documents({"published": False})
+
+
+def _with_sequence(event: EventEnvelope, sequence: int) -> EventEnvelope:
+    return replace(event, sequence=sequence)
+
+
+def _duplicate_error(exc: DuplicateKeyError, reservations: Sequence[tuple[str, str]]) -> Exception:
+    details: Any = exc.details or {}
+    key_value = details.get("keyValue") or {}
+    reserved_id = key_value.get("_id")
+    for namespace, key in reservations:
+        if reserved_id == f"{namespace}:{key}" or RESERVATIONS in str(exc):
+            return UniqueKeyTaken(namespace, key)
+    return ConcurrencyError(str(exc))

@@ -1,0 +1,41 @@
+"""MongoLease: a time-limited lease in the store, so that exactly one process
+runs a singleton task (the outbox relay) at a time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from adapters.mongo.client import Document
+from adapters.mongo.errors import translated
+
+LEASES = "leases"
+
+
+class MongoLease:
+    def __init__(
+        self, db: AsyncDatabase[Document], name: str, holder: str, ttl_seconds: float = 10.0
+    ) -> None:
+        self._leases = db[LEASES]
+        self._name = name
+        self._holder = holder
+        self._ttl = timedelta(seconds=ttl_seconds)
+
+    async def acquire(self) -> bool:
+        """Take or renew the lease; False when another live holder has it."""
+        now = datetime.now(UTC)
+        try:
+            async with translated():
+                await self._leases.find_one_and_update(
+                    {
+                        "_id": self._name,
+                        "$or": [{"holder": self._holder}, {"expiresAt": {"$lt": now}}],
+                    },
+                    {"$set": {"holder": self._holder, "expiresAt": now + self._ttl}},
+                    upsert=True,
+                )
+        except DuplicateKeyError:
+            return False  # the upsert lost to a live holder's document
+        return True

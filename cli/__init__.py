@@ -1,0 +1,1 @@
+"""The `herald` command line: dev, serve, token, export-schema."""

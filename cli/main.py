@@ -1,0 +1,107 @@
+"""`herald …` — run Herald, mint dev tokens, export the schema."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(".herald")
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from cli.dev import run_dev
+
+    return run_dev(
+        port=args.port,
+        host=args.host,
+        data_dir=Path(args.data_dir),
+        broker=args.broker,
+    )
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from app import main
+
+    main()
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from adapters.auth.dev_issuer import DevIssuer
+
+    issuer = DevIssuer(Path(args.data_dir))
+    token = issuer.mint(
+        args.sub,
+        roles=args.roles,
+        accounts=args.accounts,
+        scopes=args.scope,
+        ttl_seconds=args.ttl,
+        audience=args.audience,
+    )
+    print(token)
+    return 0
+
+
+def _cmd_export_schema(args: argparse.Namespace) -> int:
+    from queries.schema import build_schema
+
+    sdl = build_schema().as_str() + "\n"
+    if args.output == "-":
+        sys.stdout.write(sdl)
+    else:
+        Path(args.output).write_text(sdl)
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="herald", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser(
+        "dev", help="run the whole system on the embedded default (broker, store, API, projectors)"
+    )
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    dev.add_argument(
+        "--broker",
+        choices=("tansu", "kafka"),
+        default="tansu",
+        help="tansu (embedded, memory-only) or kafka (Apache Kafka 4, needs Java 17)",
+    )
+    dev.set_defaults(func=_cmd_dev)
+
+    serve = sub.add_parser(
+        "serve", help="run the API (and relay/projectors) from HERALD_* variables"
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    token = sub.add_parser("token", help="print a token signed by the dev issuer of a data folder")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--roles", nargs="*", default=[])
+    token.add_argument("--accounts", nargs="*", default=[])
+    token.add_argument("--scope", nargs="*", default=[])
+    token.add_argument(
+        "--ttl", type=int, default=3600, help="seconds; negative gives an expired token"
+    )
+    token.add_argument("--audience", default=None)
+    token.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    token.set_defaults(func=_cmd_token)
+
+    export = sub.add_parser("export-schema", help="print the GraphQL SDL (schema.graphql)")
+    export.add_argument("--output", "-o", default="-")
+    export.set_defaults(func=_cmd_export_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The write side: command handlers, aggregate versioning and the outbox relay."""

@@ -1,0 +1,104 @@
+"""The outbox relay: publishes stored events to Kafka and marks them sent.
+
+Events are read in sequence order, published, and only then marked; a crash
+in between re-publishes, which consumers absorb (event versions make them
+idempotent). While Kafka is down, commands are still accepted and the relay
+retries with capped exponential backoff; when Kafka returns, every event
+arrives once more in order. A lease in the store keeps one relay active at a
+time, so that two API processes never interleave one aggregate's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
+
+from domain.ports import EventPublisher, EventStore, PublishError, StoreError
+from observability import metrics
+
+log = logging.getLogger(__name__)
+
+LeaseAcquirer = Callable[[], Awaitable[bool]]
+
+
+async def _always_leader() -> bool:
+    return True
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        store: EventStore,
+        publisher: EventPublisher,
+        *,
+        poll_seconds: float = 0.2,
+        batch_size: int = 500,
+        acquire_lease: LeaseAcquirer = _always_leader,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._poll_seconds = poll_seconds
+        self._batch_size = batch_size
+        self._acquire_lease = acquire_lease
+        self._wakeup = asyncio.Event()
+        self._retrying = AsyncRetrying(
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
+            retry=retry_if_exception_type((PublishError, StoreError)),
+            before_sleep=_record_failure,
+            reraise=True,
+        )
+        self.published_total = 0
+
+    def notify(self) -> None:
+        """Wake the relay now (a command just appended events in this process)."""
+        self._wakeup.set()
+
+    async def run_once(self) -> int:
+        """Publish one batch; returns how many events were published."""
+        if not await self._acquire_lease():
+            return 0
+        batch = await self._store.unpublished(self._batch_size)
+        if not batch:
+            return 0
+        started = time.perf_counter()
+        await self._publisher.publish(batch)
+        await self._store.mark_published([event.event_id for event in batch])
+        elapsed = time.perf_counter() - started
+        metrics.RELAY_PUBLISHED.inc(len(batch))
+        metrics.RELAY_BATCH_SECONDS.observe(elapsed)
+        now = time.time()
+        for event in batch:
+            metrics.RELAY_EVENT_LATENCY.observe(max(now - event.occurred_at.timestamp(), 0.0))
+        self.published_total += len(batch)
+        return len(batch)
+
+    async def run(self) -> None:
+        """Drain the outbox forever; retry failures with capped exponential backoff."""
+        while True:
+            async for attempt in self._retrying:
+                with attempt:
+                    published = await self.run_once()
+            metrics.RELAY_UP.set(1)
+            if published == self._batch_size:
+                continue  # more waiting: keep draining
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
+            self._wakeup.clear()
+
+
+def _record_failure(state: RetryCallState) -> None:
+    metrics.RELAY_UP.set(0)
+    metrics.RELAY_FAILURES.inc()
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    log.warning("relay attempt %d failed: %s", state.attempt_number, error)

@@ -1,0 +1,92 @@
+"""Events and their envelope.
+
+An event is a fact in the life of one aggregate (a corporate action, or the
+positions of one security at one date). The envelope carries what every
+consumer needs to stay idempotent and ordered: the event id, the aggregate id
+and its stream version, and who did it when and why (actor, correlation id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+AGGREGATE_CORPORATE_ACTION = "corporate-action"
+AGGREGATE_POSITIONS = "positions"
+
+# Corporate-action stream
+CORPORATE_ACTION_ANNOUNCED = "CorporateActionAnnounced"
+CORPORATE_ACTION_AMENDED = "CorporateActionAmended"
+CORPORATE_ACTION_CANCELLED = "CorporateActionCancelled"
+PUBLICATION_APPROVED = "PublicationApproved"
+# Positions stream
+POSITIONS_RECORDED = "PositionsRecorded"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """What a decision produces: a type and a JSON-compatible payload."""
+
+    event_type: str
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class EventEnvelope:
+    """A recorded event.
+
+    `version` is the aggregate's stream version (1, 2, 3 …): unique per
+    aggregate, it is what makes concurrent writers conflict and what lets
+    consumers drop duplicates and detect gaps. `sequence` is the position in
+    Herald's global event record, assigned when the event is stored.
+    """
+
+    event_id: str
+    event_type: str
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    occurred_at: datetime
+    actor: str
+    correlation_id: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    sequence: int = 0
+
+
+def to_json(event: EventEnvelope) -> dict[str, Any]:
+    """The wire form of an envelope (Kafka message value, JSON-compatible)."""
+    return {
+        "eventId": event.event_id,
+        "eventType": event.event_type,
+        "aggregateType": event.aggregate_type,
+        "aggregateId": event.aggregate_id,
+        "version": event.version,
+        "occurredAt": event.occurred_at.isoformat(),
+        "actor": event.actor,
+        "correlationId": event.correlation_id,
+        "schemaVersion": event.schema_version,
+        "sequence": event.sequence,
+        "payload": dict(event.payload),
+    }
+
+
+def from_json(data: Mapping[str, Any]) -> EventEnvelope:
+    """Inverse of `to_json`; raises KeyError/ValueError/TypeError on a malformed record."""
+    return EventEnvelope(
+        event_id=str(data["eventId"]),
+        event_type=str(data["eventType"]),
+        aggregate_type=str(data["aggregateType"]),
+        aggregate_id=str(data["aggregateId"]),
+        version=int(data["version"]),
+        occurred_at=datetime.fromisoformat(str(data["occurredAt"])),
+        actor=str(data["actor"]),
+        correlation_id=str(data["correlationId"]),
+        schema_version=int(data["schemaVersion"]),
+        sequence=int(data.get("sequence", 0)),
+        payload=dict(data["payload"]),
+    )

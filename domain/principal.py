@@ -1,0 +1,27 @@
+"""Who is calling: the verified identity every command and query runs as."""
+
+from dataclasses import dataclass, field
+
+ROLE_OPERATOR = "ca-operator"
+ROLE_APPROVER = "ca-approver"
+SCOPE_NOTICES_READ = "notices:read"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A caller as established from a verified bearer token (or nobody)."""
+
+    subject: str | None = None
+    roles: frozenset[str] = field(default_factory=frozenset)
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    accounts: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.subject is not None
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+ANONYMOUS = Principal()

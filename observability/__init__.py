@@ -1,0 +1,1 @@
+"""Metrics (Prometheus) and traces (OpenTelemetry) shared by every layer."""

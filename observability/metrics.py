@@ -1,0 +1,37 @@
+"""Herald's Prometheus metrics, defined once.
+
+Names follow Prometheus conventions (`_total` counters, `_seconds` histograms);
+the Grafana dashboard in deploy/ reads these names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS = Counter(
+    "herald_commands_total", "Commands handled, by command and outcome", ["command", "outcome"]
+)
+COMMAND_SECONDS = Histogram(
+    "herald_command_seconds", "Time to validate, decide and store a command", ["command"]
+)
+RELAY_PUBLISHED = Counter("herald_relay_published_total", "Events published by the outbox relay")
+RELAY_FAILURES = Counter("herald_relay_failures_total", "Failed outbox relay attempts")
+RELAY_UP = Gauge("herald_relay_up", "1 when the last relay attempt succeeded")
+RELAY_BATCH_SECONDS = Histogram("herald_relay_batch_seconds", "Time to publish and mark one batch")
+RELAY_EVENT_LATENCY = Histogram(
+    "herald_relay_event_latency_seconds",
+    "From an event's occurrence to its acknowledgement by Kafka",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+OUTBOX_PENDING = Gauge("herald_outbox_pending", "Stored events not yet published")
+PROJECTED_EVENTS = Counter(
+    "herald_projected_events_total", "Events applied by projectors", ["projection", "outcome"]
+)
+PROJECTION_LAG = Gauge("herald_projection_lag", "Events not yet consumed", ["projection"])
+PROJECTION_POSITION = Gauge(
+    "herald_projection_position", "Committed offsets summed over partitions", ["projection"]
+)
+HTTP_REQUESTS = Counter(
+    "herald_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram("herald_http_request_seconds", "HTTP request latency", ["route"])

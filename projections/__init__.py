@@ -1,0 +1,1 @@
+"""Kafka consumer groups that build (and rebuild) the MongoDB read models."""

@@ -1,0 +1,114 @@
+"""ProjectionRunner: one consumer-group member feeding one projector.
+
+For each batch: apply it to the read model, record the per-aggregate versions
+applied (what read-your-writes waits on), then commit the offsets. A crash
+anywhere before the commit redelivers the batch, and the projector's version
+guards make the redelivery change nothing (invariant 4). A failing store is
+retried with backoff on the same batch — an event is never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from adapters.kafka.consumer import KafkaEventConsumer
+from adapters.mongo.projection_state import MongoProjectionState
+from domain.events import EventEnvelope
+from domain.ports import StoreError
+from observability import metrics
+
+log = logging.getLogger(__name__)
+
+
+class Projector(Protocol):
+    name: str
+    topics: Sequence[str]
+
+    async def apply(self, events: Sequence[EventEnvelope]) -> None:
+        """Apply events idempotently; raise StoreError to have the batch retried."""
+        ...
+
+
+def highest_versions(events: Sequence[EventEnvelope]) -> dict[str, int]:
+    versions: dict[str, int] = {}
+    for event in events:
+        versions[event.aggregate_id] = max(versions.get(event.aggregate_id, 0), event.version)
+    return versions
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        projector: Projector,
+        consumer: KafkaEventConsumer,
+        state: MongoProjectionState,
+        *,
+        report_every_seconds: float = 1.0,
+    ) -> None:
+        self._projector = projector
+        self._consumer = consumer
+        self._state = state
+        self._report_every = report_every_seconds
+        self._last_report = 0.0
+        self.applied_total = 0
+
+    @property
+    def name(self) -> str:
+        return self._projector.name
+
+    async def run(self) -> None:
+        await self._consumer.start()
+        try:
+            while True:
+                await self.step()
+        finally:
+            await self._consumer.stop()
+
+    async def step(self) -> None:
+        batch = await self._consumer.next_batch()
+        if batch.events:
+            async for attempt in AsyncRetrying(
+                wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
+                retry=retry_if_exception_type(StoreError),
+                reraise=True,
+            ):
+                with attempt:
+                    await self._projector.apply(batch.events)
+                    await self._state.record_applied(self.name, highest_versions(batch.events))
+            self.applied_total += len(batch.events)
+            metrics.PROJECTED_EVENTS.labels(self.name, "applied").inc(len(batch.events))
+        if batch.malformed:
+            metrics.PROJECTED_EVENTS.labels(self.name, "malformed").inc(batch.malformed)
+        await self._consumer.commit(batch.offsets)
+        await self._maybe_report()
+
+    async def _maybe_report(self) -> None:
+        now = time.monotonic()
+        if now - self._last_report < self._report_every:
+            return
+        self._last_report = now
+        position, lag = await self._consumer.lag()
+        metrics.PROJECTION_POSITION.labels(self.name).set(position)
+        metrics.PROJECTION_LAG.labels(self.name).set(lag)
+        try:
+            await self._state.report(self.name, position, lag)
+        except StoreError as exc:
+            log.warning("cannot report %s state: %s", self.name, exc)
+
+
+async def run_forever(runner: ProjectionRunner, restart_delay: float = 1.0) -> None:
+    """Keep a runner alive across broker outages (the consumer restarts)."""
+    while True:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("projection %s stopped; restarting", runner.name)
+            await asyncio.sleep(restart_delay)

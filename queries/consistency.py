@@ -1,0 +1,38 @@
+"""Read-your-writes: wait until the projections a query reads have applied the
+event a consistency token names — bounded, then say NOT_CAUGHT_UP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from adapters.mongo.projection_state import MongoProjectionState
+from domain.consistency import ConsistencyToken
+from queries.errors import NOT_CAUGHT_UP, coded
+
+
+async def wait_until_projected(
+    token_text: str | None,
+    projection: str,
+    state: MongoProjectionState,
+    timeout_seconds: float,
+    poll_seconds: float = 0.02,
+) -> None:
+    if not token_text:
+        return
+    token = ConsistencyToken.decode(token_text)
+    deadline = time.monotonic() + timeout_seconds
+    delay = poll_seconds
+    while True:
+        applied = await state.applied_version(projection, token.aggregate_id)
+        if applied >= token.version:
+            return
+        if time.monotonic() >= deadline:
+            raise coded(
+                f"projection {projection!r} has not caught up with your last change yet "
+                f"(applied {applied}, need {token.version}); retry shortly",
+                NOT_CAUGHT_UP,
+                projection=projection,
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.2)

@@ -1,0 +1,54 @@
+"""Per-request context: the caller, the services, and request-scoped DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from strawberry.dataloader import DataLoader
+
+from adapters.mongo.cards import MongoCardStore
+from adapters.mongo.notices import MongoNoticeStats
+from adapters.mongo.projection_state import MongoProjectionState
+from commands.handlers import CommandHandlers
+from domain.corporate_action import CorporateAction
+from domain.principal import Principal
+
+
+class ReadServices(Protocol):
+    """What resolvers need from the process's wired services."""
+
+    handlers: CommandHandlers
+    cards: MongoCardStore
+    notice_stats: MongoNoticeStats
+    projection_state: MongoProjectionState
+    consistency_wait_seconds: float
+
+
+@dataclass
+class Loaders:
+    cards: DataLoader[str, CorporateAction | None]
+    notice_stats: DataLoader[str, tuple[int, int, int]]
+
+
+def make_loaders(services: ReadServices) -> Loaders:
+    async def load_cards(ids: list[str]) -> list[CorporateAction | None]:
+        found = await services.cards.get_many(ids)
+        return [found.get(i) for i in ids]
+
+    async def load_stats(ids: list[str]) -> list[tuple[int, int, int]]:
+        found = await services.notice_stats.by_action(ids)
+        return [found.get(i, (0, 0, 0)) for i in ids]
+
+    return Loaders(cards=DataLoader(load_cards), notice_stats=DataLoader(load_stats))
+
+
+@dataclass
+class HeraldContext:
+    principal: Principal
+    services: ReadServices
+    correlation_id: str
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = make_loaders(self.services)

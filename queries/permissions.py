@@ -1,0 +1,53 @@
+"""Who may do what: roles and scopes map to permissions here, and only here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.permission import BasePermission
+from strawberry.types import Info
+
+from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, Principal
+from queries.errors import FORBIDDEN, UNAUTHENTICATED, coded
+
+
+def principal_of(info: Info[Any, Any]) -> Principal:
+    principal: Principal = info.context.principal
+    return principal
+
+
+def is_operator(principal: Principal) -> bool:
+    """Operators and approvers work the back office: they see drafts and history."""
+    return principal.has_role(ROLE_OPERATOR) or principal.has_role(ROLE_APPROVER)
+
+
+class _RolePermission(BasePermission):
+    roles: frozenset[str] = frozenset()
+
+    def has_permission(self, source: Any, info: Info[Any, Any], **kwargs: Any) -> bool:
+        # Raising (rather than setting self.message) keeps the shared permission
+        # instance free of per-request state.
+        principal = principal_of(info)
+        if not principal.is_authenticated:
+            raise coded("authentication required", UNAUTHENTICATED)
+        if not any(principal.has_role(role) for role in self.roles):
+            raise coded(f"requires role {' or '.join(sorted(self.roles))}", FORBIDDEN)
+        return True
+
+
+class IsOperator(_RolePermission):
+    """Announce, amend, cancel, record positions."""
+
+    roles = frozenset({ROLE_OPERATOR})
+
+
+class IsApprover(_RolePermission):
+    """Approve a pending version for publication."""
+
+    roles = frozenset({ROLE_APPROVER})
+
+
+class IsBackOffice(_RolePermission):
+    """Read operator-only data: history, notice statistics, projections."""
+
+    roles = frozenset({ROLE_OPERATOR, ROLE_APPROVER})

@@ -1,0 +1,227 @@
+"""The GraphQL schema: queries and mutations over the read models and commands."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import strawberry
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import Info
+
+from adapters.mongo.cards import CardQuery
+from commands.handlers import ActionResult, CommandContext
+from projections.cards import NAME as CARDS_PROJECTION
+from queries import types as t
+from queries.consistency import wait_until_projected
+from queries.context import HeraldContext
+from queries.errors import BAD_USER_INPUT, PUBLIC_CODES, coded, domain_errors_as_graphql
+from queries.inputs import (
+    AmendCorporateActionInput,
+    AnnounceCorporateActionInput,
+    ApprovePublicationInput,
+    CancelCorporateActionInput,
+    CorporateActionFilter,
+    RecordPositionsInput,
+    positions_payload,
+    terms_payload,
+)
+from queries.permissions import IsApprover, IsBackOffice, IsOperator, is_operator
+from queries.views import card, visible_version
+
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+
+Ctx = Info[HeraldContext, None]
+
+
+def _encode_cursor(action_id: str) -> str:
+    return base64.urlsafe_b64encode(f"ca:{action_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raw = ""
+    if not raw.startswith("ca:"):
+        raise coded("after: not a cursor this API issued", BAD_USER_INPUT, field="after")
+    return raw[3:]
+
+
+def _page_size(first: int | None) -> int:
+    size = DEFAULT_PAGE if first is None else first
+    if size < 0 or size > MAX_PAGE:
+        raise coded(f"first must be between 0 and {MAX_PAGE}", BAD_USER_INPUT, field="first")
+    return size
+
+
+def _command_context(info: Ctx) -> CommandContext:
+    return CommandContext(info.context.principal, info.context.correlation_id)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One card; null when it does not exist or is not visible to you.")
+    async def corporate_action(
+        self, info: Ctx, id: strawberry.ID, consistency_token: str | None = None
+    ) -> t.CorporateAction | None:
+        ctx = info.context
+        async with domain_errors_as_graphql():
+            await wait_until_projected(
+                consistency_token,
+                CARDS_PROJECTION,
+                ctx.services.projection_state,
+                ctx.services.consistency_wait_seconds,
+            )
+        state = await ctx.loaders.cards.load(str(id))
+        if state is None:
+            return None
+        back_office = is_operator(ctx.principal)
+        shown = visible_version(state, back_office)
+        return None if shown is None else card(state, shown, back_office=back_office)
+
+    @strawberry.field(description="Cards, newest first. The public sees published cards only.")
+    async def corporate_actions(
+        self,
+        info: Ctx,
+        filter: CorporateActionFilter | None = None,
+        first: int | None = DEFAULT_PAGE,
+        after: str | None = None,
+        consistency_token: str | None = None,
+    ) -> t.CorporateActionConnection:
+        ctx = info.context
+        size = _page_size(first)
+        after_id = None if after is None else _decode_cursor(after)
+        async with domain_errors_as_graphql():
+            await wait_until_projected(
+                consistency_token,
+                CARDS_PROJECTION,
+                ctx.services.projection_state,
+                ctx.services.consistency_wait_seconds,
+            )
+        back_office = is_operator(ctx.principal)
+        query = _card_query(filter, public_only=not back_office)
+        states, has_next = await ctx.services.cards.page(query, size, after_id)
+        total = await ctx.services.cards.count(query)
+        edges = []
+        for state in states:
+            shown = visible_version(state, back_office)
+            if shown is not None:
+                edges.append(
+                    t.CorporateActionEdge(
+                        cursor=_encode_cursor(state.id),
+                        node=card(state, shown, back_office=back_office),
+                    )
+                )
+        return t.CorporateActionConnection(
+            edges=edges,
+            page_info=t.PageInfo(
+                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+            total_count=total,
+        )
+
+    @strawberry.field(permission_classes=[IsBackOffice], description="Each projector's progress.")
+    async def projections(self, info: Ctx) -> list[t.Projection]:
+        statuses = await info.context.services.projection_state.statuses()
+        return [
+            t.Projection(name=s.name, position=s.position, lag=s.lag, updated_at=s.updated_at)
+            for s in statuses
+        ]
+
+
+def _card_query(filter: CorporateActionFilter | None, *, public_only: bool) -> CardQuery:
+    if filter is None:
+        return CardQuery(public_only=public_only)
+    return CardQuery(
+        public_only=public_only,
+        isin=filter.isin,
+        event_types=[e.value for e in filter.event_types or []],
+        statuses=[s.value for s in filter.statuses or []],
+        record_date_from=None
+        if filter.record_date_from is None
+        else filter.record_date_from.isoformat(),
+        record_date_to=None if filter.record_date_to is None else filter.record_date_to.isoformat(),
+    )
+
+
+def _payload(result: ActionResult) -> t.CorporateActionPayload:
+    shown = result.action.version(result.version)
+    return t.CorporateActionPayload(
+        corporate_action=card(result.action, shown, back_office=True),
+        consistency_token=result.token.encode(),
+    )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(permission_classes=[IsOperator])
+    async def announce_corporate_action(
+        self, info: Ctx, input: AnnounceCorporateActionInput
+    ) -> t.CorporateActionPayload:
+        async with domain_errors_as_graphql():
+            result = await info.context.services.handlers.announce(
+                terms_payload(input), _command_context(info)
+            )
+        return _payload(result)
+
+    @strawberry.mutation(permission_classes=[IsOperator])
+    async def amend_corporate_action(
+        self, info: Ctx, input: AmendCorporateActionInput
+    ) -> t.CorporateActionPayload:
+        async with domain_errors_as_graphql():
+            result = await info.context.services.handlers.amend(
+                str(input.id), input.expected_version, terms_payload(input), _command_context(info)
+            )
+        return _payload(result)
+
+    @strawberry.mutation(permission_classes=[IsOperator])
+    async def cancel_corporate_action(
+        self, info: Ctx, input: CancelCorporateActionInput
+    ) -> t.CorporateActionPayload:
+        async with domain_errors_as_graphql():
+            result = await info.context.services.handlers.cancel(
+                str(input.id), input.expected_version, input.reason, _command_context(info)
+            )
+        return _payload(result)
+
+    @strawberry.mutation(permission_classes=[IsApprover])
+    async def approve_publication(
+        self, info: Ctx, input: ApprovePublicationInput
+    ) -> t.CorporateActionPayload:
+        async with domain_errors_as_graphql():
+            result = await info.context.services.handlers.approve(
+                str(input.id), input.version, _command_context(info)
+            )
+        return _payload(result)
+
+    @strawberry.mutation(permission_classes=[IsOperator])
+    async def record_positions(
+        self, info: Ctx, input: RecordPositionsInput
+    ) -> t.RecordPositionsPayload:
+        async with domain_errors_as_graphql():
+            result = await info.context.services.handlers.record_positions(
+                positions_payload(input), _command_context(info)
+            )
+        return t.RecordPositionsPayload(
+            accepted=result.accepted, consistency_token=result.token.encode()
+        )
+
+
+def _should_mask(error: Any) -> bool:
+    extensions = getattr(error, "extensions", None) or {}
+    return extensions.get("code") not in PUBLIC_CODES and error.original_error is not None
+
+
+def build_schema() -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=12),
+            lambda: MaxAliasesLimiter(max_alias_count=30),
+            lambda: MaxTokensLimiter(max_token_count=5000),
+            lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal error"),
+        ],
+    )

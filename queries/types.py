@@ -1,0 +1,147 @@
+"""GraphQL output types. Built from read models by `queries.views`; no rules here."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from domain.codes import (
+    CorporateActionStatus,
+    EventType,
+    MandatoryVoluntary,
+    NoticeKind,
+    OptionKind,
+)
+from queries.permissions import IsBackOffice
+
+# Register the domain's code lists as GraphQL enums under the contract's names;
+# fields then annotate with the domain enums themselves.
+strawberry.enum(EventType, name="CorporateActionEventType", description="ISO 15022 22F::CAEV")
+strawberry.enum(MandatoryVoluntary, name="MandatoryVoluntary", description="ISO 15022 22F::CAMV")
+strawberry.enum(CorporateActionStatus, name="CorporateActionStatus")
+strawberry.enum(OptionKind, name="OptionKind", description="ISO 15022 22F::CAOP")
+strawberry.enum(NoticeKind, name="NoticeKind")
+
+
+@strawberry.type(description="An amount as a decimal string, rounded to the currency's minor unit.")
+class Money:
+    amount: str
+    currency: str
+
+
+@strawberry.type(description="New securities per old ones: a 3-for-1 split is 3/1.")
+class Ratio:
+    numerator: int
+    denominator: int
+
+
+@strawberry.type
+class Security:
+    isin: str
+    name: str | None
+
+
+@strawberry.type(description="An election option (CAON number, CAOP kind, DFLT).")
+class ElectionOption:
+    number: int
+    kind: OptionKind
+    is_default: bool
+
+
+@strawberry.type(description="One event in the life of a corporate action.")
+class HistoryEntry:
+    version: int
+    event_type: str
+    occurred_at: datetime
+    actor: str
+
+
+@strawberry.type
+class NoticeStats:
+    total: int
+    delivered: int
+    acknowledged: int
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type(
+    description=(
+        "A corporate-action card. The public sees the last published version; "
+        "operators also see drafts, `pendingVersion` and the history. In a "
+        "mutation payload the card shows the version the command created or published."
+    )
+)
+class CorporateAction:
+    id: strawberry.ID
+    reference: str
+    event_type: EventType
+    mandatory_voluntary: MandatoryVoluntary
+    status: CorporateActionStatus
+    version: int = strawberry.field(description="The version shown (see the type's description).")
+    pending_version: int | None = strawberry.field(
+        description="The version awaiting approval (operators only; null for the public)."
+    )
+    security: Security
+    announcement_date: date
+    ex_date: date | None
+    record_date: date
+    payment_date: date | None
+    response_deadline: datetime | None
+    gross_rate: Money | None
+    ratio: Ratio | None
+    options: list[ElectionOption]
+    published_at: datetime | None
+    cancellation_reason: str | None
+
+    _history: strawberry.Private[list[HistoryEntry]]
+
+    @strawberry.field(permission_classes=[IsBackOffice], description="Operators only.")
+    def history(self) -> list[HistoryEntry] | None:
+        return self._history
+
+    @strawberry.field(permission_classes=[IsBackOffice], description="Operators only.")
+    async def notice_stats(self, info: Info[Any, Any]) -> NoticeStats | None:
+        loader = info.context.loaders.notice_stats
+        total, delivered, acknowledged = await loader.load(str(self.id))
+        return NoticeStats(total=total, delivered=delivered, acknowledged=acknowledged)
+
+
+@strawberry.type
+class CorporateActionEdge:
+    cursor: str
+    node: CorporateAction
+
+
+@strawberry.type
+class CorporateActionConnection:
+    edges: list[CorporateActionEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class CorporateActionPayload:
+    corporate_action: CorporateAction
+    consistency_token: str
+
+
+@strawberry.type
+class RecordPositionsPayload:
+    accepted: int = strawberry.field(description="How many positions the snapshot holds.")
+    consistency_token: str
+
+
+@strawberry.type(description="A projector's progress.")
+class Projection:
+    name: str
+    position: int
+    lag: int
+    updated_at: datetime

@@ -1,0 +1,87 @@
+"""Read models -> GraphQL types: which version of a card a viewer sees.
+
+The public sees only the last published version; back-office viewers see the
+published version or, before the first publication, the draft.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+
+from domain.codes import EventType, MandatoryVoluntary, OptionKind
+from domain.corporate_action import KIND_CANCELLATION, ActionVersion, CorporateAction
+from domain.identifiers import currency_minor_unit
+from domain.money import format_amount
+from queries import types as t
+
+
+def visible_version(state: CorporateAction, back_office: bool) -> ActionVersion | None:
+    if state.published is not None:
+        return state.published
+    return state.versions[-1] if back_office else None
+
+
+def _money(data: Mapping[str, Any] | None) -> t.Money | None:
+    if not data:
+        return None
+    currency = str(data["currency"])
+    minor = currency_minor_unit(currency)
+    amount = Decimal(str(data["amount"]))
+    return t.Money(
+        amount=str(amount) if minor is None else format_amount(amount, minor), currency=currency
+    )
+
+
+def _optional_date(value: Any) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+def card(state: CorporateAction, shown: ActionVersion, *, back_office: bool) -> t.CorporateAction:
+    """The GraphQL card for `state` showing version `shown`."""
+    terms = _terms_of(state, shown)
+    ratio = terms.get("ratio")
+    deadline = terms.get("responseDeadline")
+    cancellation = shown.reason if shown.kind == KIND_CANCELLATION else None
+    return t.CorporateAction(
+        id=strawberry.ID(state.id),
+        reference=str(terms["reference"]),
+        event_type=EventType(terms["eventType"]),
+        mandatory_voluntary=MandatoryVoluntary(terms["mandatoryVoluntary"]),
+        status=state.status,
+        version=shown.number,
+        pending_version=state.pending_version if back_office else None,
+        security=t.Security(isin=str(terms["isin"]), name=terms.get("securityName")),
+        announcement_date=date.fromisoformat(terms["announcementDate"]),
+        ex_date=_optional_date(terms.get("exDate")),
+        record_date=date.fromisoformat(terms["recordDate"]),
+        payment_date=_optional_date(terms.get("paymentDate")),
+        response_deadline=None if deadline is None else datetime.fromisoformat(deadline),
+        gross_rate=_money(terms.get("grossRate")),
+        ratio=None
+        if not ratio
+        else t.Ratio(numerator=ratio["numerator"], denominator=ratio["denominator"]),
+        options=[
+            t.ElectionOption(
+                number=o["number"], kind=OptionKind(o["kind"]), is_default=o["isDefault"]
+            )
+            for o in terms.get("options") or []
+        ],
+        published_at=state.published_at,
+        cancellation_reason=cancellation,
+        _history=[
+            t.HistoryEntry(
+                version=h.version, event_type=h.event_type, occurred_at=h.occurred_at, actor=h.actor
+            )
+            for h in state.history
+        ],
+    )
+
+
+def _terms_of(state: CorporateAction, shown: ActionVersion) -> Mapping[str, Any]:
+    # A cancellation version repeats the terms it cancels.
+    return shown.terms if shown.terms else state.latest_terms

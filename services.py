@@ -1,0 +1,153 @@
+"""The wired components of one Herald process, and their background tasks.
+
+`Services.start()` connects to the store and the event log, prepares indexes
+and topics, and starts the outbox relay and the projectors as asyncio tasks
+(each optional, so API replicas and projector workers can be split).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.auth.jwks import key_source_for
+from adapters.auth.verifier import TokenVerifier
+from adapters.kafka.consumer import KafkaEventConsumer
+from adapters.kafka.publisher import KafkaEventPublisher
+from adapters.kafka.topics import ensure_topics, kafka_ping, topic_for
+from adapters.mongo.cards import MongoCardStore
+from adapters.mongo.client import connect, ping
+from adapters.mongo.event_store import MongoEventStore
+from adapters.mongo.lease import MongoLease
+from adapters.mongo.notices import MongoNoticeStats
+from adapters.mongo.projection_state import MongoProjectionState
+from commands.handlers import CommandHandlers
+from commands.relay import OutboxRelay
+from domain.events import AGGREGATE_CORPORATE_ACTION
+from domain.ports import PublishError
+from projections.cards import CardProjector
+from projections.runner import ProjectionRunner, run_forever
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    verifier: TokenVerifier | None = None
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.client = connect(s.mongo_uri)
+        self.db = self.client[s.mongo_database]
+        self.events = MongoEventStore(self.db)
+        self.cards = MongoCardStore(self.db)
+        self.notice_stats = MongoNoticeStats(self.db)
+        self.projection_state = MongoProjectionState(self.db)
+        self.publisher = KafkaEventPublisher(
+            s.kafka_bootstrap, s.kafka_topic_prefix, idempotent=s.kafka_idempotent_producer
+        )
+        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self.relay = OutboxRelay(
+            self.events,
+            self.publisher,
+            poll_seconds=s.relay_poll_seconds,
+            acquire_lease=MongoLease(self.db, "outbox-relay", holder).acquire,
+        )
+        self.handlers = CommandHandlers(self.events, on_appended=self.relay.notify)
+        self.consistency_wait_seconds = s.consistency_wait_seconds
+        self.runners: list[ProjectionRunner] = []
+        if self.verifier is None and s.jwks_location:
+            self.verifier = TokenVerifier(
+                s.jwt_issuer,
+                s.jwt_audience,
+                key_source_for(s.jwks_location),
+                leeway_seconds=s.jwt_leeway_seconds,
+            )
+
+    async def start(self) -> None:
+        s = self.settings
+        await ping(self.db)
+        await self.events.ensure_indexes()
+        await self.cards.ensure_indexes()
+        self._topics_ready = asyncio.Event()
+        self._topics_task = asyncio.create_task(self._prepare_topics(), name="topics")
+        if s.run_relay:
+            self.tasks["relay"] = asyncio.create_task(
+                self._when_topics_ready(self.relay.run()), name="relay"
+            )
+        if s.run_projectors:
+            cards_topic = topic_for(s.kafka_topic_prefix, AGGREGATE_CORPORATE_ACTION)
+            projector = CardProjector(self.cards, self.events, [cards_topic])
+            runner = ProjectionRunner(
+                projector,
+                KafkaEventConsumer(
+                    s.kafka_bootstrap,
+                    f"{s.projector_group_prefix}.{projector.name}",
+                    projector.topics,
+                ),
+                self.projection_state,
+            )
+            self.runners.append(runner)
+            self.tasks[f"projector:{runner.name}"] = asyncio.create_task(
+                self._when_topics_ready(run_forever(runner)), name=f"projector:{runner.name}"
+            )
+
+    async def _prepare_topics(self) -> None:
+        """Create the topics; if they had to be created while the record holds
+        events (a new or memory-only broker), publish the whole record again."""
+        s = self.settings
+        while True:
+            try:
+                created = await ensure_topics(
+                    s.kafka_bootstrap, s.kafka_topic_prefix, s.kafka_partitions
+                )
+                break
+            except PublishError as exc:  # broker not up yet: commands are still accepted
+                log.warning("event log not reachable yet (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+        if created:
+            refilled = await self.events.mark_all_unpublished()
+            if refilled:
+                log.info("event log was empty: re-publishing %d recorded events", refilled)
+        self._topics_ready.set()
+
+    async def _when_topics_ready(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await self._topics_ready.wait()
+        except asyncio.CancelledError:
+            work.close()
+            raise
+        await work
+
+    async def ready(self) -> dict[str, bool]:
+        """What /readyz reports: store, event log and projectors reachable."""
+        checks: dict[str, bool] = {}
+        try:
+            await ping(self.db)
+            checks["store"] = True
+        except Exception:
+            checks["store"] = False
+        checks["kafka"] = await kafka_ping(self.settings.kafka_bootstrap)
+        for name, task in self.tasks.items():
+            checks[name] = not task.done()
+        return checks
+
+    async def stop(self) -> None:
+        tasks = [*self.tasks.values(), self._topics_task]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks.clear()
+        await self.publisher.close()
+        await self.client.close()

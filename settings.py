@@ -1,0 +1,121 @@
+"""One settings object, read from the environment.
+
+Every component gets its configuration from here, so the same code runs on the
+embedded default (`herald dev`) and against production Kafka and MongoDB URIs.
+A missing or malformed variable fails at start-up with a message naming it;
+tests build `Settings.from_env(mapping)` from a plain dict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """An environment variable is missing or malformed."""
+
+
+def _read(env: Mapping[str, str], key: str, cast: Callable[[str], T], default: T) -> T:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{key}={raw!r}: {exc}") from exc
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true/false")
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Apache Kafka supports the idempotent producer; Tansu refuses InitProducerId.
+    kafka_idempotent_producer: bool = True
+    kafka_topic_prefix: str = "herald"
+    kafka_partitions: int = 3
+
+    mongo_uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
+    mongo_database: str = "herald"
+
+    redis_url: str | None = None
+
+    jwt_issuer: str = "herald-dev"
+    jwt_audience: str = "herald"
+    # The issuer's JWKS: an https URL (production) or a file path (dev, tests).
+    jwks_location: str | None = None
+    jwt_leeway_seconds: int = 30
+
+    relay_poll_seconds: float = 0.2
+    consistency_wait_seconds: float = 3.0
+    projector_group_prefix: str = "herald"
+    # Which background roles this process runs (an API-only replica sets both false).
+    run_relay: bool = True
+    run_projectors: bool = True
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka_topic_prefix}.{name}"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            environment=_read(env, "HERALD_ENV", str, d.environment),
+            host=_read(env, "HERALD_HOST", str, d.host),
+            port=_read(env, "HERALD_PORT", int, d.port),
+            kafka_bootstrap=_read(env, "HERALD_KAFKA_BOOTSTRAP", str, d.kafka_bootstrap),
+            kafka_idempotent_producer=_read(
+                env, "HERALD_KAFKA_IDEMPOTENT_PRODUCER", _bool, d.kafka_idempotent_producer
+            ),
+            kafka_topic_prefix=_read(env, "HERALD_KAFKA_TOPIC_PREFIX", str, d.kafka_topic_prefix),
+            kafka_partitions=_read(env, "HERALD_KAFKA_PARTITIONS", int, d.kafka_partitions),
+            mongo_uri=_read(env, "HERALD_MONGO_URI", str, d.mongo_uri),
+            mongo_database=_read(env, "HERALD_MONGO_DATABASE", str, d.mongo_database),
+            redis_url=_read(env, "HERALD_REDIS_URL", str, d.redis_url),
+            jwt_issuer=_read(env, "HERALD_JWT_ISSUER", str, d.jwt_issuer),
+            jwt_audience=_read(env, "HERALD_JWT_AUDIENCE", str, d.jwt_audience),
+            jwks_location=_read(env, "HERALD_JWKS", str, d.jwks_location),
+            jwt_leeway_seconds=_read(env, "HERALD_JWT_LEEWAY_SECONDS", int, d.jwt_leeway_seconds),
+            relay_poll_seconds=_read(
+                env, "HERALD_RELAY_POLL_SECONDS", _positive_float, d.relay_poll_seconds
+            ),
+            consistency_wait_seconds=_read(
+                env, "HERALD_CONSISTENCY_WAIT_SECONDS", _positive_float, d.consistency_wait_seconds
+            ),
+            projector_group_prefix=_read(
+                env, "HERALD_PROJECTOR_GROUP_PREFIX", str, d.projector_group_prefix
+            ),
+            run_relay=_read(env, "HERALD_RUN_RELAY", _bool, d.run_relay),
+            run_projectors=_read(env, "HERALD_RUN_PROJECTORS", _bool, d.run_projectors),
+        )

@@ -1,0 +1,83 @@
+"""Real services for the whole run: SecantusDB, Tansu and Apache Kafka are
+started once per test session, on loopback, and stopped at the end. A suite
+that needs one and cannot start it fails — it never skips."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters.auth.dev_issuer import DevIssuer
+from devstack.secantus import SecantusServer
+from devstack.tansu import TansuBroker
+from tests.support import Broker, GraphQLClient, RunningHerald, herald_settings
+
+
+@pytest.fixture(scope="session")
+def secantus() -> Iterator[SecantusServer]:
+    server = SecantusServer(None)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(secantus: SecantusServer) -> str:
+    return secantus.uri
+
+
+@pytest.fixture(scope="session")
+def tansu() -> Iterator[TansuBroker]:
+    broker = TansuBroker()
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from devstack.apache_kafka import ApacheKafkaBroker
+
+    broker = ApacheKafkaBroker(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session", params=["kafka", "tansu"])
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """Every Kafka-facing test runs against Apache Kafka and against Tansu."""
+    if request.param == "kafka":
+        kafka = request.getfixturevalue("apache_kafka")
+        return Broker("kafka", kafka.bootstrap_servers, idempotent=True)
+    tansu: TansuBroker = request.getfixturevalue("tansu")
+    # Tansu refuses InitProducerId, so the idempotent producer is off there.
+    return Broker("tansu", tansu.bootstrap_servers, idempotent=False)
+
+
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> DevIssuer:
+    """The tests' own token issuer (its key is generated for this run)."""
+    return DevIssuer(tmp_path_factory.mktemp("issuer"), issuer="herald-tests", audience="herald")
+
+
+@pytest.fixture
+async def herald(broker: Broker, mongo_uri: str, issuer: DevIssuer) -> AsyncIterator[RunningHerald]:
+    running = RunningHerald(herald_settings(broker, mongo_uri, issuer), issuer)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def client(herald: RunningHerald) -> AsyncIterator[GraphQLClient]:
+    async with httpx.AsyncClient(base_url=herald.base_url, timeout=30) as http:
+        yield GraphQLClient(http, herald.issuer)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
