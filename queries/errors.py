@@ -9,6 +9,7 @@ from graphql import GraphQLError
 
 from domain.consistency import MalformedToken
 from domain.errors import Forbidden, IllegalTransition, NotFound, VersionConflict
+from domain.ports import StoreUnavailable
 from domain.validation import InvalidInput
 
 BAD_USER_INPUT = "BAD_USER_INPUT"
@@ -19,6 +20,8 @@ CONFLICT = "CONFLICT"
 NOT_CAUGHT_UP = "NOT_CAUGHT_UP"
 IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
 REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
+# Not in the contract's list: the store is down; nothing was changed, retry later.
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 # Errors with one of these codes are the caller's to see; anything else is masked.
 PUBLIC_CODES = frozenset(
@@ -31,6 +34,7 @@ PUBLIC_CODES = frozenset(
         NOT_CAUGHT_UP,
         IDEMPOTENCY_KEY_REUSED,
         REQUEST_IN_PROGRESS,
+        SERVICE_UNAVAILABLE,
         "GRAPHQL_VALIDATION_FAILED",
         "GRAPHQL_PARSE_FAILED",
     }
@@ -67,5 +71,9 @@ async def domain_errors_as_graphql() -> AsyncIterator[None]:
         raise coded(str(exc), CONFLICT) from exc
     except Forbidden as exc:
         raise coded(str(exc), FORBIDDEN) from exc
+    except StoreUnavailable as exc:
+        raise coded(
+            "the store is unavailable; nothing was changed, retry", SERVICE_UNAVAILABLE
+        ) from exc
     except MalformedToken as exc:
         raise coded(str(exc), BAD_USER_INPUT, field="consistencyToken") from exc

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 import strawberry
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import Info
 
 from adapters.mongo.cards import CardQuery
@@ -15,7 +14,8 @@ from projections.cards import NAME as CARDS_PROJECTION
 from queries import types as t
 from queries.consistency import wait_until_projected
 from queries.context import HeraldContext
-from queries.errors import BAD_USER_INPUT, PUBLIC_CODES, coded, domain_errors_as_graphql
+from queries.errors import BAD_USER_INPUT, coded, domain_errors_as_graphql
+from queries.extensions import HeraldSchema, MaskUnexpectedErrors
 from queries.inputs import (
     AmendCorporateActionInput,
     AnnounceCorporateActionInput,
@@ -209,19 +209,14 @@ class Mutation:
         )
 
 
-def _should_mask(error: Any) -> bool:
-    extensions = getattr(error, "extensions", None) or {}
-    return extensions.get("code") not in PUBLIC_CODES and error.original_error is not None
-
-
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return HeraldSchema(
         query=Query,
         mutation=Mutation,
         extensions=[
             lambda: QueryDepthLimiter(max_depth=12),
             lambda: MaxAliasesLimiter(max_alias_count=30),
             lambda: MaxTokensLimiter(max_token_count=5000),
-            lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal error"),
+            MaskUnexpectedErrors,
         ],
     )

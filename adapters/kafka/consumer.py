@@ -34,11 +34,24 @@ class KafkaEventConsumer:
         *,
         client_id: str | None = None,
     ) -> None:
+        self._topics = list(topics)
+        self._options = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group_id,
+            "client_id": client_id or group_id,
+        }
+        self._consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def _started(self) -> AIOKafkaConsumer:
+        assert self._consumer is not None, "start() the consumer first"
+        return self._consumer
+
+    async def start(self) -> None:
+        # Built here, not in __init__: aiokafka objects bind to the running loop.
         self._consumer = AIOKafkaConsumer(
-            *topics,
-            bootstrap_servers=bootstrap,
-            group_id=group_id,
-            client_id=client_id or group_id,
+            *self._topics,
+            **self._options,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -46,17 +59,18 @@ class KafkaEventConsumer:
             heartbeat_interval_ms=1_000,
             max_poll_interval_ms=300_000,
         )
-
-    async def start(self) -> None:
         try:
             await self._consumer.start()
         except (KafkaError, OSError) as exc:
-            await self._consumer.stop()
+            await self.stop()
             raise PublishError(f"consumer cannot start: {exc!r}") from exc
+        except BaseException:  # cancelled while joining: close, don't leak
+            await self.stop()
+            raise
 
     async def next_batch(self, timeout_ms: int = 500, max_records: int = 500) -> Batch:
         try:
-            records = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            records = await self._started.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
             raise PublishError(f"consume failed: {exc!r}") from exc
         events: list[EventEnvelope] = []
@@ -77,7 +91,7 @@ class KafkaEventConsumer:
         if not offsets:
             return
         try:
-            await self._consumer.commit(offsets)
+            await self._started.commit(offsets)
         except KafkaError as exc:
             # A rebalance took the partition away; the new owner re-applies
             # idempotently from the last committed offset.
@@ -85,20 +99,23 @@ class KafkaEventConsumer:
 
     async def lag(self) -> tuple[int, int]:
         """(position, lag) summed over the partitions this member owns."""
-        assigned = list(self._consumer.assignment())
+        consumer = self._started
+        assigned = list(consumer.assignment())
         if not assigned:
             return 0, 0
         try:
-            ends = await self._consumer.end_offsets(assigned)
+            ends = await consumer.end_offsets(assigned)
         except KafkaError:
             return 0, 0
         position = 0
         lag = 0
         for tp in assigned:
-            committed = await self._consumer.committed(tp) or 0
+            committed = await consumer.committed(tp) or 0
             position += committed
             lag += max(ends.get(tp, 0) - committed, 0)
         return position, lag
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()

@@ -17,7 +17,7 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
@@ -115,7 +115,9 @@ class MongoEventStore:
             try:
                 async with self._db.client.start_session() as session:
                     await session.with_transaction(write)
-            except DuplicateKeyError as exc:
+            except (DuplicateKeyError, BulkWriteError) as exc:
+                if not _is_duplicate_key(exc):
+                    raise
                 raise _duplicate_error(exc, reservations) from exc
         return stored
 
@@ -167,8 +169,22 @@ def _with_sequence(event: EventEnvelope, sequence: int) -> EventEnvelope:
     return replace(event, sequence=sequence)
 
 
-def _duplicate_error(exc: DuplicateKeyError, reservations: Sequence[tuple[str, str]]) -> Exception:
+_DUPLICATE_KEY = 11000
+
+
+def _is_duplicate_key(exc: DuplicateKeyError | BulkWriteError) -> bool:
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    errors = (exc.details or {}).get("writeErrors") or []
+    return bool(errors) and all(e.get("code") == _DUPLICATE_KEY for e in errors)
+
+
+def _duplicate_error(
+    exc: DuplicateKeyError | BulkWriteError, reservations: Sequence[tuple[str, str]]
+) -> Exception:
     details: Any = exc.details or {}
+    if isinstance(exc, BulkWriteError):
+        details = (details.get("writeErrors") or [{}])[0]
     key_value = details.get("keyValue") or {}
     reserved_id = key_value.get("_id")
     for namespace, key in reservations:

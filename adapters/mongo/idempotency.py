@@ -1,0 +1,143 @@
+"""MongoIdempotencyStore: Idempotency-Key claims and recorded responses.
+
+One document per (caller, key) in `idempotency`; the unique `_id` makes the
+first insert win the claim. A claim is identified by its `claim` id, so a
+takeover, a completion or a release only ever acts on the claim it read. A TTL
+index on `expiresAt` sweeps expired keys.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from adapters.mongo.client import Document
+from adapters.mongo.errors import translated
+from commands.idempotency import CallerKey, IdempotencyRecord, StoredResponse
+from domain.ports import StoreError
+
+IDEMPOTENCY = "idempotency"
+IN_FLIGHT = "in_flight"
+COMPLETED = "completed"
+
+
+def document_id(caller_key: CallerKey) -> str:
+    """Unambiguous for any subject (a JSON pair; no token is null, not a name)."""
+    return json.dumps([caller_key.subject, caller_key.key], separators=(",", ":"))
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _in_flight_fields(record: IdempotencyRecord) -> Document:
+    return {
+        "subject": record.caller_key.subject,
+        "key": record.caller_key.key,
+        "state": IN_FLIGHT,
+        "fingerprint": record.fingerprint,
+        "claim": record.claim_id,
+        "claimedAt": record.claimed_at,
+        "createdAt": record.claimed_at,
+        "expiresAt": record.expires_at,
+    }
+
+
+def _response_to_doc(response: StoredResponse) -> Document:
+    return {
+        "status": response.status,
+        "headers": [[name, value] for name, value in response.headers],
+        "body": response.body,
+    }
+
+
+def _from_document(doc: Document) -> IdempotencyRecord:
+    stored: Any = doc.get("response")
+    response = None
+    if doc["state"] == COMPLETED and stored is not None:
+        response = StoredResponse(
+            status=int(stored["status"]),
+            headers=tuple((str(n), str(v)) for n, v in stored["headers"]),
+            body=bytes(stored["body"]),
+        )
+    return IdempotencyRecord(
+        caller_key=CallerKey(doc.get("subject"), doc["key"]),
+        fingerprint=doc["fingerprint"],
+        claim_id=doc["claim"],
+        claimed_at=_utc(doc["claimedAt"]),
+        expires_at=_utc(doc["expiresAt"]),
+        response=response,
+    )
+
+
+class MongoIdempotencyStore:
+    def __init__(self, db: AsyncDatabase[Document], collection: str = IDEMPOTENCY) -> None:
+        self._records = db[collection]
+
+    async def ensure_indexes(self) -> None:
+        async with translated():
+            await self._records.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
+
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        doc_id = document_id(record.caller_key)
+        async with translated():
+            # The holder may be released between our failed insert and the read.
+            for _ in range(5):
+                try:
+                    await self._records.insert_one({"_id": doc_id, **_in_flight_fields(record)})
+                    return None
+                except DuplicateKeyError:
+                    held = await self._records.find_one({"_id": doc_id})
+                if held is not None:
+                    return _from_document(held)
+        raise StoreError(f"idempotency key {doc_id} keeps changing hands")
+
+    async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
+        async with translated():
+            taken = await self._records.find_one_and_update(
+                {
+                    "_id": document_id(held.caller_key),
+                    "claim": held.claim_id,
+                    "state": IN_FLIGHT if held.in_flight else COMPLETED,
+                },
+                {
+                    "$set": _in_flight_fields(record),
+                    "$unset": {"response": "", "completedAt": ""},
+                },
+                return_document=ReturnDocument.AFTER,
+            )
+        return taken is not None
+
+    async def complete(
+        self, record: IdempotencyRecord, response: StoredResponse, expires_at: datetime
+    ) -> bool:
+        async with translated():
+            result = await self._records.update_one(
+                {"_id": document_id(record.caller_key), "claim": record.claim_id, "state": IN_FLIGHT},
+                {
+                    "$set": {
+                        "state": COMPLETED,
+                        "response": _response_to_doc(response),
+                        "completedAt": datetime.now(UTC),
+                        "expiresAt": expires_at,
+                    }
+                },
+            )
+        return result.matched_count == 1
+
+    async def release(self, record: IdempotencyRecord) -> None:
+        async with translated():
+            await self._records.delete_one(
+                {"_id": document_id(record.caller_key), "claim": record.claim_id, "state": IN_FLIGHT}
+            )
+
+    async def get(self, caller_key: CallerKey) -> IdempotencyRecord | None:
+        """The stored record of a key (operations and tests)."""
+        async with translated():
+            doc = await self._records.find_one({"_id": document_id(caller_key)})
+        return None if doc is None else _from_document(doc)

@@ -1,0 +1,525 @@
+"""IdempotencyMiddleware: the same Idempotency-Key executes a mutation once.
+
+The backend half of invariant 3 (the nginx edge filters duplicates first and
+lets requests through when its Redis is down). Only `POST /graphql` requests
+whose selected operation is a mutation are concerned; queries, GETs and
+everything else pass through untouched.
+
+For a mutation the caller must send `Idempotency-Key` (1–255 visible ASCII
+characters). The key is scoped to the caller's token subject. The first
+request claims the key in the store ("in flight"), runs, and the response is
+recorded before the caller hears it. A repeat then gets:
+
+- the recorded response again, with `Idempotent-Replayed: true`, when the
+  body is the same (same fingerprint of the canonical request);
+- 409 while the first request is still running;
+- 422 when the body differs.
+
+A response that reports a server failure (HTTP 5xx, or a GraphQL error coded
+`INTERNAL_SERVER_ERROR` / `SERVICE_UNAVAILABLE`) is not recorded: the claim is
+released so that a retry runs again, instead of replaying the failure for a
+day. An in-flight claim older than the lease is taken as abandoned (its
+process died) and the next request takes it over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from graphql import GraphQLError, OperationType, parse
+from graphql.utilities import get_operation_ast
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from domain.ports import StoreError
+from queries.auth import principal_from_scope
+from queries.errors import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS, SERVICE_UNAVAILABLE
+from queries.extensions import INTERNAL
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "PROBLEM_TYPE_BASE",
+    "CallerKey",
+    "IdempotencyMiddleware",
+    "IdempotencyRecord",
+    "IdempotencyStore",
+    "InvalidIdempotencyKey",
+    "Problem",
+    "StoredResponse",
+    "idempotency_key",
+    "is_mutation_request",
+    "request_fingerprint",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_LENGTH = 255
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+PROBLEM_TYPE_BASE = "https://herald.example/problems/"
+HEADER = b"idempotency-key"
+REPLAYED_HEADER = (b"idempotent-replayed", b"true")
+# Response headers that belong to the answer itself and are replayed with it.
+# Per-request headers (correlation id, length, date, server) are not.
+RECORDED_HEADERS = frozenset({"content-type", "content-language"})
+# GraphQL error codes that mean "the server failed", whatever the HTTP status.
+SERVER_FAILURE_CODES = frozenset({INTERNAL, SERVICE_UNAVAILABLE})
+
+
+# --- the pure parts ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An RFC 9457 problem detail, answered as `application/problem+json`."""
+
+    status: int
+    slug: str
+    title: str
+    detail: str
+    code: str
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_TYPE_BASE + self.slug
+
+    def body(self) -> bytes:
+        return json.dumps(
+            {
+                "type": self.type,
+                "title": self.title,
+                "status": self.status,
+                "detail": self.detail,
+                "code": self.code,
+            }
+        ).encode()
+
+
+class InvalidIdempotencyKey(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.detail)
+        self.problem = problem
+
+
+def _key_missing(detail: str) -> InvalidIdempotencyKey:
+    return InvalidIdempotencyKey(
+        Problem(400, "idempotency-key-missing", "Idempotency-Key required", detail,
+                "IDEMPOTENCY_KEY_MISSING")
+    )  # fmt: skip
+
+
+def _key_invalid(detail: str) -> InvalidIdempotencyKey:
+    return InvalidIdempotencyKey(
+        Problem(400, "idempotency-key-invalid", "Invalid Idempotency-Key", detail,
+                "IDEMPOTENCY_KEY_INVALID")
+    )  # fmt: skip
+
+
+def idempotency_key(headers: Sequence[tuple[bytes, bytes]]) -> str:
+    """The request's Idempotency-Key, or InvalidIdempotencyKey naming what is wrong."""
+    values = [value for name, value in headers if name.lower() == HEADER]
+    if not values or values == [b""]:
+        raise _key_missing("a mutation must carry an Idempotency-Key header (1-255 characters)")
+    if len(values) > 1:
+        raise _key_invalid("send exactly one Idempotency-Key header")
+    raw = values[0]
+    if len(raw) > MAX_KEY_LENGTH:
+        raise _key_invalid(f"the Idempotency-Key is longer than {MAX_KEY_LENGTH} characters")
+    if not all(0x21 <= byte <= 0x7E for byte in raw):
+        raise _key_invalid("the Idempotency-Key must be visible ASCII characters only")
+    return raw.decode("ascii")
+
+
+def request_fingerprint(method: str, path: str, body: Any) -> str:
+    """sha256 of the canonical request: whitespace and key order in the JSON body
+    do not matter, any difference in value (variables included) does."""
+    canonical = json.dumps(
+        {"method": method.upper(), "path": path, "body": body},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def is_mutation_request(body: Any) -> bool:
+    """True when the GraphQL request body (or any request of a batch) selects a
+    mutation. A request whose operation cannot be determined is not one: the
+    GraphQL layer uses the same parser and refuses it without executing."""
+    if isinstance(body, list):
+        return any(is_mutation_request(item) for item in body)
+    if not isinstance(body, dict):
+        return False
+    query = body.get("query")
+    operation_name = body.get("operationName")
+    if not isinstance(query, str) or not isinstance(operation_name, str | None):
+        return False
+    try:
+        document = parse(query, no_location=True)
+    except GraphQLError:
+        return False
+    operation = get_operation_ast(document, operation_name)
+    return operation is not None and operation.operation is OperationType.MUTATION
+
+
+# --- the store port ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallerKey:
+    """An Idempotency-Key in the scope of its caller (None: no token)."""
+
+    subject: str | None
+    key: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """One claim of a key; `claim_id` tells this claim from a later takeover."""
+
+    caller_key: CallerKey
+    fingerprint: str
+    claim_id: str
+    claimed_at: datetime
+    expires_at: datetime
+    response: StoredResponse | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        return self.response is None
+
+
+class IdempotencyStore(Protocol):
+    """Where keys are claimed and responses recorded; raises StoreError when down."""
+
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Store `record` as in flight unless its key is held: None when claimed,
+        else the record that holds the key."""
+        ...
+
+    async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
+        """Replace `held` by `record` (in flight) if `held` is still what is stored."""
+        ...
+
+    async def complete(
+        self, record: IdempotencyRecord, response: StoredResponse, expires_at: datetime
+    ) -> bool:
+        """Record the response of `record`'s claim; False if the claim is no longer ours."""
+        ...
+
+    async def release(self, record: IdempotencyRecord) -> None:
+        """Drop `record`'s in-flight claim (if still ours) so that a retry runs."""
+        ...
+
+
+# --- the middleware ----------------------------------------------------------------
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+@dataclass
+class _CapturedResponse:
+    """The inner app's messages, held back until the response is recorded."""
+
+    messages: list[Message] = field(default_factory=list)
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+    complete: bool = False
+
+    async def send(self, message: Message) -> None:
+        self.messages.append(message)
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            self.headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            self.body += message.get("body", b"")
+            self.complete = not message.get("more_body", False)
+
+    def to_stored(self) -> StoredResponse:
+        headers = tuple(
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in self.headers
+            if name.decode("latin-1").lower() in RECORDED_HEADERS
+        )
+        return StoredResponse(self.status, headers, bytes(self.body))
+
+    async def flush(self, send: Send) -> None:
+        for message in self.messages:
+            await send(message)
+
+
+def is_server_failure(response: StoredResponse) -> bool:
+    """A failure of the server, not an answer: 5xx, or a GraphQL error that the
+    schema coded as internal or unavailable (those come with HTTP 200)."""
+    if response.status >= 500:
+        return True
+    content_type = dict(response.headers).get("content-type", "")
+    if "json" not in content_type:
+        return False
+    try:
+        payload = json.loads(response.body)
+    except ValueError:
+        return False
+    errors = payload.get("errors") if isinstance(payload, dict) else None
+    if not isinstance(errors, list):
+        return False
+    return any(
+        isinstance(error, dict)
+        and isinstance(error.get("extensions"), dict)
+        and error["extensions"].get("code") in SERVER_FAILURE_CODES
+        for error in errors
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class IdempotencyMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: IdempotencyStore,
+        *,
+        ttl_seconds: float = 86_400,
+        lease_seconds: float = 60.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        path: str = "/graphql",
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        assert ttl_seconds >= 86_400, "the contract keeps keys at least 24 hours"
+        assert 0 < lease_seconds < ttl_seconds
+        self.app = app
+        self.store = store
+        self.ttl = timedelta(seconds=ttl_seconds)
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_body_bytes = max_body_bytes
+        self.path = path
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._read_body(scope, receive)
+        except _BodyTooLarge:
+            await _send_problem(send, _too_large(self.max_body_bytes))
+            return
+        except _Disconnected:
+            return
+        replay_receive = _replaying(body, receive)
+        payload = _json_or_none(body)
+        if payload is None or not is_mutation_request(payload):
+            await self.app(scope, replay_receive, send)
+            return
+        try:
+            key = idempotency_key(scope.get("headers", []))
+        except InvalidIdempotencyKey as exc:
+            await _send_problem(send, exc.problem)
+            return
+        now = self.clock()
+        record = IdempotencyRecord(
+            caller_key=CallerKey(principal_from_scope(scope).subject, key),
+            fingerprint=request_fingerprint("POST", self.path, payload),
+            claim_id=uuid.uuid4().hex,
+            claimed_at=now,
+            expires_at=now + self.ttl,
+        )
+        try:
+            held = await self._claim(record)
+        except StoreError as exc:
+            # Fail closed: without the store we cannot tell a retry from a first
+            # request, and a bank would rather refuse a command than run it twice.
+            log.warning("idempotency store unavailable, refusing the mutation: %s", exc)
+            await _send_problem(send, _store_unavailable())
+            return
+        if held is not None:
+            await self._answer_repeat(held, record, send)
+            return
+        await self._execute(record, scope, replay_receive, send)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                raise _BodyTooLarge
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                raise _BodyTooLarge
+            if not message.get("more_body", False):
+                return bytes(body)
+
+    async def _claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Claim the key, taking over a claim that expired or was abandoned;
+        None when the key is ours, else the record that holds it."""
+        held: IdempotencyRecord | None = None
+        for _ in range(3):  # a takeover can lose to another one: look again
+            held = await self.store.claim(record)
+            if held is None:
+                return None
+            if not self._may_take_over(held, record):
+                return held
+            if await self.store.take_over(held, record):
+                log.info("idempotency key %r taken over from an abandoned claim", record.caller_key)
+                return None
+        return held
+
+    def _may_take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
+        if held.expires_at <= record.claimed_at:
+            return True  # expired but not yet swept by the TTL monitor: the key is free
+        # A key stays bound to its first body for as long as its record lives, so
+        # an abandoned claim is only taken over by the same request (else 422).
+        return (
+            held.in_flight
+            and held.fingerprint == record.fingerprint
+            and held.claimed_at <= record.claimed_at - self.lease
+        )
+
+    async def _answer_repeat(
+        self, held: IdempotencyRecord, record: IdempotencyRecord, send: Send
+    ) -> None:
+        if held.fingerprint != record.fingerprint:
+            await _send_problem(send, _key_reused())
+        elif held.response is None:
+            await _send_problem(send, _in_progress())
+        else:
+            await _send_replay(send, held.response)
+
+    async def _execute(
+        self, record: IdempotencyRecord, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        captured = _CapturedResponse()
+        try:
+            await self.app(scope, receive, captured.send)
+        except BaseException:
+            await self._release(record)
+            raise
+        response = captured.to_stored()
+        if not captured.complete or is_server_failure(response):
+            await self._release(record)
+        else:
+            # Recorded before the caller hears it: a repeat sent after the answer
+            # always replays. If recording fails the command has run all the same,
+            # so the caller still gets its answer; the claim stays in flight until
+            # its lease runs out.
+            try:
+                recorded = await self.store.complete(
+                    record, response, self.clock() + self.ttl
+                )
+                if not recorded:
+                    log.warning("idempotency claim %r was taken over mid-request", record.caller_key)
+            except StoreError as exc:
+                log.warning("could not record the response of %r: %s", record.caller_key, exc)
+        await captured.flush(send)
+
+    async def _release(self, record: IdempotencyRecord) -> None:
+        try:
+            await self.store.release(record)
+        except StoreError as exc:  # the lease frees the key later
+            log.warning("could not release idempotency claim %r: %s", record.caller_key, exc)
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:  # not JSON: the GraphQL layer refuses it without executing
+        return None
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the buffered body to the inner app, then waits on
+    the real one (for `http.disconnect`)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _key_reused() -> Problem:
+    return Problem(
+        422,
+        "idempotency-key-reused",
+        "Idempotency-Key reused",
+        "this Idempotency-Key was already used with a different request body",
+        IDEMPOTENCY_KEY_REUSED,
+    )
+
+
+def _in_progress() -> Problem:
+    return Problem(
+        409,
+        "request-in-progress",
+        "Request in progress",
+        "a request with this Idempotency-Key is still being processed; retry later",
+        REQUEST_IN_PROGRESS,
+    )
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(
+        413,
+        "request-too-large",
+        "Request body too large",
+        f"the request body is larger than {limit} bytes",
+        "REQUEST_TOO_LARGE",
+    )
+
+
+def _store_unavailable() -> Problem:
+    return Problem(
+        503,
+        "idempotency-unavailable",
+        "Service unavailable",
+        "the Idempotency-Key cannot be checked right now; nothing was executed, retry later",
+        SERVICE_UNAVAILABLE,
+    )
+
+
+async def _send_problem(send: Send, problem: Problem) -> None:
+    body = problem.body()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if problem.status in (409, 503):
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_replay(send: Send, response: StoredResponse) -> None:
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+    headers += [(b"content-length", str(len(response.body)).encode()), REPLAYED_HEADER]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+

@@ -1,0 +1,62 @@
+"""Schema-wide policies as strawberry extensions: error masking and logging.
+
+Errors that carry one of the contract's codes (or come from parsing and
+validation) reach the caller as they are. Anything else is a bug or an
+outage: the caller gets "Internal error" with the correlation id to quote,
+and the log gets the exception under that same id — never the details.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+from strawberry.types import ExecutionContext
+
+from queries.errors import PUBLIC_CODES
+
+log = logging.getLogger("herald.graphql")
+
+INTERNAL = "INTERNAL_SERVER_ERROR"
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for errors raised by code that failed, not by a rule that refused."""
+    if error.original_error is None:
+        return False  # parse/validation errors: the caller's document is wrong
+    code = (error.extensions or {}).get("code")
+    return code not in PUBLIC_CODES
+
+
+def _correlation_id(context: Any) -> str:
+    return str(getattr(context, "correlation_id", "") or "")
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_unexpected, error_message="Internal error")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        correlation_id = _correlation_id(self.execution_context.context)
+        masked.extensions = {"code": INTERNAL, "correlationId": correlation_id}
+        return masked
+
+
+class HeraldSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log unexpected errors with the request's correlation id; refusals are not errors."""
+        context = execution_context.context if execution_context else None
+        for error in errors:
+            if is_unexpected(error):
+                log.error(
+                    "unexpected error [correlation id %s] at %s",
+                    _correlation_id(context),
+                    error.path,
+                    exc_info=error.original_error,
+                )
