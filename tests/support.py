@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Mapping
@@ -11,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from adapters.auth.dev_issuer import DevIssuer
-from app import create_app
+from devstack.herald import RunningHerald
 from devstack.process import free_port
-from services import Services
 from settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,44 +85,6 @@ class GraphQLClient:
         return data
 
 
-class RunningHerald:
-    """One Herald process (API + relay + projectors) in this event loop."""
-
-    def __init__(self, settings: Settings, issuer: DevIssuer) -> None:
-        self.settings = settings
-        self.issuer = issuer
-        self.services = Services(settings)
-        self.app = create_app(settings, self.services)
-        self.base_url = f"http://127.0.0.1:{settings.port}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                self.app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
-            )
-        )
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, timeout: float = 60.0) -> None:
-        self._task = asyncio.create_task(self._server.serve())
-        deadline = asyncio.get_running_loop().time() + timeout
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=5) as http:
-            while True:
-                if self._task.done():
-                    self._task.result()
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TimeoutError("herald not ready: " + (await http.get("/readyz")).text)
-                await asyncio.sleep(0.1)
-
-    async def stop(self) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            await self._task
-
-
 def herald_settings(
     broker: Broker, mongo_uri: str, issuer: DevIssuer, **overrides: Any
 ) -> Settings:
@@ -147,3 +106,6 @@ def herald_settings(
         projector_group_prefix=f"g{unique}",
     )
     return base.with_overrides(**overrides)
+
+
+__all__ = ["Broker", "GraphQLClient", "RunningHerald", "herald_settings", "operation_document"]

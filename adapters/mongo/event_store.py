@@ -113,8 +113,11 @@ class MongoEventStore:
                 await self._events.insert_many(documents, ordered=True, session=session)
 
             try:
-                async with self._db.client.start_session() as session:
-                    await session.with_transaction(write)
+                if reservations or len(documents) > 1:
+                    async with self._db.client.start_session() as session:
+                        await session.with_transaction(write)
+                else:  # one document is atomic by itself: skip the transaction's round trips
+                    await self._events.insert_one(documents[0])
             except (DuplicateKeyError, BulkWriteError) as exc:
                 if not _is_duplicate_key(exc):
                     raise

@@ -22,10 +22,14 @@ class MongoLease:
         self._name = name
         self._holder = holder
         self._ttl = timedelta(seconds=ttl_seconds)
+        # Renew at a third of the TTL, not on every call: the relay asks often.
+        self._renew_after = datetime.min.replace(tzinfo=UTC)
 
     async def acquire(self) -> bool:
         """Take or renew the lease; False when another live holder has it."""
         now = datetime.now(UTC)
+        if now < self._renew_after:
+            return True
         try:
             async with translated():
                 await self._leases.find_one_and_update(
@@ -38,4 +42,5 @@ class MongoLease:
                 )
         except DuplicateKeyError:
             return False  # the upsert lost to a live holder's document
+        self._renew_after = now + self._ttl / 3
         return True

@@ -1,0 +1,176 @@
+"""Accepted commands per second through the full path, and the relay's latency.
+
+Starts SecantusDB (durable commits) and Apache Kafka 4 on loopback, and one
+Herald process; then, in one run:
+
+- baseline: `{ __typename }` over the same HTTP stack (the floor for any request),
+  and a raw `insert_one` into the same store (the floor for a durable write);
+- announce commands from 1 client, then from 20 concurrent clients;
+- relay latency per event: Kafka record timestamp (producer send) − occurredAt,
+  and the time until a plain consumer sees it.
+
+    .venv/bin/python -m bench.commands_throughput [--commands 400] [--broker kafka|tansu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+from pymongo import AsyncMongoClient
+
+from adapters.auth.dev_issuer import DevIssuer
+from adapters.kafka.topics import topic_for
+from devstack.herald import RunningHerald
+from devstack.process import free_port
+from devstack.secantus import SecantusServer
+from domain.events import AGGREGATE_CORPORATE_ACTION
+from settings import Settings
+
+ANNOUNCE = """
+mutation($input: AnnounceCorporateActionInput!) {
+  announceCorporateAction(input: $input) { corporateAction { id version } consistencyToken }
+}"""
+
+
+def terms(n: int) -> dict[str, Any]:
+    return {
+        "reference": f"BENCH-{uuid.uuid4().hex[:12]}-{n}",
+        "eventType": "DVCA",
+        "mandatoryVoluntary": "MAND",
+        "isin": "RU0009029540",
+        "announcementDate": "2026-11-20",
+        "recordDate": "2026-12-15",
+        "grossRate": {"amount": "33.30", "currency": "RUB"},
+    }
+
+
+async def post(http: httpx.AsyncClient, token: str, query: str, variables: dict[str, Any]) -> None:
+    response = await http.post(
+        "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+    )
+    body = response.json()
+    assert response.status_code == 200 and not body.get("errors"), body
+
+
+async def rate(
+    http: httpx.AsyncClient, token: str, count: int, clients: int, query: str, variables: Any
+) -> float:
+    per_client = count // clients
+
+    async def worker(w: int) -> None:
+        for i in range(per_client):
+            await post(http, token, query, variables(w * per_client + i))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(clients)))
+    return per_client * clients / (time.perf_counter() - started)
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--commands", type=int, default=400)
+    parser.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="herald-bench-"))
+    store = SecantusServer(work / "store")
+    await store.start_async()
+    if args.broker == "kafka":
+        from devstack.apache_kafka import ApacheKafkaBroker
+
+        broker: Any = ApacheKafkaBroker(work / "kafka")
+    else:
+        from devstack.tansu import TansuBroker
+
+        broker = TansuBroker(log_dir=work)
+    await broker.start_async()
+    issuer = DevIssuer(work / "issuer")
+    settings = Settings(
+        port=free_port(),
+        mongo_uri=store.uri,
+        kafka_bootstrap=broker.bootstrap_servers,
+        kafka_idempotent_producer=args.broker == "kafka",
+        jwks_location=str(issuer.jwks_path),
+        jwt_issuer=issuer.issuer,
+        jwt_audience=issuer.audience,
+        relay_poll_seconds=0.05,
+    )
+    herald = RunningHerald(settings, issuer)
+    await herald.start()
+    token = issuer.mint("bench", roles=["ca-operator"])
+    print(f"store: SecantusDB (sync-on-commit); broker: {args.broker}; commands: {args.commands}")
+    try:
+        limits = httpx.Limits(max_connections=40)
+        async with httpx.AsyncClient(base_url=herald.base_url, timeout=60, limits=limits) as http:
+            floor_http = await rate(http, token, args.commands, 1, "{ __typename }", lambda n: {})
+            mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(store.uri)
+            raw = mongo["bench"]["raw"]
+            started = time.perf_counter()
+            for n in range(args.commands):
+                await raw.insert_one({"n": n, "payload": terms(n)})
+            floor_store = args.commands / (time.perf_counter() - started)
+            await mongo.close()
+
+            single = await rate(
+                http, token, args.commands, 1, ANNOUNCE, lambda n: {"input": terms(n)}
+            )
+            many = await rate(
+                http, token, args.commands, 20, ANNOUNCE, lambda n: {"input": terms(n)}
+            )
+
+        # Wait for the relay to drain, then read what reached Kafka.
+        while await herald.services.events.unpublished_count():
+            await asyncio.sleep(0.05)
+        topic = topic_for(settings.kafka_topic_prefix, AGGREGATE_CORPORATE_ACTION)
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        relay_ms: list[float] = []
+        total = 2 * args.commands
+        while len(relay_ms) < total:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                for m in messages:
+                    occurred = datetime.fromisoformat(json.loads(m.value)["occurredAt"])
+                    relay_ms.append(m.timestamp - occurred.timestamp() * 1000)
+        await consumer.stop()
+    finally:
+        await herald.stop()
+        broker.stop()
+        store.stop()
+
+    print(f"baseline  {{ __typename }} over HTTP, 1 client : {floor_http:8.1f} req/s")
+    print(f"baseline  raw insert_one, 1 client          : {floor_store:8.1f} docs/s")
+    print(
+        f"announce  1 client                          : {single:8.1f} commands/s"
+        f"  ({single / floor_http:.2f}× the HTTP floor, {single / floor_store:.2f}× raw insert)"
+    )
+    print(
+        f"announce  20 concurrent clients             : {many:8.1f} commands/s"
+        f"  ({many / single:.2f}× one client)"
+    )
+    print(
+        f"relay publish latency (occurredAt → Kafka record time) over {len(relay_ms)} events: "
+        f"p50 {pct(relay_ms, 50):.1f} ms, p99 {pct(relay_ms, 99):.1f} ms, max {max(relay_ms):.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
