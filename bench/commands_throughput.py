@@ -136,7 +136,7 @@ async def main() -> None:
             )
 
         # Wait for the relay to drain, then read what reached Kafka.
-        while await herald.services.events.unpublished_count():
+        while await herald.services.events.unpublished_count():  # noqa: ASYNC110 - polls the store
             await asyncio.sleep(0.05)
         topic = topic_for(settings.kafka_topic_prefix, AGGREGATE_CORPORATE_ACTION)
         consumer = AIOKafkaConsumer(
@@ -168,7 +168,8 @@ async def main() -> None:
     )
     print(
         f"relay publish latency (occurredAt → Kafka record time) over {len(relay_ms)} events: "
-        f"p50 {pct(relay_ms, 50):.1f} ms, p99 {pct(relay_ms, 99):.1f} ms, max {max(relay_ms):.1f} ms"
+        f"p50 {pct(relay_ms, 50):.1f} ms, p99 {pct(relay_ms, 99):.1f} ms, "
+        f"max {max(relay_ms):.1f} ms"
     )
 
 
