@@ -28,6 +28,8 @@ log = logging.getLogger("herald.dev")
 
 def run_dev(*, port: int, host: str, data_dir: Path, broker: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("httpx", "aiokafka"):  # their INFO lines drown Herald's own
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(KeyboardInterrupt):
