@@ -9,18 +9,18 @@ the loser hears VersionConflict (invariant 2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from commands.ids import new_action_id, new_event_id
 from domain import corporate_action as ca
 from domain import events as ev
 from domain.consistency import ConsistencyToken
-from domain.errors import Forbidden, VersionConflict
-from domain.ports import ConcurrencyError, EventStore, UniqueKeyTaken
-from domain.positions import parse_positions, positions_to_payload
+from domain.errors import Forbidden, NotFound, VersionConflict
+from domain.ports import ConcurrencyError, EventStore, PositionSnapshotStore, UniqueKeyTaken
+from domain.positions import parse_positions, positions_aggregate_id
 from domain.principal import Principal
 from domain.validation import InvalidInput, Problem, parse_amendment, parse_terms, terms_to_payload
 
@@ -53,19 +53,35 @@ class PositionsResult:
     token: ConsistencyToken
 
 
-def positions_aggregate_id(isin: str, as_of: str) -> str:
-    return f"{isin}:{as_of}"
+class NoticeLookup(Protocol):
+    """The notices read model, as far as acknowledging needs it."""
+
+    async def get_for_accounts(
+        self, notice_id: str, accounts: Collection[str]
+    ) -> Mapping[str, Any] | None:
+        """The notice if one of `accounts` holds it, else None."""
+        ...
+
+
+@dataclass(frozen=True)
+class AckResult:
+    # the notice as read, with `acknowledgedAt` as the projection will record it
+    notice: Mapping[str, Any]
+    acknowledged_at: datetime
+    token: ConsistencyToken
 
 
 class CommandHandlers:
     def __init__(
         self,
         store: EventStore,
+        positions: PositionSnapshotStore,
         *,
         on_appended: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
+        self._positions = positions
         self._on_appended = on_appended
         self._clock = clock
 
@@ -163,11 +179,25 @@ class CommandHandlers:
     async def record_positions(
         self, payload: Mapping[str, Any], ctx: CommandContext, *, attempts: int = 3
     ) -> PositionsResult:
-        """A later snapshot for the same isin and date replaces the earlier one."""
+        """A later snapshot for the same isin and date replaces the earlier one.
+
+        The positions are stored first under a new snapshot id; the event only
+        names it (claim check), so 100 000 accounts never travel through Kafka.
+        """
         actor = ctx.actor
         snapshot = parse_positions(payload)
         aggregate_id = positions_aggregate_id(snapshot.isin, snapshot.as_of.isoformat())
-        decided = ev.NewEvent(ev.POSITIONS_RECORDED, positions_to_payload(snapshot))
+        snapshot_id = new_event_id()
+        await self._positions.save(snapshot_id, snapshot)
+        decided = ev.NewEvent(
+            ev.POSITIONS_RECORDED,
+            {
+                "isin": snapshot.isin,
+                "asOf": snapshot.as_of.isoformat(),
+                "snapshotId": snapshot_id,
+                "accounts": len(snapshot.positions),
+            },
+        )
         for attempt in range(attempts):
             existing = await self._store.load(aggregate_id)
             version = (existing[-1].version if existing else 0) + 1
@@ -185,6 +215,48 @@ class CommandHandlers:
             self._on_appended()
             return PositionsResult(len(snapshot.positions), _token(stored))
         raise AssertionError("unreachable")
+
+    # --- notices --------------------------------------------------------------
+
+    async def acknowledge_notice(
+        self, notice_id: str, ctx: CommandContext, notices: NoticeLookup, *, attempts: int = 3
+    ) -> AckResult:
+        """The depositor has read the current version of one of their notices.
+
+        A notice of an account not in the caller's token is not found, exactly
+        like a notice that does not exist. Acknowledging a version already
+        acknowledged records nothing new and answers with the first
+        acknowledgement; a later version of the notice (an update) needs its
+        own.
+        """
+        actor = ctx.actor
+        notice = await notices.get_for_accounts(notice_id, ctx.principal.accounts)
+        if notice is None:
+            raise NotFound(f"notice {notice_id} not found")
+        notice_version = int(notice["version"])
+        decided = ev.NewEvent(
+            ev.NOTICE_ACKNOWLEDGED,
+            {
+                "noticeId": notice_id,
+                "noticeVersion": notice_version,
+                "corporateActionId": str(notice["corporateActionId"]),
+                "accountId": str(notice["accountId"]),
+            },
+        )
+        for _ in range(attempts):
+            stream = await self._store.load(notice_id)
+            earlier = _acknowledgement_of(stream, notice_version)
+            if earlier is not None:
+                return _ack_result(notice, earlier)
+            version = (stream[-1].version if stream else 0) + 1
+            envelope = self._envelope(ev.AGGREGATE_NOTICE, notice_id, version, decided, ctx, actor)
+            try:
+                [stored] = await self._store.append([envelope])
+            except ConcurrencyError:
+                continue  # a concurrent acknowledgement won: the next round finds it
+            self._on_appended()
+            return _ack_result(notice, stored)
+        raise VersionConflict(f"notice {notice_id} is being acknowledged concurrently; retry")
 
     def _envelope(
         self,
@@ -210,3 +282,23 @@ class CommandHandlers:
 
 def _token(event: ev.EventEnvelope) -> ConsistencyToken:
     return ConsistencyToken(event.aggregate_type, event.aggregate_id, event.version, event.sequence)
+
+
+def _acknowledgement_of(
+    stream: list[ev.EventEnvelope], notice_version: int
+) -> ev.EventEnvelope | None:
+    for event in stream:
+        if (
+            event.event_type == ev.NOTICE_ACKNOWLEDGED
+            and event.payload.get("noticeVersion") == notice_version
+        ):
+            return event
+    return None
+
+
+def _ack_result(notice: Mapping[str, Any], event: ev.EventEnvelope) -> AckResult:
+    return AckResult(
+        notice={**notice, "acknowledgedAt": event.occurred_at},
+        acknowledged_at=event.occurred_at,
+        token=_token(event),
+    )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from domain.events import EventEnvelope
+from domain.positions import PositionsSnapshot
 
 
 class StoreError(Exception):
@@ -68,3 +69,10 @@ class EventPublisher(Protocol):
     """The event log: publishes envelopes keyed by aggregate id, in order."""
 
     async def publish(self, events: Sequence[EventEnvelope]) -> None: ...
+
+
+class PositionSnapshotStore(Protocol):
+    """Where the positions of a snapshot live (the event carries only a reference:
+    a snapshot of 100 000 accounts is far larger than a Kafka message)."""
+
+    async def save(self, snapshot_id: str, snapshot: PositionsSnapshot) -> None: ...

@@ -108,3 +108,8 @@ def positions_to_payload(snapshot: PositionsSnapshot) -> dict[str, object]:
             for p in snapshot.positions
         ],
     }
+
+
+def positions_aggregate_id(isin: str, as_of: str) -> str:
+    """The stream of snapshots of one security at one date."""
+    return f"{isin}:{as_of}"

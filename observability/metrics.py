@@ -35,3 +35,9 @@ HTTP_REQUESTS = Counter(
     "herald_http_requests_total", "HTTP requests", ["method", "route", "status"]
 )
 HTTP_SECONDS = Histogram("herald_http_request_seconds", "HTTP request latency", ["route"])
+NOTICES_WRITTEN = Counter("herald_notices_written_total", "Depositor notices issued or re-issued")
+FANOUT_REMAINING = Gauge(
+    "herald_fanout_accounts_remaining",
+    "Accounts still to process in the current notice fan-out",
+    ["projection"],
+)

@@ -62,6 +62,10 @@ class ProjectionRunner:
     def name(self) -> str:
         return self._projector.name
 
+    async def lag(self) -> tuple[int, int]:
+        """(position, lag) of this member's partitions."""
+        return await self._consumer.lag()
+
     async def run(self) -> None:
         await self._consumer.start()
         try:

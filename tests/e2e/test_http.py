@@ -14,6 +14,7 @@ async def test_health_ready_and_metrics(client: GraphQLClient) -> None:
         "kafka": True,
         "relay": True,
         "projector:cards": True,
+        "projector:notices": True,
     }
     metrics = await client.http.get("/metrics")
     assert metrics.status_code == 200

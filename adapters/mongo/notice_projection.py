@@ -1,0 +1,84 @@
+"""MongoNoticeProjectionStore: what the notices projector writes.
+
+`notices` holds one document per corporate action and account (the latest
+issue of that depositor's notice); `notice_subscriptions` remembers which
+corporate actions follow which (isin, record date), so a positions snapshot
+finds the actions it affects. Writes are guarded by the notice version: a
+stale or repeated write never replaces a newer notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any
+
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from adapters.mongo.client import Document
+from adapters.mongo.errors import translated
+
+NOTICES = "notices"
+SUBSCRIPTIONS = "notice_subscriptions"
+_DUPLICATE_KEY = 11000
+
+
+class MongoNoticeProjectionStore:
+    def __init__(self, db: AsyncDatabase[Document], notices: str = NOTICES) -> None:
+        self._notices = db[notices]
+        self._subscriptions = db[SUBSCRIPTIONS]
+
+    async def ensure_indexes(self) -> None:
+        async with translated():
+            await self._notices.create_index(
+                [("corporateActionId", ASCENDING), ("accountId", ASCENDING)]
+            )
+            await self._subscriptions.create_index([("isin", ASCENDING), ("asOf", ASCENDING)])
+
+    async def subscribe(self, action_id: str, pairs: Iterable[tuple[str, date]]) -> None:
+        operations = [
+            UpdateOne(
+                {"_id": f"{isin}|{as_of.isoformat()}|{action_id}"},
+                {"$set": {"isin": isin, "asOf": as_of.isoformat(), "actionId": action_id}},
+                upsert=True,
+            )
+            for isin, as_of in pairs
+        ]
+        if operations:
+            async with translated():
+                await self._subscriptions.bulk_write(operations, ordered=False)
+
+    async def subscribers(self, isin: str, as_of: str) -> list[str]:
+        async with translated():
+            cursor = self._subscriptions.find({"isin": isin, "asOf": as_of}, {"actionId": 1})
+            return [doc["actionId"] async for doc in cursor]
+
+    async def stored(self, action_id: str, accounts: Sequence[str]) -> dict[str, Document]:
+        """The stored notices of these accounts for this action (what a diff needs)."""
+        async with translated():
+            cursor = self._notices.find(
+                {"corporateActionId": action_id, "accountId": {"$in": list(accounts)}},
+                {"accountId": 1, "version": 1, "contentHash": 1, "acknowledgedAt": 1},
+            )
+            return {doc["accountId"]: doc async for doc in cursor}
+
+    async def write(self, documents: Sequence[Document]) -> int:
+        """Upsert notices whose version is newer than the stored one; returns how many."""
+        if not documents:
+            return 0
+        operations: list[Any] = [
+            ReplaceOne({"_id": doc["_id"], "version": {"$lt": doc["version"]}}, doc, upsert=True)
+            for doc in documents
+        ]
+        async with translated():
+            try:
+                result = await self._notices.bulk_write(operations, ordered=False)
+            except BulkWriteError as exc:
+                # A newer notice is already stored (a concurrent or later run): keep it.
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != _DUPLICATE_KEY for e in errors):
+                    raise
+                return len(documents) - len(errors)
+        return result.upserted_count + result.modified_count

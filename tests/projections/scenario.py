@@ -1,0 +1,109 @@
+"""A small portal script the projection tests share: announce, approve, amend,
+cancel and record positions over HTTP, then wait for a read model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from devstack.herald import RunningHerald
+from tests.support import GraphQLClient, operation_document
+
+PORTAL = operation_document("portal")
+T = TypeVar("T")
+
+DIVIDEND: dict[str, Any] = {
+    "reference": "RU-NOTICE-1",
+    "eventType": "DVCA",
+    "mandatoryVoluntary": "MAND",
+    "isin": "RU0009029540",
+    "announcementDate": "2026-11-20",
+    "recordDate": "2026-12-15",
+    "paymentDate": "2026-12-29",
+    "grossRate": {"amount": "33.30", "currency": "RUB"},
+}
+
+
+class Portal:
+    def __init__(self, client: GraphQLClient) -> None:
+        self.client = client
+        self.operator = client.token("olga", "ca-operator")
+        self.approver = client.token("ivan", "ca-approver")
+
+    async def _run(self, operation: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
+        return await self.client.data(PORTAL, variables, token=token, operation_name=operation)
+
+    async def announce(self, **changes: Any) -> str:
+        data = await self._run("PortalAnnounce", {"input": {**DIVIDEND, **changes}}, self.operator)
+        return str(data["announceCorporateAction"]["corporateAction"]["id"])
+
+    async def approve(self, action_id: str, version: int) -> None:
+        await self._run(
+            "PortalApprove", {"input": {"id": action_id, "version": version}}, self.approver
+        )
+
+    async def publish(self, **changes: Any) -> str:
+        action_id = await self.announce(**changes)
+        await self.approve(action_id, 1)
+        return action_id
+
+    async def amend(self, action_id: str, expected: int, **changes: Any) -> None:
+        variables = {"input": {"id": action_id, "expectedVersion": expected, **changes}}
+        await self._run("PortalAmend", variables, self.operator)
+        await self.approve(action_id, expected + 1)
+
+    async def cancel(self, action_id: str, expected: int) -> None:
+        variables = {"input": {"id": action_id, "expectedVersion": expected, "reason": "withdrawn"}}
+        await self._run("PortalCancel", variables, self.operator)
+        await self.approve(action_id, expected + 1)
+
+    async def positions(
+        self,
+        holdings: dict[str, str],
+        *,
+        tax: str = "13",
+        isin: str = "RU0009029540",
+        as_of: str = "2026-12-15",
+    ) -> None:
+        positions = [
+            {"accountId": account, "quantity": quantity, "taxRatePercent": tax}
+            for account, quantity in holdings.items()
+        ]
+        await self._run(
+            "PortalRecordPositions",
+            {"input": {"isin": isin, "asOf": as_of, "positions": positions}},
+            self.operator,
+        )
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 20.0
+) -> T:
+    """Poll `probe` until `check` holds (projections are eventually consistent)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.05)
+
+
+async def notices_of(herald: RunningHerald, action_id: str) -> dict[str, dict[str, Any]]:
+    cursor = herald.services.db["notices"].find({"corporateActionId": action_id})
+    return {doc["accountId"]: doc async for doc in cursor}
+
+
+async def settled(herald: RunningHerald) -> None:
+    """Wait until the outbox is drained and every projector has no lag."""
+
+    async def lagging() -> int:
+        pending = await herald.services.events.unpublished_count()
+        lag = 0
+        for runner in herald.services.runners:
+            lag += (await runner.lag())[1]
+        return pending + lag
+
+    await eventually(lagging, lambda n: n == 0)
