@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from commands.idempotency import IdempotencyMiddleware
 from observability import metrics
 from queries.auth import AuthenticationMiddleware, principal_from_scope
 from queries.context import HeraldContext
@@ -144,6 +145,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         middleware=[
             Middleware(CorrelationIdMiddleware),
             Middleware(AuthenticationMiddleware, verifier=services.verifier),
+            # innermost of the three: it needs the principal to scope keys by caller
+            Middleware(
+                IdempotencyMiddleware,
+                store=services.idempotency,
+                ttl_seconds=settings.idempotency_ttl_seconds,
+                lease_seconds=settings.idempotency_lease_seconds,
+            ),
         ],
         lifespan=lifespan,
     )

@@ -24,15 +24,19 @@ from adapters.kafka.topics import ensure_topics, kafka_ping, topic_for
 from adapters.mongo.cards import MongoCardStore
 from adapters.mongo.client import connect, ping
 from adapters.mongo.event_store import MongoEventStore
+from adapters.mongo.idempotency import MongoIdempotencyStore
 from adapters.mongo.lease import MongoLease
-from adapters.mongo.notices import MongoNoticeStats
+from adapters.mongo.notice_projection import MongoNoticeProjectionStore
+from adapters.mongo.notices import MongoNoticeStore
+from adapters.mongo.positions import MongoPositionStore
 from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
 from commands.relay import OutboxRelay
-from domain.events import AGGREGATE_CORPORATE_ACTION
+from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_NOTICE, AGGREGATE_POSITIONS
 from domain.ports import PublishError
 from projections.cards import CardProjector
-from projections.runner import ProjectionRunner, run_forever
+from projections.notices import NoticeProjector
+from projections.runner import ProjectionRunner, Projector, run_forever
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,8 +54,11 @@ class Services:
         self.db = self.client[s.mongo_database]
         self.events = MongoEventStore(self.db)
         self.cards = MongoCardStore(self.db)
-        self.notice_stats = MongoNoticeStats(self.db)
+        self.notices = MongoNoticeStore(self.db)
         self.projection_state = MongoProjectionState(self.db)
+        self.positions = MongoPositionStore(self.db)
+        self.notice_projection = MongoNoticeProjectionStore(self.db)
+        self.idempotency = MongoIdempotencyStore(self.db)
         self.publisher = KafkaEventPublisher(
             s.kafka_bootstrap, s.kafka_topic_prefix, idempotent=s.kafka_idempotent_producer
         )
@@ -62,7 +69,7 @@ class Services:
             poll_seconds=s.relay_poll_seconds,
             acquire_lease=MongoLease(self.db, "outbox-relay", holder).acquire,
         )
-        self.handlers = CommandHandlers(self.events, on_appended=self.relay.notify)
+        self.handlers = CommandHandlers(self.events, self.positions, on_appended=self.relay.notify)
         self.consistency_wait_seconds = s.consistency_wait_seconds
         self.runners: list[ProjectionRunner] = []
         if self.verifier is None and s.jwks_location:
@@ -78,6 +85,10 @@ class Services:
         await ping(self.db)
         await self.events.ensure_indexes()
         await self.cards.ensure_indexes()
+        await self.positions.ensure_indexes()
+        await self.notice_projection.ensure_indexes()
+        await self.notices.ensure_indexes()
+        await self.idempotency.ensure_indexes()
         self._topics_ready = asyncio.Event()
         self._topics_task = asyncio.create_task(self._prepare_topics(), name="topics")
         if s.run_relay:
@@ -85,21 +96,41 @@ class Services:
                 self._when_topics_ready(self.relay.run()), name="relay"
             )
         if s.run_projectors:
-            cards_topic = topic_for(s.kafka_topic_prefix, AGGREGATE_CORPORATE_ACTION)
-            projector = CardProjector(self.cards, self.events, [cards_topic])
-            runner = ProjectionRunner(
-                projector,
-                KafkaEventConsumer(
-                    s.kafka_bootstrap,
-                    f"{s.projector_group_prefix}.{projector.name}",
-                    projector.topics,
-                ),
-                self.projection_state,
-            )
-            self.runners.append(runner)
-            self.tasks[f"projector:{runner.name}"] = asyncio.create_task(
-                self._when_topics_ready(run_forever(runner)), name=f"projector:{runner.name}"
-            )
+            for projector in self.projectors():
+                self._start_projector(projector)
+
+    def projectors(self) -> list[Projector]:
+        """Every projector this process runs, each a consumer group of its own."""
+        prefix = self.settings.kafka_topic_prefix
+        actions = topic_for(prefix, AGGREGATE_CORPORATE_ACTION)
+        positions = topic_for(prefix, AGGREGATE_POSITIONS)
+        acknowledgements = topic_for(prefix, AGGREGATE_NOTICE)
+        return [
+            CardProjector(self.cards, self.events, [actions]),
+            NoticeProjector(
+                self.notice_projection,
+                self.positions,
+                self.events,
+                [actions, positions, acknowledgements],
+            ),
+        ]
+
+    def _start_projector(self, projector: Projector) -> None:
+        s = self.settings
+        runner = ProjectionRunner(
+            projector,
+            KafkaEventConsumer(
+                s.kafka_bootstrap,
+                f"{s.projector_group_prefix}.{projector.name}",
+                projector.topics,
+                session_timeout_ms=s.kafka_session_timeout_ms,
+            ),
+            self.projection_state,
+        )
+        self.runners.append(runner)
+        self.tasks[f"projector:{runner.name}"] = asyncio.create_task(
+            self._when_topics_ready(run_forever(runner)), name=f"projector:{runner.name}"
+        )
 
     async def _prepare_topics(self) -> None:
         """Create the topics; if they had to be created while the record holds

@@ -46,6 +46,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _at_least_a_day(raw: str) -> int:
+    value = int(raw)
+    if value < 86_400:
+        raise ValueError("must be >= 86400 (keys live at least 24 hours)")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     environment: str = "development"
@@ -57,6 +64,9 @@ class Settings:
     kafka_idempotent_producer: bool = True
     kafka_topic_prefix: str = "herald"
     kafka_partitions: int = 3
+    # Consumer-group session: how fast a dead projector's partitions move on.
+    # Apache Kafka refuses less than 6 s by default; Tansu paces joins by it.
+    kafka_session_timeout_ms: int = 10_000
 
     mongo_uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
     mongo_database: str = "herald"
@@ -75,6 +85,11 @@ class Settings:
     # Which background roles this process runs (an API-only replica sets both false).
     run_relay: bool = True
     run_projectors: bool = True
+
+    # Idempotency-Key records live this long after the response (contract: >= 24 h);
+    # an in-flight claim older than the lease is taken as abandoned (process died).
+    idempotency_ttl_seconds: int = 86_400
+    idempotency_lease_seconds: float = 60.0
 
     @property
     def is_production(self) -> bool:
@@ -100,6 +115,9 @@ class Settings:
             ),
             kafka_topic_prefix=_read(env, "HERALD_KAFKA_TOPIC_PREFIX", str, d.kafka_topic_prefix),
             kafka_partitions=_read(env, "HERALD_KAFKA_PARTITIONS", int, d.kafka_partitions),
+            kafka_session_timeout_ms=_read(
+                env, "HERALD_KAFKA_SESSION_TIMEOUT_MS", int, d.kafka_session_timeout_ms
+            ),
             mongo_uri=_read(env, "HERALD_MONGO_URI", str, d.mongo_uri),
             mongo_database=_read(env, "HERALD_MONGO_DATABASE", str, d.mongo_database),
             redis_url=_read(env, "HERALD_REDIS_URL", str, d.redis_url),
@@ -118,4 +136,13 @@ class Settings:
             ),
             run_relay=_read(env, "HERALD_RUN_RELAY", _bool, d.run_relay),
             run_projectors=_read(env, "HERALD_RUN_PROJECTORS", _bool, d.run_projectors),
+            idempotency_ttl_seconds=_read(
+                env, "HERALD_IDEMPOTENCY_TTL_SECONDS", _at_least_a_day, d.idempotency_ttl_seconds
+            ),
+            idempotency_lease_seconds=_read(
+                env,
+                "HERALD_IDEMPOTENCY_LEASE_SECONDS",
+                _positive_float,
+                d.idempotency_lease_seconds,
+            ),
         )

@@ -28,6 +28,38 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rebuild(args: argparse.Namespace) -> int:
+    from projections.rebuild import run
+
+    run(args.projection, switch=not args.no_switch)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """Projectors (and, with --relay, the outbox relay) without the HTTP API."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from services import Services
+    from settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def main() -> None:
+        settings = Settings.from_env().with_overrides(run_relay=args.relay, run_projectors=True)
+        services = Services(settings)
+        await services.start()
+        try:
+            await asyncio.gather(*services.tasks.values())
+        finally:
+            await services.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0
+
+
 def _cmd_token(args: argparse.Namespace) -> int:
     from adapters.auth.dev_issuer import DevIssuer
 
@@ -78,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the API (and relay/projectors) from HERALD_* variables"
     )
     serve.set_defaults(func=_cmd_serve)
+
+    rebuild = sub.add_parser(
+        "rebuild", help="replay the log into fresh collections, then switch readers over"
+    )
+    rebuild.add_argument("projection", choices=("cards", "notices"))
+    rebuild.add_argument(
+        "--no-switch", action="store_true", help="leave the rebuilt collection beside the live one"
+    )
+    rebuild.set_defaults(func=_cmd_rebuild)
+
+    worker = sub.add_parser("worker", help="run the projectors without the HTTP API")
+    worker.add_argument("--relay", action="store_true", help="also run the outbox relay")
+    worker.set_defaults(func=_cmd_worker)
 
     token = sub.add_parser("token", help="print a token signed by the dev issuer of a data folder")
     token.add_argument("--sub", required=True)

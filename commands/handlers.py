@@ -297,8 +297,8 @@ def _acknowledgement_of(
 
 
 def _ack_result(notice: Mapping[str, Any], event: ev.EventEnvelope) -> AckResult:
+    # The stores keep milliseconds: answer with the time the notice will show.
+    at = event.occurred_at.replace(microsecond=event.occurred_at.microsecond // 1000 * 1000)
     return AckResult(
-        notice={**notice, "acknowledgedAt": event.occurred_at},
-        acknowledged_at=event.occurred_at,
-        token=_token(event),
+        notice={**notice, "acknowledgedAt": at}, acknowledged_at=at, token=_token(event)
     )

@@ -3,7 +3,9 @@
 The backend half of invariant 3 (the nginx edge filters duplicates first and
 lets requests through when its Redis is down). Only `POST /graphql` requests
 whose selected operation is a mutation are concerned; queries, GETs and
-everything else pass through untouched.
+everything else pass through untouched. A mutation sent over the GraphQL
+WebSocket (which strawberry would execute, key-less) is refused there with a
+protocol error: mutations go by POST.
 
 For a mutation the caller must send `Idempotency-Key` (1–255 visible ASCII
 characters). The key is scoped to the caller's token subject. The first
@@ -54,6 +56,7 @@ __all__ = [
     "StoredResponse",
     "idempotency_key",
     "is_mutation_request",
+    "is_server_failure",
     "request_fingerprint",
 ]
 
@@ -107,17 +110,21 @@ class InvalidIdempotencyKey(Exception):
 
 
 def _key_missing(detail: str) -> InvalidIdempotencyKey:
-    return InvalidIdempotencyKey(
-        Problem(400, "idempotency-key-missing", "Idempotency-Key required", detail,
-                "IDEMPOTENCY_KEY_MISSING")
-    )  # fmt: skip
+    problem = Problem(
+        400,
+        "idempotency-key-missing",
+        "Idempotency-Key required",
+        detail,
+        "IDEMPOTENCY_KEY_MISSING",
+    )
+    return InvalidIdempotencyKey(problem)
 
 
 def _key_invalid(detail: str) -> InvalidIdempotencyKey:
-    return InvalidIdempotencyKey(
-        Problem(400, "idempotency-key-invalid", "Invalid Idempotency-Key", detail,
-                "IDEMPOTENCY_KEY_INVALID")
-    )  # fmt: skip
+    problem = Problem(
+        400, "idempotency-key-invalid", "Invalid Idempotency-Key", detail, "IDEMPOTENCY_KEY_INVALID"
+    )
+    return InvalidIdempotencyKey(problem)
 
 
 def idempotency_key(headers: Sequence[tuple[bytes, bytes]]) -> str:
@@ -317,6 +324,9 @@ class IdempotencyMiddleware:
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.app(scope, _without_mutations(receive, send), send)
+            return
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
             await self.app(scope, receive, send)
             return
@@ -328,7 +338,11 @@ class IdempotencyMiddleware:
         except _Disconnected:
             return
         replay_receive = _replaying(body, receive)
-        payload = _json_or_none(body)
+        try:
+            payload = _json_or_none(body)
+        except RecursionError:  # the GraphQL layer's own json.loads would answer 500
+            await _send_problem(send, _too_deep())
+            return
         if payload is None or not is_mutation_request(payload):
             await self.app(scope, replay_receive, send)
             return
@@ -427,11 +441,11 @@ class IdempotencyMiddleware:
             # so the caller still gets its answer; the claim stays in flight until
             # its lease runs out.
             try:
-                recorded = await self.store.complete(
-                    record, response, self.clock() + self.ttl
-                )
+                recorded = await self.store.complete(record, response, self.clock() + self.ttl)
                 if not recorded:
-                    log.warning("idempotency claim %r was taken over mid-request", record.caller_key)
+                    log.warning(
+                        "idempotency claim %r was taken over mid-request", record.caller_key
+                    )
             except StoreError as exc:
                 log.warning("could not record the response of %r: %s", record.caller_key, exc)
         await captured.flush(send)
@@ -465,6 +479,42 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def _without_mutations(receive: Receive, send: Send) -> Receive:
+    """A WebSocket `receive` that answers a mutation with a protocol error instead
+    of handing it to the app: graphql-transport-ws would run it with no key."""
+
+    async def receive_no_mutation() -> Message:
+        while True:
+            message = await receive()
+            operation_id = _websocket_mutation_id(message)
+            if operation_id is None:
+                return message
+            error = {
+                "message": "send mutations by HTTP POST with an Idempotency-Key header",
+                "extensions": {"code": "IDEMPOTENCY_KEY_MISSING"},
+            }
+            reply = {"id": operation_id, "type": "error", "payload": [error]}
+            await send({"type": "websocket.send", "text": json.dumps(reply)})
+
+    return receive_no_mutation
+
+
+def _websocket_mutation_id(message: Message) -> Any:
+    """The operation id of a frame that starts a mutation, else None."""
+    text = message.get("text") if message["type"] == "websocket.receive" else None
+    if not text:
+        return None
+    try:
+        frame = _json_or_none(text.encode())
+    except RecursionError:
+        return None
+    if not isinstance(frame, dict) or frame.get("type") not in ("subscribe", "start"):
+        return None
+    if not is_mutation_request(frame.get("payload")):
+        return None
+    return frame.get("id", "")
+
+
 def _key_reused() -> Problem:
     return Problem(
         422,
@@ -495,6 +545,16 @@ def _too_large(limit: int) -> Problem:
     )
 
 
+def _too_deep() -> Problem:
+    return Problem(
+        400,
+        "request-malformed",
+        "Malformed request",
+        "the request body is JSON nested too deeply to read",
+        "BAD_REQUEST",
+    )
+
+
 def _store_unavailable() -> Problem:
     return Problem(
         503,
@@ -518,8 +578,9 @@ async def _send_problem(send: Send, problem: Problem) -> None:
 
 
 async def _send_replay(send: Send, response: StoredResponse) -> None:
-    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+    headers = [
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
+    ]
     headers += [(b"content-length", str(len(response.body)).encode()), REPLAYED_HEADER]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
-

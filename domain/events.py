@@ -1,9 +1,10 @@
 """Events and their envelope.
 
-An event is a fact in the life of one aggregate (a corporate action, or the
-positions of one security at one date). The envelope carries what every
-consumer needs to stay idempotent and ordered: the event id, the aggregate id
-and its stream version, and who did it when and why (actor, correlation id).
+An event is a fact in the life of one aggregate (a corporate action, the
+positions of one security at one date, or one depositor notice). The
+envelope carries what every consumer needs to stay idempotent and ordered:
+the event id, the aggregate id and its stream version, and who did it when
+and why (actor, correlation id).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ SCHEMA_VERSION = 1
 
 AGGREGATE_CORPORATE_ACTION = "corporate-action"
 AGGREGATE_POSITIONS = "positions"
+AGGREGATE_NOTICE = "notice"
 
 # Corporate-action stream
 CORPORATE_ACTION_ANNOUNCED = "CorporateActionAnnounced"
@@ -25,6 +27,8 @@ CORPORATE_ACTION_CANCELLED = "CorporateActionCancelled"
 PUBLICATION_APPROVED = "PublicationApproved"
 # Positions stream
 POSITIONS_RECORDED = "PositionsRecorded"
+# Notice stream (one per depositor notice): what the depositor did with it
+NOTICE_ACKNOWLEDGED = "NoticeAcknowledged"
 
 
 @dataclass(frozen=True)

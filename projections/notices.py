@@ -53,8 +53,11 @@ class NoticeProjector:
 
     async def apply(self, events: Sequence[ev.EventEnvelope]) -> None:
         affected: dict[str, None] = {}
+        acknowledgements: list[ev.EventEnvelope] = []
         for event in events:
-            if event.event_type == ev.PUBLICATION_APPROVED:
+            if event.event_type == ev.NOTICE_ACKNOWLEDGED:
+                acknowledgements.append(event)
+            elif event.event_type == ev.PUBLICATION_APPROVED:
                 affected[event.aggregate_id] = None
             elif event.event_type == ev.POSITIONS_RECORDED:
                 isin, as_of = str(event.payload["isin"]), str(event.payload["asOf"])
@@ -62,6 +65,13 @@ class NoticeProjector:
                     affected[action_id] = None
         for action_id in affected:
             await self.reconcile(action_id)
+        # After the notices of this batch exist: an ack only applies to its issue.
+        for event in acknowledgements:
+            await self._notices.acknowledge(
+                str(event.payload["noticeId"]),
+                int(event.payload["noticeVersion"]),
+                event.occurred_at,
+            )
 
     async def reconcile(self, action_id: str) -> int:
         """Bring the notices of one corporate action in line with the record."""

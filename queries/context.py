@@ -8,7 +8,7 @@ from typing import Protocol
 from strawberry.dataloader import DataLoader
 
 from adapters.mongo.cards import MongoCardStore
-from adapters.mongo.notices import MongoNoticeStats
+from adapters.mongo.notices import MongoNoticeStore
 from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
 from domain.corporate_action import CorporateAction
@@ -20,7 +20,7 @@ class ReadServices(Protocol):
 
     handlers: CommandHandlers
     cards: MongoCardStore
-    notice_stats: MongoNoticeStats
+    notices: MongoNoticeStore
     projection_state: MongoProjectionState
     consistency_wait_seconds: float
 
@@ -37,7 +37,7 @@ def make_loaders(services: ReadServices) -> Loaders:
         return [found.get(i) for i in ids]
 
     async def load_stats(ids: list[str]) -> list[tuple[int, int, int]]:
-        found = await services.notice_stats.by_action(ids)
+        found = await services.notices.by_action(ids)
         return [found.get(i, (0, 0, 0)) for i in ids]
 
     return Loaders(cards=DataLoader(load_cards), notice_stats=DataLoader(load_stats))

@@ -25,8 +25,8 @@ INTERNAL = "INTERNAL_SERVER_ERROR"
 
 def is_unexpected(error: GraphQLError) -> bool:
     """True for errors raised by code that failed, not by a rule that refused."""
-    if error.original_error is None:
-        return False  # parse/validation errors: the caller's document is wrong
+    if error.original_error is None or isinstance(error.original_error, GraphQLError):
+        return False  # parse, validation and coercion errors: the caller's document is wrong
     code = (error.extensions or {}).get("code")
     return code not in PUBLIC_CODES
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import base64
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
@@ -11,10 +13,11 @@ from strawberry.types import Info
 from adapters.mongo.cards import CardQuery
 from commands.handlers import ActionResult, CommandContext
 from projections.cards import NAME as CARDS_PROJECTION
+from projections.notices import NAME as NOTICES_PROJECTION
 from queries import types as t
 from queries.consistency import wait_until_projected
 from queries.context import HeraldContext
-from queries.errors import BAD_USER_INPUT, coded, domain_errors_as_graphql
+from queries.errors import domain_errors_as_graphql
 from queries.extensions import HeraldSchema, MaskUnexpectedErrors
 from queries.inputs import (
     AmendCorporateActionInput,
@@ -26,34 +29,41 @@ from queries.inputs import (
     positions_payload,
     terms_payload,
 )
-from queries.permissions import IsApprover, IsBackOffice, IsOperator, is_operator
-from queries.views import card, visible_version
-
-MAX_PAGE = 100
-DEFAULT_PAGE = 20
+from queries.paging import (
+    DEFAULT_PAGE,
+    decode_cursor,
+    encode_cursor,
+    instant_from_key,
+    instant_key,
+    page_size,
+)
+from queries.permissions import IsApprover, IsBackOffice, IsDepositor, IsOperator, is_operator
+from queries.views import card, depositor_notice, visible_version
 
 Ctx = Info[HeraldContext, None]
 
-
-def _encode_cursor(action_id: str) -> str:
-    return base64.urlsafe_b64encode(f"ca:{action_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raw = ""
-    if not raw.startswith("ca:"):
-        raise coded("after: not a cursor this API issued", BAD_USER_INPUT, field="after")
-    return raw[3:]
+CARD_CURSOR = "ca"  # keyed by card id (time-ordered)
+NOTICE_CURSOR = "nt"  # keyed by (issuedAt, notice id)
 
 
-def _page_size(first: int | None) -> int:
-    size = DEFAULT_PAGE if first is None else first
-    if size < 0 or size > MAX_PAGE:
-        raise coded(f"first must be between 0 and {MAX_PAGE}", BAD_USER_INPUT, field="first")
-    return size
+def _notice_cursor(notice: Mapping[str, Any]) -> str:
+    return encode_cursor(NOTICE_CURSOR, instant_key(notice["issuedAt"]), str(notice["_id"]))
+
+
+def _notice_after(cursor: str) -> tuple[datetime, str]:
+    issued_at, notice_id = decode_cursor(cursor, NOTICE_CURSOR, 2)
+    return instant_from_key(issued_at), notice_id
+
+
+async def _caught_up(info: Ctx, projection: str, consistency_token: str | None) -> None:
+    ctx = info.context
+    async with domain_errors_as_graphql():
+        await wait_until_projected(
+            consistency_token,
+            projection,
+            ctx.services.projection_state,
+            ctx.services.consistency_wait_seconds,
+        )
 
 
 def _command_context(info: Ctx) -> CommandContext:
@@ -67,13 +77,7 @@ class Query:
         self, info: Ctx, id: strawberry.ID, consistency_token: str | None = None
     ) -> t.CorporateAction | None:
         ctx = info.context
-        async with domain_errors_as_graphql():
-            await wait_until_projected(
-                consistency_token,
-                CARDS_PROJECTION,
-                ctx.services.projection_state,
-                ctx.services.consistency_wait_seconds,
-            )
+        await _caught_up(info, CARDS_PROJECTION, consistency_token)
         state = await ctx.loaders.cards.load(str(id))
         if state is None:
             return None
@@ -91,15 +95,9 @@ class Query:
         consistency_token: str | None = None,
     ) -> t.CorporateActionConnection:
         ctx = info.context
-        size = _page_size(first)
-        after_id = None if after is None else _decode_cursor(after)
-        async with domain_errors_as_graphql():
-            await wait_until_projected(
-                consistency_token,
-                CARDS_PROJECTION,
-                ctx.services.projection_state,
-                ctx.services.consistency_wait_seconds,
-            )
+        size = page_size(first)
+        after_id = None if after is None else decode_cursor(after, CARD_CURSOR, 1)[0]
+        await _caught_up(info, CARDS_PROJECTION, consistency_token)
         back_office = is_operator(ctx.principal)
         query = _card_query(filter, public_only=not back_office)
         states, has_next = await ctx.services.cards.page(query, size, after_id)
@@ -110,7 +108,7 @@ class Query:
             if shown is not None:
                 edges.append(
                     t.CorporateActionEdge(
-                        cursor=_encode_cursor(state.id),
+                        cursor=encode_cursor(CARD_CURSOR, state.id),
                         node=card(state, shown, back_office=back_office),
                     )
                 )
@@ -121,6 +119,54 @@ class Query:
             ),
             total_count=total,
         )
+
+    @strawberry.field(
+        permission_classes=[IsDepositor],
+        description="Your notices (of the accounts in your token), newest first.",
+    )
+    async def my_notices(
+        self,
+        info: Ctx,
+        first: int | None = DEFAULT_PAGE,
+        after: str | None = None,
+        unread_only: bool | None = False,
+        consistency_token: str | None = None,
+    ) -> t.DepositorNoticeConnection:
+        ctx = info.context
+        size = page_size(first)
+        after_key = None if after is None else _notice_after(after)
+        await _caught_up(info, NOTICES_PROJECTION, consistency_token)
+        accounts = ctx.principal.accounts
+        unread = bool(unread_only)
+        async with domain_errors_as_graphql():
+            notices, has_next = await ctx.services.notices.page_for_accounts(
+                accounts, size, after_key, unread
+            )
+            total = await ctx.services.notices.count_for_accounts(accounts, unread)
+        edges = [
+            t.DepositorNoticeEdge(cursor=_notice_cursor(doc), node=depositor_notice(doc))
+            for doc in notices
+        ]
+        return t.DepositorNoticeConnection(
+            edges=edges,
+            page_info=t.PageInfo(
+                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+            total_count=total,
+        )
+
+    @strawberry.field(
+        permission_classes=[IsDepositor],
+        description="One of your notices; null when it does not exist or is not yours.",
+    )
+    async def notice(
+        self, info: Ctx, id: strawberry.ID, consistency_token: str | None = None
+    ) -> t.DepositorNotice | None:
+        ctx = info.context
+        await _caught_up(info, NOTICES_PROJECTION, consistency_token)
+        async with domain_errors_as_graphql():
+            doc = await ctx.services.notices.get_for_accounts(str(id), ctx.principal.accounts)
+        return None if doc is None else depositor_notice(doc)
 
     @strawberry.field(permission_classes=[IsBackOffice], description="Each projector's progress.")
     async def projections(self, info: Ctx) -> list[t.Projection]:
@@ -206,6 +252,20 @@ class Mutation:
             )
         return t.RecordPositionsPayload(
             accepted=result.accepted, consistency_token=result.token.encode()
+        )
+
+    @strawberry.mutation(
+        permission_classes=[IsDepositor],
+        description="Mark the current version of one of your notices as read.",
+    )
+    async def acknowledge_notice(self, info: Ctx, id: strawberry.ID) -> t.AcknowledgeNoticePayload:
+        ctx = info.context
+        async with domain_errors_as_graphql():
+            result = await ctx.services.handlers.acknowledge_notice(
+                str(id), _command_context(info), ctx.services.notices
+            )
+        return t.AcknowledgeNoticePayload(
+            notice=depositor_notice(result.notice), consistency_token=result.token.encode()
         )
 
 

@@ -145,3 +145,71 @@ class Projection:
     position: int
     lag: int
     updated_at: datetime
+
+
+@strawberry.type(description="What a depositor receives: cash amounts, or new securities.")
+class Entitlement:
+    gross: Money | None
+    tax: Money | None
+    net: Money | None
+    securities: int | None = strawberry.field(
+        description="Whole new securities (rounded down); null for cash events."
+    )
+    fraction: str | None = strawberry.field(
+        description="The fraction of a security left over by rounding down, as a decimal string."
+    )
+
+
+@strawberry.type(
+    description=(
+        "A depositor's notice of a corporate action for one of their accounts: "
+        "NEW, then an UPDATE whenever what they see changes, or a CANCELLATION."
+    )
+)
+class DepositorNotice:
+    id: strawberry.ID
+    account_id: strawberry.ID
+    kind: NoticeKind
+    version: int = strawberry.field(description="1 for NEW, one more per UPDATE or CANCELLATION.")
+    changed_fields: list[str] = strawberry.field(
+        description="What this issue changed against the previous one; empty for NEW."
+    )
+    eligible_quantity: str = strawberry.field(
+        description="The account's holding at the record date, as a decimal string."
+    )
+    entitlement: Entitlement | None
+    issued_at: datetime
+    acknowledged_at: datetime | None = strawberry.field(
+        description="When the depositor acknowledged this version; null while unread."
+    )
+
+    _corporate_action_id: strawberry.Private[str]
+
+    @strawberry.field(description="The corporate action as the public sees it (last published).")
+    async def corporate_action(self, info: Info[Any, Any]) -> CorporateAction | None:
+        # views builds these types, so it is imported when first needed, not at load
+        from queries.views import public_card
+
+        state = await info.context.loaders.cards.load(self._corporate_action_id)
+        return None if state is None else public_card(state)
+
+
+@strawberry.type
+class DepositorNoticeEdge:
+    cursor: str
+    node: DepositorNotice
+
+
+@strawberry.type
+class DepositorNoticeConnection:
+    edges: list[DepositorNoticeEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class AcknowledgeNoticePayload:
+    notice: DepositorNotice = strawberry.field(
+        description="The notice, acknowledged (also when it already was)."
+    )
+    consistency_token: str

@@ -1,19 +1,21 @@
-"""Read models -> GraphQL types: which version of a card a viewer sees.
+"""Read models -> GraphQL types: which version of a card a viewer sees, and
+a depositor's notice.
 
 The public sees only the last published version; back-office viewers see the
-published version or, before the first publication, the draft.
+published version or, before the first publication, the draft. Depositors see
+a notice's corporate action as the public does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import strawberry
 
-from domain.codes import EventType, MandatoryVoluntary, OptionKind
+from domain.codes import EventType, MandatoryVoluntary, NoticeKind, OptionKind
 from domain.corporate_action import KIND_CANCELLATION, ActionVersion, CorporateAction
 from domain.identifiers import currency_minor_unit
 from domain.money import format_amount
@@ -79,6 +81,47 @@ def card(state: CorporateAction, shown: ActionVersion, *, back_office: bool) -> 
             )
             for h in state.history
         ],
+    )
+
+
+def public_card(state: CorporateAction) -> t.CorporateAction | None:
+    """The card as the public sees it; None before the first publication."""
+    shown = visible_version(state, back_office=False)
+    return None if shown is None else card(state, shown, back_office=False)
+
+
+def depositor_notice(doc: Mapping[str, Any]) -> t.DepositorNotice:
+    """The GraphQL notice for a `notices` read-model document."""
+    content = doc["content"]
+    return t.DepositorNotice(
+        id=strawberry.ID(doc["_id"]),
+        account_id=strawberry.ID(doc["accountId"]),
+        kind=NoticeKind(doc["kind"]),
+        version=int(doc["version"]),
+        changed_fields=list(doc.get("changedFields") or []),
+        eligible_quantity=str(content["eligibleQuantity"]),
+        entitlement=_entitlement(content.get("entitlement")),
+        issued_at=_utc(doc["issuedAt"]),
+        acknowledged_at=None if doc.get("acknowledgedAt") is None else _utc(doc["acknowledgedAt"]),
+        _corporate_action_id=str(doc["corporateActionId"]),
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _entitlement(data: Mapping[str, Any] | None) -> t.Entitlement | None:
+    if data is None:
+        return None
+    securities = data.get("securities")
+    fraction = data.get("fraction")
+    return t.Entitlement(
+        gross=_money(data.get("gross")),
+        tax=_money(data.get("tax")),
+        net=_money(data.get("net")),
+        securities=None if securities is None else int(securities),
+        fraction=None if fraction is None else str(fraction),
     )
 
 

@@ -96,6 +96,7 @@ def herald_settings(
         kafka_idempotent_producer=broker.idempotent,
         kafka_topic_prefix=f"t{unique}",
         kafka_partitions=3,
+        kafka_session_timeout_ms=6000,
         mongo_uri=mongo_uri,
         mongo_database=f"herald_{unique}",
         jwks_location=str(issuer.jwks_path),

@@ -33,7 +33,9 @@ class KafkaEventConsumer:
         topics: Sequence[str],
         *,
         client_id: str | None = None,
+        session_timeout_ms: int = 10_000,
     ) -> None:
+        self._session_timeout_ms = session_timeout_ms
         self._topics = list(topics)
         self._options = {
             "bootstrap_servers": bootstrap,
@@ -55,8 +57,8 @@ class KafkaEventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(self._session_timeout_ms // 10, 100),
             max_poll_interval_ms=300_000,
         )
         try:
@@ -114,6 +116,19 @@ class KafkaEventConsumer:
             position += committed
             lag += max(ends.get(tp, 0) - committed, 0)
         return position, lag
+
+    async def progress(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """(committed, end) offsets of the partitions this member owns."""
+        consumer = self._started
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return {}, {}
+        try:
+            ends = await consumer.end_offsets(assigned)
+            committed = {tp: await consumer.committed(tp) or 0 for tp in assigned}
+        except KafkaError as exc:
+            raise PublishError(f"cannot read offsets: {exc!r}") from exc
+        return committed, dict(ends)
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None

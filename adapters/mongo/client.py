@@ -18,7 +18,9 @@ def connect(uri: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[Document]:
         uri,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
-        timeoutMS=max(timeout_ms * 2, 10_000),
+        # socketTimeoutMS, not timeoutMS: the latter (CSOT) overrides the
+        # server-selection bound, so an outage would hang every call for it.
+        socketTimeoutMS=max(timeout_ms * 2, 10_000),
         tz_aware=True,
         uuidRepresentation="standard",
     )

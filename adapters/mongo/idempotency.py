@@ -118,7 +118,11 @@ class MongoIdempotencyStore:
     ) -> bool:
         async with translated():
             result = await self._records.update_one(
-                {"_id": document_id(record.caller_key), "claim": record.claim_id, "state": IN_FLIGHT},
+                {
+                    "_id": document_id(record.caller_key),
+                    "claim": record.claim_id,
+                    "state": IN_FLIGHT,
+                },
                 {
                     "$set": {
                         "state": COMPLETED,
@@ -133,7 +137,11 @@ class MongoIdempotencyStore:
     async def release(self, record: IdempotencyRecord) -> None:
         async with translated():
             await self._records.delete_one(
-                {"_id": document_id(record.caller_key), "claim": record.claim_id, "state": IN_FLIGHT}
+                {
+                    "_id": document_id(record.caller_key),
+                    "claim": record.claim_id,
+                    "state": IN_FLIGHT,
+                }
             )
 
     async def get(self, caller_key: CallerKey) -> IdempotencyRecord | None:

@@ -10,7 +10,7 @@ stale or repeated write never replaces a newer notice.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
@@ -63,6 +63,20 @@ class MongoNoticeProjectionStore:
                 {"accountId": 1, "version": 1, "contentHash": 1, "acknowledgedAt": 1},
             )
             return {doc["accountId"]: doc async for doc in cursor}
+
+    async def acknowledge(self, notice_id: str, version: int, at: datetime) -> bool:
+        """Mark `version` of the notice acknowledged at `at`.
+
+        Guarded: only while the stored notice is still at `version` (an
+        acknowledgement of a superseded version means nothing for the new one)
+        and not yet acknowledged (a redelivery keeps the first time).
+        """
+        async with translated():
+            result = await self._notices.update_one(
+                {"_id": notice_id, "version": version, "acknowledgedAt": None},
+                {"$set": {"acknowledgedAt": at}},
+            )
+        return result.modified_count == 1
 
     async def write(self, documents: Sequence[Document]) -> int:
         """Upsert notices whose version is newer than the stored one; returns how many."""

@@ -1,9 +1,19 @@
-"""MongoNoticeStats: counts of depositor notices per corporate action."""
+"""MongoNoticeStore: the `notices` read model — one document per depositor
+notice (one corporate action, one account), as the notices projector writes it.
+
+Readers are depositors, and a depositor sees only the notices of the accounts
+in their token (invariant 5). Every read here therefore takes the caller's
+accounts and puts them into the store query itself: a notice of another
+account is never fetched, so no later filter can forget to drop it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
 
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
@@ -11,10 +21,76 @@ from adapters.mongo.errors import translated
 
 NOTICES = "notices"
 
+# Newest first; `_id` breaks ties between notices issued in the same millisecond.
+_NEWEST_FIRST = [("issuedAt", DESCENDING), ("_id", DESCENDING)]
 
-class MongoNoticeStats:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._notices = db[NOTICES]
+
+def _accounts_filter(accounts: Collection[str], unread_only: bool) -> Document:
+    conditions: Document = {"accountId": {"$in": sorted(accounts)}}
+    if unread_only:
+        conditions["acknowledgedAt"] = None  # matches null and missing
+    return conditions
+
+
+def _after(issued_at: datetime, notice_id: str) -> Document:
+    """Strictly after (issuedAt, _id) in newest-first order."""
+    return {
+        "$or": [
+            {"issuedAt": {"$lt": issued_at}},
+            {"issuedAt": issued_at, "_id": {"$lt": notice_id}},
+        ]
+    }
+
+
+class MongoNoticeStore:
+    def __init__(self, db: AsyncDatabase[Document], collection: str = NOTICES) -> None:
+        self._notices = db[collection]
+
+    async def ensure_indexes(self) -> None:
+        """The depositor's list. `by_action` uses the (corporateActionId,
+        accountId) index the notices projector's store creates: one index
+        fewer to maintain during a 100 000-account fan-out."""
+        async with translated():
+            await self._notices.create_index([("accountId", ASCENDING), *_NEWEST_FIRST])
+
+    # --- depositors: always scoped to the caller's accounts -------------------
+
+    async def page_for_accounts(
+        self,
+        accounts: Collection[str],
+        first: int,
+        after: tuple[datetime, str] | None,
+        unread_only: bool,
+    ) -> tuple[list[Document], bool]:
+        """Up to `first` notices of `accounts`, newest first, after the keyset
+        cursor (issuedAt, _id); and whether more follow."""
+        if not accounts:
+            return [], False
+        conditions = _accounts_filter(accounts, unread_only)
+        if after is not None:
+            conditions = {"$and": [conditions, _after(*after)]}
+        async with translated():
+            cursor = self._notices.find(conditions).sort(_NEWEST_FIRST).limit(first + 1)
+            docs = [doc async for doc in cursor]
+        return docs[:first], len(docs) > first
+
+    async def count_for_accounts(self, accounts: Collection[str], unread_only: bool) -> int:
+        if not accounts:
+            return 0
+        async with translated():
+            return await self._notices.count_documents(_accounts_filter(accounts, unread_only))
+
+    async def get_for_accounts(self, notice_id: str, accounts: Collection[str]) -> Document | None:
+        """The notice if it belongs to one of `accounts`; None otherwise — a
+        notice of another account is indistinguishable from a missing one."""
+        if not accounts:
+            return None
+        async with translated():
+            return await self._notices.find_one(
+                {"_id": notice_id, "accountId": {"$in": sorted(accounts)}}
+            )
+
+    # --- operators: counts per corporate action -------------------------------
 
     async def by_action(self, action_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
         """(total, delivered, acknowledged) per corporate action, in one round trip."""
@@ -33,7 +109,7 @@ class MongoNoticeStats:
         ]
         async with translated():
             cursor = await self._notices.aggregate(pipeline)
-            rows = [row async for row in cursor]
+            rows: list[dict[str, Any]] = [row async for row in cursor]
         return {
             row["_id"]: (int(row["total"]), int(row["delivered"]), int(row["acknowledged"]))
             for row in rows

@@ -34,7 +34,10 @@ async def test_bad_token_is_refused_with_401(client: GraphQLClient) -> None:
 
 
 async def test_mutation_without_role_is_forbidden(client: GraphQLClient) -> None:
-    query = "mutation($i: ApprovePublicationInput!) { approvePublication(input: $i) { consistencyToken } }"
+    query = (
+        "mutation($i: ApprovePublicationInput!) "
+        "{ approvePublication(input: $i) { consistencyToken } }"
+    )
     variables = {"i": {"id": "CA1", "version": 1}}
     anonymous = await client.execute(query, variables)
     assert anonymous["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"

@@ -1,0 +1,465 @@
+"""Idempotency-Key on mutations (invariant 3, the app's half).
+
+Over real HTTP against a running Herald (real SecantusDB, each broker): key
+validation, replay, 422 on a different body, caller scoping, 409 in flight,
+takeover of an abandoned claim, and the storm of 100 identical requests.
+The failure paths (5xx, an app that raises, a store that is down, an
+oversized body) run the middleware around a scripted app with the real store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from pymongo import AsyncMongoClient
+from starlette.types import Message, Receive, Scope, Send
+from websockets import Subprotocol
+
+from adapters.mongo.client import Document, connect
+from adapters.mongo.idempotency import MongoIdempotencyStore
+from commands.idempotency import (
+    CallerKey,
+    IdempotencyMiddleware,
+    IdempotencyRecord,
+    InvalidIdempotencyKey,
+    StoredResponse,
+    idempotency_key,
+    is_mutation_request,
+    is_server_failure,
+    request_fingerprint,
+)
+from devstack.process import free_port
+from domain.events import CORPORATE_ACTION_ANNOUNCED
+from tests.support import GraphQLClient, RunningHerald, operation_document
+
+PORTAL = operation_document("portal")
+PROBLEMS = "https://herald.example/problems/"
+APPROVE = (
+    "mutation($i: ApprovePublicationInput!) { approvePublication(input: $i) { consistencyToken } }"
+)
+
+
+def announce_body(reference: str) -> dict[str, Any]:
+    return {
+        "query": PORTAL,
+        "operationName": "PortalAnnounce",
+        "variables": {
+            "input": {
+                "reference": reference,
+                "eventType": "DVCA",
+                "mandatoryVoluntary": "MAND",
+                "isin": "RU0009029540",
+                "securityName": "Sberbank ordinary shares",
+                "announcementDate": "2026-11-20",
+                "exDate": "2026-12-14",
+                "recordDate": "2026-12-15",
+                "paymentDate": "2026-12-29",
+                "grossRate": {"amount": "33.3", "currency": "RUB"},
+            }
+        },
+    }
+
+
+def headers(token: str | None = None, key: str | bytes | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {"Content-Type": "application/json"}
+    if token:
+        result["Authorization"] = f"Bearer {token}"
+    if key is not None:
+        result["Idempotency-Key"] = key
+    return result
+
+
+async def send(
+    client: GraphQLClient, body: Any, *, token: str | None = None, key: str | bytes | None = None
+) -> httpx.Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return await client.http.post("/graphql", content=raw, headers=headers(token, key))
+
+
+async def announced_events(herald: RunningHerald, reference: str) -> int:
+    return await herald.services.db["events"].count_documents(
+        {"eventType": CORPORATE_ACTION_ANNOUNCED, "payload.terms.reference": reference}
+    )
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem: dict[str, Any] = response.json()
+    assert problem["type"] == PROBLEMS + slug
+    assert problem["status"] == status
+    assert problem["title"] and problem["detail"]
+    return problem
+
+
+def executed(response: httpx.Response) -> bool:
+    return response.status_code == 200 and "idempotent-replayed" not in response.headers
+
+
+def replayed(response: httpx.Response) -> bool:
+    return response.status_code == 200 and response.headers.get("idempotent-replayed") == "true"
+
+
+# --- against the running app, on each broker ------------------------------------------
+
+
+async def test_mutations_need_a_valid_key_and_queries_none(
+    client: GraphQLClient, herald: RunningHerald
+) -> None:
+    approve = {"query": APPROVE, "variables": {"i": {"id": "CA1", "version": 1}}}
+    missing = assert_problem(await send(client, approve), 400, "idempotency-key-missing")
+    assert missing["code"] == "IDEMPOTENCY_KEY_MISSING"
+    assert_problem(await send(client, approve, key=""), 400, "idempotency-key-missing")
+    for bad in ("k" * 256, "with space", "caf\u00e9".encode()):
+        assert_problem(await send(client, approve, key=bad), 400, "idempotency-key-invalid")
+
+    longest = await send(client, approve, key="k" * 255)
+    assert longest.status_code == 200
+    assert longest.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    # queries, by POST or GET, need no key
+    query = await send(client, {"query": "{ __typename }"})
+    assert query.status_code == 200 and query.json() == {"data": {"__typename": "Query"}}
+    get = await client.http.get("/graphql", params={"query": "{ __typename }"})
+    assert get.status_code == 200
+    # the operation selected by operationName decides, not the document's first one
+    operator = client.token("olga", "ca-operator")
+    drafts = {**announce_body("RU-IDEM-Q"), "operationName": "PortalDrafts", "variables": {}}
+    assert (await send(client, drafts, token=operator)).status_code == 200
+    announce = announce_body("RU-IDEM-Q")
+    assert_problem(await send(client, announce, token=operator), 400, "idempotency-key-missing")
+
+    # the GraphQL WebSocket runs queries but refuses mutations: they carry no key there
+    url = herald.base_url.replace("http://", "ws://") + "/graphql"
+    auth = {"Authorization": f"Bearer {operator}"}
+    async with websockets.connect(
+        url, subprotocols=[Subprotocol("graphql-transport-ws")], additional_headers=auth
+    ) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "m", "type": "subscribe", "payload": announce}))
+        refused = json.loads(await ws.recv())
+        assert refused["id"] == "m" and refused["type"] == "error"
+        assert refused["payload"][0]["extensions"]["code"] == "IDEMPOTENCY_KEY_MISSING"
+        typename = {"query": "{ __typename }"}
+        await ws.send(json.dumps({"id": "q", "type": "subscribe", "payload": typename}))
+        answer = json.loads(await ws.recv())
+        assert answer == {"id": "q", "type": "next", "payload": {"data": {"__typename": "Query"}}}
+    assert await announced_events(herald, "RU-IDEM-Q") == 0
+
+
+async def test_replay_reused_key_and_caller_scope(
+    client: GraphQLClient, herald: RunningHerald
+) -> None:
+    olga = client.token("olga", "ca-operator")
+    oleg = client.token("oleg", "ca-operator")
+    key = uuid.uuid4().hex
+    body = announce_body("RU-IDEM-0001")
+
+    first = await send(client, body, token=olga, key=key)
+    assert executed(first), first.text
+    assert first.json()["data"]["announceCorporateAction"]["corporateAction"]["version"] == 1
+
+    again = await send(client, body, token=olga, key=key)
+    assert replayed(again)
+    assert again.content == first.content
+    assert again.headers["content-type"] == first.headers["content-type"]
+
+    # whitespace and key order are not a different body
+    reformatted = json.dumps(body, indent=3, sort_keys=True).encode()
+    reordered = json.dumps(dict(reversed(list(body.items()))), separators=(",", ":")).encode()
+    for raw in (reformatted, reordered):
+        same = await send(client, raw, token=olga, key=key)
+        assert replayed(same) and same.content == first.content
+
+    # different variables are a different body
+    other_body = announce_body("RU-IDEM-0002")
+    reused = await send(client, other_body, token=olga, key=key)
+    assert assert_problem(reused, 422, "idempotency-key-reused")["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+    # the same key from another caller is another key
+    independent = await send(client, other_body, token=oleg, key=key)
+    assert executed(independent), independent.text
+    assert not independent.json().get("errors")
+
+    assert await announced_events(herald, "RU-IDEM-0001") == 1
+    assert await announced_events(herald, "RU-IDEM-0002") == 1
+
+
+async def test_in_flight_claim_is_409_and_an_abandoned_one_is_taken_over(
+    client: GraphQLClient, herald: RunningHerald
+) -> None:
+    store = herald.services.idempotency
+    olga = client.token("olga", "ca-operator")
+    body = announce_body("RU-IDEM-STALE")
+    fingerprint = request_fingerprint("POST", "/graphql", body)
+    now = datetime.now(UTC)
+
+    def claim(key: str, claimed_at: datetime) -> IdempotencyRecord:
+        return IdempotencyRecord(
+            CallerKey("olga", key),
+            fingerprint,
+            uuid.uuid4().hex,
+            claimed_at,
+            now + timedelta(days=1),
+        )
+
+    # another request holds the key right now
+    busy = uuid.uuid4().hex
+    assert await store.claim(claim(busy, now)) is None
+    in_progress = await send(client, body, token=olga, key=busy)
+    assert assert_problem(in_progress, 409, "request-in-progress")["code"] == "REQUEST_IN_PROGRESS"
+    assert in_progress.headers["retry-after"]
+
+    # a claim whose process died (older than the lease) does not block the key
+    abandoned = uuid.uuid4().hex
+    assert await store.claim(claim(abandoned, now - timedelta(minutes=5))) is None
+    taken_over = await send(client, body, token=olga, key=abandoned)
+    assert executed(taken_over), taken_over.text
+    assert not taken_over.json().get("errors")
+    record = await store.get(CallerKey("olga", abandoned))
+    assert record is not None and record.response is not None
+    assert record.response.body == taken_over.content
+    assert record.expires_at >= datetime.now(UTC) + timedelta(hours=23, minutes=59)
+    assert replayed(await send(client, body, token=olga, key=abandoned))
+    assert await announced_events(herald, "RU-IDEM-STALE") == 1
+
+
+async def test_storm_of_identical_requests_executes_once(
+    client: GraphQLClient, herald: RunningHerald
+) -> None:
+    olga = client.token("olga", "ca-operator")
+    key = uuid.uuid4().hex
+    raw = json.dumps(announce_body("RU-IDEM-STORM")).encode()
+    responses = await asyncio.gather(
+        *(client.http.post("/graphql", content=raw, headers=headers(olga, key)) for _ in range(100))
+    )
+    originals = [r for r in responses if executed(r)]
+    replays = [r for r in responses if replayed(r)]
+    in_progress = [r for r in responses if r.status_code == 409]
+    assert len(originals) == 1, [r.status_code for r in responses]
+    assert len(originals) + len(replays) + len(in_progress) == 100
+    original = originals[0]
+    assert not original.json().get("errors"), original.text
+    assert all(r.content == original.content for r in replays)
+    for response in in_progress:
+        assert_problem(response, 409, "request-in-progress")
+    assert await announced_events(herald, "RU-IDEM-STORM") == 1
+    # once the storm is over, a repeat is a replay
+    assert replayed(await client.http.post("/graphql", content=raw, headers=headers(olga, key)))
+
+
+# --- the middleware's failure paths, around a scripted app ---------------------------
+
+MUTATION = {"query": "mutation Go { go }"}
+OK = (200, b'{"data":{"go":true}}')
+
+
+@dataclass
+class ScriptedApp:
+    """Answers each request with the next scripted (status, body) or exception."""
+
+    answers: list[tuple[int, bytes] | Exception]
+    calls: int = 0
+    bodies: list[bytes] = field(default_factory=list)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.calls += 1
+        message: Message = await receive()
+        self.bodies.append(message["body"])
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        status, body = answer
+        start = {"type": "http.response.start", "status": status}
+        await send({**start, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def idempotency_store(mongo_uri: str) -> AsyncIterator[MongoIdempotencyStore]:
+    client = connect(mongo_uri)
+    name = f"idem_{uuid.uuid4().hex[:10]}"
+    store = MongoIdempotencyStore(client[name])
+    await store.ensure_indexes()
+    yield store
+    await client.drop_database(name)
+    await client.close()
+
+
+def http_to(app: IdempotencyMiddleware) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://herald")
+
+
+async def test_server_failures_are_not_recorded(idempotency_store: MongoIdempotencyStore) -> None:
+    internal = b'{"data":null,"errors":[{"extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}'
+    app = ScriptedApp([(503, b"{}"), RuntimeError("boom"), (200, internal), OK, (400, b"{}")])
+    async with http_to(IdempotencyMiddleware(app, idempotency_store)) as http:
+        key = {"Idempotency-Key": "retry-me"}
+        assert (await http.post("/graphql", json=MUTATION, headers=key)).status_code == 503
+        assert (await http.post("/graphql", json=MUTATION, headers=key)).status_code == 500
+        masked = await http.post("/graphql", json=MUTATION, headers=key)
+        assert masked.content == internal
+        done = await http.post("/graphql", json=MUTATION, headers=key)
+        assert done.status_code == 200 and "idempotent-replayed" not in done.headers
+        assert app.calls == 4
+        again = await http.post("/graphql", json=MUTATION, headers=key)
+        assert again.headers["idempotent-replayed"] == "true" and again.content == OK[1]
+        assert app.calls == 4
+        # a refusal of the caller (4xx) is an answer: recorded and replayed
+        other = {"Idempotency-Key": "refused"}
+        assert (await http.post("/graphql", json=MUTATION, headers=other)).status_code == 400
+        replay = await http.post("/graphql", json=MUTATION, headers=other)
+        assert replay.status_code == 400 and replay.headers["idempotent-replayed"] == "true"
+        assert app.calls == 5
+    # the inner app got the body the caller sent
+    assert all(json.loads(body) == MUTATION for body in app.bodies)
+
+
+async def test_store_down_fails_closed() -> None:
+    # Not adapters.mongo.client.connect: its timeoutMS (10 s) outlasts serverSelectionTimeoutMS.
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=300
+    )
+    app = ScriptedApp([OK])
+    try:
+        async with http_to(IdempotencyMiddleware(app, MongoIdempotencyStore(client["x"]))) as http:
+            response = await http.post("/graphql", json=MUTATION, headers={"Idempotency-Key": "k"})
+            problem = assert_problem(response, 503, "idempotency-unavailable")
+            assert problem["code"] == "SERVICE_UNAVAILABLE"
+            # queries do not touch the store
+            query = await http.post("/graphql", json={"query": "{ go }"})
+            assert query.status_code == 200
+    finally:
+        await client.close()
+    assert app.calls == 1
+
+
+async def test_oversized_or_too_deep_body_is_refused(
+    idempotency_store: MongoIdempotencyStore,
+) -> None:
+    app = ScriptedApp([])
+    middleware = IdempotencyMiddleware(app, idempotency_store, max_body_bytes=100_000)
+    big = {"query": "mutation Go { go }", "variables": {"pad": "x" * 100_000}}
+    async with http_to(middleware) as http:
+        response = await http.post("/graphql", json=big, headers={"Idempotency-Key": "k"})
+        assert_problem(response, 413, "request-too-large")
+        deep = await http.post("/graphql", content=b"[" * 90_000, headers={"Idempotency-Key": "k"})
+        assert_problem(deep, 400, "request-malformed")
+    assert app.calls == 0
+
+
+async def test_key_binding_and_expiry(idempotency_store: MongoIdempotencyStore) -> None:
+    clock = Clock()
+    app = ScriptedApp([OK, OK, OK])
+    middleware = IdempotencyMiddleware(app, idempotency_store, lease_seconds=60, clock=clock)
+    other = {"query": "mutation Go { go }", "variables": {"x": 1}}
+    async with http_to(middleware) as http:
+        key = {"Idempotency-Key": "bound"}
+        assert (await http.post("/graphql", json=MUTATION, headers=key)).status_code == 200
+        clock.now += timedelta(hours=23)
+        assert_problem(
+            await http.post("/graphql", json=other, headers=key), 422, "idempotency-key-reused"
+        )
+        # after the key's 24 hours it is free for any request
+        clock.now += timedelta(hours=2)
+        fresh = await http.post("/graphql", json=other, headers=key)
+        assert fresh.status_code == 200 and "idempotent-replayed" not in fresh.headers
+
+        # an abandoned claim is taken over by the same request, not by another body
+        stale = IdempotencyRecord(
+            CallerKey(None, "abandoned"),
+            request_fingerprint("POST", "/graphql", MUTATION),
+            "dead-process",
+            clock.now - timedelta(minutes=2),
+            clock.now + timedelta(days=1),
+        )
+        await idempotency_store.claim(stale)
+        abandoned = {"Idempotency-Key": "abandoned"}
+        assert_problem(
+            await http.post("/graphql", json=other, headers=abandoned),
+            422,
+            "idempotency-key-reused",
+        )
+        assert (await http.post("/graphql", json=MUTATION, headers=abandoned)).status_code == 200
+    assert app.calls == 3
+
+
+# --- the pure parts ------------------------------------------------------------------
+
+
+def test_key_validation() -> None:
+    assert idempotency_key([(b"idempotency-key", b"a" * 255)]) == "a" * 255
+    assert idempotency_key([(b"idempotency-key", b"!~09AZaz-_.:")]) == "!~09AZaz-_.:"
+    for bad in ([], [(b"idempotency-key", b"")]):
+        with pytest.raises(InvalidIdempotencyKey) as missing:
+            idempotency_key(bad)
+        assert missing.value.problem.slug == "idempotency-key-missing"
+    for value in (b"a" * 256, b"a b", b"tab\t", b"\x7f", b"caf\xc3\xa9"):
+        with pytest.raises(InvalidIdempotencyKey) as invalid:
+            idempotency_key([(b"idempotency-key", value)])
+        assert invalid.value.problem.status == 400
+    with pytest.raises(InvalidIdempotencyKey):
+        idempotency_key([(b"idempotency-key", b"a"), (b"idempotency-key", b"b")])
+
+
+def test_fingerprint_is_of_the_canonical_request() -> None:
+    body = json.loads('{"query": "mutation { go }", "variables": {"a": 1, "b": [1, 2]}}')
+    reordered = json.loads('{"variables":{"b":[1,2],"a":1},"query":"mutation { go }"}')
+    fingerprint = request_fingerprint("POST", "/graphql", body)
+    assert request_fingerprint("post", "/graphql", reordered) == fingerprint
+    assert len(fingerprint) == 64
+    changed = {**body, "variables": {"a": 2, "b": [1, 2]}}
+    assert request_fingerprint("POST", "/graphql", changed) != fingerprint
+    swapped = {**body, "variables": {"a": 1, "b": [2, 1]}}
+    assert request_fingerprint("POST", "/graphql", swapped) != fingerprint
+    assert request_fingerprint("POST", "/other", body) != fingerprint
+
+
+@pytest.mark.parametrize(
+    ("body", "mutation"),
+    [
+        ({"query": "mutation { go }"}, True),
+        ({"query": "mutation A { go } query B { q }", "operationName": "A"}, True),
+        ({"query": "mutation A { go } query B { q }", "operationName": "B"}, False),
+        ({"query": "mutation A { go } query B { q }"}, False),  # ambiguous: refused by GraphQL
+        ({"query": "mutation A { go }", "operationName": "Nope"}, False),
+        ({"query": "{ q }"}, False),
+        ({"query": "subscription { s }"}, False),
+        ({"query": "mutation { "}, False),  # syntax error: refused by GraphQL
+        ({"query": 42}, False),
+        ([{"query": "{ q }"}, {"query": "mutation { go }"}], True),  # a batch
+        ("mutation { go }", False),
+        (None, False),
+    ],
+)
+def test_is_mutation_request(body: Any, mutation: bool) -> None:
+    assert is_mutation_request(body) is mutation
+
+
+def test_server_failure_detection() -> None:
+    json_type = (("content-type", "application/json"),)
+    assert is_server_failure(StoredResponse(502, (), b""))
+    assert not is_server_failure(StoredResponse(200, json_type, b'{"data":{"x":1}}'))
+    coded = b'{"errors":[{"extensions":{"code":"%s"}}]}'
+    assert is_server_failure(StoredResponse(200, json_type, coded % b"SERVICE_UNAVAILABLE"))
+    assert not is_server_failure(StoredResponse(200, json_type, coded % b"BAD_USER_INPUT"))
+    assert not is_server_failure(StoredResponse(200, json_type, b"not json"))
