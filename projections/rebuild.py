@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from adapters.kafka.consumer import KafkaEventConsumer
 from adapters.kafka.topics import topic_for
@@ -32,29 +31,18 @@ from services import Services
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Phase:
-    projector: Projector
-
-
-def _phases(services: Services, name: str, collection: str) -> list[Phase]:
+def _phases(services: Services, name: str, collection: str) -> list[Projector]:
     prefix = services.settings.kafka_topic_prefix
     actions = topic_for(prefix, AGGREGATE_CORPORATE_ACTION)
     positions = topic_for(prefix, AGGREGATE_POSITIONS)
     acks = topic_for(prefix, AGGREGATE_NOTICE)
     if name == "cards":
-        return [
-            Phase(
-                CardProjector(MongoCardStore(services.db, collection), services.events, [actions])
-            )
-        ]
+        return [CardProjector(MongoCardStore(services.db, collection), services.events, [actions])]
     if name == "notices":
         store = MongoNoticeProjectionStore(services.db, notices=collection)
         return [
-            Phase(
-                NoticeProjector(store, services.positions, services.events, [actions, positions])
-            ),
-            Phase(NoticeProjector(store, services.positions, services.events, [acks])),
+            NoticeProjector(store, services.positions, services.events, [actions, positions]),
+            NoticeProjector(store, services.positions, services.events, [acks]),
         ]
     raise ValueError(f"unknown projection {name!r}; choose one of: cards, notices")
 
@@ -74,10 +62,10 @@ async def _catch_up(
         projector.topics,
         session_timeout_ms=settings.kafka_session_timeout_ms,
     )
-    runner = ProjectionRunner(_Named(projector, label), consumer, services.projection_state)
+    runner = ProjectionRunner(projector, consumer, services.projection_state, name=label)
     await consumer.start()
     try:
-        targets: dict[object, int] | None = None
+        targets: dict[str, int] | None = None
         last_print = 0.0
         while True:
             await runner.step()
@@ -86,7 +74,7 @@ async def _catch_up(
                 targets = dict(ends)
             if targets is None:
                 continue
-            done = sum(min(committed.get(tp, 0), end) for tp, end in targets.items())  # type: ignore[call-overload]
+            done = sum(min(committed.get(tp, 0), end) for tp, end in targets.items())
             total = sum(targets.values())
             if time.monotonic() - last_print > 1.0:
                 last_print = time.monotonic()
@@ -96,18 +84,6 @@ async def _catch_up(
                 return
     finally:
         await consumer.stop()
-
-
-class _Named:
-    """The same projector, reporting its progress under another name."""
-
-    def __init__(self, projector: Projector, name: str) -> None:
-        self._projector = projector
-        self.name = name
-        self.topics: Sequence[str] = projector.topics
-
-    async def apply(self, events: Sequence[object]) -> None:
-        await self._projector.apply(events)  # type: ignore[arg-type]
 
 
 async def rebuild(
@@ -126,7 +102,7 @@ async def rebuild(
     phases = _phases(services, name, collection)
     for number, phase in enumerate(phases, 1):
         label = f"{name}:rebuild" + (f" phase {number}/{len(phases)}" if len(phases) > 1 else "")
-        await _catch_up(services, phase.projector, f"{group}.{number}", label, progress)
+        await _catch_up(services, phase, f"{group}.{number}", label, progress)
     if not switch:
         progress(f"{name}: rebuilt into {collection} in {time.monotonic() - started:.1f}s")
         return collection
@@ -134,7 +110,7 @@ async def rebuild(
     await replace_collection(services.db, collection, live)
     # Re-apply what arrived between the catch-up and the switch, now onto `live`.
     for number, phase in enumerate(_phases(services, name, live), 1):
-        await _catch_up(services, phase.projector, f"{group}.{number}", f"{name}:rebuild", progress)
+        await _catch_up(services, phase, f"{group}.{number}", f"{name}:rebuild", progress)
     progress(f"{name}: rebuilt and switched over in {time.monotonic() - started:.1f}s")
     return live
 

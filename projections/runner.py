@@ -50,8 +50,10 @@ class ProjectionRunner:
         state: MongoProjectionState,
         *,
         report_every_seconds: float = 1.0,
+        name: str | None = None,
     ) -> None:
         self._projector = projector
+        self._name = name or projector.name
         self._consumer = consumer
         self._state = state
         self._report_every = report_every_seconds
@@ -60,7 +62,8 @@ class ProjectionRunner:
 
     @property
     def name(self) -> str:
-        return self._projector.name
+        """What progress is reported under (a rebuild reports as "<name>:rebuild")."""
+        return self._name
 
     async def lag(self) -> tuple[int, int]:
         """(position, lag) of this member's partitions."""

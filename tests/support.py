@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from graphql import DocumentNode, OperationDefinitionNode, OperationType, parse, print_ast
 
 from adapters.auth.dev_issuer import DevIssuer
 from devstack.herald import RunningHerald
@@ -21,9 +22,24 @@ CONTRACT = Path(os.environ.get("HERALD_CONTRACT_DIR", REPO.parent / "shared" / "
 OPERATIONS = CONTRACT / "operations"
 
 
-def operation_document(client: str) -> str:
-    """The contract's operations file of one client (website, mobile, portal)."""
-    return (OPERATIONS / f"{client}.graphql").read_text()
+def operation_document(client: str, *, without_subscriptions: bool = False) -> str:
+    """The contract's operations file of one client (website, mobile, portal).
+
+    `without_subscriptions` drops subscription operations, so a document can be
+    POSTed to an HTTP endpoint that does not serve them.
+    """
+    document = (OPERATIONS / f"{client}.graphql").read_text()
+    if not without_subscriptions:
+        return document
+    parsed = parse(document)
+    kept = tuple(
+        d
+        for d in parsed.definitions
+        if not (
+            isinstance(d, OperationDefinitionNode) and d.operation == OperationType.SUBSCRIPTION
+        )
+    )
+    return print_ast(DocumentNode(definitions=kept))
 
 
 @dataclass(frozen=True)

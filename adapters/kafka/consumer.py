@@ -117,20 +117,24 @@ class KafkaEventConsumer:
             lag += max(ends.get(tp, 0) - committed, 0)
         return position, lag
 
-    async def progress(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
-        """(committed, end) offsets of the partitions this member owns."""
+    async def progress(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(committed, end) offsets of the partitions this member owns, keyed "topic:partition"."""
         consumer = self._started
         assigned = list(consumer.assignment())
         if not assigned:
             return {}, {}
         try:
             ends = await consumer.end_offsets(assigned)
-            committed = {tp: await consumer.committed(tp) or 0 for tp in assigned}
+            committed = {_key(tp): await consumer.committed(tp) or 0 for tp in assigned}
         except KafkaError as exc:
             raise PublishError(f"cannot read offsets: {exc!r}") from exc
-        return committed, dict(ends)
+        return committed, {_key(tp): offset for tp, offset in ends.items()}
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
+
+
+def _key(tp: TopicPartition) -> str:
+    return f"{tp.topic}:{tp.partition}"

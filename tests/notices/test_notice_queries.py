@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql import DocumentNode, OperationDefinitionNode, OperationType, parse, print_ast
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo import monitoring
@@ -41,21 +40,7 @@ async def project_acknowledgement(herald: RunningHerald, event: EventEnvelope) -
     await projector.apply([event])
 
 
-def without_subscriptions(document: str) -> str:
-    """The contract file less its subscription (noticeIssued is later work), so
-    the whole document validates against a schema without one."""
-    parsed = parse(document)
-    kept = tuple(
-        d
-        for d in parsed.definitions
-        if not (
-            isinstance(d, OperationDefinitionNode) and d.operation == OperationType.SUBSCRIPTION
-        )
-    )
-    return print_ast(DocumentNode(definitions=kept))
-
-
-MOBILE = without_subscriptions(operation_document("mobile"))
+MOBILE = operation_document("mobile", without_subscriptions=True)
 PORTAL = operation_document("portal")
 SCOPE = "notices:read"
 T0 = datetime(2026, 12, 16, 9, 0, tzinfo=UTC)

@@ -9,7 +9,9 @@ from typing import Any
 from devstack.herald import RunningHerald
 from projections.rebuild import rebuild
 from tests.projections.scenario import Portal, eventually, notices_of, settled
-from tests.support import GraphQLClient
+from tests.support import GraphQLClient, operation_document
+
+MOBILE = operation_document("mobile", without_subscriptions=True)
 
 
 async def documents(herald: RunningHerald, collection: str) -> dict[str, dict[str, Any]]:
@@ -35,6 +37,15 @@ async def test_replay_rebuilds_identical_read_models(
     await portal.announce(reference="RU-REBUILD-DRAFT")
     await eventually(
         lambda: notices_of(herald, split), lambda n: n.get("D", {}).get("kind") == "CANCELLATION"
+    )
+    # A depositor acknowledges the dividend's current notice: the replay keeps it.
+    notice = (await eventually(lambda: notices_of(herald, dividend), lambda n: "A" in n))["A"]
+    depositor = client.token("anna", accounts=("A",), scopes=("notices:read",))
+    await client.data(
+        MOBILE, {"id": notice["_id"]}, token=depositor, operation_name="MobileAcknowledge"
+    )
+    await eventually(
+        lambda: notices_of(herald, dividend), lambda n: n["A"]["acknowledgedAt"] is not None
     )
     await settled(herald)
 
