@@ -97,12 +97,14 @@ class NoticeProjector:
                 holdings = await self._positions.holdings(snapshot_ids, chunk)
                 derived = nt.derive(effective, chunk, holdings)
                 stored = await self._notices.stored(action_id, chunk)
-                documents = [
-                    _document(action_id, notice, stored.get(account))
-                    for account, notice in derived.items()
-                    if _differs(notice, stored.get(account))
-                ]
-                written += await self._notices.write(documents)
+                new, changed = [], []
+                for account, notice in derived.items():
+                    previous = stored.get(account)
+                    if previous is None:
+                        new.append(_document(action_id, notice, None))
+                    elif _differs(notice, previous):
+                        changed.append(_document(action_id, notice, previous))
+                written += await self._notices.write(new, changed)
                 remaining.dec(len(chunk))
         finally:
             remaining.set(0)

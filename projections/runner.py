@@ -21,7 +21,7 @@ from adapters.kafka.consumer import KafkaEventConsumer
 from adapters.mongo.projection_state import MongoProjectionState
 from domain.events import EventEnvelope
 from domain.ports import StoreError
-from observability import metrics
+from observability import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +80,25 @@ class ProjectionRunner:
     async def step(self) -> None:
         batch = await self._consumer.next_batch()
         if batch.events:
-            async for attempt in AsyncRetrying(
-                wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
-                retry=retry_if_exception_type(StoreError),
-                reraise=True,
+            with tracing.span(
+                tracing.PROJECTION_BATCH_SPAN,
+                {"herald.projection": self.name, "herald.projection.events": len(batch.events)},
             ):
-                with attempt:
-                    await self._projector.apply(batch.events)
-                    await self._state.record_applied(self.name, highest_versions(batch.events))
+                async for attempt in AsyncRetrying(
+                    wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
+                    retry=retry_if_exception_type(StoreError),
+                    reraise=True,
+                ):
+                    with attempt:
+                        await self._projector.apply(batch.events)
+                        await self._state.record_applied(self.name, highest_versions(batch.events))
             self.applied_total += len(batch.events)
             metrics.PROJECTED_EVENTS.labels(self.name, "applied").inc(len(batch.events))
         if batch.malformed:
             metrics.PROJECTED_EVENTS.labels(self.name, "malformed").inc(batch.malformed)
         await self._consumer.commit(batch.offsets)
-        await self._maybe_report()
+        with tracing.untraced():  # periodic housekeeping leaves no trace
+            await self._maybe_report()
 
     async def _maybe_report(self) -> None:
         now = time.monotonic()

@@ -78,21 +78,46 @@ class MongoNoticeProjectionStore:
             )
         return result.modified_count == 1
 
-    async def write(self, documents: Sequence[Document]) -> int:
-        """Upsert notices whose version is newer than the stored one; returns how many."""
-        if not documents:
-            return 0
-        operations: list[Any] = [
-            ReplaceOne({"_id": doc["_id"], "version": {"$lt": doc["version"]}}, doc, upsert=True)
-            for doc in documents
-        ]
+    async def write(self, new: Sequence[Document], changed: Sequence[Document]) -> int:
+        """Store notices; returns how many were written.
+
+        `new` were absent when read, so they are plain inserts (the fan-out's
+        common case, and much cheaper than upserts). One that a concurrent run
+        inserted meanwhile falls back to the guarded replace, like `changed`:
+        replaced only when the stored version is older.
+        """
+        written = 0
+        clashed: list[Document] = []
         async with translated():
-            try:
-                result = await self._notices.bulk_write(operations, ordered=False)
-            except BulkWriteError as exc:
-                # A newer notice is already stored (a concurrent or later run): keep it.
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != _DUPLICATE_KEY for e in errors):
-                    raise
-                return len(documents) - len(errors)
-        return result.upserted_count + result.modified_count
+            if new:
+                try:
+                    written += len(
+                        (await self._notices.insert_many(new, ordered=False)).inserted_ids
+                    )
+                except BulkWriteError as exc:
+                    errors = _only_duplicates(exc)
+                    written += len(new) - len(errors)
+                    clashed = [new[e["index"]] for e in errors]
+            replacements = [*changed, *clashed]
+            if replacements:
+                operations: list[Any] = [
+                    ReplaceOne(
+                        {"_id": doc["_id"], "version": {"$lt": doc["version"]}}, doc, upsert=True
+                    )
+                    for doc in replacements
+                ]
+                try:
+                    result = await self._notices.bulk_write(operations, ordered=False)
+                    written += result.upserted_count + result.modified_count
+                except BulkWriteError as exc:
+                    # A newer notice is already stored (a concurrent or later run): keep it.
+                    written += len(replacements) - len(_only_duplicates(exc))
+        return written
+
+
+def _only_duplicates(exc: BulkWriteError) -> list[dict[str, Any]]:
+    """The write errors of a bulk write, re-raising unless all are duplicate keys."""
+    errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
+    if any(e.get("code") != _DUPLICATE_KEY for e in errors):
+        raise exc
+    return errors

@@ -78,7 +78,7 @@ class Portal:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 20.0
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 60.0
 ) -> T:
     """Poll `probe` until `check` holds (projections are eventually consistent)."""
     deadline = asyncio.get_running_loop().time() + timeout
