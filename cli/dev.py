@@ -21,23 +21,31 @@ import uvicorn
 
 from adapters.auth.dev_issuer import DevIssuer
 from app import create_app
+from devstack.process import free_port
 from settings import Settings
 
 log = logging.getLogger("herald.dev")
 
 
-def run_dev(*, port: int, host: str, data_dir: Path, broker: str) -> int:
+def run_dev(*, port: int, host: str, data_dir: Path, broker: str, edge: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("httpx", "aiokafka"):  # their INFO lines drown Herald's own
         logging.getLogger(noisy).setLevel(logging.WARNING)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    if edge:
+        from edge.dev import edge_available
+
+        if not edge_available():
+            print("herald dev --edge needs nginx, its Lua module and Redis:")
+            print("  run scripts/install-edge-packages")
+            return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(port=port, host=host, data_dir=data_dir, broker=broker))
+        asyncio.run(_run(port=port, host=host, data_dir=data_dir, broker=broker, edge=edge))
     return 0
 
 
-async def _run(*, port: int, host: str, data_dir: Path, broker: str) -> None:
+async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool) -> None:
     from devstack.secantus import SecantusServer
 
     started = time.monotonic()
@@ -47,12 +55,15 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str) -> None:
     print(f"starting SecantusDB (data in {store.data_dir}) …", flush=True)
     await store.start_async()
     event_log = _broker(broker, data_dir)
+    stack = contextlib.ExitStack()
     try:
         print(f"starting {broker} broker …", flush=True)
         await event_log.start_async()
+        # With the edge, nginx takes the public port and the API an internal one.
+        api_port = free_port() if edge else port
         settings = Settings.from_env().with_overrides(
             host=host,
-            port=port,
+            port=api_port,
             mongo_uri=store.uri,
             kafka_bootstrap=event_log.bootstrap_servers,
             kafka_idempotent_producer=broker == "kafka",
@@ -61,11 +72,18 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str) -> None:
             jwt_audience=issuer.audience,
         )
         server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+            uvicorn.Config(create_app(settings), host=host, port=api_port, log_level="warning")
         )
         serving = asyncio.create_task(server.serve())
+        await _wait_ready(f"http://{host}:{api_port}", serving)
         base = f"http://{host}:{port}"
-        await _wait_ready(base, serving)
+        if edge:
+            from edge.dev import DevEdge
+
+            front = DevEdge(api_port, listen_port=port, log_dir=data_dir / "logs" / "edge")
+            await asyncio.to_thread(front.start)
+            stack.callback(front.stop)
+            print(f"idempotency edge on {base} (metrics: {front.metrics_url})", flush=True)
         print(
             f"Herald is ready in {time.monotonic() - started:.1f}s: GraphQL at {base}/graphql\n"
             f"  tokens: herald token --data-dir {data_dir} --sub alice "
@@ -75,6 +93,7 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str) -> None:
         await serving
     finally:
         print("stopping …", flush=True)
+        stack.close()
         event_log.stop()
         store.stop()
 

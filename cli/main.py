@@ -18,6 +18,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         host=args.host,
         data_dir=Path(args.data_dir),
         broker=args.broker,
+        edge=args.edge,
     )
 
 
@@ -88,6 +89,12 @@ def _cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_allowlist(args: argparse.Namespace) -> int:
+    from queries.allowlist import main as allowlist
+
+    return allowlist([*args.files, "--output", args.output])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="herald", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("tansu", "kafka"),
         default="tansu",
         help="tansu (embedded, memory-only) or kafka (Apache Kafka 4, needs Java 17)",
+    )
+    dev.add_argument(
+        "--edge",
+        action="store_true",
+        help="put the nginx+Lua+Redis idempotency edge on --port, in front of the API",
     )
     dev.set_defaults(func=_cmd_dev)
 
@@ -139,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export-schema", help="print the GraphQL SDL (schema.graphql)")
     export.add_argument("--output", "-o", default="-")
     export.set_defaults(func=_cmd_export_schema)
+    allowlist = sub.add_parser(
+        "allowlist",
+        help="write the persisted-query allowlist (sha256 -> document) of the contract's "
+        "operations, for HERALD_PERSISTED_QUERIES",
+    )
+    allowlist.add_argument(
+        "files", nargs="*", help="operation files or folders (default: contract)"
+    )
+    allowlist.add_argument("--output", "-o", default="-")
+    allowlist.set_defaults(func=_cmd_allowlist)
     return parser
 
 

@@ -25,7 +25,12 @@ class RunningHerald:
         self.base_url = f"http://127.0.0.1:{settings.port}"
         self._server = uvicorn.Server(
             uvicorn.Config(
-                self.app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
+                self.app,
+                host="127.0.0.1",
+                port=settings.port,
+                log_level="warning",
+                lifespan="on",
+                timeout_graceful_shutdown=5,
             )
         )
         self._task: asyncio.Task[None] | None = None

@@ -16,12 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Self, TypeVar
 
 __all__ = [
     "ManagedProcess",
@@ -282,3 +283,65 @@ async def kafka_metadata_ready(bootstrap_servers: str) -> None:
             raise ConnectionError(f"{bootstrap_servers}: metadata lists no broker yet")
     finally:
         await client.close()
+
+
+class LoopbackService:
+    """The lifecycle every single-port service here shares: spawn the process,
+    wait until its port is open and `_probe` answers, stop/kill, and clean
+    up a temporary folder. Subclasses set `process`, `port` and `_tmp`, and
+    override `_spawn` (to prepare folders) and `_probe`."""
+
+    process: ManagedProcess
+    port: int
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+    default_timeout: float = 30.0
+
+    @property
+    def is_running(self) -> bool:
+        return self.process.is_running
+
+    def _spawn(self) -> None:
+        self.process.start()
+
+    async def _probe(self) -> None:
+        """Raise until the service answers a real request (the port alone is not enough)."""
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start and block until ready (works with or without a running event loop)."""
+        self._spawn()
+        wait = timeout or self.default_timeout
+        try:
+            run_sync(lambda: self.process.wait_ready(self.port, self._probe, timeout=wait))
+        except BaseException:
+            self.process.kill()
+            raise
+
+    async def start_async(self, timeout: float | None = None) -> None:
+        self._spawn()
+        try:
+            await self.process.wait_ready(
+                self.port, self._probe, timeout=timeout or self.default_timeout
+            )
+        except BaseException:
+            self.process.kill()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.process.stop(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def close(self) -> None:
+        """Stop and remove the temporary folder, if one was made."""
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

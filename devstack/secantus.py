@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pymongo import AsyncMongoClient
 
-from devstack.process import ManagedProcess, free_port, run_sync
+from devstack.process import LoopbackService, ManagedProcess, free_port
 
 __all__ = ["SecantusServer"]
 
 
-class SecantusServer:
+class SecantusServer(LoopbackService):
     """A SecantusDB server on 127.0.0.1.
 
     ``data_dir`` holds the WiredTiger files (kept across restarts); ``None``
@@ -75,10 +74,6 @@ class SecantusServer:
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
-    @property
-    def is_running(self) -> bool:
-        return self.process.is_running
-
     def _spawn(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._config.touch()
@@ -86,7 +81,7 @@ class SecantusServer:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process.start()
 
-    async def _ping(self) -> None:
+    async def _probe(self) -> None:
         client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
             self.uri, serverSelectionTimeoutMS=2000
         )
@@ -94,42 +89,3 @@ class SecantusServer:
             await client.admin.command("ping")
         finally:
             await client.close()
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start and block until the port is open and ``ping`` answers."""
-        self._spawn()
-        self._ready(lambda: self.process.wait_ready(self.port, self._ping, timeout=timeout))
-
-    async def start_async(self, timeout: float = 30.0) -> None:
-        self._spawn()
-        try:
-            await self.process.wait_ready(self.port, self._ping, timeout=timeout)
-        except BaseException:
-            self.process.kill()
-            raise
-
-    def _ready(self, wait: Callable[[], Awaitable[None]]) -> None:
-        try:
-            run_sync(wait)
-        except BaseException:
-            self.process.kill()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.process.stop(timeout)
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def close(self) -> None:
-        """Stop and remove the temp log folder, if one was made."""
-        self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-
-    def __enter__(self) -> SecantusServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()

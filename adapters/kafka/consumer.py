@@ -3,6 +3,7 @@ envelopes and commits offsets only after the batch's effects are stored."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,7 +134,11 @@ class KafkaEventConsumer:
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            # Leaving the group is a courtesy: bounded, so a dead broker can't hang shutdown.
+            try:
+                await asyncio.wait_for(consumer.stop(), timeout=10)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("consumer did not stop cleanly: %r", exc)
 
 
 def _key(tp: TopicPartition) -> str:
