@@ -11,8 +11,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError, OperationType, parse
+from graphql.utilities import get_operation_ast
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,13 +26,20 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
+from adapters.auth.verifier import InvalidToken, bearer_token
 from commands.idempotency import IdempotencyMiddleware
-from observability import metrics
+from observability import metrics, tracing
+from queries.allowlist import load_allowlist
 from queries.auth import AuthenticationMiddleware, principal_from_scope
 from queries.context import HeraldContext
-from queries.schema import build_schema
+from queries.http_cache import PublicCacheMiddleware
+from queries.schema import PUBLIC_CARD_FIELDS, build_schema
 from services import Services
 from settings import Settings
 
@@ -56,6 +67,7 @@ class CorrelationIdMiddleware:
                 break
         correlation_id = correlation_id or uuid.uuid4().hex
         scope.setdefault("state", {})[STATE_CORRELATION_ID] = correlation_id
+        tracing.set_correlation_id(correlation_id)
         started = time.perf_counter()
         status = 500
 
@@ -83,13 +95,73 @@ _KNOWN_ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
 
 class HeraldGraphQL(GraphQL[HeraldContext, None]):
     def __init__(self, services: Services) -> None:
+        settings = services.settings
+        # A configured allowlist that cannot be read fails the start, naming the file.
+        self.allowlist = (
+            load_allowlist(settings.persisted_queries) if settings.persisted_queries else None
+        )
         super().__init__(
-            build_schema(),
+            build_schema(
+                production=settings.is_production,
+                max_cost=settings.max_query_cost,
+                allowlist=self.allowlist,
+            ),
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
-            graphql_ide="graphiql" if not services.settings.is_production else None,
+            graphql_ide="graphiql" if not settings.is_production else None,
             allow_queries_via_get=True,
+            connection_init_wait_timeout=timedelta(seconds=10),
+            max_subscriptions_per_connection=10,
         )
         self.services = services
+
+    async def on_ws_connect(self, context: HeraldContext) -> UnsetType | dict[str, object] | None:
+        """graphql-transport-ws `connection_init`: a token in its payload
+        (`{"Authorization": "Bearer …"}` or `{"token": …}`) authenticates the
+        socket, verified like a bearer header; a bad one closes it with 4403.
+        Without one the socket keeps the handshake's principal (anonymous,
+        unless the upgrade request carried an Authorization header)."""
+        try:
+            token = _connection_token(context.connection_params or {})
+            if token is not None:
+                if self.services.verifier is None:
+                    raise InvalidToken("this server has no token issuer configured")
+                context.principal = await self.services.verifier.verify(token)
+        except InvalidToken as exc:
+            raise ConnectionRejectionError({"reason": exc.reason}) from exc
+        unset: UnsetType = UNSET
+        return unset
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """A persisted query may be sent by its hash alone
+        (`extensions.persistedQuery.sha256Hash`) when an allowlist is set."""
+        data = await super().parse_http_body(request)
+        if self.allowlist and isinstance(data, GraphQLRequestData) and data.query is None:
+            persisted = (data.extensions or {}).get("persistedQuery")
+            digest = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
+            if isinstance(digest, str) and digest in self.allowlist:
+                data.query = self.allowlist[digest]
+        return data
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: HeraldContext,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Subscriptions are served over the WebSocket only (strawberry would
+        run one sent by POST as if it were a query, and fail)."""
+        if _selects_subscription(request_data.query, request_data.operation_name):
+            raise HTTPException(
+                400, "subscriptions are served over WebSocket (graphql-transport-ws) only"
+            )
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None
@@ -101,8 +173,36 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
         )
 
 
+def _selects_subscription(query: str | None, operation_name: str | None) -> bool:
+    if not query or "subscription" not in query:
+        return False
+    try:
+        document = parse(query, no_location=True)
+    except GraphQLError:
+        return False  # the schema reports it
+    operation = get_operation_ast(document, operation_name)
+    return operation is not None and operation.operation == OperationType.SUBSCRIPTION
+
+
+def _connection_token(params: dict[str, Any]) -> str | None:
+    """The bearer token of a connection_init payload; None when it has none."""
+    for name, value in params.items():
+        if name.lower() == "authorization":
+            if not isinstance(value, str):
+                raise InvalidToken("authorization is not 'Bearer <token>'")
+            return bearer_token(value)
+    token = params.get("token")
+    if token is None:
+        return None
+    if not isinstance(token, str) or not token:
+        raise InvalidToken("token is not a string")
+    return token
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    # before Services: PyMongo traces only clients created after instrumenting
+    tracing.configure_tracing(settings)
     services = services or Services(settings)
     graphql = HeraldGraphQL(services)
 
@@ -126,6 +226,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
+        await services.start_read_feeds()
         log.info(
             "herald started (kafka %s, store %s)", settings.kafka_bootstrap, settings.mongo_database
         )
@@ -145,7 +246,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         middleware=[
             Middleware(CorrelationIdMiddleware),
             Middleware(AuthenticationMiddleware, verifier=services.verifier),
-            # innermost of the three: it needs the principal to scope keys by caller
+            # after authentication (it caches anonymous reads only), before the
+            # idempotency check (which concerns mutations, never cached)
+            Middleware(
+                PublicCacheMiddleware,
+                watermark=lambda: services.published_cards.watermark,
+                public_root_fields=PUBLIC_CARD_FIELDS,
+                max_age_seconds=settings.public_cache_max_age_seconds,
+            ),
+            # innermost: it needs the principal to scope keys by caller
             Middleware(
                 IdempotencyMiddleware,
                 store=services.idempotency,
@@ -155,6 +264,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         ],
         lifespan=lifespan,
     )
+    tracing.instrument_app(app)
     app.state.services = services
     return app
 

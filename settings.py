@@ -46,6 +46,30 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+OTEL_EXPORTERS = ("none", "console", "otlp")
+
+
+def _otel_exporter(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in OTEL_EXPORTERS:
+        raise ValueError(f"expected one of {', '.join(OTEL_EXPORTERS)}")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
 def _at_least_a_day(raw: str) -> int:
     value = int(raw)
     if value < 86_400:
@@ -80,6 +104,7 @@ class Settings:
     jwt_leeway_seconds: int = 30
 
     relay_poll_seconds: float = 0.2
+    shutdown_timeout_seconds: float = 10.0
     consistency_wait_seconds: float = 3.0
     projector_group_prefix: str = "herald"
     # Which background roles this process runs (an API-only replica sets both false).
@@ -90,6 +115,19 @@ class Settings:
     # an in-flight claim older than the lease is taken as abandoned (process died).
     idempotency_ttl_seconds: int = 86_400
     idempotency_lease_seconds: float = 60.0
+
+    # Where traces go: none (default), console (stdout), or otlp (OTLP/HTTP to
+    # the standard OTEL_EXPORTER_OTLP_ENDPOINT, e.g. a collector on :4318).
+    otel_exporter: str = "none"
+
+    # GraphQL limits: the cost limit (see queries/cost.py), and an optional
+    # persisted-query allowlist (`python -m queries.allowlist`), enforced for
+    # anonymous callers in production only.
+    max_query_cost: int = 5_000
+    persisted_queries: str | None = None
+    # Anonymous card reads: how long clients and shared caches may reuse an
+    # answer without revalidating it (the ETag makes revalidation cheap).
+    public_cache_max_age_seconds: int = 5
 
     @property
     def is_production(self) -> bool:
@@ -125,6 +163,9 @@ class Settings:
             jwt_audience=_read(env, "HERALD_JWT_AUDIENCE", str, d.jwt_audience),
             jwks_location=_read(env, "HERALD_JWKS", str, d.jwks_location),
             jwt_leeway_seconds=_read(env, "HERALD_JWT_LEEWAY_SECONDS", int, d.jwt_leeway_seconds),
+            shutdown_timeout_seconds=_read(
+                env, "HERALD_SHUTDOWN_TIMEOUT_SECONDS", _positive_float, d.shutdown_timeout_seconds
+            ),
             relay_poll_seconds=_read(
                 env, "HERALD_RELAY_POLL_SECONDS", _positive_float, d.relay_poll_seconds
             ),
@@ -144,5 +185,14 @@ class Settings:
                 "HERALD_IDEMPOTENCY_LEASE_SECONDS",
                 _positive_float,
                 d.idempotency_lease_seconds,
+            ),
+            otel_exporter=_read(env, "HERALD_OTEL_EXPORTER", _otel_exporter, d.otel_exporter),
+            max_query_cost=_read(env, "HERALD_MAX_QUERY_COST", _positive_int, d.max_query_cost),
+            persisted_queries=_read(env, "HERALD_PERSISTED_QUERIES", str, d.persisted_queries),
+            public_cache_max_age_seconds=_read(
+                env,
+                "HERALD_PUBLIC_CACHE_MAX_AGE_SECONDS",
+                _non_negative_int,
+                d.public_cache_max_age_seconds,
             ),
         )

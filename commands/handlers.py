@@ -23,6 +23,7 @@ from domain.ports import ConcurrencyError, EventStore, PositionSnapshotStore, Un
 from domain.positions import parse_positions, positions_aggregate_id
 from domain.principal import Principal
 from domain.validation import InvalidInput, Problem, parse_amendment, parse_terms, terms_to_payload
+from observability.tracing import traced_command
 
 REFERENCE_NAMESPACE = "reference"
 
@@ -87,6 +88,7 @@ class CommandHandlers:
 
     # --- corporate actions ----------------------------------------------------
 
+    @traced_command("announce")
     async def announce(self, payload: Mapping[str, Any], ctx: CommandContext) -> ActionResult:
         actor = ctx.actor
         terms = parse_terms(payload)
@@ -96,6 +98,7 @@ class CommandHandlers:
             None, action_id, decided, ctx, actor, reserve_reference=terms.reference
         )
 
+    @traced_command("amend", aggregate_arg="action_id")
     async def amend(
         self, action_id: str, expected_version: int, changes: Mapping[str, Any], ctx: CommandContext
     ) -> ActionResult:
@@ -115,6 +118,7 @@ class CommandHandlers:
             state, action_id, decided, ctx, actor, reserve_reference=new_reference
         )
 
+    @traced_command("cancel", aggregate_arg="action_id")
     async def cancel(
         self, action_id: str, expected_version: int, reason: str, ctx: CommandContext
     ) -> ActionResult:
@@ -126,6 +130,7 @@ class CommandHandlers:
         decided = ca.cancel(state, action_id, expected_version, reason)
         return await self._record_action(state, action_id, decided, ctx, actor)
 
+    @traced_command("approve", aggregate_arg="action_id")
     async def approve(self, action_id: str, version: int, ctx: CommandContext) -> ActionResult:
         actor = ctx.actor
         state = await self._load_action(action_id)
@@ -176,6 +181,7 @@ class CommandHandlers:
 
     # --- positions ------------------------------------------------------------
 
+    @traced_command("record_positions")
     async def record_positions(
         self, payload: Mapping[str, Any], ctx: CommandContext, *, attempts: int = 3
     ) -> PositionsResult:
@@ -218,6 +224,7 @@ class CommandHandlers:
 
     # --- notices --------------------------------------------------------------
 
+    @traced_command("acknowledge_notice", aggregate_arg="notice_id")
     async def acknowledge_notice(
         self, notice_id: str, ctx: CommandContext, notices: NoticeLookup, *, attempts: int = 3
     ) -> AckResult:

@@ -24,7 +24,7 @@ from tenacity import (
 )
 
 from domain.ports import EventPublisher, EventStore, PublishError, StoreError
-from observability import metrics
+from observability import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,16 @@ class OutboxRelay:
 
     async def run_once(self) -> int:
         """Publish one batch; returns how many events were published."""
-        if not await self._acquire_lease():
-            return 0
-        batch = await self._store.unpublished(self._batch_size)
+        with tracing.untraced():  # an idle poll leaves no trace
+            if not await self._acquire_lease():
+                return 0
+            batch = await self._store.unpublished(self._batch_size)
         if not batch:
             return 0
         started = time.perf_counter()
-        await self._publisher.publish(batch)
-        await self._store.mark_published([event.event_id for event in batch])
+        with tracing.span(tracing.RELAY_BATCH_SPAN, {"herald.relay.events": len(batch)}):
+            await self._publisher.publish(batch)
+            await self._store.mark_published([event.event_id for event in batch])
         elapsed = time.perf_counter() - started
         metrics.RELAY_PUBLISHED.inc(len(batch))
         metrics.RELAY_BATCH_SECONDS.observe(elapsed)

@@ -1,0 +1,351 @@
+"""Herald's OpenTelemetry traces: one tracer provider, the official
+instrumentations, and the few manual spans where the design's story lives.
+
+`configure_tracing(settings)` is called by `app.create_app`. HERALD_OTEL_EXPORTER
+chooses where spans go:
+
+- ``none`` (default): no provider is installed; the manual spans below are the
+  API's no-op spans and nothing is instrumented, so tracing costs nothing;
+- ``console``: spans are printed to stdout (a dev convenience);
+- ``otlp``: spans are batched to an OTLP/HTTP collector at the standard
+  ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default ``http://localhost:4318``; the
+  other ``OTEL_EXPORTER_OTLP_*`` variables apply too).
+
+Once a provider is installed it stays for the life of the process (OpenTelemetry
+allows one global provider): a later call adds the exporter it names if it is not
+there yet and changes nothing else, so calling it once per app — or once per test
+— is safe. PyMongo and aiokafka are instrumented once, process-wide; the
+Starlette app of each `create_app` is instrumented by `instrument_app`.
+
+PyMongo's command listeners apply to clients created after they are registered:
+`create_app(settings)` configures tracing before it builds its Services, so the
+process entry gets its store traced; a caller that builds Services first gets
+store spans only from clients created after the first configuration.
+
+Manual spans:
+
+- ``herald.command`` per command handler call (`traced_command`), with the
+  command name, the aggregate id, the outcome and the correlation id; the same
+  wrapper counts ``herald_commands_total`` and times ``herald_command_seconds``;
+- ``herald.relay.batch`` per published outbox batch (commands/relay.py);
+- ``herald.projection.batch`` per applied projector batch (projections/runner.py).
+
+Idle polling (the relay's lease and outbox query, the projectors' periodic lag
+report) runs `untraced()`, and so do the probe routes (/metrics, /healthz,
+/readyz): a quiet Herald sends no spans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from domain.errors import DomainError, Forbidden, NotFound, VersionConflict
+from domain.validation import InvalidInput
+from observability import metrics
+from settings import OTEL_EXPORTERS, Settings, SettingsError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from starlette.applications import Starlette
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SERVICE_NAME = "herald"
+TRACER_NAME = "herald"
+
+# Manual span names and attribute keys (the dashboards and tests read these).
+COMMAND_SPAN = "herald.command"
+RELAY_BATCH_SPAN = "herald.relay.batch"
+PROJECTION_BATCH_SPAN = "herald.projection.batch"
+ATTR_COMMAND = "herald.command.name"
+ATTR_AGGREGATE_ID = "herald.command.aggregate_id"
+ATTR_OUTCOME = "herald.command.outcome"
+ATTR_CORRELATION_ID = "herald.correlation_id"
+ATTR_ERROR_TYPE = "error.type"
+
+# Routes polled by probes and scrapers: never traced.
+UNTRACED_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+
+_tracer = trace.get_tracer(TRACER_NAME)
+
+
+# --- configuration -------------------------------------------------------------
+
+
+class _State:
+    def __init__(self) -> None:
+        self.provider: TracerProvider | None = None
+        self.exporter_kinds: set[str] = set()
+        self.extra_exporters: list[SpanExporter] = []
+        self.instrumented = False
+
+
+_state = _State()
+_lock = threading.Lock()
+
+
+def configure_tracing(settings: Settings, *, exporter: SpanExporter | None = None) -> bool:
+    """Install Herald's tracer provider and exporter; True when tracing is on.
+
+    `exporter` adds one more exporter, exported synchronously (tests pass an
+    in-memory one). Idempotent: see the module docstring.
+    """
+    kind = settings.otel_exporter
+    if kind not in OTEL_EXPORTERS:
+        raise SettingsError(
+            f"HERALD_OTEL_EXPORTER={kind!r}: expected one of {', '.join(OTEL_EXPORTERS)}"
+        )
+    with _lock:
+        if kind == "none" and exporter is None:
+            return _state.provider is not None
+        provider = _ensure_provider(settings)
+        if kind != "none" and kind not in _state.exporter_kinds:
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            provider.add_span_processor(BatchSpanProcessor(span_exporter(kind)))
+            _state.exporter_kinds.add(kind)
+            log.info("tracing: exporting spans to %s", kind)
+        if exporter is not None and not any(e is exporter for e in _state.extra_exporters):
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            _state.extra_exporters.append(exporter)
+        _instrument_libraries(provider)
+        return True
+
+
+def tracing_enabled() -> bool:
+    """True once `configure_tracing` installed a provider in this process."""
+    return _state.provider is not None
+
+
+def _ensure_provider(settings: Settings) -> TracerProvider:
+    if _state.provider is not None:
+        return _state.provider
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        # Someone (e.g. `opentelemetry-instrument`) installed an SDK provider
+        # already: add to it rather than fight over the global.
+        provider = current
+    else:
+        provider = TracerProvider(
+            resource=Resource.create(
+                {
+                    "service.name": SERVICE_NAME,
+                    "service.version": _herald_version(),
+                    "deployment.environment.name": settings.environment,
+                }
+            )
+        )
+        trace.set_tracer_provider(provider)
+    _state.provider = provider
+    return provider
+
+
+def span_exporter(kind: str) -> SpanExporter:
+    """A new exporter of the kind HERALD_OTEL_EXPORTER names (console or otlp)."""
+    if kind == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter(service_name=SERVICE_NAME)
+    if kind == "otlp":
+        # reads OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    raise SettingsError(f"HERALD_OTEL_EXPORTER={kind!r}: no exporter")
+
+
+def _instrument_libraries(provider: TracerProvider) -> None:
+    if _state.instrumented:
+        return
+    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+
+    for instrumentor in (PymongoInstrumentor(), AIOKafkaInstrumentor()):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=provider)
+    _state.instrumented = True
+
+
+def _herald_version() -> str:
+    try:
+        return metadata.version("herald")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# --- HTTP ----------------------------------------------------------------------
+
+
+def instrument_app(app: Starlette) -> bool:
+    """Give the app a server span per request (Starlette instrumentation) when
+    tracing is on; the probe routes run untraced. Call before the app starts."""
+    if _state.provider is None:
+        return False
+    from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+
+    StarletteInstrumentor.instrument_app(app, tracer_provider=_state.provider)
+    app.add_middleware(UntracedProbes)  # added last: outside the tracing middleware
+    return True
+
+
+class UntracedProbes:
+    """Run the probe and scrape routes with instrumentation suppressed, so a
+    Prometheus scrape or a readiness probe (and its store ping) makes no trace."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") in UNTRACED_PATHS:
+            with untraced():
+                await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def set_correlation_id(correlation_id: str) -> None:
+    """Put the request's correlation id on the current (server) span."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute(ATTR_CORRELATION_ID, correlation_id)
+
+
+# --- manual spans ----------------------------------------------------------------
+
+
+def span(
+    name: str, attributes: Mapping[str, AttributeValue] | None = None
+) -> AbstractContextManager[Span]:
+    """A span around a unit of Herald's own work (a relay or projector batch);
+    an exception escaping it is recorded and marks the span as failed."""
+    return _tracer.start_as_current_span(name, attributes=attributes)
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Suppress the library instrumentations (store, Kafka, HTTP) inside."""
+    if _state.provider is None:  # nothing is instrumented
+        yield
+        return
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
+
+
+def command_outcome(exc: BaseException) -> str:
+    """The `outcome` label of a command that raised `exc`."""
+    if isinstance(exc, InvalidInput):
+        return "invalid"
+    if isinstance(exc, VersionConflict):
+        return "conflict"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, Forbidden):
+        return "forbidden"
+    if isinstance(exc, DomainError):
+        return "rejected"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
+
+
+def traced_command(
+    name: str, *, aggregate_arg: str | None = None
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """Wrap a command handler: one ``herald.command`` span, one count in
+    ``herald_commands_total{command, outcome}`` and one observation of
+    ``herald_command_seconds{command}`` per call.
+
+    The aggregate id comes from the argument named `aggregate_arg` when there is
+    one, else from the result's consistency token (commands that create the
+    aggregate); the correlation id from the `ctx` argument. Outcomes: accepted,
+    invalid, conflict, not_found, forbidden, rejected (another business rule),
+    cancelled, error (unexpected; the span's status is ERROR).
+    """
+
+    def decorate(
+        func: Callable[P, Coroutine[Any, Any, R]],
+    ) -> Callable[P, Coroutine[Any, Any, R]]:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            arguments = signature.bind_partial(*args, **kwargs).arguments
+            attributes: dict[str, AttributeValue] = {ATTR_COMMAND: name}
+            correlation_id = getattr(arguments.get("ctx"), "correlation_id", None)
+            if isinstance(correlation_id, str) and correlation_id:
+                attributes[ATTR_CORRELATION_ID] = correlation_id
+            if aggregate_arg is not None and isinstance(arguments.get(aggregate_arg), str):
+                attributes[ATTR_AGGREGATE_ID] = arguments[aggregate_arg]
+            started = time.perf_counter()
+            outcome = "error"
+            with _tracer.start_as_current_span(
+                COMMAND_SPAN,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as current:
+                try:
+                    result = await func(*args, **kwargs)
+                    outcome = "accepted"
+                    aggregate_id = getattr(getattr(result, "token", None), "aggregate_id", None)
+                    if isinstance(aggregate_id, str):
+                        current.set_attribute(ATTR_AGGREGATE_ID, aggregate_id)
+                    return result
+                except BaseException as exc:
+                    outcome = command_outcome(exc)
+                    current.set_attribute(ATTR_ERROR_TYPE, type(exc).__qualname__)
+                    if outcome == "error":
+                        current.record_exception(exc)
+                        current.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+                    raise
+                finally:
+                    current.set_attribute(ATTR_OUTCOME, outcome)
+                    metrics.COMMANDS.labels(name, outcome).inc()
+                    metrics.COMMAND_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+        return wrapper
+
+    return decorate
+
+
+__all__ = [
+    "COMMAND_SPAN",
+    "PROJECTION_BATCH_SPAN",
+    "RELAY_BATCH_SPAN",
+    "UNTRACED_PATHS",
+    "UntracedProbes",
+    "command_outcome",
+    "configure_tracing",
+    "instrument_app",
+    "set_correlation_id",
+    "span",
+    "span_exporter",
+    "traced_command",
+    "tracing_enabled",
+    "untraced",
+]

@@ -1,0 +1,68 @@
+"""One Herald on Tansu for the observability suites (nothing here is about the
+broker), with tracing on and an in-memory span exporter attached.
+
+OpenTelemetry allows one tracer provider per process: once this package has
+configured tracing it stays configured for the rest of the test session (the
+in-memory exporter is shut down at the end, so it stops keeping spans).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from adapters.auth.dev_issuer import DevIssuer
+from devstack.tansu import TansuBroker
+from observability.tracing import configure_tracing
+from settings import Settings
+from tests.support import Broker, GraphQLClient, RunningHerald, herald_settings
+
+DIVIDEND: dict[str, Any] = {
+    "eventType": "DVCA",
+    "mandatoryVoluntary": "MAND",
+    "isin": "RU0009029540",
+    "securityName": "Sberbank ordinary shares",
+    "announcementDate": "2026-11-20",
+    "exDate": "2026-12-14",
+    "recordDate": "2026-12-15",
+    "paymentDate": "2026-12-29",
+    "grossRate": {"amount": "33.3", "currency": "RUB"},
+}
+
+ANNOUNCE = """
+mutation Announce($input: AnnounceCorporateActionInput!) {
+  announceCorporateAction(input: $input) {
+    corporateAction { id version status }
+    consistencyToken
+  }
+}
+"""
+
+
+@pytest.fixture(scope="package")
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    assert configure_tracing(Settings(), exporter=exporter)
+    yield exporter
+    exporter.shutdown()
+
+
+@pytest.fixture(scope="package")
+async def herald(
+    spans: InMemorySpanExporter, tansu: TansuBroker, mongo_uri: str, issuer: DevIssuer
+) -> AsyncIterator[RunningHerald]:
+    broker = Broker("tansu", tansu.bootstrap_servers, idempotent=False)
+    running = RunningHerald(herald_settings(broker, mongo_uri, issuer), issuer)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture(scope="package")
+async def api(herald: RunningHerald) -> AsyncIterator[GraphQLClient]:
+    async with httpx.AsyncClient(base_url=herald.base_url, timeout=30) as http:
+        yield GraphQLClient(http, herald.issuer)
