@@ -42,6 +42,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     import contextlib
     import logging
 
+    from observability.tracing import configure_tracing
     from services import Services
     from settings import Settings
 
@@ -49,6 +50,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         settings = Settings.from_env().with_overrides(run_relay=args.relay, run_projectors=True)
+        configure_tracing(settings)  # before Services: PyMongo traces clients made afterwards
         services = Services(settings)
         await services.start()
         try:
