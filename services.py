@@ -8,7 +8,6 @@ and topics, and starts the outbox relay and the projectors as asyncio tasks
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -21,13 +20,14 @@ from adapters.auth.verifier import TokenVerifier
 from adapters.kafka.consumer import KafkaEventConsumer
 from adapters.kafka.publisher import KafkaEventPublisher
 from adapters.kafka.topics import ensure_topics, kafka_ping, topic_for
-from adapters.mongo.cards import MongoCardStore
+from adapters.mongo.cards import CARDS, MongoCardStore, is_publication, publication_match
+from adapters.mongo.changes import MongoChangeFeed
 from adapters.mongo.client import connect, ping
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.idempotency import MongoIdempotencyStore
 from adapters.mongo.lease import MongoLease
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
-from adapters.mongo.notices import MongoNoticeStore
+from adapters.mongo.notices import NOTICES, MongoNoticeStore, issued_match
 from adapters.mongo.positions import MongoPositionStore
 from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
@@ -37,6 +37,7 @@ from domain.ports import PublishError
 from projections.cards import CardProjector
 from projections.notices import NoticeProjector
 from projections.runner import ProjectionRunner, Projector, run_forever
+from queries.feeds import CardFanout, NoticeFanout
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,12 @@ class Services:
         self.positions = MongoPositionStore(self.db)
         self.notice_projection = MongoNoticeProjectionStore(self.db)
         self.idempotency = MongoIdempotencyStore(self.db)
+        # Subscriptions and the public-cache watermark: one change stream per
+        # collection and process (see queries/feeds.py); started by the API.
+        self.issued_notices = NoticeFanout(MongoChangeFeed(self.db, NOTICES), issued_match)
+        self.published_cards = CardFanout(
+            MongoChangeFeed(self.db, CARDS), publication_match, is_publication
+        )
         self.publisher = KafkaEventPublisher(
             s.kafka_bootstrap, s.kafka_topic_prefix, idempotent=s.kafka_idempotent_producer
         )
@@ -172,13 +179,26 @@ class Services:
             checks[name] = not task.done()
         return checks
 
+    async def start_read_feeds(self) -> None:
+        """The API's change streams: the cards one runs always (the cache
+        watermark); the notices one starts with its first subscriber."""
+        await self.published_cards.start()
+
     async def stop(self) -> None:
+        await self.published_cards.stop()
+        await self.issued_notices.stop()
         tasks = [*self.tasks.values(), self._topics_task]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Bounded: a driver that swallows a cancellation (or a broker that
+        # never answers a LeaveGroup) must not hold the shutdown forever.
+        _, stuck = await asyncio.wait(tasks, timeout=self.settings.shutdown_timeout_seconds)
+        for task in stuck:
+            log.warning(
+                "task %s did not stop within %ss",
+                task.get_name(),
+                self.settings.shutdown_timeout_seconds,
+            )
         self.tasks.clear()
         await self.publisher.close()
         await self.client.close()

@@ -15,6 +15,9 @@ class Principal:
     roles: frozenset[str] = field(default_factory=frozenset)
     scopes: frozenset[str] = field(default_factory=frozenset)
     accounts: frozenset[str] = field(default_factory=frozenset)
+    # When the token stops being valid (epoch seconds): what outlives a request
+    # (a subscription) ends then. Not part of who the caller is.
+    expires_at: float | None = field(default=None, compare=False)
 
     @property
     def is_authenticated(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from strawberry.dataloader import DataLoader
 
@@ -13,6 +13,7 @@ from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
 from domain.corporate_action import CorporateAction
 from domain.principal import Principal
+from queries.feeds import CardFanout, NoticeFanout
 
 
 class ReadServices(Protocol):
@@ -23,6 +24,8 @@ class ReadServices(Protocol):
     notices: MongoNoticeStore
     projection_state: MongoProjectionState
     consistency_wait_seconds: float
+    issued_notices: NoticeFanout
+    published_cards: CardFanout
 
 
 @dataclass
@@ -49,6 +52,14 @@ class HeraldContext:
     services: ReadServices
     correlation_id: str
     loaders: Loaders = field(init=False)
+    # A WebSocket's connection_init payload (strawberry sets it); the caller's
+    # token may come in it, and then `principal` is set from it.
+    connection_params: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        self.loaders = make_loaders(self.services)
+
+    def renew_loaders(self) -> None:
+        """Forget what the loaders cached. A WebSocket keeps one context for
+        its whole life: each subscription event must read the store afresh."""
         self.loaders = make_loaders(self.services)

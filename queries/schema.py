@@ -1,24 +1,39 @@
-"""The GraphQL schema: queries and mutations over the read models and commands."""
+"""The GraphQL schema: queries, mutations and subscriptions over the read
+models and commands, with the limits every operation runs under."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 from strawberry.types import Info
 
-from adapters.mongo.cards import CardQuery
+from adapters.mongo.cards import CardQuery, from_document
 from commands.handlers import ActionResult, CommandContext
 from projections.cards import NAME as CARDS_PROJECTION
 from projections.notices import NAME as NOTICES_PROJECTION
 from queries import types as t
+from queries.allowlist import PersistedQueriesOnly
 from queries.consistency import wait_until_projected
 from queries.context import HeraldContext
-from queries.errors import domain_errors_as_graphql
+from queries.cost import DEFAULT_MAX_COST, CostLimiter
+from queries.errors import (
+    SERVICE_UNAVAILABLE,
+    UNAUTHENTICATED,
+    coded,
+    domain_errors_as_graphql,
+)
 from queries.extensions import HeraldSchema, MaskUnexpectedErrors
+from queries.feeds import Expired, FellBehind
 from queries.inputs import (
     AmendCorporateActionInput,
     AnnounceCorporateActionInput,
@@ -38,7 +53,7 @@ from queries.paging import (
     page_size,
 )
 from queries.permissions import IsApprover, IsBackOffice, IsDepositor, IsOperator, is_operator
-from queries.views import card, depositor_notice, visible_version
+from queries.views import card, depositor_notice, public_card, visible_version
 
 Ctx = Info[HeraldContext, None]
 
@@ -269,14 +284,84 @@ class Mutation:
         )
 
 
-def build_schema() -> strawberry.Schema:
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        permission_classes=[IsDepositor],
+        description=(
+            "Your notices (of the accounts in your token) as they are issued: NEW, "
+            "UPDATE or CANCELLATION. Authenticate in connection_init. Notices issued "
+            "before the subscription is live are not replayed: fetch myNotices."
+        ),
+    )
+    async def notice_issued(self, info: Ctx) -> AsyncGenerator[t.DepositorNotice, None]:
+        ctx = info.context
+        principal = ctx.principal
+        feed = ctx.services.issued_notices
+        # The token is checked once, at connection_init: the feed ends when it expires.
+        async with feed.subscribe(principal.accounts, until=principal.expires_at) as documents:
+            try:
+                async for document in documents:
+                    ctx.renew_loaders()  # each notice shows its card as it is now
+                    yield depositor_notice(document)
+            except FellBehind as exc:
+                raise _fell_behind("myNotices") from exc
+            except Expired as exc:
+                raise coded(
+                    "your token expired: connect again with a fresh one", UNAUTHENTICATED
+                ) from exc
+
+    @strawberry.subscription(
+        description="Each card as the public sees it, when a version of it is published."
+    )
+    async def card_published(self, info: Ctx) -> AsyncGenerator[t.CorporateAction, None]:
+        async with info.context.services.published_cards.subscribe() as documents:
+            try:
+                async for document in documents:
+                    shown = public_card(from_document(document))
+                    if shown is not None:
+                        yield shown
+            except FellBehind as exc:
+                raise _fell_behind("corporateActions") from exc
+
+
+def _fell_behind(query: str) -> Exception:
+    return coded(
+        f"this subscription fell behind and was ended; subscribe again and fetch {query}",
+        SERVICE_UNAVAILABLE,
+    )
+
+
+# Root fields an anonymous caller reads the same for everyone: safe to cache.
+PUBLIC_CARD_FIELDS = frozenset({"corporateAction", "corporateActions"})
+
+
+def _anonymous(context: Any) -> bool:
+    principal = getattr(context, "principal", None)
+    return principal is None or not principal.is_authenticated
+
+
+def build_schema(
+    *,
+    production: bool = False,
+    max_cost: int = DEFAULT_MAX_COST,
+    allowlist: Mapping[str, str] | None = None,
+) -> strawberry.Schema:
+    """The schema with its limits. In production introspection is off, and
+    with an `allowlist` (sha256 -> document, see queries.allowlist) anonymous
+    callers may run only the listed operations."""
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        lambda: QueryDepthLimiter(max_depth=12),
+        lambda: MaxAliasesLimiter(max_alias_count=30),
+        lambda: MaxTokensLimiter(max_token_count=5000),
+        lambda: CostLimiter(max_cost=max_cost),
+    ]
+    if production:
+        extensions.append(DisableIntrospection)
+        if allowlist is not None:
+            allowed = dict(allowlist)
+            extensions.append(lambda: PersistedQueriesOnly(allowed, applies=_anonymous))
+    extensions.append(MaskUnexpectedErrors)
     return HeraldSchema(
-        query=Query,
-        mutation=Mutation,
-        extensions=[
-            lambda: QueryDepthLimiter(max_depth=12),
-            lambda: MaxAliasesLimiter(max_alias_count=30),
-            lambda: MaxTokensLimiter(max_token_count=5000),
-            MaskUnexpectedErrors,
-        ],
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
     )

@@ -227,7 +227,13 @@ def _principal(claims: Mapping[str, object]) -> Principal:
         roles=_words(claims, "roles", allow_list=True),
         scopes=scopes,
         accounts=_string_list(claims, "accounts"),
+        expires_at=_expiry(claims),
     )
+
+
+def _expiry(claims: Mapping[str, object]) -> float | None:
+    exp = claims.get("exp")  # the registry checked it is there and a number
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 def _words(claims: Mapping[str, object], name: str, *, allow_list: bool) -> frozenset[str]:

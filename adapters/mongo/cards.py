@@ -4,7 +4,9 @@ The document holds the folded aggregate state (every version with its author,
 the history) plus flat fields to filter and sort on: the public view's fields
 (last published version) and the operator view's (published, else pending).
 Writes are guarded by the stored revision, so a stale or duplicate apply
-changes nothing.
+changes nothing. An existing card is updated with `$set` rather than replaced,
+so a change stream sees which fields changed: `publication_match` picks the
+changes of the public view (a version published) at the store.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from adapters.mongo.changes import INSERT, UPDATE, Change
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.corporate_action import ActionVersion, CorporateAction, HistoryEntry
@@ -119,6 +122,31 @@ def from_document(doc: Document) -> CorporateAction:
     )
 
 
+def publication_match() -> Document:
+    """Change-stream match: the public view of a card changed — a card stored
+    already published, or a new version published (`publishedVersion` set)."""
+    return {
+        "$or": [
+            {"operationType": {"$in": [INSERT, "replace"]}, "fullDocument.isPublic": True},
+            {
+                "operationType": UPDATE,
+                "updateDescription.updatedFields.publishedVersion": {"$exists": True},
+            },
+        ]
+    }
+
+
+def is_publication(change: Change) -> bool:
+    """Whether a change `publication_match` selected published a version (a
+    replace by another writer changes the public view, but may not publish)."""
+    document = change.document
+    if document is None or not document.get("isPublic"):
+        return False
+    return change.operation == INSERT or (
+        change.operation == UPDATE and "publishedVersion" in change.updated_fields
+    )
+
+
 def _mongo_filter(query: CardQuery) -> dict[str, Any]:
     conditions: dict[str, Any] = {}
     if query.public_only:
@@ -175,8 +203,11 @@ class MongoCardStore:
                 except DuplicateKeyError:
                     return False
                 return True
-            result = await self._cards.replace_one(
-                {"_id": state.id, "revision": previous_revision}, doc
+            # Every field is set (to_document writes them all): the same as a
+            # replace, but the change event names only the fields that changed.
+            fields = {name: value for name, value in doc.items() if name != "_id"}
+            result = await self._cards.update_one(
+                {"_id": state.id, "revision": previous_revision}, {"$set": fields}
             )
         return result.matched_count == 1
 

@@ -32,6 +32,23 @@ def _accounts_filter(accounts: Collection[str], unread_only: bool) -> Document:
     return conditions
 
 
+def issued_match(accounts: Collection[str]) -> Document:
+    """Change-stream match: a notice of one of `accounts` was issued (NEW,
+    UPDATE or CANCELLATION) — stored, or updated to a new version. The
+    accounts are in the store's match, as in every other read here; an
+    acknowledgement (an update without a new version) is not an issue."""
+    return {
+        "fullDocument.accountId": {"$in": sorted(accounts)},
+        "$or": [
+            {"operationType": {"$in": ["insert", "replace"]}},
+            {
+                "operationType": "update",
+                "updateDescription.updatedFields.version": {"$exists": True},
+            },
+        ],
+    }
+
+
 def _after(issued_at: datetime, notice_id: str) -> Document:
     """Strictly after (issuedAt, _id) in newest-first order."""
     return {

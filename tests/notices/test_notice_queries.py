@@ -67,7 +67,9 @@ class StoreRoundTrips(monitoring.CommandListener):
 
     Registered globally (PyMongo applies global listeners to clients created
     afterwards); it counts only while armed and only for its database, so
-    other suites' clients and the background relay are not counted.
+    other suites' clients and the background relay are not counted — nor the
+    API's change streams (the subscription feeds and the cache watermark),
+    whose cursors it recognises from the `$changeStream` aggregate opening them.
     """
 
     READ_MODELS = frozenset({"notices", "cards", "projection_tracking"})
@@ -76,18 +78,29 @@ class StoreRoundTrips(monitoring.CommandListener):
         self.database: str | None = None
         self.armed = False
         self.commands: list[tuple[str, str]] = []
+        self._opening_streams: set[int] = set()
+        self._stream_cursors: set[int] = set()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
+        command = event.command
+        if event.command_name == "aggregate" and any(
+            "$changeStream" in stage for stage in command.get("pipeline", [])
+        ):
+            self._opening_streams.add(event.request_id)
+            return
+        if event.command_name == "getMore" and command.get("getMore") in self._stream_cursors:
+            return
         if not self.armed or event.database_name != self.database:
             return
-        command = event.command
         target = command.get("collection") if event.command_name == "getMore" else None
         target = target or command.get(event.command_name)
         if isinstance(target, str) and target in self.READ_MODELS:
             self.commands.append((event.command_name, target))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        if event.request_id in self._opening_streams:
+            self._opening_streams.discard(event.request_id)
+            self._stream_cursors.add(event.reply.get("cursor", {}).get("id"))
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass

@@ -15,8 +15,7 @@ from tests.support import operation_document
 # Operations whose capability has landed; the rest join as their issues land.
 IMPLEMENTED = {
     "website": {"WebsiteCards", "WebsiteCard"},
-    # MobileNoticeFeed (the noticeIssued subscription) is later work
-    "mobile": {"MobileMyNotices", "MobileNotice", "MobileAcknowledge"},
+    "mobile": {"MobileMyNotices", "MobileNotice", "MobileAcknowledge", "MobileNoticeFeed"},
     "portal": {
         "PortalAnnounce",
         "PortalAmend",

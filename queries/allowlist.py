@@ -1,0 +1,202 @@
+"""Persisted queries: an allowlist of the clients' operations, and its enforcement.
+
+`python -m queries.allowlist` (or `herald allowlist`) reads the contract's
+operation files and writes a JSON object mapping the sha256 of each
+operation's *normalized* document — the operation and the fragments it uses,
+printed canonically — to that document. With `HERALD_PERSISTED_QUERIES`
+naming such a file, a production server refuses, for anonymous callers, any
+operation whose normalized document is not in the list: the public can run
+what the website runs, and nothing else. A client may also send only the
+hash (`extensions.persistedQuery.sha256Hash`, the query left out).
+
+Normalizing means a client may send one operation or the whole file (with
+`operationName`), with any whitespace and comments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    ValidationRule,
+    parse,
+    print_ast,
+    visit,
+)
+from graphql.language import Visitor, VisitorAction
+from graphql.language.visitor import SKIP
+from strawberry.extensions import SchemaExtension
+
+from queries.errors import FORBIDDEN
+
+__all__ = [
+    "NOT_ALLOWED",
+    "PersistedQueriesOnly",
+    "build_allowlist",
+    "load_allowlist",
+    "normalized_operation",
+]
+
+NOT_ALLOWED = "PERSISTED_QUERY_NOT_ALLOWED"
+_REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OPERATIONS = (
+    Path(os.environ.get("HERALD_CONTRACT_DIR", _REPO.parent / "shared" / "contract")) / "operations"
+)
+
+
+class AllowlistError(ValueError):
+    """The allowlist file is missing or malformed."""
+
+
+def fingerprint(document: str) -> str:
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+class _Spreads(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
+        self.names.append(node.name.value)
+
+
+def _spread_names(node: OperationDefinitionNode | FragmentDefinitionNode) -> list[str]:
+    spreads = _Spreads()
+    visit(node, spreads)
+    return spreads.names
+
+
+def normalized_operation(document: DocumentNode, operation: OperationDefinitionNode) -> str:
+    """The operation with the fragments it uses (transitively, sorted by name),
+    printed canonically: the same text whatever else the document held."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    used: dict[str, FragmentDefinitionNode] = {}
+    pending = _spread_names(operation)
+    while pending:
+        name = pending.pop()
+        if name in used or name not in fragments:
+            continue
+        used[name] = fragments[name]
+        pending.extend(_spread_names(fragments[name]))
+    kept = (operation, *(used[name] for name in sorted(used)))
+    return print_ast(DocumentNode(definitions=kept))
+
+
+def _operations(document: DocumentNode) -> Iterator[OperationDefinitionNode]:
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            yield definition
+
+
+def build_allowlist(files: Sequence[Path]) -> dict[str, str]:
+    """sha256 -> normalized document, for every operation of these files."""
+    allowlist: dict[str, str] = {}
+    for path in files:
+        document = parse(path.read_text())
+        for operation in _operations(document):
+            text = normalized_operation(document, operation)
+            allowlist[fingerprint(text)] = text
+    return dict(sorted(allowlist.items()))
+
+
+def load_allowlist(path: str | Path) -> dict[str, str]:
+    """Read an allowlist file, checking that each key is its document's hash."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise AllowlistError(f"cannot read the persisted-query allowlist {path}: {exc}") from exc
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and fingerprint(v) == k for k, v in data.items()
+    ):
+        raise AllowlistError(
+            f"{path} is not an allowlist (sha256 -> document); regenerate it with "
+            "`python -m queries.allowlist`"
+        )
+    return data
+
+
+def allowlist_rule(
+    allowed: Mapping[str, str], operation_name: str | None
+) -> type[ASTValidationRule]:
+    class PersistedOnly(ValidationRule):
+        def enter_document(self, node: DocumentNode, *_: Any) -> VisitorAction:
+            for operation in _operations(node):
+                if operation_name is not None and (
+                    operation.name is None or operation.name.value != operation_name
+                ):
+                    continue
+                if fingerprint(normalized_operation(node, operation)) not in allowed:
+                    self.report_error(
+                        GraphQLError(
+                            "this operation is not one of the registered (persisted) "
+                            "operations that anonymous callers may run",
+                            operation,
+                            extensions={"code": FORBIDDEN, "reason": NOT_ALLOWED},
+                        )
+                    )
+            return SKIP
+
+    return PersistedOnly
+
+
+class PersistedQueriesOnly(SchemaExtension):
+    """Refuse operations outside `allowed` when `applies(context)` holds."""
+
+    def __init__(self, allowed: Mapping[str, str], applies: Callable[[Any], bool]) -> None:
+        self.allowed = allowed
+        self.applies = applies
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        if self.applies(context.context):
+            rule = allowlist_rule(self.allowed, context.operation_name)
+            context.validation_rules = (*context.validation_rules, rule)
+        yield
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m queries.allowlist",
+        description="Write the persisted-query allowlist (sha256 -> document) of the "
+        "clients' operation files.",
+    )
+    parser.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        help=f"operation files or folders of *.graphql (default: {DEFAULT_OPERATIONS})",
+    )
+    parser.add_argument("--output", "-o", default="-", help="where to write the JSON (- = stdout)")
+    args = parser.parse_args(argv)
+    files: list[Path] = []
+    for path in args.files or [DEFAULT_OPERATIONS]:
+        files.extend(sorted(path.glob("*.graphql")) if path.is_dir() else [path])
+    if not files:
+        parser.error("no operation files found")
+    text = json.dumps(build_allowlist(files), indent=2) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output} ({len(files)} files)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
