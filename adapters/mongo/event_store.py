@@ -1,10 +1,12 @@
 """MongoEventStore: Herald's durable record of events, and the outbox.
 
 Each event is one document in `events`; a unique index on (aggregateId,
-version) makes two writers of the same aggregate version conflict. The events
-of a command and its unique reservations (e.g. the official reference) are
-written in one transaction, before the caller hears "accepted". The relay
-drains documents with `published: false` in sequence order.
+version) makes two writers of the same aggregate version conflict. A
+command's unique reservations (e.g. the official reference) ride on its first
+event as `reserves`, under a unique index, so the event and its reservation
+are one atomic insert — no transaction for the common single-event command.
+Several events go in one transaction. All of it is stored before the caller
+hears "accepted". The relay drains `published: false` in sequence order.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from domain.events import EventEnvelope
 from domain.ports import ConcurrencyError, UniqueKeyTaken
 
 EVENTS = "events"
-RESERVATIONS = "reservations"
+RESERVES = "reserves"
 COUNTERS = "counters"
 
 
@@ -69,7 +71,6 @@ class MongoEventStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
         self._events = db[EVENTS]
-        self._reservations = db[RESERVATIONS]
         self._counters = db[COUNTERS]
 
     async def ensure_indexes(self) -> None:
@@ -79,6 +80,9 @@ class MongoEventStore:
             )
             await self._events.create_index([("sequence", ASCENDING)])
             await self._events.create_index([("published", ASCENDING), ("sequence", ASCENDING)])
+            await self._events.create_index(
+                RESERVES, unique=True, partialFilterExpression={RESERVES: {"$exists": True}}
+            )
 
     async def _allocate_sequences(self, count: int) -> int:
         """Reserve `count` global positions; returns the first. Gaps are harmless."""
@@ -102,21 +106,17 @@ class MongoEventStore:
             first = await self._allocate_sequences(len(events))
             stored = [_with_sequence(event, first + offset) for offset, event in enumerate(events)]
             documents = [_to_document(event) for event in stored]
-            aggregate_id = events[0].aggregate_id
+            if reservations:
+                documents[0][RESERVES] = [_reservation(ns, key) for ns, key in reservations]
 
             async def write(session: AsyncClientSession) -> None:
-                for namespace, key in reservations:
-                    await self._reservations.insert_one(
-                        {"_id": f"{namespace}:{key}", "aggregateId": aggregate_id},
-                        session=session,
-                    )
                 await self._events.insert_many(documents, ordered=True, session=session)
 
             try:
-                if reservations or len(documents) > 1:
+                if len(documents) > 1:
                     async with self._db.client.start_session() as session:
                         await session.with_transaction(write)
-                else:  # one document is atomic by itself: skip the transaction's round trips
+                else:  # one document is atomic by itself: no transaction's round trips
                     await self._events.insert_one(documents[0])
             except (DuplicateKeyError, BulkWriteError) as exc:
                 if not _is_duplicate_key(exc):
@@ -188,9 +188,12 @@ def _duplicate_error(
     details: Any = exc.details or {}
     if isinstance(exc, BulkWriteError):
         details = (details.get("writeErrors") or [{}])[0]
-    key_value = details.get("keyValue") or {}
-    reserved_id = key_value.get("_id")
+    taken = (details.get("keyValue") or {}).get(RESERVES)
     for namespace, key in reservations:
-        if reserved_id == f"{namespace}:{key}" or RESERVATIONS in str(exc):
+        if taken == _reservation(namespace, key):
             return UniqueKeyTaken(namespace, key)
     return ConcurrencyError(str(exc))
+
+
+def _reservation(namespace: str, key: str) -> str:
+    return f"{namespace}:{key}"
