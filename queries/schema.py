@@ -12,6 +12,7 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
 )
@@ -351,6 +352,10 @@ def build_schema(
     with an `allowlist` (sha256 -> document, see queries.allowlist) anonymous
     callers may run only the listed operations."""
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        # Parsing is cached; validation is not: the limiters' rules are built
+        # per request (the cost depends on the variables), so a validation
+        # cache keyed by the rules would never hit.
+        lambda: ParserCache(maxsize=1024),
         lambda: QueryDepthLimiter(max_depth=12),
         lambda: MaxAliasesLimiter(max_alias_count=30),
         lambda: MaxTokensLimiter(max_token_count=5000),
