@@ -87,17 +87,22 @@ class NoticeProjector:
             steps += await self._snapshots(isin, as_of)
         effective = nt.plan(steps)
         snapshot_ids = nt.snapshot_ids(effective)
-        accounts = await self._positions.accounts(snapshot_ids)
         written = 0
         remaining = metrics.FANOUT_REMAINING.labels(NAME)
-        remaining.inc(len(accounts))
+        # Chunk boundaries from one pass over the index, then bounded range reads:
+        # never a list of account ids sent to the store, never all ids in memory.
+        marks, total = await self._positions.boundaries(snapshot_ids, self._chunk)
+        remaining.inc(total)
         try:
-            for start in range(0, len(accounts), self._chunk):
-                chunk = accounts[start : start + self._chunk]
-                holdings = await self._positions.holdings(snapshot_ids, chunk)
+            for index, first in enumerate(marks):
+                before = marks[index + 1] if index + 1 < len(marks) else None
+                chunk, holdings = await self._positions.between(snapshot_ids, first, before)
+                if not chunk:
+                    continue
                 derived = nt.derive(effective, chunk, holdings)
-                stored = await self._notices.stored(action_id, chunk)
-                new, changed = [], []
+                stored = await self._notices.stored_between(action_id, chunk[0], chunk[-1])
+                new: list[Document] = []
+                changed: list[Document] = []
                 for account, notice in derived.items():
                     previous = stored.get(account)
                     if previous is None:

@@ -15,7 +15,12 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
 
 from adapters.kafka.consumer import KafkaEventConsumer
 from adapters.mongo.projection_state import MongoProjectionState
@@ -87,6 +92,7 @@ class ProjectionRunner:
                 async for attempt in AsyncRetrying(
                     wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
                     retry=retry_if_exception_type(StoreError),
+                    before_sleep=self._log_retry,
                     reraise=True,
                 ):
                     with attempt:
@@ -99,6 +105,14 @@ class ProjectionRunner:
         await self._consumer.commit(batch.offsets)
         with tracing.untraced():  # periodic housekeeping leaves no trace
             await self._maybe_report()
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        # A batch that keeps failing must be visible: it holds the projection back.
+        error = state.outcome.exception() if state.outcome is not None else None
+        metrics.PROJECTED_EVENTS.labels(self.name, "retried").inc()
+        log.warning(
+            "%s: batch attempt %d failed (%s); retrying", self.name, state.attempt_number, error
+        )
 
     async def _maybe_report(self) -> None:
         now = time.monotonic()

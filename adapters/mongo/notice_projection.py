@@ -55,11 +55,11 @@ class MongoNoticeProjectionStore:
             cursor = self._subscriptions.find({"isin": isin, "asOf": as_of}, {"actionId": 1})
             return [doc["actionId"] async for doc in cursor]
 
-    async def stored(self, action_id: str, accounts: Sequence[str]) -> dict[str, Document]:
-        """The stored notices of these accounts for this action (what a diff needs)."""
+    async def stored_between(self, action_id: str, first: str, last: str) -> dict[str, Document]:
+        """The stored notices of accounts first..last (inclusive) for this action."""
         async with translated():
             cursor = self._notices.find(
-                {"corporateActionId": action_id, "accountId": {"$in": list(accounts)}},
+                {"corporateActionId": action_id, "accountId": {"$gte": first, "$lte": last}},
                 {"accountId": 1, "version": 1, "contentHash": 1, "acknowledgedAt": 1},
             )
             return {doc["accountId"]: doc async for doc in cursor}

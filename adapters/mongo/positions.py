@@ -58,30 +58,44 @@ class MongoPositionStore:
                     if any(e.get("code") != 11000 for e in errors):
                         raise
 
-    async def accounts(self, snapshot_ids: Sequence[str]) -> list[str]:
-        """Every account any of the snapshots lists, sorted."""
-        if not snapshot_ids:
-            return []
+    async def boundaries(self, snapshot_ids: Sequence[str], every: int) -> tuple[list[str], int]:
+        """Every `every`-th account id of each snapshot (their sorted union) and the
+        number of position documents: one streaming pass, O(N / every) memory."""
+        marks: set[str] = set()
+        total = 0
         async with translated():
-            found = await self._positions.distinct(
-                "accountId", {"snapshotId": {"$in": list(snapshot_ids)}}
-            )
-        return sorted(str(a) for a in found)
+            for snapshot_id in snapshot_ids:
+                cursor = self._positions.find(
+                    {"snapshotId": snapshot_id}, {"_id": 0, "accountId": 1}
+                ).sort([("snapshotId", ASCENDING), ("accountId", ASCENDING)])
+                seen = 0
+                async for doc in cursor:
+                    if seen % every == 0:
+                        marks.add(doc["accountId"])
+                    seen += 1
+                total += seen
+        return sorted(marks), total
 
-    async def holdings(
-        self, snapshot_ids: Sequence[str], accounts: Sequence[str]
-    ) -> dict[str, dict[str, Holding]]:
-        """holdings[snapshot][account] for the given accounts, in one round trip."""
-        result: dict[str, dict[str, Holding]] = {s: {} for s in snapshot_ids}
-        if not snapshot_ids or not accounts:
-            return result
+    async def between(
+        self, snapshot_ids: Sequence[str], first: str, before: str | None
+    ) -> tuple[list[str], dict[str, dict[str, Holding]]]:
+        """Accounts first <= id < before (None: to the end) any snapshot lists, with
+        their holdings: a bounded range on the (snapshotId, accountId) index."""
+        bounds: dict[str, str] = {"$gte": first}
+        if before is not None:
+            bounds["$lt"] = before
+        holdings: dict[str, dict[str, Holding]] = {}
+        accounts: set[str] = set()
         async with translated():
-            cursor = self._positions.find(
-                {"snapshotId": {"$in": list(snapshot_ids)}, "accountId": {"$in": list(accounts)}},
-                {"_id": 0, "snapshotId": 1, "accountId": 1, "quantity": 1, "taxRatePercent": 1},
-            )
-            async for doc in cursor:
-                result[doc["snapshotId"]][doc["accountId"]] = Holding(
-                    Decimal(doc["quantity"]), Decimal(doc["taxRatePercent"])
+            for snapshot_id in snapshot_ids:
+                kept = holdings.setdefault(snapshot_id, {})
+                cursor = self._positions.find(
+                    {"snapshotId": snapshot_id, "accountId": bounds},
+                    {"_id": 0, "accountId": 1, "quantity": 1, "taxRatePercent": 1},
                 )
-        return result
+                async for doc in cursor:
+                    kept[doc["accountId"]] = Holding(
+                        Decimal(doc["quantity"]), Decimal(doc["taxRatePercent"])
+                    )
+                    accounts.add(doc["accountId"])
+        return sorted(accounts), holdings

@@ -1,0 +1,483 @@
+"""Notice fan-out: one corporate action on a security held by N accounts.
+
+Starts SecantusDB (data folder, sync-on-commit) and Apache Kafka 4 (or Tansu
+with ``--broker tansu``) on loopback, and one whole Herald (API, relay and
+projectors) in this process; then, in one run:
+
+1. records positions of N accounts (one ISIN, one date; every 20th holds 0)
+   through ``CommandHandlers.record_positions`` — in a child process, so the
+   100 000-position payload does not inflate this process's peak RSS — and
+   waits until the projectors have consumed that event;
+2. announces and approves (a different subject) a DVCA on that ISIN/date, and
+   measures from the approval's acceptance (the handler returned: the event is
+   in the outbox) to the last notice stored: outbox → relay → Kafka →
+   NoticeProjector → SecantusDB. The end is when the projector's counter
+   (``herald_notices_written_total``, moved after its last acknowledged bulk
+   write) reaches the holders' count; one ``count_documents`` then confirms
+   every notice is visible. (Polling counts instead would distort the figure:
+   on SecantusDB one count over 20 000 notices takes over a second.) Progress
+   is printed from ``herald_fanout_accounts_remaining``;
+3. copies the produced notice documents into another collection of the same
+   store with raw ``insert_many`` in chunks of 5000 (same secondary index as
+   ``notices``) — the store's bulk-write floor — and prints the ratio;
+4. repeats approval → last notice for several small sets (distinct ISINs and
+   dates) for p50/p99;
+5. samples peak RSS (``getrusage``) at each stage, and the current RSS
+   (``/proc/self/statm``) during the fan-out, to show memory stays bounded.
+
+Commands go through the handlers in-process (not GraphQL): the clock starts
+when the approval is accepted, so the HTTP layer is not part of the figure.
+
+    .venv/bin/python -m bench.notices_fanout [--accounts 100000] [--broker kafka|tansu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pymongo
+from prometheus_client import REGISTRY
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.errors import PyMongoError
+from stdnum import isin as stdnum_isin
+
+from adapters.auth.dev_issuer import DevIssuer
+from adapters.mongo.client import Document, connect
+from adapters.mongo.event_store import MongoEventStore
+from adapters.mongo.notice_projection import NOTICES
+from adapters.mongo.positions import MongoPositionStore
+from commands.handlers import CommandContext, CommandHandlers
+from devstack.herald import RunningHerald
+from devstack.process import free_port
+from devstack.secantus import SecantusServer
+from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, Principal
+from settings import Settings
+
+T = TypeVar("T")
+
+RAW = "bench_raw_notices"
+COPY_CHUNK = 5000
+BIG_ISIN = "RU0009029540"
+BIG_DATE = date(2026, 12, 15)
+OPERATOR = CommandContext(Principal(subject="bench", roles=frozenset({ROLE_OPERATOR})), "bench")
+APPROVER = CommandContext(
+    Principal(subject="bench-approver", roles=frozenset({ROLE_APPROVER})), "bench"
+)
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# --- positions ------------------------------------------------------------------
+
+
+def holding(n: int) -> tuple[str, str]:
+    """(quantity, tax rate %) of account n; every 20th account holds nothing."""
+    quantity = "0" if n % 20 == 0 else str(n % 997 + 1)
+    return quantity, ("13", "15", "0", "30")[n % 4]
+
+
+def holders(accounts: int) -> int:
+    return sum(1 for n in range(accounts) if holding(n)[0] != "0")
+
+
+def positions_payload(isin: str, as_of: date, accounts: int) -> dict[str, Any]:
+    positions = []
+    for n in range(accounts):
+        quantity, tax = holding(n)
+        positions.append({"accountId": f"ACC-{n:07d}", "quantity": quantity, "taxRatePercent": tax})
+    return {"isin": isin, "asOf": as_of.isoformat(), "positions": positions}
+
+
+async def _record(uri: str, database: str, isin: str, as_of: date, accounts: int) -> float:
+    client = connect(uri)
+    try:
+        db = client[database]
+        handlers = CommandHandlers(MongoEventStore(db), MongoPositionStore(db))
+        payload = positions_payload(isin, as_of, accounts)
+        started = time.perf_counter()
+        await handlers.record_positions(payload, OPERATOR)
+        return time.perf_counter() - started
+    finally:
+        await client.close()
+
+
+def record_in_child(uri: str, database: str, isin: str, as_of: date, accounts: int) -> float:
+    """Runs in a spawned child; the Herald's relay picks the event up by polling."""
+    return asyncio.run(_record(uri, database, isin, as_of, accounts))
+
+
+# --- measuring ------------------------------------------------------------------
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE / 2**20
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (with fewer than 100 samples p99 is the maximum)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def notices_written() -> float:
+    return REGISTRY.get_sample_value("herald_notices_written_total") or 0.0
+
+
+def fanout_remaining() -> float:
+    value = REGISTRY.get_sample_value("herald_fanout_accounts_remaining", {"projection": "notices"})
+    return value or 0.0
+
+
+@dataclass
+class Phases:
+    """Time spent in the projector's store calls (wrapped on the live instances)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # label → last error
+    first_start: float | None = None
+    last_end: float = 0.0
+
+    def wrap(self, target: object, method: str, label: str) -> None:
+        inner: Callable[..., Awaitable[Any]] = getattr(target, method)
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            if self.first_start is None:
+                self.first_start = started
+            try:
+                return await inner(*args, **kwargs)
+            except Exception as exc:  # the runner retries it; the report names it
+                self.failures[label] = f"{type(exc).__name__}: {exc}"[:200]
+                raise
+            finally:
+                self.last_end = time.perf_counter()
+                self.seconds[label] = self.seconds.get(label, 0.0) + self.last_end - started
+                self.calls[label] = self.calls.get(label, 0) + 1
+
+        setattr(target, method, timed)
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+        self.failures.clear()
+        self.first_start = None
+        self.last_end = 0.0
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        await asyncio.sleep(0.02)
+
+
+async def settled(herald: RunningHerald) -> None:
+    """The outbox is drained and every projector has consumed everything."""
+
+    async def behind() -> int:
+        pending = await herald.services.events.unpublished_count()
+        for runner in herald.services.runners:
+            pending += (await runner.lag())[1]
+        return pending
+
+    await eventually(behind, lambda n: n == 0)
+
+
+def terms(isin: str, record_date: date) -> dict[str, Any]:
+    return {
+        "reference": f"BENCH-FANOUT-{uuid.uuid4().hex[:12]}",
+        "eventType": "DVCA",
+        "mandatoryVoluntary": "MAND",
+        "isin": isin,
+        "announcementDate": (record_date - timedelta(days=20)).isoformat(),
+        "recordDate": record_date.isoformat(),
+        "paymentDate": (record_date + timedelta(days=14)).isoformat(),
+        "grossRate": {"amount": "33.30", "currency": "RUB"},
+    }
+
+
+@dataclass
+class FanOut:
+    action_id: str
+    seconds: float  # approval accepted → last notice visible
+    first_visible: float  # approval accepted → first notice visible
+    peak_rss_during: float
+    rss_at_start: float
+
+
+async def approve_and_wait(
+    herald: RunningHerald,
+    notices: Any,
+    isin: str,
+    record_date: date,
+    expected: int,
+    *,
+    poll: float,
+    progress_every: float | None = None,
+) -> FanOut:
+    handlers = herald.services.handlers
+    announced = await handlers.announce(terms(isin, record_date), OPERATOR)
+    action_id = announced.action.id
+    await settled(herald)
+    gc.collect()
+    rss_start = rss_mib()
+    rss_peak = rss_start
+    written_before = notices_written()
+    await handlers.approve(action_id, 1, APPROVER)
+    accepted = time.perf_counter()
+    first: float | None = None
+    next_report = accepted + (progress_every or 0)
+    deadline = accepted + 60 + expected / 250
+    # No count_documents while the fan-out runs: on SecantusDB one count over
+    # 20 000 notices takes over a second and would compete with the projector.
+    # The projector's own counter moves once its last bulk write is acknowledged.
+    while notices_written() - written_before < expected:
+        rss_peak = max(rss_peak, rss_mib())
+        if first is None:
+            try:
+                with pymongo.timeout(5.0):
+                    found = await notices.find_one({"corporateActionId": action_id}, {"_id": 1})
+                if found:
+                    first = time.perf_counter() - accepted
+            except PyMongoError as exc:  # a saturated store: report, keep waiting
+                print(f"  (store did not answer a point lookup: {exc})", flush=True)
+        now = time.perf_counter()
+        if progress_every is not None and now >= next_report:
+            next_report = now + progress_every
+            print(
+                f"  t={now - accepted:6.1f}s  herald_fanout_accounts_remaining="
+                f"{fanout_remaining():>7.0f}  rss={rss_mib():6.1f} MiB",
+                flush=True,
+            )
+        if now > deadline:
+            raise TimeoutError(
+                f"{notices_written() - written_before:.0f}/{expected} notices written "
+                f"after {now - accepted:.0f}s"
+            )
+        await asyncio.sleep(poll)
+    done = time.perf_counter() - accepted
+    visible = await notices.count_documents({"corporateActionId": action_id})
+    assert visible == expected, f"{visible} notices visible, expected {expected}"
+    return FanOut(action_id, done, first if first is not None else done, rss_peak, rss_start)
+
+
+async def raw_copy(db: Any, action_id: str) -> tuple[int, float]:
+    """insert_many the produced notice documents into another collection; (docs, seconds)."""
+    raw = db[RAW]
+    await raw.drop()
+    # The same secondary index as `notices`: a like-for-like write floor.
+    await raw.create_index([("corporateActionId", ASCENDING), ("accountId", ASCENDING)])
+    cursor = db[NOTICES].find({"corporateActionId": action_id}, batch_size=COPY_CHUNK)
+    copied = 0
+    spent = 0.0
+    chunk: list[Document] = []
+
+    async def flush() -> None:
+        nonlocal copied, spent
+        started = time.perf_counter()
+        await raw.insert_many(chunk, ordered=False)
+        spent += time.perf_counter() - started
+        copied += len(chunk)
+        chunk.clear()
+
+    async for doc in cursor:
+        chunk.append(doc)
+        if len(chunk) == COPY_CHUNK:
+            await flush()
+    if chunk:
+        await flush()
+    return copied, spent
+
+
+def valid_isin(n: int) -> str:
+    body = f"RU000BNC{n:03d}"
+    return body + stdnum_isin.calc_check_digit(body)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
+    parser.add_argument("--runs", type=int, default=5, help="small fan-outs for p50/p99")
+    parser.add_argument("--run-accounts", type=int, default=2000)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="herald-bench-fanout-"))
+    rss: list[tuple[str, float]] = [("start", peak_rss_mib())]
+    store = SecantusServer(work / "store", sync_on_commit=True)
+    await store.start_async()
+    if args.broker == "kafka":
+        from devstack.apache_kafka import ApacheKafkaBroker
+
+        broker: Any = ApacheKafkaBroker(work / "kafka")
+    else:
+        from devstack.tansu import TansuBroker
+
+        broker = TansuBroker(log_dir=work)
+    await broker.start_async()
+    issuer = DevIssuer(work / "issuer")
+    settings = Settings(
+        port=free_port(),
+        mongo_uri=store.uri,
+        mongo_database="herald",
+        kafka_bootstrap=broker.bootstrap_servers,
+        kafka_idempotent_producer=args.broker == "kafka",
+        kafka_session_timeout_ms=6000,
+        jwks_location=str(issuer.jwks_path),
+        jwt_issuer=issuer.issuer,
+        jwt_audience=issuer.audience,
+        relay_poll_seconds=0.05,
+    )
+    herald = RunningHerald(settings, issuer)
+    await herald.start()
+    phases = Phases()
+    for target, method, label in (
+        (herald.services.positions, "accounts", "positions.accounts (distinct)"),
+        (herald.services.positions, "holdings", "positions.holdings (find $in)"),
+        (herald.services.positions, "boundaries", "positions.boundaries"),
+        (herald.services.positions, "between", "positions.between (range)"),
+        (herald.services.notice_projection, "stored", "notices.stored (find $in)"),
+        (herald.services.notice_projection, "stored_between", "notices.stored_between"),
+        (herald.services.notice_projection, "write", "notices.write (bulk)"),
+    ):
+        if hasattr(target, method):  # whichever the projector's stores offer
+            phases.wrap(target, method, label)
+    mongo: AsyncMongoClient[Document] = AsyncMongoClient(store.uri, timeoutMS=120_000)
+    db = mongo[settings.mongo_database]
+    notices = db[NOTICES]
+    rss.append(("Herald started", peak_rss_mib()))
+    print(
+        f"store: SecantusDB {store.uri} (data folder, sync-on-commit); broker: {args.broker} "
+        f"({broker.bootstrap_servers}); Herald (API+relay+projectors) in this process",
+        flush=True,
+    )
+    try:
+        expected = holders(args.accounts)
+        print(f"recording positions of {args.accounts} accounts ({expected} hold > 0) …")
+        loop = asyncio.get_running_loop()
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            record_seconds = await loop.run_in_executor(
+                pool,
+                record_in_child,
+                store.uri,
+                settings.mongo_database,
+                BIG_ISIN,
+                BIG_DATE,
+                args.accounts,
+            )
+        await settled(herald)
+        print(
+            f"  record_positions: {record_seconds:.1f}s "
+            f"({args.accounts / record_seconds:,.0f} positions/s, in a child process)"
+        )
+        rss.append(("positions recorded", peak_rss_mib()))
+
+        print("approving a DVCA on that ISIN/date; waiting for every notice …", flush=True)
+        phases.reset()
+        try:
+            big = await approve_and_wait(
+                herald, notices, BIG_ISIN, BIG_DATE, expected, poll=0.05, progress_every=2.0
+            )
+        except TimeoutError:
+            print("the fan-out did not finish; the projector's store calls so far:")
+            for label, seconds in phases.seconds.items():
+                print(f"  {label:<32} {seconds:7.2f} s in {phases.calls[label]} calls")
+            for label, error in phases.failures.items():
+                print(f"  {label:<32} failed (retried by the runner): {error}")
+            raise
+        rss.append(("after fan-out", peak_rss_mib()))
+        reconcile = (phases.last_end - phases.first_start) if phases.first_start else 0.0
+        breakdown = dict(phases.seconds)
+        calls = dict(phases.calls)
+
+        copied, raw_seconds = await raw_copy(db, big.action_id)
+        assert copied == expected, (copied, expected)
+        rss.append(("after raw copy", peak_rss_mib()))
+
+        small: list[FanOut] = []
+        run_expected = holders(args.run_accounts)
+        for n in range(args.runs):
+            isin, as_of = valid_isin(n), BIG_DATE + timedelta(days=n + 1)
+            await herald.services.handlers.record_positions(
+                positions_payload(isin, as_of, args.run_accounts), OPERATOR
+            )
+            await settled(herald)
+            small.append(
+                await approve_and_wait(herald, notices, isin, as_of, run_expected, poll=0.005)
+            )
+        rss.append((f"after {args.runs} small runs", peak_rss_mib()))
+    finally:
+        await mongo.close()
+        await herald.stop()
+        broker.stop()
+        store.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    rate = expected / big.seconds
+    raw_rate = copied / raw_seconds
+    print()
+    print(f"store: SecantusDB (sync-on-commit, data folder); broker: {args.broker}")
+    print(f"fan-out of {expected} notices ({args.accounts} accounts, chunks of 5000):")
+    print(f"  approval accepted → first notice visible : {big.first_visible:8.2f} s")
+    print(f"  approval accepted → last notice visible  : {big.seconds:8.2f} s")
+    print(f"  notices/s (approval → last notice)       : {rate:10,.0f}")
+    if reconcile:
+        print(
+            f"  notices/s (projector reconcile only)     : {expected / reconcile:10,.0f}"
+            f"  ({reconcile:.2f} s from reading accounts to the last bulk write)"
+        )
+        io = 0.0
+        for label, seconds in breakdown.items():
+            io += seconds
+            print(f"    {label:<32} {seconds:7.2f} s in {calls[label]} calls")
+        print(f"    {'plan/derive/build (the rest)':<32} {max(reconcile - io, 0):7.2f} s")
+    print(f"raw insert_many of the same {copied} documents (chunks of {COPY_CHUNK}):")
+    print(f"  docs/s                                   : {raw_rate:10,.0f}  ({raw_seconds:.2f} s)")
+    print(f"  ratio notices/s ÷ raw insert_many docs/s : {rate / raw_rate:10.2f}")
+    if small:
+        latencies = [r.seconds * 1000 for r in small]
+        print(
+            f"approval → last notice visible, {len(small)} runs × {run_expected} notices "
+            f"({args.run_accounts} accounts, distinct ISINs/dates):"
+        )
+        print(
+            f"  p50 {pct(latencies, 50):.0f} ms, p99 {pct(latencies, 99):.0f} ms "
+            f"(nearest rank), min {min(latencies):.0f} ms, max {max(latencies):.0f} ms, "
+            f"mean {statistics.fmean(latencies):.0f} ms"
+        )
+    print("memory (this process: Herald + bench; positions were recorded in a child):")
+    for label, peak in rss:
+        print(f"  peak RSS {label:<26}: {peak:8.1f} MiB")
+    print(
+        f"  current RSS during the big fan-out: {big.rss_at_start:.1f} MiB at approval, "
+        f"peak {big.peak_rss_during:.1f} MiB (+{big.peak_rss_during - big.rss_at_start:.1f} MiB)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
