@@ -22,6 +22,21 @@ CONTRACT = Path(os.environ.get("HERALD_CONTRACT_DIR", REPO.parent / "shared" / "
 OPERATIONS = CONTRACT / "operations"
 
 
+# A cash dividend every suite announces (override the reference per test).
+DIVIDEND: dict[str, Any] = {
+    "reference": "RU-DVCA-2026-0001",
+    "eventType": "DVCA",
+    "mandatoryVoluntary": "MAND",
+    "isin": "RU0009029540",
+    "securityName": "Sberbank ordinary shares",
+    "announcementDate": "2026-11-20",
+    "exDate": "2026-12-14",
+    "recordDate": "2026-12-15",
+    "paymentDate": "2026-12-29",
+    "grossRate": {"amount": "33.3", "currency": "RUB"},
+}
+
+
 def operation_document(client: str, *, without_subscriptions: bool = False) -> str:
     """The contract's operations file of one client (website, mobile, portal).
 

@@ -21,26 +21,13 @@ from commands.ids import new_action_id, new_event_id
 from domain import corporate_action as ca
 from domain import events as ev
 from domain.validation import parse_terms, terms_to_payload
-from tests.support import GraphQLClient, RunningHerald
+from tests.support import DIVIDEND, GraphQLClient, RunningHerald
 
 T = TypeVar("T")
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 SCOPE = "notices:read"
 T0 = datetime(2026, 12, 16, 9, 0, tzinfo=UTC)
-
-DIVIDEND: dict[str, Any] = {
-    "reference": "RU-DVCA-2026-0001",
-    "eventType": "DVCA",
-    "mandatoryVoluntary": "MAND",
-    "isin": "RU0009029540",
-    "securityName": "Sberbank ordinary shares",
-    "announcementDate": "2026-11-20",
-    "exDate": "2026-12-14",
-    "recordDate": "2026-12-15",
-    "paymentDate": "2026-12-29",
-    "grossRate": {"amount": "33.3", "currency": "RUB"},
-}
 
 
 class ProtocolClosed(Exception):

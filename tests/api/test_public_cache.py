@@ -16,7 +16,6 @@ import httpx
 
 from adapters.mongo.collections import replace_collection
 from tests.api.helpers import (
-    DIVIDEND,
     announced,
     approved,
     depositor,
@@ -25,7 +24,7 @@ from tests.api.helpers import (
     fresh,
     save_card,
 )
-from tests.support import GraphQLClient, RunningHerald, operation_document
+from tests.support import DIVIDEND, GraphQLClient, RunningHerald, operation_document
 
 WEBSITE = operation_document("website")
 PORTAL = operation_document("portal")

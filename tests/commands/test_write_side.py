@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.e2e.test_walking_skeleton import DIVIDEND, announce
-from tests.support import GraphQLClient, operation_document
+from tests.e2e.test_walking_skeleton import announce
+from tests.support import DIVIDEND, GraphQLClient, operation_document
 
 PORTAL = operation_document("portal")
 WEBSITE = operation_document("website")

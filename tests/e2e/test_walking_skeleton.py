@@ -5,23 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support import GraphQLClient, operation_document
+from tests.support import DIVIDEND, GraphQLClient, operation_document
 
 PORTAL = operation_document("portal")
 WEBSITE = operation_document("website")
-
-DIVIDEND: dict[str, Any] = {
-    "reference": "RU-DVCA-2026-0001",
-    "eventType": "DVCA",
-    "mandatoryVoluntary": "MAND",
-    "isin": "RU0009029540",
-    "securityName": "Sberbank ordinary shares",
-    "announcementDate": "2026-11-20",
-    "exDate": "2026-12-14",
-    "recordDate": "2026-12-15",
-    "paymentDate": "2026-12-29",
-    "grossRate": {"amount": "33.3", "currency": "RUB"},
-}
 
 
 async def announce(client: GraphQLClient, token: str, **changes: Any) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from commands.idempotency import (
 )
 from devstack.process import free_port
 from domain.events import CORPORATE_ACTION_ANNOUNCED
-from tests.support import GraphQLClient, RunningHerald, operation_document
+from tests.support import DIVIDEND, GraphQLClient, RunningHerald, operation_document
 
 PORTAL = operation_document("portal")
 PROBLEMS = "https://herald.example/problems/"
@@ -52,20 +52,7 @@ def announce_body(reference: str) -> dict[str, Any]:
     return {
         "query": PORTAL,
         "operationName": "PortalAnnounce",
-        "variables": {
-            "input": {
-                "reference": reference,
-                "eventType": "DVCA",
-                "mandatoryVoluntary": "MAND",
-                "isin": "RU0009029540",
-                "securityName": "Sberbank ordinary shares",
-                "announcementDate": "2026-11-20",
-                "exDate": "2026-12-14",
-                "recordDate": "2026-12-15",
-                "paymentDate": "2026-12-29",
-                "grossRate": {"amount": "33.3", "currency": "RUB"},
-            }
-        },
+        "variables": {"input": {**DIVIDEND, "reference": reference}},
     }
 
 

@@ -31,7 +31,14 @@ from domain import events as ev
 from domain.events import EventEnvelope
 from domain.validation import parse_terms, terms_to_payload
 from queries.paging import encode_cursor
-from tests.support import Broker, GraphQLClient, RunningHerald, herald_settings, operation_document
+from tests.support import (
+    DIVIDEND,
+    Broker,
+    GraphQLClient,
+    RunningHerald,
+    herald_settings,
+    operation_document,
+)
 
 
 async def project_acknowledgement(herald: RunningHerald, event: EventEnvelope) -> None:
@@ -44,19 +51,6 @@ MOBILE = operation_document("mobile", without_subscriptions=True)
 PORTAL = operation_document("portal")
 SCOPE = "notices:read"
 T0 = datetime(2026, 12, 16, 9, 0, tzinfo=UTC)
-
-DIVIDEND: dict[str, Any] = {
-    "reference": "RU-DVCA-2026-0001",
-    "eventType": "DVCA",
-    "mandatoryVoluntary": "MAND",
-    "isin": "RU0009029540",
-    "securityName": "Sberbank ordinary shares",
-    "announcementDate": "2026-11-20",
-    "exDate": "2026-12-14",
-    "recordDate": "2026-12-15",
-    "paymentDate": "2026-12-29",
-    "grossRate": {"amount": "33.3", "currency": "RUB"},
-}
 
 
 # --- store round trips -------------------------------------------------------

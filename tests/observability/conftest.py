@@ -9,7 +9,6 @@ in-memory exporter is shut down at the end, so it stops keeping spans).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -20,18 +19,6 @@ from devstack.tansu import TansuBroker
 from observability.tracing import configure_tracing
 from settings import Settings
 from tests.support import Broker, GraphQLClient, RunningHerald, herald_settings
-
-DIVIDEND: dict[str, Any] = {
-    "eventType": "DVCA",
-    "mandatoryVoluntary": "MAND",
-    "isin": "RU0009029540",
-    "securityName": "Sberbank ordinary shares",
-    "announcementDate": "2026-11-20",
-    "exDate": "2026-12-14",
-    "recordDate": "2026-12-15",
-    "paymentDate": "2026-12-29",
-    "grossRate": {"amount": "33.3", "currency": "RUB"},
-}
 
 ANNOUNCE = """
 mutation Announce($input: AnnounceCorporateActionInput!) {

@@ -15,10 +15,10 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.observability.conftest import ANNOUNCE, DIVIDEND
+from tests.observability.conftest import ANNOUNCE
 from tests.observability.promtools import PrometheusServer
 from tests.observability.test_deploy_config import DASHBOARD, alert_exprs, dashboard_exprs
-from tests.support import GraphQLClient, RunningHerald
+from tests.support import DIVIDEND, GraphQLClient, RunningHerald
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,8 @@ from prometheus_client import REGISTRY
 from app import create_app
 from observability import tracing
 from settings import Settings, SettingsError
-from tests.observability.conftest import ANNOUNCE, DIVIDEND
-from tests.support import GraphQLClient, RunningHerald
+from tests.observability.conftest import ANNOUNCE
+from tests.support import DIVIDEND, GraphQLClient, RunningHerald
 
 # --- settings and configuration -------------------------------------------------
 
