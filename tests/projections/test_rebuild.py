@@ -68,4 +68,5 @@ async def test_rebuild_switches_readers_over(herald: RunningHerald, client: Grap
     cards = await documents(herald, "cards")
     assert action_id in cards and cards[action_id]["status"] == "PUBLISHED"
     assert any("caught up" in m for m in messages)
+    print(messages[-1])  # the rebuild's duration, for the record (pytest -rP shows it)
     assert "cards__rebuild" not in " ".join(await herald.services.db.list_collection_names())
