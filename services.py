@@ -185,14 +185,15 @@ class Services:
         await self.published_cards.start()
 
     async def stop(self) -> None:
-        await self.published_cards.stop()
-        await self.issued_notices.stop()
+        """Stop everything, each step bounded: a driver that swallows a
+        cancellation or a peer that never answers must not hold shutdown."""
+        limit = self.settings.shutdown_timeout_seconds
+        await _bounded(self.published_cards.stop(), "card feed", limit)
+        await _bounded(self.issued_notices.stop(), "notice feed", limit)
         tasks = [*self.tasks.values(), self._topics_task]
         for task in tasks:
             task.cancel()
-        # Bounded: a driver that swallows a cancellation (or a broker that
-        # never answers a LeaveGroup) must not hold the shutdown forever.
-        _, stuck = await asyncio.wait(tasks, timeout=self.settings.shutdown_timeout_seconds)
+        _, stuck = await asyncio.wait(tasks, timeout=limit)
         for task in stuck:
             log.warning(
                 "task %s did not stop within %ss",
@@ -200,5 +201,14 @@ class Services:
                 self.settings.shutdown_timeout_seconds,
             )
         self.tasks.clear()
-        await self.publisher.close()
-        await self.client.close()
+        await _bounded(self.publisher.close(), "Kafka producer", limit)
+        await _bounded(self.client.close(), "store client", limit)
+
+
+async def _bounded(step: Coroutine[Any, Any, None], what: str, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        log.warning("%s did not stop within %ss; going on", what, seconds)
+    except Exception:
+        log.exception("%s failed to stop; going on", what)

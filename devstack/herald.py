@@ -4,6 +4,7 @@ uvicorn inside the caller's event loop — for tests and benchmarks."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 import uvicorn
@@ -12,6 +13,8 @@ from adapters.auth.dev_issuer import DevIssuer
 from app import create_app
 from services import Services
 from settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class RunningHerald:
@@ -51,7 +54,14 @@ class RunningHerald:
                     raise TimeoutError("herald not ready: " + (await http.get("/readyz")).text)
                 await asyncio.sleep(0.1)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Shut down like SIGTERM would; past `timeout`, cancel the server outright
+        so a stuck shutdown fails loudly elsewhere instead of hanging the caller."""
         self._server.should_exit = True
-        if self._task is not None:
-            await self._task
+        if self._task is None:
+            return
+        done, _ = await asyncio.wait({self._task}, timeout=timeout)
+        if not done:
+            log.error("herald did not shut down within %ss; cancelling it", timeout)
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=5)

@@ -35,6 +35,8 @@ __all__ = ["CardFanout", "ChangeSource", "Expired", "FellBehind", "NoticeFanout"
 
 log = logging.getLogger(__name__)
 
+# A change stream's cursor close can wait on the store; shutdown does not.
+STOP_SECONDS = 5.0
 QUEUE_SIZE = 256
 LIVE_TIMEOUT_SECONDS = 10.0
 
@@ -129,8 +131,8 @@ class _Watcher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, STOP_SECONDS)
             self._task = None
 
 
