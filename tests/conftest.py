@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 
 from adapters.auth.dev_issuer import DevIssuer
 from devstack.secantus import SecantusServer
@@ -70,6 +71,10 @@ async def herald(broker: Broker, mongo_uri: str, issuer: DevIssuer) -> AsyncIter
     await running.start()
     yield running
     await running.stop()
+    # Keep the session's shared store lean: hundreds of test databases slow it.
+    store: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
+    await store.drop_database(running.settings.mongo_database)
+    await store.close()
 
 
 @pytest.fixture
