@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from graphql import DocumentNode, OperationDefinitionNode, OperationType, parse, print_ast
@@ -16,6 +17,8 @@ from adapters.auth.dev_issuer import DevIssuer
 from devstack.herald import RunningHerald
 from devstack.process import free_port
 from settings import Settings
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACT = Path(os.environ.get("HERALD_CONTRACT_DIR", REPO.parent / "shared" / "contract"))
@@ -141,3 +144,17 @@ def herald_settings(
 
 
 __all__ = ["Broker", "GraphQLClient", "RunningHerald", "herald_settings", "operation_document"]
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 60.0
+) -> T:
+    """Poll `probe` until `check` holds (projections are eventually consistent)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.05)

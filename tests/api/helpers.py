@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -211,19 +211,6 @@ async def eventually(
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = probe()
-        if check(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.02)
-
-
-async def eventually_async(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 10.0
-) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
         if check(value):
             return value
         if asyncio.get_running_loop().time() > deadline:

@@ -20,11 +20,11 @@ from tests.api.helpers import (
     approved,
     depositor,
     eventually,
-    eventually_async,
     fresh,
     save_card,
 )
 from tests.support import DIVIDEND, GraphQLClient, RunningHerald, operation_document
+from tests.support import eventually as eventually_async
 
 WEBSITE = operation_document("website")
 PORTAL = operation_document("portal")

@@ -37,8 +37,8 @@ from domain.principal import ROLE_OPERATOR, Principal
 from projections.cards import CardProjector
 from projections.notices import NoticeProjector
 from settings import Settings
-from tests.projections.scenario import Portal, eventually
-from tests.support import REPO, Broker, GraphQLClient, RunningHerald, herald_settings
+from tests.projections.scenario import Portal
+from tests.support import REPO, Broker, GraphQLClient, RunningHerald, eventually, herald_settings
 
 ACCOUNTS = 8_000
 ISIN = "RU0009029540"

@@ -3,12 +3,10 @@ cancel and record positions over HTTP, then wait for a read model."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from devstack.herald import RunningHerald
-from tests.support import GraphQLClient, operation_document
+from tests.support import GraphQLClient, eventually, operation_document
 
 PORTAL = operation_document("portal")
 T = TypeVar("T")
@@ -75,20 +73,6 @@ class Portal:
             {"input": {"isin": isin, "asOf": as_of, "positions": positions}},
             self.operator,
         )
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 60.0
-) -> T:
-    """Poll `probe` until `check` holds (projections are eventually consistent)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 async def notices_of(herald: RunningHerald, action_id: str) -> dict[str, dict[str, Any]]:

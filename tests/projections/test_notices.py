@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from devstack.herald import RunningHerald
-from tests.projections.scenario import Portal, eventually, notices_of
-from tests.support import GraphQLClient
+from tests.projections.scenario import Portal, notices_of
+from tests.support import GraphQLClient, eventually
 
 
 def by_kind(notices: dict[str, dict[str, Any]]) -> dict[str, tuple[str, int]]:

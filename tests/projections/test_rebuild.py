@@ -8,8 +8,8 @@ from typing import Any
 
 from devstack.herald import RunningHerald
 from projections.rebuild import rebuild
-from tests.projections.scenario import Portal, eventually, notices_of, settled
-from tests.support import GraphQLClient, operation_document
+from tests.projections.scenario import Portal, notices_of, settled
+from tests.support import GraphQLClient, eventually, operation_document
 
 MOBILE = operation_document("mobile", without_subscriptions=True)
 
