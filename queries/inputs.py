@@ -108,8 +108,6 @@ class CorporateActionFilter:
     record_date_to: date | None = None
 
 
-
-
 def _plain(value: Any) -> Any:
     """GraphQL input values -> JSON-compatible payload values."""
     if value is None:
