@@ -7,9 +7,8 @@ import asyncio
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -17,17 +16,16 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from adapters.mongo.cards import MongoCardStore
-from commands.ids import new_action_id, new_event_id
+from commands.ids import new_action_id
 from domain import corporate_action as ca
-from domain import events as ev
 from domain.validation import parse_terms, terms_to_payload
+from tests.builders import T0, envelope, insert_notices, notice_doc
 from tests.support import DIVIDEND, GraphQLClient, RunningHerald
 
 T = TypeVar("T")
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 SCOPE = "notices:read"
-T0 = datetime(2026, 12, 16, 9, 0, tzinfo=UTC)
 
 
 class ProtocolClosed(Exception):
@@ -129,74 +127,19 @@ def fresh(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-_ids = itertools.count()
-
-
-def notice_doc(
-    account: str, action_id: str, issued_at: datetime = T0, *, version: int = 1, kind: str = "NEW"
-) -> dict[str, Any]:
-    """A notice as the notices projector stores it."""
-    return {
-        "_id": f"NT{uuid.uuid4().hex[:24]}{next(_ids):06x}",
-        "corporateActionId": action_id,
-        "accountId": account,
-        "version": version,
-        "kind": kind,
-        "changedFields": [],
-        "caVersion": version,
-        "content": {
-            "reference": DIVIDEND["reference"],
-            "eventType": "DVCA",
-            "isin": DIVIDEND["isin"],
-            "securityName": DIVIDEND["securityName"],
-            "recordDate": DIVIDEND["recordDate"],
-            "paymentDate": DIVIDEND["paymentDate"],
-            "responseDeadline": None,
-            "eligibleQuantity": "100",
-            "entitlement": {
-                "gross": {"amount": "3330.00", "currency": "RUB"},
-                "tax": {"amount": "432.90", "currency": "RUB"},
-                "net": {"amount": "2897.10", "currency": "RUB"},
-                "securities": None,
-                "fraction": None,
-            },
-        },
-        "contentHash": uuid.uuid4().hex,
-        "issuedAt": issued_at,
-        "acknowledgedAt": None,
-        "deliveredAt": None,
-    }
-
-
-async def insert_notices(herald: RunningHerald, docs: Sequence[dict[str, Any]]) -> None:
-    if docs:
-        await herald.services.db["notices"].insert_many(list(docs))
-
-
-def _envelope(action_id: str, version: int, decided: ev.NewEvent, actor: str) -> ev.EventEnvelope:
-    return ev.EventEnvelope(
-        event_id=new_event_id(),
-        event_type=decided.event_type,
-        aggregate_type=ev.AGGREGATE_CORPORATE_ACTION,
-        aggregate_id=action_id,
-        version=version,
-        occurred_at=T0,
-        actor=actor,
-        correlation_id="test",
-        payload=decided.payload,
-    )
+__all__ = ["T0", "insert_notices", "notice_doc"]
 
 
 def announced(**changes: Any) -> ca.CorporateAction:
     """A draft corporate action, folded by the code the card projector uses."""
     action_id = new_action_id()
     terms = terms_to_payload(parse_terms({**DIVIDEND, **changes}))
-    return ca.apply(None, _envelope(action_id, 1, ca.announce(terms), "olga"))
+    return ca.apply(None, envelope(action_id, 1, ca.announce(terms), "olga"))
 
 
 def approved(state: ca.CorporateAction, version: int) -> ca.CorporateAction:
     decided = ca.approve(state, state.id, version, "ivan")
-    return ca.apply(state, _envelope(state.id, state.revision + 1, decided, "ivan"))
+    return ca.apply(state, envelope(state.id, state.revision + 1, decided, "ivan"))
 
 
 async def save_card(herald: RunningHerald, state: ca.CorporateAction, previous: int) -> None:

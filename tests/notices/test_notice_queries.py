@@ -9,11 +9,10 @@ the module: nothing here is about the broker.
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,13 +23,14 @@ from pymongo import monitoring
 
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.cards import MongoCardStore
-from commands.ids import new_action_id, new_event_id
+from commands.ids import new_action_id
 from devstack.tansu import TansuBroker
 from domain import corporate_action as ca
 from domain import events as ev
 from domain.events import EventEnvelope
 from domain.validation import parse_terms, terms_to_payload
 from queries.paging import encode_cursor
+from tests.builders import T0, envelope, insert_notices, notice_doc
 from tests.support import (
     DIVIDEND,
     Broker,
@@ -50,7 +50,6 @@ async def project_acknowledgement(herald: RunningHerald, event: EventEnvelope) -
 MOBILE = operation_document("mobile", without_subscriptions=True)
 PORTAL = operation_document("portal")
 SCOPE = "notices:read"
-T0 = datetime(2026, 12, 16, 9, 0, tzinfo=UTC)
 
 
 # --- store round trips -------------------------------------------------------
@@ -138,89 +137,12 @@ def fresh(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-_ids = itertools.count()
-
-
-def notice_doc(
-    account: str,
-    action_id: str,
-    issued_at: datetime,
-    *,
-    notice_id: str | None = None,
-    version: int = 1,
-    kind: str = "NEW",
-    changed: Sequence[str] = (),
-    acknowledged_at: datetime | None = None,
-    securities: bool = False,
-) -> dict[str, Any]:
-    """A notice as the notices projector stores it."""
-    if securities:
-        entitlement: dict[str, Any] = {
-            "gross": None,
-            "tax": None,
-            "net": None,
-            "securities": 3,
-            "fraction": "0.5",
-        }
-    else:
-        entitlement = {
-            "gross": {"amount": "3330.00", "currency": "RUB"},
-            "tax": {"amount": "432.90", "currency": "RUB"},
-            "net": {"amount": "2897.1", "currency": "RUB"},
-            "securities": None,
-            "fraction": None,
-        }
-    return {
-        "_id": notice_id or f"NT{uuid.uuid4().hex[:24]}{next(_ids):06x}",
-        "corporateActionId": action_id,
-        "accountId": account,
-        "version": version,
-        "kind": kind,
-        "changedFields": list(changed),
-        "caVersion": version,
-        "content": {
-            "reference": DIVIDEND["reference"],
-            "eventType": "DVCA",
-            "isin": DIVIDEND["isin"],
-            "securityName": DIVIDEND["securityName"],
-            "recordDate": DIVIDEND["recordDate"],
-            "paymentDate": DIVIDEND["paymentDate"],
-            "responseDeadline": None,
-            "eligibleQuantity": "100",
-            "entitlement": entitlement,
-        },
-        "contentHash": uuid.uuid4().hex,
-        "issuedAt": issued_at,
-        "acknowledgedAt": acknowledged_at,
-        "deliveredAt": None,
-    }
-
-
-async def insert(herald: RunningHerald, docs: Sequence[dict[str, Any]]) -> None:
-    if docs:
-        await herald.services.db["notices"].insert_many(list(docs))
-
-
-def _envelope(action_id: str, version: int, decided: ev.NewEvent, actor: str) -> ev.EventEnvelope:
-    return ev.EventEnvelope(
-        event_id=new_event_id(),
-        event_type=decided.event_type,
-        aggregate_type=ev.AGGREGATE_CORPORATE_ACTION,
-        aggregate_id=action_id,
-        version=version,
-        occurred_at=T0,
-        actor=actor,
-        correlation_id="test",
-        payload=decided.payload,
-    )
-
-
 def published_action(reference: str) -> ca.CorporateAction:
     """A published corporate action, folded by the same code the card projector uses."""
     action_id = new_action_id()
     terms = terms_to_payload(parse_terms({**DIVIDEND, "reference": reference}))
-    state = ca.apply(None, _envelope(action_id, 1, ca.announce(terms), "olga"))
-    return ca.apply(state, _envelope(action_id, 2, ca.approve(state, action_id, 1, "ivan"), "ivan"))
+    state = ca.apply(None, envelope(action_id, 1, ca.announce(terms), "olga"))
+    return ca.apply(state, envelope(action_id, 2, ca.approve(state, action_id, 1, "ivan"), "ivan"))
 
 
 async def insert_published_cards(herald: RunningHerald, count: int) -> list[str]:
@@ -315,7 +237,7 @@ async def test_my_notices_pages_newest_first_and_shows_the_public_card(
         ),
         notice_doc(also_mine, action_id, T0 - timedelta(days=1)),
     ]
-    await insert(herald, [*docs, notice_doc(theirs, action_id, T0 + timedelta(seconds=5))])
+    await insert_notices(herald, [*docs, notice_doc(theirs, action_id, T0 + timedelta(seconds=5))])
     token = depositor(api, mine, also_mine)
 
     nodes, totals = await my_notices(api, token, first=2)
@@ -358,12 +280,12 @@ async def test_cursors_stay_valid_while_new_notices_arrive(
 ) -> None:
     account = fresh("A")
     docs = [notice_doc(account, "CA-X", T0 + timedelta(seconds=n)) for n in range(4)]
-    await insert(herald, docs)
+    await insert_notices(herald, docs)
     token = depositor(api, account)
     first_page = await api.data(MOBILE, {"first": 2}, token=token, operation_name="MobileMyNotices")
     after = first_page["myNotices"]["pageInfo"]["endCursor"]
 
-    await insert(herald, [notice_doc(account, "CA-X", T0 + timedelta(hours=1))])
+    await insert_notices(herald, [notice_doc(account, "CA-X", T0 + timedelta(hours=1))])
     rest = await api.data(
         MOBILE, {"first": 10, "after": after}, token=token, operation_name="MobileMyNotices"
     )
@@ -377,7 +299,7 @@ async def test_unread_only(herald: RunningHerald, api: GraphQLClient) -> None:
     account = fresh("A")
     read = notice_doc(account, "CA-X", T0, acknowledged_at=T0 + timedelta(hours=1))
     unread = [notice_doc(account, "CA-X", T0 + timedelta(seconds=n)) for n in (1, 2)]
-    await insert(herald, [read, *unread])
+    await insert_notices(herald, [read, *unread])
     token = depositor(api, account)
 
     nodes, totals = await my_notices(api, token, first=1, unread_only=True)
@@ -394,7 +316,7 @@ async def test_notice_answers_only_for_your_accounts(
     mine, theirs = fresh("A"), fresh("B")
     own = notice_doc(mine, "CA-X", T0)
     other = notice_doc(theirs, "CA-X", T0)
-    await insert(herald, [own, other])
+    await insert_notices(herald, [own, other])
     token = depositor(api, mine)
 
     found = await api.data(MOBILE, {"id": own["_id"]}, token=token, operation_name="MobileNotice")
@@ -427,7 +349,7 @@ async def test_a_draft_card_is_not_shown_through_a_notice(
     )
     account = fresh("A")
     doc = notice_doc(account, draft["corporateAction"]["id"], T0)
-    await insert(herald, [doc])
+    await insert_notices(herald, [doc])
     found = await api.data(
         MOBILE, {"id": doc["_id"]}, token=depositor(api, account), operation_name="MobileNotice"
     )
@@ -440,7 +362,7 @@ async def test_acknowledge_records_one_event_per_version(
     action_id = (await insert_published_cards(herald, 1))[0]
     account = fresh("A")
     doc = notice_doc(account, action_id, T0)
-    await insert(herald, [doc])
+    await insert_notices(herald, [doc])
     notice_id = doc["_id"]
     token = depositor(api, account, sub="dora")
 
@@ -519,7 +441,7 @@ async def test_acknowledging_anothers_notice_is_not_found(
     herald: RunningHerald, api: GraphQLClient
 ) -> None:
     other = notice_doc(fresh("B"), "CA-X", T0)
-    await insert(herald, [other])
+    await insert_notices(herald, [other])
     token = depositor(api, fresh("A"))
     for notice_id in (other["_id"], "NT-does-not-exist"):
         result = await api.execute(
@@ -533,7 +455,7 @@ async def test_acknowledging_anothers_notice_is_not_found(
 async def test_without_the_scope_or_a_token(herald: RunningHerald, api: GraphQLClient) -> None:
     account = fresh("A")
     doc = notice_doc(account, "CA-X", T0)
-    await insert(herald, [doc])
+    await insert_notices(herald, [doc])
     no_scope = api.token("olga", "ca-operator", accounts=(account,))
     for token, code in ((None, "UNAUTHENTICATED"), (no_scope, "FORBIDDEN")):
         for operation, variables in (
@@ -580,7 +502,7 @@ async def test_store_round_trips_do_not_grow_with_the_page(
 ) -> None:
     account = fresh("A")
     action_ids = await insert_published_cards(herald, 100)
-    await insert(
+    await insert_notices(
         herald,
         [
             notice_doc(account, action_id, T0 + timedelta(seconds=n))
@@ -675,7 +597,7 @@ async def test_no_depositor_ever_receives_anothers_notice(
             )
             for name, second, acknowledged in world.notices
         ]
-        await insert(herald, docs)
+        await insert_notices(herald, docs)
         for holdings in world.depositors:
             accounts = {account(name) for name in holdings}
             token = depositor(api, *sorted(accounts))

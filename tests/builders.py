@@ -1,0 +1,92 @@
+"""Builders the API and notices suites share: read-model documents and
+events exactly as the projectors and command handlers store them."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from commands.ids import new_event_id
+from domain import events as ev
+from tests.support import DIVIDEND, RunningHerald
+
+T0 = datetime(2026, 12, 16, 9, 0, tzinfo=UTC)
+
+_ids = itertools.count()
+
+
+def notice_doc(
+    account: str,
+    action_id: str,
+    issued_at: datetime = T0,
+    *,
+    notice_id: str | None = None,
+    version: int = 1,
+    kind: str = "NEW",
+    changed: Sequence[str] = (),
+    acknowledged_at: datetime | None = None,
+    securities: bool = False,
+) -> dict[str, Any]:
+    """A notice as the notices projector stores it."""
+    if securities:
+        entitlement: dict[str, Any] = {
+            "gross": None,
+            "tax": None,
+            "net": None,
+            "securities": 3,
+            "fraction": "0.5",
+        }
+    else:
+        entitlement = {
+            "gross": {"amount": "3330.00", "currency": "RUB"},
+            "tax": {"amount": "432.90", "currency": "RUB"},
+            "net": {"amount": "2897.10", "currency": "RUB"},
+            "securities": None,
+            "fraction": None,
+        }
+    return {
+        "_id": notice_id or f"NT{uuid.uuid4().hex[:24]}{next(_ids):06x}",
+        "corporateActionId": action_id,
+        "accountId": account,
+        "version": version,
+        "kind": kind,
+        "changedFields": list(changed),
+        "caVersion": version,
+        "content": {
+            "reference": DIVIDEND["reference"],
+            "eventType": "DVCA",
+            "isin": DIVIDEND["isin"],
+            "securityName": DIVIDEND["securityName"],
+            "recordDate": DIVIDEND["recordDate"],
+            "paymentDate": DIVIDEND["paymentDate"],
+            "responseDeadline": None,
+            "eligibleQuantity": "100",
+            "entitlement": entitlement,
+        },
+        "contentHash": uuid.uuid4().hex,
+        "issuedAt": issued_at,
+        "acknowledgedAt": acknowledged_at,
+        "deliveredAt": None,
+    }
+
+
+async def insert_notices(herald: RunningHerald, docs: Sequence[dict[str, Any]]) -> None:
+    if docs:
+        await herald.services.db["notices"].insert_many(list(docs))
+
+
+def envelope(action_id: str, version: int, decided: ev.NewEvent, actor: str) -> ev.EventEnvelope:
+    return ev.EventEnvelope(
+        event_id=new_event_id(),
+        event_type=decided.event_type,
+        aggregate_type=ev.AGGREGATE_CORPORATE_ACTION,
+        aggregate_id=action_id,
+        version=version,
+        occurred_at=T0,
+        actor=actor,
+        correlation_id="test",
+        payload=decided.payload,
+    )
