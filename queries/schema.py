@@ -130,9 +130,7 @@ class Query:
                 )
         return t.CorporateActionConnection(
             edges=edges,
-            page_info=t.PageInfo(
-                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=_page_info(has_next, edges[-1].cursor if edges else None),
             total_count=total,
         )
 
@@ -165,9 +163,7 @@ class Query:
         ]
         return t.DepositorNoticeConnection(
             edges=edges,
-            page_info=t.PageInfo(
-                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=_page_info(has_next, edges[-1].cursor if edges else None),
             total_count=total,
         )
 
@@ -191,6 +187,11 @@ class Query:
             t.Projection(name=s.name, position=s.position, lag=s.lag, updated_at=s.updated_at)
             for s in statuses
         ]
+
+
+def _page_info(has_next: bool, end_cursor: str | None) -> t.PageInfo:
+    """Relay's pageInfo of a page whose last edge has `end_cursor` (None: empty page)."""
+    return t.PageInfo(has_next_page=has_next, end_cursor=end_cursor)
 
 
 def _card_query(filter: CorporateActionFilter | None, *, public_only: bool) -> CardQuery:
