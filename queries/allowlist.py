@@ -25,22 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from graphql import (
-    ASTValidationRule,
     DocumentNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     OperationDefinitionNode,
-    ValidationRule,
     parse,
     print_ast,
     visit,
 )
-from graphql.language import Visitor, VisitorAction
-from graphql.language.visitor import SKIP
-from strawberry.extensions import SchemaExtension
+from graphql.language import Visitor
 
 from queries.errors import FORBIDDEN
+from queries.extensions import RequestCheck
 
 __all__ = [
     "NOT_ALLOWED",
@@ -131,43 +128,30 @@ def load_allowlist(path: str | Path) -> dict[str, str]:
     return data
 
 
-def allowlist_rule(
-    allowed: Mapping[str, str], operation_name: str | None
-) -> type[ASTValidationRule]:
-    class PersistedOnly(ValidationRule):
-        def enter_document(self, node: DocumentNode, *_: Any) -> VisitorAction:
-            for operation in _operations(node):
-                if operation_name is not None and (
-                    operation.name is None or operation.name.value != operation_name
-                ):
-                    continue
-                if fingerprint(normalized_operation(node, operation)) not in allowed:
-                    self.report_error(
-                        GraphQLError(
-                            "this operation is not one of the registered (persisted) "
-                            "operations that anonymous callers may run",
-                            operation,
-                            extensions={"code": FORBIDDEN, "reason": NOT_ALLOWED},
-                        )
-                    )
-            return SKIP
+class PersistedQueriesOnly(RequestCheck):
+    """Refuse operations outside `allowed` when `applies(context)` holds.
 
-    return PersistedOnly
-
-
-class PersistedQueriesOnly(SchemaExtension):
-    """Refuse operations outside `allowed` when `applies(context)` holds."""
+    A request check, not a validation rule: it depends on the caller."""
 
     def __init__(self, allowed: Mapping[str, str], applies: Callable[[Any], bool]) -> None:
         self.allowed = allowed
         self.applies = applies
 
-    def on_operation(self) -> Iterator[None]:
-        context = self.execution_context
-        if self.applies(context.context):
-            rule = allowlist_rule(self.allowed, context.operation_name)
-            context.validation_rules = (*context.validation_rules, rule)
-        yield
+    def check(
+        self, document: DocumentNode, operation: OperationDefinitionNode
+    ) -> list[GraphQLError]:
+        if not self.applies(self.execution_context.context):
+            return []
+        if fingerprint(normalized_operation(document, operation)) in self.allowed:
+            return []
+        return [
+            GraphQLError(
+                "this operation is not one of the registered (persisted) "
+                "operations that anonymous callers may run",
+                operation,
+                extensions={"code": FORBIDDEN, "reason": NOT_ALLOWED},
+            )
+        ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

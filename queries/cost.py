@@ -13,11 +13,10 @@ With the default limit every operation of the clients' contract passes at
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from graphql import (
-    ASTValidationRule,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -30,22 +29,19 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    ValidationRule,
     VariableNode,
     get_named_type,
     is_object_type,
 )
-from graphql.language import VisitorAction
-from graphql.language.visitor import SKIP
 from graphql.type import (
     SchemaMetaFieldDef,
     TypeMetaFieldDef,
     TypeNameMetaFieldDef,
     is_interface_type,
 )
-from strawberry.extensions import SchemaExtension
 
 from queries.errors import BAD_USER_INPUT
+from queries.extensions import RequestCheck
 from queries.paging import DEFAULT_PAGE, MAX_PAGE
 
 __all__ = ["COST_LIMIT_EXCEEDED", "DEFAULT_MAX_COST", "CostLimiter", "operation_cost"]
@@ -169,55 +165,32 @@ def _field_definition(
     return None
 
 
-def _selected(
-    document: DocumentNode, operation_name: str | None
-) -> Iterator[OperationDefinitionNode]:
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode) and (
-            operation_name is None
-            or (definition.name is not None and definition.name.value == operation_name)
-        ):
-            yield definition
+class CostLimiter(RequestCheck):
+    """Refuse operations that cost more than `max_cost` (see the module doc).
 
-
-def cost_rule(
-    max_cost: int, variables: Mapping[str, Any], operation_name: str | None
-) -> type[ASTValidationRule]:
-    """A validation rule refusing the request's operation when it costs too much."""
-
-    class CostLimit(ValidationRule):
-        def enter_document(self, node: DocumentNode, *_: Any) -> VisitorAction:
-            schema = self.context.schema
-            for operation in _selected(node, operation_name):
-                cost = operation_cost(schema, node, operation, variables)
-                if cost > max_cost:
-                    self.report_error(
-                        GraphQLError(
-                            f"query cost {cost} exceeds the limit of {max_cost}: "
-                            "ask for smaller pages or fewer fields",
-                            operation,
-                            extensions={
-                                "code": BAD_USER_INPUT,
-                                "reason": COST_LIMIT_EXCEEDED,
-                                "cost": cost,
-                                "maxCost": max_cost,
-                            },
-                        )
-                    )
-            return SKIP
-
-    return CostLimit
-
-
-class CostLimiter(SchemaExtension):
-    """Refuse operations that cost more than `max_cost` (see the module doc)."""
+    A request check, not a validation rule: the cost depends on the variables."""
 
     def __init__(self, max_cost: int = DEFAULT_MAX_COST) -> None:
         assert max_cost > 0, "max_cost must be positive"
         self.max_cost = max_cost
 
-    def on_operation(self) -> Iterator[None]:
+    def check(
+        self, document: DocumentNode, operation: OperationDefinitionNode
+    ) -> list[GraphQLError]:
         context = self.execution_context
-        rule = cost_rule(self.max_cost, context.variables or {}, context.operation_name)
-        context.validation_rules = (*context.validation_rules, rule)
-        yield
+        cost = operation_cost(context.schema._schema, document, operation, context.variables)
+        if cost <= self.max_cost:
+            return []
+        return [
+            GraphQLError(
+                f"query cost {cost} exceeds the limit of {self.max_cost}: "
+                "ask for smaller pages or fewer fields",
+                operation,
+                extensions={
+                    "code": BAD_USER_INPUT,
+                    "reason": COST_LIMIT_EXCEEDED,
+                    "cost": cost,
+                    "maxCost": self.max_cost,
+                },
+            )
+        ]

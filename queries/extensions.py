@@ -1,19 +1,27 @@
-"""Schema-wide policies as strawberry extensions: error masking and logging.
+"""Schema-wide policies as strawberry extensions: error masking and logging,
+and the base of the per-request checks.
 
 Errors that carry one of the contract's codes (or come from parsing and
 validation) reach the caller as they are. Anything else is a bug or an
 outage: the caller gets "Internal error" with the correlation id to quote,
 and the log gets the exception under that same id — never the details.
+
+Validation proper depends on the document only, so it is cached per document
+(strawberry's ValidationCache). A check that depends on the request — its
+variables, its operation name, its caller — is a `RequestCheck`: it runs on
+every request, after the document passed validation, and never enters the
+cached rules (a rule built per request would make every lookup a miss).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, get_operation_ast
+from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types import ExecutionContext
 
 from queries.errors import PUBLIC_CODES
@@ -60,3 +68,36 @@ class HeraldSchema(strawberry.Schema):
                     error.path,
                     exc_info=error.original_error,
                 )
+
+
+class RequestCheck(SchemaExtension):
+    """A check of one request against the operation it runs (see the module doc).
+
+    Subclasses implement `check`; list them after ValidationCache so the
+    document's validation comes from the cache. Placed anywhere else, the
+    check validates the document itself first: a check never runs on, or
+    lets through, a document that fails validation.
+    """
+
+    def check(
+        self, document: DocumentNode, operation: OperationDefinitionNode
+    ) -> list[GraphQLError]:
+        raise NotImplementedError
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None:
+            if context.pre_execution_errors is None:
+                from strawberry.schema.schema import validate_document  # circular at import time
+
+                context.pre_execution_errors = validate_document(
+                    context.schema._schema, document, context.validation_rules
+                )
+            operation = get_operation_ast(document, context.operation_name)
+            if not context.pre_execution_errors and operation is not None:
+                refused = self.check(document, operation)
+                if refused:
+                    # a new list: the cached validation result is shared by requests
+                    context.pre_execution_errors = refused
+        yield

@@ -8,14 +8,17 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from graphql import ASTValidationRule
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.types import Info
 
 from adapters.mongo.cards import CardQuery, from_document
@@ -334,6 +337,11 @@ def _fell_behind(query: str) -> Exception:
     )
 
 
+MAX_DEPTH = 12
+MAX_ALIASES = 30
+MAX_TOKENS = 5000
+DOCUMENT_CACHE_SIZE = 1024  # parsed and validated documents kept, each (LRU)
+
 # Root fields an anonymous caller reads the same for everyone: safe to cache.
 PUBLIC_CARD_FIELDS = frozenset({"corporateAction", "corporateActions"})
 
@@ -352,21 +360,28 @@ def build_schema(
     """The schema with its limits. In production introspection is off, and
     with an `allowlist` (sha256 -> document, see queries.allowlist) anonymous
     callers may run only the listed operations."""
+    # The limit rules are built once, here: validation is cached per (document,
+    # rules), so rules built per request would never hit. What depends on the
+    # request (the cost, on its variables; the allowlist, on its caller) runs
+    # after the cached validation, as a RequestCheck.
+    limit_rules: list[type[ASTValidationRule]] = [
+        max_depth_rule(max_depth=MAX_DEPTH, should_ignore=None),
+        max_aliases_rule(max_alias_count=MAX_ALIASES),
+    ]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
-        # Parsing is cached; validation is not: the limiters' rules are built
-        # per request (the cost depends on the variables), so a validation
-        # cache keyed by the rules would never hit.
-        lambda: ParserCache(maxsize=1024),
-        lambda: QueryDepthLimiter(max_depth=12),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
-        lambda: MaxTokensLimiter(max_token_count=5000),
-        lambda: CostLimiter(max_cost=max_cost),
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: AddValidationRules(limit_rules),
     ]
     if production:
         extensions.append(DisableIntrospection)
-        if allowlist is not None:
-            allowed = dict(allowlist)
-            extensions.append(lambda: PersistedQueriesOnly(allowed, applies=_anonymous))
+    extensions += [
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: CostLimiter(max_cost=max_cost),
+    ]
+    if production and allowlist is not None:
+        allowed = dict(allowlist)
+        extensions.append(lambda: PersistedQueriesOnly(allowed, applies=_anonymous))
     extensions.append(MaskUnexpectedErrors)
     return HeraldSchema(
         query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import strawberry
 from graphql import OperationDefinitionNode, OperationType, parse, print_ast
+from strawberry.extensions.validation_cache import _get_validate_cache
 
 from adapters.auth.dev_issuer import DevIssuer
 from devstack.tansu import TansuBroker
@@ -26,6 +27,7 @@ from queries.allowlist import (
     normalized_operation,
 )
 from queries.cost import COST_LIMIT_EXCEEDED, CostLimiter
+from queries.schema import DOCUMENT_CACHE_SIZE, build_schema
 from tests.api.helpers import socket
 from tests.support import OPERATIONS, Broker, GraphQLClient, RunningHerald, herald_settings
 from tests.support import operation_document as contract
@@ -114,6 +116,25 @@ def test_fragments_count_where_they_are_spread_without_blowing_up() -> None:
     assert refused is not None and refused["cost"] == 1 + 2**39
 
 
+def test_validation_is_cached_per_document_and_the_cost_checked_per_request() -> None:
+    # a limit of 1 refuses every page before anything resolves: no store needed
+    schema = build_schema(max_cost=1)
+    validations: Any = _get_validate_cache(DOCUMENT_CACHE_SIZE)  # an lru_cache
+    query = "query($n: Int) { corporateActions(first: $n) { totalCount } }"
+    before = validations.cache_info()
+    for n in (3, 4, 5):
+        assert cost(schema.execute_sync(query, {"n": n})) == 1 + n  # this request's variables
+    after = validations.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
+
+    invalid = "{ corporateActions { nope } }"
+    first = schema.execute_sync(invalid)
+    again = schema.execute_sync(invalid)
+    assert first.errors and again.errors
+    assert [e.message for e in again.errors] == [e.message for e in first.errors]
+    assert len(again.errors) == 1  # the cached list is shared, never appended to
+
+
 # --- over HTTP -------------------------------------------------------------------------
 
 
@@ -127,6 +148,9 @@ async def test_three_pages_of_a_hundred_cards_cost_too_much(api: GraphQLClient) 
         + "}"
         + PUBLIC_CARD
     )
+    # the document's validation is cached after this; its cost is not
+    accepted = await api.execute(query, {"n": 10})
+    assert not accepted.get("errors"), accepted
     refused = await api.execute(query, {"n": 100})
     assert refused["data"] is None
     [error] = refused["errors"]
