@@ -15,8 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
-from graphql import GraphQLError, OperationType, parse
-from graphql.utilities import get_operation_ast
+from graphql import OperationType
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -38,6 +37,7 @@ from observability import metrics, tracing
 from queries.allowlist import load_allowlist
 from queries.auth import AuthenticationMiddleware, principal_from_scope
 from queries.context import HeraldContext
+from queries.documents import operation_type
 from queries.http_cache import PublicCacheMiddleware
 from queries.schema import PUBLIC_CARD_FIELDS, build_schema
 from services import Services
@@ -174,14 +174,9 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
 
 
 def _selects_subscription(query: str | None, operation_name: str | None) -> bool:
-    if not query or "subscription" not in query:
+    if not query:
         return False
-    try:
-        document = parse(query, no_location=True)
-    except GraphQLError:
-        return False  # the schema reports it
-    operation = get_operation_ast(document, operation_name)
-    return operation is not None and operation.operation == OperationType.SUBSCRIPTION
+    return operation_type(query, operation_name) is OperationType.SUBSCRIPTION
 
 
 def _connection_token(params: dict[str, Any]) -> str | None:
@@ -253,6 +248,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 watermark=lambda: services.published_cards.watermark,
                 public_root_fields=PUBLIC_CARD_FIELDS,
                 max_age_seconds=settings.public_cache_max_age_seconds,
+                enabled=settings.public_cache,
             ),
             # innermost: it needs the principal to scope keys by caller
             Middleware(

@@ -125,8 +125,11 @@ class Settings:
     # anonymous callers in production only.
     max_query_cost: int = 5_000
     persisted_queries: str | None = None
-    # Anonymous card reads: how long clients and shared caches may reuse an
-    # answer without revalidating it (the ETag makes revalidation cheap).
+    # Anonymous card reads: answered from this process's cache (off: every
+    # read runs the query, e.g. behind a CDN that caches them instead), and
+    # how long clients and shared caches may reuse an answer without
+    # revalidating it (the ETag makes revalidation cheap).
+    public_cache: bool = True
     public_cache_max_age_seconds: int = 5
 
     @property
@@ -189,6 +192,7 @@ class Settings:
             otel_exporter=_read(env, "HERALD_OTEL_EXPORTER", _otel_exporter, d.otel_exporter),
             max_query_cost=_read(env, "HERALD_MAX_QUERY_COST", _positive_int, d.max_query_cost),
             persisted_queries=_read(env, "HERALD_PERSISTED_QUERIES", str, d.persisted_queries),
+            public_cache=_read(env, "HERALD_PUBLIC_CACHE", _bool, d.public_cache),
             public_cache_max_age_seconds=_read(
                 env,
                 "HERALD_PUBLIC_CACHE_MAX_AGE_SECONDS",

@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from graphql import GraphQLError, OperationType, parse
-from graphql.utilities import get_operation_ast
+from graphql import OperationType
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.ports import StoreError
 from queries.auth import principal_from_scope
+from queries.documents import operation_type
 from queries.errors import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS, SERVICE_UNAVAILABLE
 from queries.extensions import INTERNAL
 
@@ -166,12 +166,7 @@ def is_mutation_request(body: Any) -> bool:
     operation_name = body.get("operationName")
     if not isinstance(query, str) or not isinstance(operation_name, str | None):
         return False
-    try:
-        document = parse(query, no_location=True)
-    except GraphQLError:
-        return False
-    operation = get_operation_ast(document, operation_name)
-    return operation is not None and operation.operation is OperationType.MUTATION
+    return operation_type(query, operation_name) is OperationType.MUTATION
 
 
 # --- the store port ----------------------------------------------------------------

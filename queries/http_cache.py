@@ -14,7 +14,8 @@ of one key run the query once. Everything else on the endpoint — any request
 with credentials, mutations, other queries — is passed through and marked
 `Cache-Control: private, no-store` (authenticated) or `no-store`; all carry
 `Vary: Authorization`, so no shared cache hands a public answer to a caller
-with a token or the other way round.
+with a token or the other way round. With `enabled=False` (a CDN in front
+does the caching) nothing is kept and every answer is marked as above.
 
 No business rule lives here: what is public is the app's `public_root_fields`
 and the schema's own refusals (a field the public may not read answers with
@@ -32,10 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
+from graphql import FieldNode, OperationType
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from queries.auth import principal_from_scope
+from queries.documents import selected_operation
 
 __all__ = ["CACHE_STATUS_HEADER", "PublicCacheMiddleware"]
 
@@ -85,6 +87,7 @@ class PublicCacheMiddleware:
         max_bytes: int = 64 * 1024 * 1024,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         path: str = "/graphql",
+        enabled: bool = True,
     ) -> None:
         assert max_age_seconds >= 0 and max_entries > 0
         self.app = app
@@ -95,6 +98,7 @@ class PublicCacheMiddleware:
         self.max_bytes = max_bytes
         self.max_body_bytes = max_body_bytes
         self.path = path
+        self.enabled = enabled
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._decisions: OrderedDict[tuple[str, str | None], bool] = OrderedDict()
@@ -110,6 +114,9 @@ class PublicCacheMiddleware:
             or headers.get(b"authorization", b"").strip()
         ):
             await self.app(scope, receive, _marked(send, PRIVATE))
+            return
+        if not self.enabled:
+            await self.app(scope, receive, _marked(send, NO_STORE, cache="bypass"))
             return
         request, receive = await self._read_request(scope, receive)
         if request is None or not self._is_public_read(request):
@@ -177,20 +184,12 @@ class PublicCacheMiddleware:
         return decision
 
     def _decide(self, query: str, operation_name: str | None) -> bool:
-        try:
-            document = parse(query, no_location=True, max_tokens=10_000)
-        except (GraphQLError, RecursionError):
-            return False
-        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-        if operation_name is not None:
-            operations = [
-                o for o in operations if o.name is not None and o.name.value == operation_name
-            ]
-        if len(operations) != 1 or operations[0].operation != OperationType.QUERY:
+        operation = selected_operation(query, operation_name)
+        if operation is None or operation.operation != OperationType.QUERY:
             return False
         return all(
             isinstance(selection, FieldNode) and selection.name.value in self.public_root_fields
-            for selection in operations[0].selection_set.selections
+            for selection in operation.selection_set.selections
         )
 
     # --- the cache ---------------------------------------------------------------

@@ -30,6 +30,7 @@ from queries.allowlist import PersistedQueriesOnly
 from queries.consistency import wait_until_projected
 from queries.context import HeraldContext
 from queries.cost import DEFAULT_MAX_COST, CostLimiter
+from queries.documents import DOCUMENT_CACHE_SIZE, MAX_TOKENS
 from queries.errors import (
     SERVICE_UNAVAILABLE,
     UNAUTHENTICATED,
@@ -339,8 +340,6 @@ def _fell_behind(query: str) -> Exception:
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
-MAX_TOKENS = 5000
-DOCUMENT_CACHE_SIZE = 1024  # parsed and validated documents kept, each (LRU)
 
 # Root fields an anonymous caller reads the same for everyone: safe to cache.
 PUBLIC_CARD_FIELDS = frozenset({"corporateAction", "corporateActions"})

@@ -27,7 +27,8 @@ from queries.allowlist import (
     normalized_operation,
 )
 from queries.cost import COST_LIMIT_EXCEEDED, CostLimiter
-from queries.schema import DOCUMENT_CACHE_SIZE, build_schema
+from queries.documents import DOCUMENT_CACHE_SIZE
+from queries.schema import build_schema
 from tests.api.helpers import socket
 from tests.support import OPERATIONS, Broker, GraphQLClient, RunningHerald, herald_settings
 from tests.support import operation_document as contract
@@ -236,10 +237,8 @@ async def production(
         run_relay=False,
         run_projectors=False,
     )
-    running = RunningHerald(settings, issuer)
-    await running.start()
-    yield running
-    await running.stop()
+    async with RunningHerald(settings, issuer) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 
 from adapters.mongo.collections import replace_collection
+from app import create_app
+from settings import Settings
 from tests.api.helpers import (
     announced,
     approved,
@@ -206,6 +208,29 @@ async def test_authenticated_responses_are_never_cached(
             assert response.headers["cache-control"] == "private, no-store"
             assert "etag" not in response.headers and CACHE not in response.headers
             assert response.headers["vary"] == "Authorization"
+
+
+async def test_with_the_cache_off_every_read_runs_and_none_is_kept(
+    herald: RunningHerald, api: GraphQLClient
+) -> None:
+    """HERALD_PUBLIC_CACHE=false (a CDN in front caches instead): the same app,
+    sharing this Herald's services, runs every read and marks it no-store."""
+    day = a_record_date()
+    await save_card(herald, approved(announced(**card_on(day, "RU-CACHE-OFF")), 1), 0)
+    await settled(herald)
+    assert Settings.from_env({"HERALD_PUBLIC_CACHE": "false"}).public_cache is False
+    uncached = create_app(herald.settings.with_overrides(public_cache=False), herald.services)
+    transport = httpx.ASGITransport(app=uncached)
+    async with httpx.AsyncClient(transport=transport, base_url="http://herald") as http:
+        for _ in range(2):
+            response = await cards(http, day)
+            assert references(response) == ["RU-CACHE-OFF"]
+            assert response.headers[CACHE] == "bypass"
+            assert response.headers["cache-control"] == "no-store"
+            assert "etag" not in response.headers
+    # the cached app answers the same document from memory
+    await cards(api.http, day)
+    assert (await cards(api.http, day)).headers[CACHE] == "hit"
 
 
 async def test_what_is_not_a_public_card_read_is_not_cached(
