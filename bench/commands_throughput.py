@@ -17,25 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
-import tempfile
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 
-from adapters.auth.dev_issuer import DevIssuer
 from adapters.kafka.topics import topic_for
-from devstack.herald import RunningHerald
-from devstack.process import free_port
-from devstack.secantus import SecantusServer
+from bench.stack import add_stack_arguments, bench_stack, pct
 from domain.events import AGGREGATE_CORPORATE_ACTION
-from settings import Settings
 
 ANNOUNCE = """
 mutation($input: AnnounceCorporateActionInput!) {
@@ -79,44 +72,18 @@ async def rate(
     return per_client * clients / (time.perf_counter() - started)
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commands", type=int, default=400)
-    parser.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
+    add_stack_arguments(parser)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="herald-bench-"))
-    store = SecantusServer(work / "store")
-    await store.start_async()
-    if args.broker == "kafka":
-        from devstack.apache_kafka import ApacheKafkaBroker
-
-        broker: Any = ApacheKafkaBroker(work / "kafka")
-    else:
-        from devstack.tansu import TansuBroker
-
-        broker = TansuBroker(log_dir=work)
-    await broker.start_async()
-    issuer = DevIssuer(work / "issuer")
-    settings = Settings(
-        port=free_port(),
-        mongo_uri=store.uri,
-        kafka_bootstrap=broker.bootstrap_servers,
-        kafka_idempotent_producer=args.broker == "kafka",
-        jwks_location=str(issuer.jwks_path),
-        jwt_issuer=issuer.issuer,
-        jwt_audience=issuer.audience,
-        relay_poll_seconds=0.05,
-    )
-    herald = RunningHerald(settings, issuer)
-    await herald.start()
-    token = issuer.mint("bench", roles=["ca-operator"])
-    print(f"store: SecantusDB (sync-on-commit); broker: {args.broker}; commands: {args.commands}")
-    try:
+    async with bench_stack("commands", broker=args.broker, keep=args.keep) as stack:
+        herald, store, settings, issuer = stack.herald, stack.store, stack.settings, stack.issuer
+        token = issuer.mint("bench", roles=["ca-operator"])
+        print(
+            f"store: SecantusDB (sync-on-commit); broker: {args.broker}; commands: {args.commands}"
+        )
         limits = httpx.Limits(max_connections=40)
         async with httpx.AsyncClient(base_url=herald.base_url, timeout=60, limits=limits) as http:
             floor_http = await rate(http, token, args.commands, 1, "{ __typename }", lambda n: {})
@@ -140,7 +107,7 @@ async def main() -> None:
             await asyncio.sleep(0.05)
         topic = topic_for(settings.kafka_topic_prefix, AGGREGATE_CORPORATE_ACTION)
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest"
+            topic, bootstrap_servers=stack.bootstrap_servers, auto_offset_reset="earliest"
         )
         await consumer.start()
         relay_ms: list[float] = []
@@ -151,10 +118,6 @@ async def main() -> None:
                     occurred = datetime.fromisoformat(json.loads(m.value)["occurredAt"])
                     relay_ms.append(m.timestamp - occurred.timestamp() * 1000)
         await consumer.stop()
-    finally:
-        await herald.stop()
-        broker.stop()
-        store.stop()
 
     print(f"baseline  {{ __typename }} over HTTP, 1 client : {floor_http:8.1f} req/s")
     print(f"baseline  raw insert_one, 1 client          : {floor_store:8.1f} docs/s")

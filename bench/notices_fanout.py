@@ -38,9 +38,7 @@ import asyncio
 import gc
 import os
 import resource
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,8 +46,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from multiprocessing import get_context
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pymongo
 from prometheus_client import REGISTRY
@@ -57,28 +54,18 @@ from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import PyMongoError
 from stdnum import isin as stdnum_isin
 
-from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.client import Document, connect
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.notice_projection import NOTICES
 from adapters.mongo.positions import MongoPositionStore
-from commands.handlers import CommandContext, CommandHandlers
+from bench.stack import APPROVER, OPERATOR, add_stack_arguments, bench_stack, pct, settled
+from commands.handlers import CommandHandlers
 from devstack.herald import RunningHerald
-from devstack.process import free_port
-from devstack.secantus import SecantusServer
-from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, Principal
-from settings import Settings
-
-T = TypeVar("T")
 
 RAW = "bench_raw_notices"
 COPY_CHUNK = 5000
 BIG_ISIN = "RU0009029540"
 BIG_DATE = date(2026, 12, 15)
-OPERATOR = CommandContext(Principal(subject="bench", roles=frozenset({ROLE_OPERATOR})), "bench")
-APPROVER = CommandContext(
-    Principal(subject="bench-approver", roles=frozenset({ROLE_APPROVER})), "bench"
-)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -133,13 +120,6 @@ def rss_mib() -> float:
         return int(statm.read().split()[1]) * _PAGE / 2**20
 
 
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (with fewer than 100 samples p99 is the maximum)."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
 def notices_written() -> float:
     return REGISTRY.get_sample_value("herald_notices_written_total") or 0.0
 
@@ -184,26 +164,6 @@ class Phases:
         self.failures.clear()
         self.first_start = None
         self.last_end = 0.0
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        await asyncio.sleep(0.02)
-
-
-async def settled(herald: RunningHerald) -> None:
-    """The outbox is drained and every projector has consumed everything."""
-
-    async def behind() -> int:
-        pending = await herald.services.events.unpublished_count()
-        for runner in herald.services.runners:
-            pending += (await runner.lag())[1]
-        return pending
-
-    await eventually(behind, lambda n: n == 0)
 
 
 def terms(isin: str, record_date: date) -> dict[str, Any]:
@@ -320,123 +280,94 @@ def valid_isin(n: int) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=100_000)
-    parser.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
+    add_stack_arguments(parser)
     parser.add_argument("--runs", type=int, default=5, help="small fan-outs for p50/p99")
     parser.add_argument("--run-accounts", type=int, default=2000)
-    parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="herald-bench-fanout-"))
     rss: list[tuple[str, float]] = [("start", peak_rss_mib())]
-    store = SecantusServer(work / "store", sync_on_commit=True)
-    await store.start_async()
-    if args.broker == "kafka":
-        from devstack.apache_kafka import ApacheKafkaBroker
-
-        broker: Any = ApacheKafkaBroker(work / "kafka")
-    else:
-        from devstack.tansu import TansuBroker
-
-        broker = TansuBroker(log_dir=work)
-    await broker.start_async()
-    issuer = DevIssuer(work / "issuer")
-    settings = Settings(
-        port=free_port(),
-        mongo_uri=store.uri,
-        mongo_database="herald",
-        kafka_bootstrap=broker.bootstrap_servers,
-        kafka_idempotent_producer=args.broker == "kafka",
-        kafka_session_timeout_ms=6000,
-        jwks_location=str(issuer.jwks_path),
-        jwt_issuer=issuer.issuer,
-        jwt_audience=issuer.audience,
-        relay_poll_seconds=0.05,
-    )
-    herald = RunningHerald(settings, issuer)
-    await herald.start()
-    phases = Phases()
-    for target, method, label in (
-        (herald.services.positions, "accounts", "positions.accounts (distinct)"),
-        (herald.services.positions, "holdings", "positions.holdings (find $in)"),
-        (herald.services.positions, "boundaries", "positions.boundaries"),
-        (herald.services.positions, "between", "positions.between (range)"),
-        (herald.services.notice_projection, "stored", "notices.stored (find $in)"),
-        (herald.services.notice_projection, "stored_between", "notices.stored_between"),
-        (herald.services.notice_projection, "write", "notices.write (bulk)"),
-    ):
-        if hasattr(target, method):  # whichever the projector's stores offer
-            phases.wrap(target, method, label)
-    mongo: AsyncMongoClient[Document] = AsyncMongoClient(store.uri, timeoutMS=120_000)
-    db = mongo[settings.mongo_database]
-    notices = db[NOTICES]
-    rss.append(("Herald started", peak_rss_mib()))
-    print(
-        f"store: SecantusDB {store.uri} (data folder, sync-on-commit); broker: {args.broker} "
-        f"({broker.bootstrap_servers}); Herald (API+relay+projectors) in this process",
-        flush=True,
-    )
-    try:
-        expected = holders(args.accounts)
-        print(f"recording positions of {args.accounts} accounts ({expected} hold > 0) …")
-        loop = asyncio.get_running_loop()
-        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-            record_seconds = await loop.run_in_executor(
-                pool,
-                record_in_child,
-                store.uri,
-                settings.mongo_database,
-                BIG_ISIN,
-                BIG_DATE,
-                args.accounts,
-            )
-        await settled(herald)
+    async with bench_stack(
+        "fanout", broker=args.broker, keep=args.keep, kafka_session_timeout_ms=6000
+    ) as stack:
+        herald, store, settings = stack.herald, stack.store, stack.settings
+        phases = Phases()
+        for target, method, label in (
+            (herald.services.positions, "accounts", "positions.accounts (distinct)"),
+            (herald.services.positions, "holdings", "positions.holdings (find $in)"),
+            (herald.services.positions, "boundaries", "positions.boundaries"),
+            (herald.services.positions, "between", "positions.between (range)"),
+            (herald.services.notice_projection, "stored", "notices.stored (find $in)"),
+            (herald.services.notice_projection, "stored_between", "notices.stored_between"),
+            (herald.services.notice_projection, "write", "notices.write (bulk)"),
+        ):
+            if hasattr(target, method):  # whichever the projector's stores offer
+                phases.wrap(target, method, label)
+        mongo: AsyncMongoClient[Document] = AsyncMongoClient(store.uri, timeoutMS=120_000)
+        db = mongo[settings.mongo_database]
+        notices = db[NOTICES]
+        rss.append(("Herald started", peak_rss_mib()))
         print(
-            f"  record_positions: {record_seconds:.1f}s "
-            f"({args.accounts / record_seconds:,.0f} positions/s, in a child process)"
+            f"store: SecantusDB {store.uri} (data folder, sync-on-commit); broker: {args.broker} "
+            f"({stack.bootstrap_servers}); Herald (API+relay+projectors) in this process",
+            flush=True,
         )
-        rss.append(("positions recorded", peak_rss_mib()))
-
-        print("approving a DVCA on that ISIN/date; waiting for every notice …", flush=True)
-        phases.reset()
         try:
-            big = await approve_and_wait(
-                herald, notices, BIG_ISIN, BIG_DATE, expected, poll=0.05, progress_every=2.0
-            )
-        except TimeoutError:
-            print("the fan-out did not finish; the projector's store calls so far:")
-            for label, seconds in phases.seconds.items():
-                print(f"  {label:<32} {seconds:7.2f} s in {phases.calls[label]} calls")
-            for label, error in phases.failures.items():
-                print(f"  {label:<32} failed (retried by the runner): {error}")
-            raise
-        rss.append(("after fan-out", peak_rss_mib()))
-        reconcile = (phases.last_end - phases.first_start) if phases.first_start else 0.0
-        breakdown = dict(phases.seconds)
-        calls = dict(phases.calls)
-
-        copied, raw_seconds = await raw_copy(db, big.action_id)
-        assert copied == expected, (copied, expected)
-        rss.append(("after raw copy", peak_rss_mib()))
-
-        small: list[FanOut] = []
-        run_expected = holders(args.run_accounts)
-        for n in range(args.runs):
-            isin, as_of = valid_isin(n), BIG_DATE + timedelta(days=n + 1)
-            await herald.services.handlers.record_positions(
-                positions_payload(isin, as_of, args.run_accounts), OPERATOR
-            )
+            expected = holders(args.accounts)
+            print(f"recording positions of {args.accounts} accounts ({expected} hold > 0) …")
+            loop = asyncio.get_running_loop()
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                record_seconds = await loop.run_in_executor(
+                    pool,
+                    record_in_child,
+                    store.uri,
+                    settings.mongo_database,
+                    BIG_ISIN,
+                    BIG_DATE,
+                    args.accounts,
+                )
             await settled(herald)
-            small.append(
-                await approve_and_wait(herald, notices, isin, as_of, run_expected, poll=0.005)
+            print(
+                f"  record_positions: {record_seconds:.1f}s "
+                f"({args.accounts / record_seconds:,.0f} positions/s, in a child process)"
             )
-        rss.append((f"after {args.runs} small runs", peak_rss_mib()))
-    finally:
-        await mongo.close()
-        await herald.stop()
-        broker.stop()
-        store.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            rss.append(("positions recorded", peak_rss_mib()))
+
+            print("approving a DVCA on that ISIN/date; waiting for every notice …", flush=True)
+            phases.reset()
+            try:
+                big = await approve_and_wait(
+                    herald, notices, BIG_ISIN, BIG_DATE, expected, poll=0.05, progress_every=2.0
+                )
+            except TimeoutError:
+                print("the fan-out did not finish; the projector's store calls so far:")
+                for label, seconds in phases.seconds.items():
+                    print(f"  {label:<32} {seconds:7.2f} s in {phases.calls[label]} calls")
+                for label, error in phases.failures.items():
+                    print(f"  {label:<32} failed (retried by the runner): {error}")
+                raise
+            rss.append(("after fan-out", peak_rss_mib()))
+            reconcile = (phases.last_end - phases.first_start) if phases.first_start else 0.0
+            breakdown = dict(phases.seconds)
+            calls = dict(phases.calls)
+
+            copied, raw_seconds = await raw_copy(db, big.action_id)
+            assert copied == expected, (copied, expected)
+            rss.append(("after raw copy", peak_rss_mib()))
+
+            small: list[FanOut] = []
+            run_expected = holders(args.run_accounts)
+            for n in range(args.runs):
+                isin, as_of = valid_isin(n), BIG_DATE + timedelta(days=n + 1)
+                await herald.services.handlers.record_positions(
+                    positions_payload(isin, as_of, args.run_accounts), OPERATOR
+                )
+                await settled(herald)
+                small.append(
+                    await approve_and_wait(herald, notices, isin, as_of, run_expected, poll=0.005)
+                )
+            rss.append((f"after {args.runs} small runs", peak_rss_mib()))
+        finally:
+            await mongo.close()
 
     rate = expected / big.seconds
     raw_rate = copied / raw_seconds

@@ -38,6 +38,13 @@ class RunningHerald:
         )
         self._task: asyncio.Task[None] | None = None
 
+    async def __aenter__(self) -> RunningHerald:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def start(self, timeout: float = 60.0) -> None:
         self._task = asyncio.create_task(self._server.serve())
         deadline = asyncio.get_running_loop().time() + timeout

@@ -67,10 +67,8 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> DevIssuer:
 
 @pytest.fixture
 async def herald(broker: Broker, mongo_uri: str, issuer: DevIssuer) -> AsyncIterator[RunningHerald]:
-    running = RunningHerald(herald_settings(broker, mongo_uri, issuer), issuer)
-    await running.start()
-    yield running
-    await running.stop()
+    async with RunningHerald(herald_settings(broker, mongo_uri, issuer), issuer) as running:
+        yield running
     # Keep the session's shared store lean: hundreds of test databases slow it.
     store: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
     await store.drop_database(running.settings.mongo_database)

@@ -43,10 +43,8 @@ async def herald(
     spans: InMemorySpanExporter, tansu: TansuBroker, mongo_uri: str, issuer: DevIssuer
 ) -> AsyncIterator[RunningHerald]:
     broker = Broker("tansu", tansu.bootstrap_servers, idempotent=False)
-    running = RunningHerald(herald_settings(broker, mongo_uri, issuer), issuer)
-    await running.start()
-    yield running
-    await running.stop()
+    async with RunningHerald(herald_settings(broker, mongo_uri, issuer), issuer) as running:
+        yield running
 
 
 @pytest.fixture(scope="package")
