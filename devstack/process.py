@@ -293,6 +293,7 @@ class LoopbackService:
 
     process: ManagedProcess
     port: int
+    host: str = "127.0.0.1"
     _tmp: tempfile.TemporaryDirectory[str] | None = None
     default_timeout: float = 30.0
 
@@ -311,20 +312,21 @@ class LoopbackService:
         self._spawn()
         wait = timeout or self.default_timeout
         try:
-            run_sync(lambda: self.process.wait_ready(self.port, self._probe, timeout=wait))
+            run_sync(lambda: self._ready(wait))
         except BaseException:
-            self.process.kill()
+            self.kill()
             raise
 
     async def start_async(self, timeout: float | None = None) -> None:
         self._spawn()
         try:
-            await self.process.wait_ready(
-                self.port, self._probe, timeout=timeout or self.default_timeout
-            )
+            await self._ready(timeout or self.default_timeout)
         except BaseException:
-            self.process.kill()
+            self.kill()
             raise
+
+    async def _ready(self, timeout: float) -> None:
+        await self.process.wait_ready(self.port, self._probe, timeout=timeout, host=self.host)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.process.stop(timeout)

@@ -157,13 +157,20 @@ def reject_unknown_keys(
             problems.add((*path, key_path(key)), "unknown field")
 
 
+def _absent(value: object, path: Path, problems: Problems, *, required: bool) -> bool:
+    """True when there is no value — a problem only when one is required."""
+    if value is not None:
+        return False
+    if required:
+        problems.add(path, "is required")
+    return True
+
+
 def read_text(
     value: object, path: Path, problems: Problems, *, max_chars: int, required: bool
 ) -> str | None:
     """A single-line human text of 1..max_chars characters."""
-    if value is None:
-        if required:
-            problems.add(path, "is required")
+    if _absent(value, path, problems, required=required):
         return None
     if not isinstance(value, str):
         problems.add(path, "must be a string")
@@ -192,9 +199,7 @@ def read_enum(
     *,
     required: bool = True,
 ) -> _E | None:
-    if value is None:
-        if required:
-            problems.add(path, "is required")
+    if _absent(value, path, problems, required=required):
         return None
     if isinstance(value, str):
         try:
@@ -257,9 +262,7 @@ def read_isin(value: object, path: Path, problems: Problems) -> str | None:
 
 
 def read_date(value: object, path: Path, problems: Problems, *, required: bool) -> date | None:
-    if value is None:
-        if required:
-            problems.add(path, "is required")
+    if _absent(value, path, problems, required=required):
         return None
     if isinstance(value, str) and _DATE.fullmatch(value):
         try:
@@ -291,9 +294,7 @@ def read_object(
     *,
     required: bool,
 ) -> Mapping[object, object] | None:
-    if value is None:
-        if required:
-            problems.add(path, "is required")
+    if _absent(value, path, problems, required=required):
         return None
     if not isinstance(value, Mapping):
         problems.add(path, "must be an object")

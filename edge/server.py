@@ -13,10 +13,9 @@ import signal
 import subprocess
 import tempfile
 import urllib.request
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from devstack.process import ManagedProcess, StartupError, run_sync
+from devstack.process import LoopbackService, ManagedProcess, StartupError
 from edge.config import EdgeConfig
 from edge.render import NGINX_MODULES_DIR, nginx_argv, render
 
@@ -110,8 +109,10 @@ async def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> tup
     return await asyncio.wait_for(go(), timeout)
 
 
-class EdgeServer:
+class EdgeServer(LoopbackService):
     """One nginx edge node run from ``prefix`` (a temp folder by default)."""
+
+    default_timeout = 20.0
 
     def __init__(
         self,
@@ -121,7 +122,7 @@ class EdgeServer:
         nginx: str | None = None,
     ) -> None:
         self.config = config
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.host, self.port = config.listen_address
         if prefix is None:
             self._tmp = tempfile.TemporaryDirectory(prefix=f"herald-edge-{config.name}-")
             prefix = Path(self._tmp.name)
@@ -132,8 +133,7 @@ class EdgeServer:
     # ------------------------------------------------------------ addresses
     @property
     def base_url(self) -> str:
-        host, port = self.config.listen_address
-        return f"http://{host}:{port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def status_url(self) -> str:
@@ -145,10 +145,6 @@ class EdgeServer:
     @property
     def metrics_url(self) -> str:
         return f"{self.status_url}/edge-metrics"
-
-    @property
-    def is_running(self) -> bool:
-        return self.process.is_running
 
     # ------------------------------------------------------------ lifecycle
     def render(self) -> list[str]:
@@ -179,27 +175,6 @@ class EdgeServer:
         if status != 200:
             raise ConnectionError(f"edge health answered {status}")
 
-    def _wait(self, timeout: float) -> Callable[[], Awaitable[None]]:
-        port = self.config.listen_address[1]
-        host = self.config.listen_address[0]
-        return lambda: self.process.wait_ready(port, self._probe, timeout=timeout, host=host)
-
-    def start(self, timeout: float = 20.0) -> None:
-        self._spawn()
-        try:
-            run_sync(self._wait(timeout))
-        except BaseException:
-            self.process.kill()
-            raise
-
-    async def start_async(self, timeout: float = 20.0) -> None:
-        self._spawn()
-        try:
-            await self._wait(timeout)()
-        except BaseException:
-            self.process.kill()
-            raise
-
     def reload(self) -> None:
         """Re-render and ask the master to reload (SIGHUP): new workers, same ports."""
         self.check()
@@ -207,9 +182,6 @@ class EdgeServer:
         if pid is None or not self.process.is_running:
             raise RuntimeError(f"edge {self.config.name} is not running")
         os.kill(pid, signal.SIGHUP)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.process.stop(timeout)
 
     def kill(self) -> None:
         """SIGKILL the master and its workers (a killed master leaves its
@@ -219,19 +191,6 @@ class EdgeServer:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         self.process.kill()
-
-    def close(self) -> None:
-        self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self) -> EdgeServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------- insight
     def metrics(self) -> dict[str, float]:

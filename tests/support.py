@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import httpx
 from graphql import DocumentNode, OperationDefinitionNode, OperationType, parse, print_ast
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.auth.dev_issuer import DevIssuer
 from devstack.herald import RunningHerald
@@ -158,3 +160,22 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not reached within {timeout}s; last value: {value!r}")
         await asyncio.sleep(0.05)
+
+
+def drawn(strategy: st.SearchStrategy[T], count: int) -> list[T]:
+    """`count` examples hypothesis draws from `strategy`, for an async test to
+    play against live services (hypothesis' own runner is synchronous)."""
+    found: list[T] = []
+
+    @settings(
+        max_examples=count,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(strategy)
+    def collect(example: T) -> None:
+        found.append(example)
+
+    collect()
+    return found

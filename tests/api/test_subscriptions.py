@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, NegotiationError
@@ -39,7 +38,7 @@ from tests.api.helpers import (
     socket,
 )
 from tests.projections.scenario import Portal
-from tests.support import GraphQLClient, RunningHerald, operation_document
+from tests.support import GraphQLClient, RunningHerald, drawn, operation_document
 
 MOBILE = operation_document("mobile")
 FEED = "MobileNoticeFeed"
@@ -220,28 +219,11 @@ def worlds(draw: st.DrawFn) -> World:
     )
 
 
-def examples(count: int) -> list[World]:
-    found: list[World] = []
-
-    @settings(
-        max_examples=count,
-        database=None,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-    @given(worlds())
-    def collect(world: World) -> None:
-        found.append(world)
-
-    collect()
-    return found
-
-
 async def test_no_depositor_ever_receives_anothers_notice(
     herald: RunningHerald, api: GraphQLClient
 ) -> None:
     played = 0
-    for world in examples(15):
+    for world in drawn(worlds(), 15):
         tag = uuid.uuid4().hex[:8]  # each world has accounts of its own
 
         def account(name: str, tag: str = tag) -> str:

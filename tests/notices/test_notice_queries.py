@@ -10,14 +10,13 @@ the module: nothing here is about the broker.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo import monitoring
 
@@ -36,6 +35,7 @@ from tests.support import (
     Broker,
     GraphQLClient,
     RunningHerald,
+    drawn,
     herald_settings,
     operation_document,
 )
@@ -560,29 +560,11 @@ def worlds(draw: st.DrawFn) -> World:
     )
 
 
-def examples(count: int) -> Iterator[World]:
-    """Hypothesis draws the worlds; the async test plays them against the live app."""
-    found: list[World] = []
-
-    @settings(
-        max_examples=count,
-        database=None,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-    @given(worlds())
-    def collect(world: World) -> None:
-        found.append(world)
-
-    collect()
-    return iter(found)
-
-
 async def test_no_depositor_ever_receives_anothers_notice(
     herald: RunningHerald, api: GraphQLClient
 ) -> None:
     played = 0
-    for world in examples(25):
+    for world in drawn(worlds(), 25):
         tag = uuid.uuid4().hex[:8]  # each world gets accounts of its own
 
         def account(name: str, tag: str = tag) -> str:
