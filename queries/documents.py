@@ -1,61 +1,199 @@
-"""GraphQL documents read before they run, by the HTTP layer: is this request
-a mutation (idempotency), a public card read (the public cache), a
-subscription sent by POST (refused)?
+"""GraphQL documents, parsed and validated once per distinct text.
 
-Each distinct document is parsed once and kept (LRU) — clients send the same
-few documents over and over, and parsing costs more than the answer from
-the public cache. The parse has the schema's token limit, so a huge
-document costs no more here than the schema lets it; a document larger than
-`MAX_CACHED_CHARS` is parsed every time rather than kept, so the cache's
-memory stays bounded whatever is sent.
+Clients send the same few documents over and over, and parsing plus
+validation cost more than an answer from the public cache. Two caches, both
+least-recently-used out first, shared by every request of the process:
+
+- `CachedDocuments`, a schema extension: the parsed document and its
+  validation errors, keyed by the text (validation depends on nothing else:
+  what depends on the request runs after it, see queries.extensions);
+- `read_operation`: what the HTTP layer must know before a request runs —
+  is it a mutation (idempotency), a public card read (the public cache), a
+  subscription sent by POST (refused)? Kept as a small summary, not a tree.
+
+Memory stays bounded whatever is sent: a parsed tree of the 5000 tokens the
+schema allows weighs ~3 MB, so only texts of at most `MAX_CACHED_CHARS`
+(4× the longest contract document) are kept, and the parsed ones weigh at
+most 256 KiB of text together (under 80 MB of trees); longer texts are
+parsed every time. Parses use the schema's token limit, so a document too
+long for the schema costs no more here.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, OperationType, parse
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    parse,
+)
 from graphql.utilities import get_operation_ast
+from strawberry.extensions import SchemaExtension
 
 __all__ = [
-    "DOCUMENT_CACHE_SIZE",
+    "DOCUMENTS",
+    "MAX_CACHED_CHARS",
     "MAX_TOKENS",
+    "CachedDocuments",
+    "DocumentCache",
+    "OperationSummary",
     "operation_type",
-    "selected_operation",
+    "read_operation",
 ]
 
-MAX_TOKENS = 5000  # the schema refuses longer documents (MaxTokensLimiter)
-DOCUMENT_CACHE_SIZE = 1024  # distinct documents kept, parsed and validated (LRU)
-MAX_CACHED_CHARS = 64 * 1024  # the contract's documents are 1-3 KiB
+MAX_TOKENS = 5000  # the schema refuses longer documents
+MAX_CACHED_CHARS = 8 * 1024  # the longest contract document is 1.7 KiB
+SUMMARIES = 1024  # operation summaries kept: under 10 MB of keys
 
 
-def selected_operation(query: str, operation_name: str | None) -> OperationDefinitionNode | None:
+# --- for the schema -----------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    document: DocumentNode
+    # validation errors by (schema, rules): the same text may serve two schemas
+    validated: dict[
+        tuple[GraphQLSchema, tuple[type[ASTValidationRule], ...]], list[GraphQLError]
+    ] = field(default_factory=dict)
+
+
+class DocumentCache:
+    """Parsed documents and their validation errors, least recently used out
+    first, weighed by their text: a parsed tree costs ~600 bytes a token and a
+    token takes at least two characters, so `max_chars` of text bound the
+    memory (the default: under 80 MB however the texts are chosen)."""
+
+    def __init__(self, max_chars: int = 256 * 1024) -> None:
+        self.max_chars = max_chars
+        self._entries: OrderedDict[tuple[str, tuple[tuple[str, Any], ...]], _Entry] = OrderedDict()
+        self._chars = 0
+        self.hits = self.misses = self.validations = 0  # for tests and operators
+
+    def parse(self, query: str, options: Mapping[str, Any]) -> DocumentNode:
+        key = _key(query, options)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return entry.document
+        self.misses += 1
+        document = parse(query, **options)  # a syntax error is raised, not kept
+        if len(query) <= MAX_CACHED_CHARS:
+            self._entries[key] = _Entry(document)
+            self._chars += len(query)
+            while self._chars > self.max_chars:
+                (evicted, _), _ = self._entries.popitem(last=False)
+                self._chars -= len(evicted)
+        return document
+
+    def validate(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        options: Mapping[str, Any],
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> list[GraphQLError]:
+        from strawberry.schema.schema import validate_document  # circular at import time
+
+        entry = self._entries.get(_key(query, options))
+        if entry is None or entry.document is not document:
+            entry = None  # parsed elsewhere, or evicted since: validate, keep nothing
+        errors = None if entry is None else entry.validated.get((schema, rules))
+        if errors is None:
+            self.validations += 1
+            errors = validate_document(schema, document, rules)
+            if entry is not None:
+                entry.validated[(schema, rules)] = errors
+        return errors
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _key(query: str, options: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    return query, tuple(sorted(options.items()))
+
+
+DOCUMENTS = DocumentCache()
+
+
+class CachedDocuments(SchemaExtension):
+    """Parse and validate each distinct document once (see DocumentCache).
+    Validation is keyed by the rules too, which must therefore be built once
+    per schema, not per request."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None:
+            # a document that does not parse is left to strawberry, which reports it
+            with suppress(GraphQLError):
+                context.graphql_document = DOCUMENTS.parse(context.query, context.parse_options)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None and context.graphql_document is not None:
+            context.pre_execution_errors = DOCUMENTS.validate(
+                context.schema._schema,
+                context.query,
+                context.parse_options,
+                context.graphql_document,
+                context.validation_rules,
+            )
+        yield
+
+
+# --- for the HTTP layer ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OperationSummary:
+    kind: OperationType
+    # the root fields selected, or None when the root selects fragments
+    root_fields: frozenset[str] | None
+
+
+def read_operation(query: str, operation_name: str | None) -> OperationSummary | None:
     """The operation `operation_name` selects in `query`; None when the
-    document does not parse or does not name one operation. The GraphQL
+    document does not parse or does not name one operation — the GraphQL
     layer refuses such a request with the same parser, without running it."""
-    if len(query) > MAX_CACHED_CHARS:
-        return _selected(_parsed(query), operation_name)
-    return _cached_selected(query, operation_name)
+    if len(query) <= MAX_CACHED_CHARS:
+        return _summary(query, operation_name)
+    return _summary.__wrapped__(query, operation_name)
 
 
 def operation_type(query: str, operation_name: str | None) -> OperationType | None:
-    operation = selected_operation(query, operation_name)
-    return None if operation is None else operation.operation
+    summary = read_operation(query, operation_name)
+    return None if summary is None else summary.kind
 
 
-@lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
-def _cached_selected(query: str, operation_name: str | None) -> OperationDefinitionNode | None:
-    return _selected(_parsed(query), operation_name)
-
-
-def _parsed(query: str) -> DocumentNode | None:
+@lru_cache(maxsize=SUMMARIES)
+def _summary(query: str, operation_name: str | None) -> OperationSummary | None:
     try:
-        return parse(query, no_location=True, max_tokens=MAX_TOKENS)
+        document = parse(query, no_location=True, max_tokens=MAX_TOKENS)
     except (GraphQLError, RecursionError):
         return None
-
-
-def _selected(
-    document: DocumentNode | None, operation_name: str | None
-) -> OperationDefinitionNode | None:
-    return None if document is None else get_operation_ast(document, operation_name)
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return None
+    selections = operation.selection_set.selections
+    if not all(isinstance(s, FieldNode) for s in selections):
+        return OperationSummary(operation.operation, None)
+    names = frozenset(s.name.value for s in selections if isinstance(s, FieldNode))
+    return OperationSummary(operation.operation, names)

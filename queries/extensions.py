@@ -7,7 +7,7 @@ outage: the caller gets "Internal error" with the correlation id to quote,
 and the log gets the exception under that same id — never the details.
 
 Validation proper depends on the document only, so it is cached per document
-(strawberry's ValidationCache). A check that depends on the request — its
+(queries.documents.CachedDocuments). A check that depends on the request — its
 variables, its operation name, its caller — is a `RequestCheck`: it runs on
 every request, after the document passed validation, and never enters the
 cached rules (a rule built per request would make every lookup a miss).
@@ -73,7 +73,7 @@ class HeraldSchema(strawberry.Schema):
 class RequestCheck(SchemaExtension):
     """A check of one request against the operation it runs (see the module doc).
 
-    Subclasses implement `check`; list them after ValidationCache so the
+    Subclasses implement `check`; list them after CachedDocuments so the
     document's validation comes from the cache. Placed anywhere else, the
     check validates the document itself first: a check never runs on, or
     lets through, a document that fails validation.

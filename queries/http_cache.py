@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from graphql import FieldNode, OperationType
+from graphql import OperationType
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from queries.auth import principal_from_scope
-from queries.documents import selected_operation
+from queries.documents import read_operation
 
 __all__ = ["CACHE_STATUS_HEADER", "PublicCacheMiddleware"]
 
@@ -184,12 +184,11 @@ class PublicCacheMiddleware:
         return decision
 
     def _decide(self, query: str, operation_name: str | None) -> bool:
-        operation = selected_operation(query, operation_name)
-        if operation is None or operation.operation != OperationType.QUERY:
+        operation = read_operation(query, operation_name)
+        if operation is None or operation.kind != OperationType.QUERY:
             return False
-        return all(
-            isinstance(selection, FieldNode) and selection.name.value in self.public_root_fields
-            for selection in operation.selection_set.selections
+        return (
+            operation.root_fields is not None and operation.root_fields <= self.public_root_fields
         )
 
     # --- the cache ---------------------------------------------------------------

@@ -13,9 +13,7 @@ from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
     MaxTokensLimiter,
-    ParserCache,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
@@ -30,7 +28,7 @@ from queries.allowlist import PersistedQueriesOnly
 from queries.consistency import wait_until_projected
 from queries.context import HeraldContext
 from queries.cost import DEFAULT_MAX_COST, CostLimiter
-from queries.documents import DOCUMENT_CACHE_SIZE, MAX_TOKENS
+from queries.documents import MAX_TOKENS, CachedDocuments
 from queries.errors import (
     SERVICE_UNAVAILABLE,
     UNAUTHENTICATED,
@@ -362,22 +360,19 @@ def build_schema(
     # The limit rules are built once, here: validation is cached per (document,
     # rules), so rules built per request would never hit. What depends on the
     # request (the cost, on its variables; the allowlist, on its caller) runs
-    # after the cached validation, as a RequestCheck.
+    # after the cached validation, as a RequestCheck. Parsing and validation are
+    # cached together (queries/documents.py), in bounded memory.
     limit_rules: list[type[ASTValidationRule]] = [
         max_depth_rule(max_depth=MAX_DEPTH, should_ignore=None),
         max_aliases_rule(max_alias_count=MAX_ALIASES),
     ]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
-        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(limit_rules),
     ]
     if production:
         extensions.append(DisableIntrospection)
-    extensions += [
-        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: CostLimiter(max_cost=max_cost),
-    ]
+    extensions += [CachedDocuments, lambda: CostLimiter(max_cost=max_cost)]
     if production and allowlist is not None:
         allowed = dict(allowlist)
         extensions.append(lambda: PersistedQueriesOnly(allowed, applies=_anonymous))

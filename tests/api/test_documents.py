@@ -9,9 +9,11 @@ from graphql import OperationType
 from queries.documents import (
     MAX_CACHED_CHARS,
     MAX_TOKENS,
-    _cached_selected,
+    DocumentCache,
+    OperationSummary,
+    _summary,
     operation_type,
-    selected_operation,
+    read_operation,
 )
 from tests.support import DIVIDEND, GraphQLClient
 
@@ -19,16 +21,32 @@ ANNOUNCE = """mutation Announce($input: AnnounceCorporateActionInput!) {
   announceCorporateAction(input: $input) { corporateAction { id } } }"""
 
 
-def test_a_document_is_parsed_once_and_huge_ones_are_not_kept() -> None:
+def test_an_operation_is_read_once_and_huge_ones_are_not_kept() -> None:
     query = "query Once { corporateActions { totalCount } }"
-    first = selected_operation(query, "Once")
-    assert first is not None and selected_operation(query, "Once") is first
+    first = read_operation(query, "Once")
+    assert first == OperationSummary(OperationType.QUERY, frozenset({"corporateActions"}))
+    assert read_operation(query, "Once") is first
+    assert read_operation("{ ...F } fragment F on Query { __typename }", None) == (
+        OperationSummary(OperationType.QUERY, None)  # not only fields at the root
+    )
 
     huge = "query Huge { " + "__typename " * (MAX_CACHED_CHARS // 11 + 1) + "}"
-    assert len(huge) > MAX_CACHED_CHARS
-    kept = _cached_selected.cache_info().currsize
-    assert operation_type(huge, None) is None  # over the token limit: not even parsed whole
-    assert _cached_selected.cache_info().currsize == kept
+    kept = _summary.cache_info().currsize
+    assert operation_type(huge, None) is OperationType.QUERY
+    assert _summary.cache_info().currsize == kept
+
+
+def test_parsed_documents_stay_within_their_text_budget() -> None:
+    cache = DocumentCache(max_chars=2_000)
+    texts = [f"query Q{i} {{ corporateActions {{ totalCount }} }}" for i in range(200)]
+    documents = [cache.parse(text, {}) for text in texts]
+    assert cache.chars <= 2_000 and 0 < len(cache) < 200
+    assert cache.parse(texts[-1], {}) is documents[-1]  # the newest are kept
+    assert cache.parse(texts[0], {}) is not documents[0]  # the oldest went first
+    long_text = "query Long { " + "__typename " * (MAX_CACHED_CHARS // 11) + "}"
+    entries = len(cache)
+    cache.parse(long_text, {})
+    assert len(cache) == entries  # over MAX_CACHED_CHARS: parsed, never kept
 
 
 def test_the_token_limit_is_the_schemas() -> None:

@@ -15,7 +15,6 @@ import httpx
 import pytest
 import strawberry
 from graphql import OperationDefinitionNode, OperationType, parse, print_ast
-from strawberry.extensions.validation_cache import _get_validate_cache
 
 from adapters.auth.dev_issuer import DevIssuer
 from devstack.tansu import TansuBroker
@@ -27,7 +26,7 @@ from queries.allowlist import (
     normalized_operation,
 )
 from queries.cost import COST_LIMIT_EXCEEDED, CostLimiter
-from queries.documents import DOCUMENT_CACHE_SIZE
+from queries.documents import DOCUMENTS
 from queries.schema import build_schema
 from tests.api.helpers import socket
 from tests.support import OPERATIONS, Broker, GraphQLClient, RunningHerald, herald_settings
@@ -120,13 +119,11 @@ def test_fragments_count_where_they_are_spread_without_blowing_up() -> None:
 def test_validation_is_cached_per_document_and_the_cost_checked_per_request() -> None:
     # a limit of 1 refuses every page before anything resolves: no store needed
     schema = build_schema(max_cost=1)
-    validations: Any = _get_validate_cache(DOCUMENT_CACHE_SIZE)  # an lru_cache
     query = "query($n: Int) { corporateActions(first: $n) { totalCount } }"
-    before = validations.cache_info()
+    parsed, validated = DOCUMENTS.misses, DOCUMENTS.validations
     for n in (3, 4, 5):
         assert cost(schema.execute_sync(query, {"n": n})) == 1 + n  # this request's variables
-    after = validations.cache_info()
-    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
+    assert (DOCUMENTS.misses - parsed, DOCUMENTS.validations - validated) == (1, 1)
 
     invalid = "{ corporateActions { nope } }"
     first = schema.execute_sync(invalid)
