@@ -296,9 +296,11 @@ async def main() -> None:
             (herald.services.positions, "holdings", "positions.holdings (find $in)"),
             (herald.services.positions, "boundaries", "positions.boundaries"),
             (herald.services.positions, "between", "positions.between (range)"),
-            (herald.services.notice_projection, "stored", "notices.stored (find $in)"),
-            (herald.services.notice_projection, "stored_between", "notices.stored_between"),
-            (herald.services.notice_projection, "write", "notices.write (bulk)"),
+            (
+                herald.services.notice_projection,
+                "reconcile_range",
+                "notices.reconcile_range (txn)",
+            ),
         ):
             if hasattr(target, method):  # whichever the projector's stores offer
                 phases.wrap(target, method, label)

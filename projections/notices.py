@@ -12,8 +12,9 @@ holders never sit in memory at once; progress is exported as metrics.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
+from functools import partial
 from typing import Any
 
 from adapters.mongo.client import Document
@@ -100,16 +101,9 @@ class NoticeProjector:
                 if not chunk:
                     continue
                 derived = nt.derive(effective, chunk, holdings)
-                stored = await self._notices.stored_between(action_id, chunk[0], chunk[-1])
-                new: list[Document] = []
-                changed: list[Document] = []
-                for account, notice in derived.items():
-                    previous = stored.get(account)
-                    if previous is None:
-                        new.append(_document(action_id, notice, None))
-                    elif _differs(notice, previous):
-                        changed.append(_document(action_id, notice, previous))
-                written += await self._notices.write(new, changed)
+                written += await self._notices.reconcile_range(
+                    action_id, chunk[0], chunk[-1], partial(_to_store, action_id, derived)
+                )
                 remaining.dec(len(chunk))
         finally:
             remaining.set(0)
@@ -149,6 +143,17 @@ class NoticeProjector:
             for event in await self._events.load(aggregate_id)
             if event.event_type == ev.POSITIONS_RECORDED
         ]
+
+
+def _to_store(
+    action_id: str, derived: Mapping[str, nt.NoticeState], stored: Mapping[str, Document]
+) -> list[Document]:
+    """The derived notices that are not stored as they are."""
+    return [
+        _document(action_id, notice, stored.get(account))
+        for account, notice in derived.items()
+        if _differs(notice, stored.get(account))
+    ]
 
 
 def _differs(notice: nt.NoticeState, stored: Document | None) -> bool:

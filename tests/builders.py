@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.mongo.notice_projection import STATS_OF, stats_id
 from commands.ids import new_event_id
 from domain import events as ev
 from tests.support import DIVIDEND, RunningHerald
@@ -74,8 +75,25 @@ def notice_doc(
 
 
 async def insert_notices(herald: RunningHerald, docs: Sequence[dict[str, Any]]) -> None:
-    if docs:
-        await herald.services.db["notices"].insert_many(list(docs))
+    """Store notices as the projector does, with its per-action counts. (Some
+    suites store several notices of one account and action, which the
+    projector never does, to exercise paging; so they are inserted as given.)"""
+    if not docs:
+        return
+    notices = herald.services.db["notices"]
+    await notices.insert_many(list(docs))
+    for action_id in {d["corporateActionId"] for d in docs}:
+        mine = [d for d in docs if d["corporateActionId"] == action_id]
+        counts = {
+            "total": len(mine),
+            "delivered": sum(d.get("deliveredAt") is not None for d in mine),
+            "acknowledged": sum(d.get("acknowledgedAt") is not None for d in mine),
+        }
+        await notices.update_one(
+            {"_id": stats_id(action_id)},
+            {"$inc": counts, "$set": {STATS_OF: action_id}},
+            upsert=True,
+        )
 
 
 def envelope(action_id: str, version: int, decided: ev.NewEvent, actor: str) -> ev.EventEnvelope:

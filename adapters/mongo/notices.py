@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
+from adapters.mongo.notice_projection import STATS_OF, stats_id
 
 NOTICES = "notices"
 
@@ -64,9 +64,7 @@ class MongoNoticeStore:
         self._notices = db[collection]
 
     async def ensure_indexes(self) -> None:
-        """The depositor's list. `by_action` uses the (corporateActionId,
-        accountId) index the notices projector's store creates: one index
-        fewer to maintain during a 100 000-account fan-out."""
+        """The depositor's list (by account, newest first)."""
         async with translated():
             await self._notices.create_index([("accountId", ASCENDING), *_NEWEST_FIRST])
 
@@ -110,24 +108,13 @@ class MongoNoticeStore:
     # --- operators: counts per corporate action -------------------------------
 
     async def by_action(self, action_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-        """(total, delivered, acknowledged) per corporate action, in one round trip."""
-        pipeline: list[Document] = [
-            {"$match": {"corporateActionId": {"$in": list(action_ids)}}},
-            {
-                "$group": {
-                    "_id": "$corporateActionId",
-                    "total": {"$sum": 1},
-                    "delivered": {"$sum": {"$cond": [{"$ifNull": ["$deliveredAt", False]}, 1, 0]}},
-                    "acknowledged": {
-                        "$sum": {"$cond": [{"$ifNull": ["$acknowledgedAt", False]}, 1, 0]}
-                    },
-                }
-            },
-        ]
+        """(total, delivered, acknowledged) per corporate action, in one round
+        trip: the summary documents the notices projector keeps exact beside
+        the notices (see adapters.mongo.notice_projection), not a count."""
         async with translated():
-            cursor = await self._notices.aggregate(pipeline)
-            rows: list[dict[str, Any]] = [row async for row in cursor]
+            cursor = self._notices.find({"_id": {"$in": [stats_id(a) for a in action_ids]}})
+            rows = [row async for row in cursor]
         return {
-            row["_id"]: (int(row["total"]), int(row["delivered"]), int(row["acknowledged"]))
+            row[STATS_OF]: (int(row["total"]), int(row["delivered"]), int(row["acknowledged"]))
             for row in rows
         }

@@ -221,6 +221,10 @@ async def test_sigkill_of_the_fanning_out_projector_loses_and_duplicates_nothing
             assert kinds == {("NEW", 1, ())}
             sample = notices[account(1)]
             assert sample["content"]["eligibleQuantity"] == quantity(1)
+            # ...and the counts kept beside them, moved in the same transactions, agree
+            assert await herald.services.notices.by_action([action_id]) == {
+                action_id: (len(holders), 0, 0)
+            }
 
             # The cards read model has the card; the survivor projects new cards too.
             card = await db[CARDS].find_one({"_id": action_id})

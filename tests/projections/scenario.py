@@ -80,6 +80,20 @@ async def notices_of(herald: RunningHerald, action_id: str) -> dict[str, dict[st
     return {doc["accountId"]: doc async for doc in cursor}
 
 
+async def assert_counts_exact(herald: RunningHerald, action_id: str) -> dict[str, int]:
+    """The action's notice counts the projector keeps equal the notices counted
+    one by one (call once the projectors settled); returns them."""
+    notices = list((await notices_of(herald, action_id)).values())
+    counted = {
+        "total": len(notices),
+        "delivered": sum(n["deliveredAt"] is not None for n in notices),
+        "acknowledged": sum(n["acknowledgedAt"] is not None for n in notices),
+    }
+    kept = (await herald.services.notices.by_action([action_id])).get(action_id, (0, 0, 0))
+    assert dict(zip(("total", "delivered", "acknowledged"), kept, strict=True)) == counted
+    return counted
+
+
 async def settled(herald: RunningHerald) -> None:
     """Wait until the outbox is drained and every projector has no lag."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from devstack.herald import RunningHerald
-from tests.projections.scenario import Portal, notices_of
+from tests.projections.scenario import Portal, assert_counts_exact, notices_of, settled
 from tests.support import GraphQLClient, eventually
 
 
@@ -62,6 +62,8 @@ async def test_updates_only_when_the_depositor_sees_a_change(
     )
     assert notices["A"]["changedFields"] == ["entitlement"]
     assert notices["A"]["caVersion"] == 3
+    await settled(herald)
+    assert (await assert_counts_exact(herald, action_id))["total"] == 2
 
     # A corrected snapshot: A's holding changes, B no longer holds, C appears.
     await portal.positions({"A": "120", "C": "5"}, as_of="2026-12-17")
@@ -70,11 +72,15 @@ async def test_updates_only_when_the_depositor_sees_a_change(
         lambda: notices_of(herald, action_id), lambda n: by_kind(n) == corrected
     )
     assert notices["A"]["changedFields"] == ["eligibleQuantity", "entitlement"]
+    await settled(herald)
+    assert (await assert_counts_exact(herald, action_id))["total"] == 3
 
     # Cancelling the action reaches everyone who holds a live notice.
     await portal.cancel(action_id, 3)
     cancelled = {"A": ("CANCELLATION", 4), "B": ("CANCELLATION", 3), "C": ("CANCELLATION", 2)}
     await eventually(lambda: notices_of(herald, action_id), lambda n: by_kind(n) == cancelled)
+    await settled(herald)
+    assert (await assert_counts_exact(herald, action_id))["total"] == 3
 
 
 async def test_security_event_gives_whole_securities_and_the_fraction(

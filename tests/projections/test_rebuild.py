@@ -8,7 +8,7 @@ from typing import Any
 
 from devstack.herald import RunningHerald
 from projections.rebuild import rebuild
-from tests.projections.scenario import Portal, notices_of, settled
+from tests.projections.scenario import Portal, assert_counts_exact, notices_of, settled
 from tests.support import GraphQLClient, eventually, operation_document
 
 MOBILE = operation_document("mobile", without_subscriptions=True)
@@ -48,7 +48,10 @@ async def test_replay_rebuilds_identical_read_models(
         lambda: notices_of(herald, dividend), lambda n: n["A"]["acknowledgedAt"] is not None
     )
     await settled(herald)
+    assert (await assert_counts_exact(herald, dividend))["acknowledged"] == 1
+    await assert_counts_exact(herald, split)
 
+    # the counts are rebuilt with the notices (they live in the same collection)
     for name, live in (("cards", "cards"), ("notices", "notices")):
         copy = await rebuild(herald.services, name, switch=False, progress=lambda _: None)
         rebuilt, current = await documents(herald, copy), await documents(herald, live)
