@@ -41,3 +41,14 @@ FANOUT_REMAINING = Gauge(
     "Accounts still to process in the current notice fan-out",
     ["projection"],
 )
+PUBLIC_CACHE = Counter(
+    "herald_public_cache_requests_total",
+    "Requests to /graphql at the public read cache, by result "
+    "(hit, miss, not_modified, bypass: not a public read, private: with credentials)",
+    ["result"],
+)
+GRAPHQL_DOCUMENTS = Counter(
+    "herald_graphql_documents_total",
+    "GraphQL documents parsed, by result (hit: from the cache, miss, uncached: too long)",
+    ["result"],
+)

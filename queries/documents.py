@@ -40,6 +40,8 @@ from graphql import (
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 
+from observability import metrics
+
 __all__ = [
     "DOCUMENTS",
     "MAX_CACHED_CHARS",
@@ -85,11 +87,14 @@ class DocumentCache:
         entry = self._entries.get(key)
         if entry is not None:
             self.hits += 1
+            metrics.GRAPHQL_DOCUMENTS.labels("hit").inc()
             self._entries.move_to_end(key)
             return entry.document
         self.misses += 1
+        kept = len(query) <= MAX_CACHED_CHARS
+        metrics.GRAPHQL_DOCUMENTS.labels("miss" if kept else "uncached").inc()
         document = parse(query, **options)  # a syntax error is raised, not kept
-        if len(query) <= MAX_CACHED_CHARS:
+        if kept:
             self._entries[key] = _Entry(document)
             self._chars += len(query)
             while self._chars > self.max_chars:

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs
 from graphql import OperationType
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from observability import metrics
 from queries.auth import principal_from_scope
 from queries.documents import read_operation
 
@@ -113,13 +114,16 @@ class PublicCacheMiddleware:
             principal_from_scope(scope).is_authenticated
             or headers.get(b"authorization", b"").strip()
         ):
+            metrics.PUBLIC_CACHE.labels("private").inc()
             await self.app(scope, receive, _marked(send, PRIVATE))
             return
         if not self.enabled:
+            metrics.PUBLIC_CACHE.labels("bypass").inc()
             await self.app(scope, receive, _marked(send, NO_STORE, cache="bypass"))
             return
         request, receive = await self._read_request(scope, receive)
         if request is None or not self._is_public_read(request):
+            metrics.PUBLIC_CACHE.labels("bypass").inc()
             await self.app(scope, receive, _marked(send, NO_STORE, cache="bypass"))
             return
         key = _key(request)
@@ -131,6 +135,7 @@ class PublicCacheMiddleware:
             cache = "miss"
             entry = await self._fill(key, watermark, scope, receive, send)
             if entry is None:
+                metrics.PUBLIC_CACHE.labels("bypass").inc()
                 return  # answered as it came (not cacheable)
         await self._answer(entry, if_none_match, send, cache)
 
@@ -252,9 +257,11 @@ class PublicCacheMiddleware:
             (CACHE_STATUS_HEADER.encode(), cache.encode()),
         ]
         if if_none_match is not None and _matches(if_none_match, entry.etag):
+            metrics.PUBLIC_CACHE.labels("not_modified").inc()
             await send({"type": "http.response.start", "status": 304, "headers": extra})
             await send({"type": "http.response.body", "body": b""})
             return
+        metrics.PUBLIC_CACHE.labels(cache).inc()
         headers = [*entry.headers, (b"content-length", str(len(entry.body)).encode()), *extra]
         await send({"type": "http.response.start", "status": entry.status, "headers": headers})
         await send({"type": "http.response.body", "body": entry.body})

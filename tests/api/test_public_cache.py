@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import httpx
+from prometheus_client import REGISTRY
 
 from adapters.mongo.collections import replace_collection
 from app import create_app
@@ -31,6 +32,10 @@ from tests.support import eventually as eventually_async
 WEBSITE = operation_document("website")
 PORTAL = operation_document("portal")
 CACHE = "x-herald-cache"
+
+
+def served_from_cache() -> float:
+    return REGISTRY.get_sample_value("herald_public_cache_requests_total", {"result": "hit"}) or 0
 
 
 def a_record_date() -> date:
@@ -94,8 +99,10 @@ async def test_anonymous_card_reads_are_cached_with_an_etag(
     assert first.headers["cache-control"] == "public, max-age=5"
     assert first.headers["vary"] == "Authorization"
 
+    hits = served_from_cache()
     again = await cards(api.http, day)
     assert again.headers[CACHE] == "hit"
+    assert served_from_cache() == hits + 1  # the operators' metric counts it
     assert again.headers["etag"] == etag and again.content == first.content
 
     # GET with the same document and variables is the same entry

@@ -160,6 +160,8 @@ def test_the_dashboard_is_a_grafana_dashboard_over_herald_metrics() -> None:
         "herald_edge_claims_total",
         "herald_edge_replays_total",
         "herald_edge_fail_opens_total",
+        "herald_public_cache_requests_total",
+        "herald_graphql_documents_total",
     ):
         assert needed in referenced, f"dashboard has no panel on {needed}"
 
