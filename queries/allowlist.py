@@ -131,7 +131,11 @@ def load_allowlist(path: str | Path) -> dict[str, str]:
 class PersistedQueriesOnly(RequestCheck):
     """Refuse operations outside `allowed` when `applies(context)` holds.
 
-    A request check, not a validation rule: it depends on the caller."""
+    A request check, not a validation rule: it depends on the caller. It
+    runs before validation: an unlisted document gets this refusal alone,
+    never validation errors that would describe the schema to the public."""
+
+    before_validation = True
 
     def __init__(self, allowed: Mapping[str, str], applies: Callable[[Any], bool]) -> None:
         self.allowed = allowed

@@ -153,12 +153,18 @@ class CachedDocuments(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        if context.query is not None and context.graphql_document is not None:
+        document = context.graphql_document
+        # (already refused by a check that runs before validation: keep that answer alone)
+        if (
+            context.query is not None
+            and document is not None
+            and context.pre_execution_errors is None
+        ):
             context.pre_execution_errors = DOCUMENTS.validate(
                 context.schema._schema,
                 context.query,
                 context.parse_options,
-                context.graphql_document,
+                document,
                 context.validation_rules,
             )
         yield

@@ -77,7 +77,13 @@ class RequestCheck(SchemaExtension):
     document's validation comes from the cache. Placed anywhere else, the
     check validates the document itself first: a check never runs on, or
     lets through, a document that fails validation.
+
+    A check with `before_validation` (listed before CachedDocuments) runs
+    first instead, and a refusal then stands alone: the caller learns
+    nothing of the schema from validation errors.
     """
+
+    before_validation = False
 
     def check(
         self, document: DocumentNode, operation: OperationDefinitionNode
@@ -87,15 +93,22 @@ class RequestCheck(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
-        if document is not None:
+        operation = (
+            None if document is None else get_operation_ast(document, context.operation_name)
+        )
+        if document is None or operation is None:
+            pass  # strawberry refuses the request itself
+        elif self.before_validation:
+            if context.pre_execution_errors is None:  # nothing refused it yet
+                context.pre_execution_errors = self.check(document, operation) or None
+        else:
             if context.pre_execution_errors is None:
-                from strawberry.schema.schema import validate_document  # circular at import time
+                from strawberry.schema.schema import validate_document  # circular at import
 
                 context.pre_execution_errors = validate_document(
                     context.schema._schema, document, context.validation_rules
                 )
-            operation = get_operation_ast(document, context.operation_name)
-            if not context.pre_execution_errors and operation is not None:
+            if not context.pre_execution_errors:
                 refused = self.check(document, operation)
                 if refused:
                     # a new list: the cached validation result is shared by requests

@@ -372,10 +372,10 @@ def build_schema(
     ]
     if production:
         extensions.append(DisableIntrospection)
-    extensions += [CachedDocuments, lambda: CostLimiter(max_cost=max_cost)]
     if production and allowlist is not None:
-        allowed = dict(allowlist)
+        allowed = dict(allowlist)  # checked before validation (see PersistedQueriesOnly)
         extensions.append(lambda: PersistedQueriesOnly(allowed, applies=_anonymous))
+    extensions += [CachedDocuments, lambda: CostLimiter(max_cost=max_cost)]
     extensions.append(MaskUnexpectedErrors)
     return HeraldSchema(
         query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions

@@ -312,12 +312,22 @@ async def test_anonymous_callers_run_only_persisted_operations_in_production(
     )
     assert by_hash.json() == {"data": {"corporateAction": None}}
 
-    # anything else is refused to the public...
-    for query in ("{ corporateActions { totalCount } }", "{ __typename }"):
+    # anything else is refused to the public, invalid documents included: the
+    # refusal stands alone, with no validation error describing the schema
+    for query in (
+        "{ corporateActions { totalCount } }",
+        "{ __typename }",
+        "{ corporateAction(id: 1) { referenc } }",
+    ):
         refused = await prod_api.execute(query)
         assert refused["data"] is None
-        assert codes(refused) == ["FORBIDDEN"]
+        assert codes(refused) == ["FORBIDDEN"], refused
         assert refused["errors"][0]["extensions"]["reason"] == "PERSISTED_QUERY_NOT_ALLOWED"
+        assert "Did you mean" not in json.dumps(refused)
+    # an operator sending that invalid document gets the validation errors
+    operator = prod_api.token("olga", "ca-operator")
+    invalid = await prod_api.execute("{ corporateAction(id: 1) { referenc } }", token=operator)
+    assert "referenc" in invalid["errors"][0]["message"]
     unknown_hash = await prod_api.http.post(
         "/graphql", json={"extensions": {"persistedQuery": {"sha256Hash": "0" * 64}}}
     )
