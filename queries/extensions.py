@@ -16,6 +16,7 @@ cached rules (a rule built per request would make every lookup a miss).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,6 +53,28 @@ class MaskUnexpectedErrors(MaskErrors):
         correlation_id = _correlation_id(self.execution_context.context)
         masked.extensions = {"code": INTERNAL, "correlationId": correlation_id}
         return masked
+
+
+_SUGGESTION = re.compile(r"\s*Did you mean .*\?$", re.DOTALL)
+
+
+class HideSuggestions(MaskErrors):
+    """Validation errors without graphql-core's "Did you mean 'reference'?":
+    with introspection off (production), suggestions would let anyone read
+    the schema back one guess at a time. The error itself stays."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda error: bool(_SUGGESTION.search(error.message)))
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return GraphQLError(
+            _SUGGESTION.sub("", error.message),
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions=error.extensions,
+        )
 
 
 class HeraldSchema(strawberry.Schema):

@@ -35,7 +35,7 @@ from queries.errors import (
     coded,
     domain_errors_as_graphql,
 )
-from queries.extensions import HeraldSchema, MaskUnexpectedErrors
+from queries.extensions import HeraldSchema, HideSuggestions, MaskUnexpectedErrors
 from queries.feeds import Expired, FellBehind
 from queries.inputs import (
     AmendCorporateActionInput,
@@ -354,7 +354,8 @@ def build_schema(
     max_cost: int = DEFAULT_MAX_COST,
     allowlist: Mapping[str, str] | None = None,
 ) -> strawberry.Schema:
-    """The schema with its limits. In production introspection is off, and
+    """The schema with its limits. In production introspection and "did you
+    mean" suggestions are off, and
     with an `allowlist` (sha256 -> document, see queries.allowlist) anonymous
     callers may run only the listed operations."""
     # The limit rules are built once, here: validation is cached per (document,
@@ -371,7 +372,7 @@ def build_schema(
         lambda: AddValidationRules(limit_rules),
     ]
     if production:
-        extensions.append(DisableIntrospection)
+        extensions += [DisableIntrospection, HideSuggestions]
     if production and allowlist is not None:
         allowed = dict(allowlist)  # checked before validation (see PersistedQueriesOnly)
         extensions.append(lambda: PersistedQueriesOnly(allowed, applies=_anonymous))
