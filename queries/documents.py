@@ -4,9 +4,10 @@ Clients send the same few documents over and over, and parsing plus
 validation cost more than an answer from the public cache. Two caches, both
 least-recently-used out first, shared by every request of the process:
 
-- `CachedDocuments`, a schema extension: the parsed document and its
-  validation errors, keyed by the text (validation depends on nothing else:
-  what depends on the request runs after it, see queries.extensions);
+- `CachedDocuments`, a schema extension: the parsed document by its text,
+  and beside it its validation errors by (schema, rules) — validation
+  depends on nothing else: what depends on the request runs after it, as a
+  RequestCheck (queries.extensions);
 - `read_operation`: what the HTTP layer must know before a request runs —
   is it a mutation (idempotency), a public card read (the public cache), a
   subscription sent by POST (refused)? Kept as a small summary, not a tree.
@@ -14,7 +15,8 @@ least-recently-used out first, shared by every request of the process:
 Memory stays bounded whatever is sent: a parsed tree of the 5000 tokens the
 schema allows weighs ~3 MB, so only texts of at most `MAX_CACHED_CHARS`
 (4× the longest contract document) are kept, and the parsed ones weigh at
-most 256 KiB of text together (under 80 MB of trees); longer texts are
+most 256 KiB of text together (69 MiB of trees at worst, measured with the
+densest texts); longer texts are
 parsed every time. Parses use the schema's token limit, so a document too
 long for the schema costs no more here.
 """
