@@ -89,12 +89,7 @@ async def bench_stack(
 
 async def settled(herald: RunningHerald) -> None:
     """Wait until the outbox is drained and every projector consumed everything."""
-    while True:
-        pending = await herald.services.events.unpublished_count()
-        for runner in herald.services.runners:
-            pending += (await runner.lag())[1]
-        if pending == 0:
-            return
+    while await herald.behind():  # noqa: ASYNC110 - polls the store and the broker
         await asyncio.sleep(0.02)
 
 

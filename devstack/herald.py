@@ -45,6 +45,14 @@ class RunningHerald:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    async def behind(self) -> int:
+        """Events the relay has not published plus events the projectors have
+        not consumed: 0 once everything written so far is in the read models."""
+        pending = await self.services.events.unpublished_count()
+        for runner in self.services.runners:
+            pending += (await runner.lag())[1]
+        return pending
+
     async def start(self, timeout: float = 60.0) -> None:
         self._task = asyncio.create_task(self._server.serve())
         deadline = asyncio.get_running_loop().time() + timeout

@@ -102,7 +102,6 @@ class PublicCacheMiddleware:
         self.enabled = enabled
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
-        self._decisions: OrderedDict[tuple[str, str | None], bool] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[_Entry | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -179,22 +178,12 @@ class PublicCacheMiddleware:
             return False
         if not isinstance(variables, dict | None):
             return False
-        decision_key = (query, operation_name)
-        decision = self._decisions.get(decision_key)
-        if decision is None:
-            decision = self._decide(query, operation_name)
-            self._decisions[decision_key] = decision
-            if len(self._decisions) > self.max_entries:
-                self._decisions.popitem(last=False)
-        return decision
-
-    def _decide(self, query: str, operation_name: str | None) -> bool:
+        # read_operation keeps a summary per document (bounded): nothing to cache here
         operation = read_operation(query, operation_name)
         if operation is None or operation.kind != OperationType.QUERY:
             return False
-        return (
-            operation.root_fields is not None and operation.root_fields <= self.public_root_fields
-        )
+        fields = operation.root_fields
+        return fields is not None and fields <= self.public_root_fields
 
     # --- the cache ---------------------------------------------------------------
 

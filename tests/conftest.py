@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
@@ -54,7 +53,12 @@ def broker(request: pytest.FixtureRequest) -> Broker:
     if request.param == "kafka":
         kafka = request.getfixturevalue("apache_kafka")
         return Broker("kafka", kafka.bootstrap_servers, idempotent=True)
-    tansu: TansuBroker = request.getfixturevalue("tansu")
+    return request.getfixturevalue("tansu_broker")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def tansu_broker(tansu: TansuBroker) -> Broker:
+    """Tansu, for suites where the broker is not the subject."""
     # Tansu refuses InitProducerId, so the idempotent producer is off there.
     return Broker("tansu", tansu.bootstrap_servers, idempotent=False)
 
@@ -77,8 +81,8 @@ async def herald(broker: Broker, mongo_uri: str, issuer: DevIssuer) -> AsyncIter
 
 @pytest.fixture
 async def client(herald: RunningHerald) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=herald.base_url, timeout=30) as http:
-        yield GraphQLClient(http, herald.issuer)
+    async with GraphQLClient.of(herald) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

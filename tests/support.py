@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,6 +74,13 @@ class GraphQLClient:
     def __init__(self, http: httpx.AsyncClient, issuer: DevIssuer) -> None:
         self.http = http
         self.issuer = issuer
+
+    @classmethod
+    @asynccontextmanager
+    async def of(cls, herald: RunningHerald) -> AsyncIterator[GraphQLClient]:
+        """A client of `herald` over real HTTP, with its issuer's tokens."""
+        async with httpx.AsyncClient(base_url=herald.base_url, timeout=30) as http:
+            yield cls(http, herald.issuer)
 
     def token(
         self, sub: str, *roles: str, accounts: tuple[str, ...] = (), scopes: tuple[str, ...] = ()

@@ -11,13 +11,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import strawberry
 from graphql import OperationDefinitionNode, OperationType, parse, print_ast
 
 from adapters.auth.dev_issuer import DevIssuer
-from devstack.tansu import TansuBroker
 from queries.allowlist import (
     AllowlistError,
     build_allowlist,
@@ -222,11 +220,10 @@ def allowlist_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def production(
-    tansu: TansuBroker, mongo_uri: str, issuer: DevIssuer, allowlist_file: Path
+    tansu_broker: Broker, mongo_uri: str, issuer: DevIssuer, allowlist_file: Path
 ) -> AsyncIterator[RunningHerald]:
-    broker = Broker("tansu", tansu.bootstrap_servers, idempotent=False)
     settings = herald_settings(
-        broker,
+        tansu_broker,
         mongo_uri,
         issuer,
         environment="production",
@@ -240,8 +237,8 @@ async def production(
 
 @pytest.fixture(scope="module")
 async def prod_api(production: RunningHerald) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=production.base_url, timeout=30) as http:
-        yield GraphQLClient(http, production.issuer)
+    async with GraphQLClient.of(production) as client:
+        yield client
 
 
 def test_the_allowlist_holds_every_contract_operation(allowlist_file: Path) -> None:

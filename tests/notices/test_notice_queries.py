@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import strategies as st
 from pymongo import monitoring
@@ -23,7 +22,6 @@ from pymongo import monitoring
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.cards import MongoCardStore
 from commands.ids import new_action_id
-from devstack.tansu import TansuBroker
 from domain import corporate_action as ca
 from domain import events as ev
 from domain.events import EventEnvelope
@@ -111,10 +109,9 @@ def round_trips() -> StoreRoundTrips:
 
 @pytest.fixture(scope="module")
 async def herald(
-    tansu: TansuBroker, mongo_uri: str, issuer: DevIssuer, round_trips: StoreRoundTrips
+    tansu_broker: Broker, mongo_uri: str, issuer: DevIssuer, round_trips: StoreRoundTrips
 ) -> AsyncIterator[RunningHerald]:
-    broker = Broker("tansu", tansu.bootstrap_servers, idempotent=False)
-    running = RunningHerald(herald_settings(broker, mongo_uri, issuer), issuer)
+    running = RunningHerald(herald_settings(tansu_broker, mongo_uri, issuer), issuer)
     round_trips.database = running.settings.mongo_database
     await running.start()
     await running.services.notices.ensure_indexes()
@@ -124,8 +121,8 @@ async def herald(
 
 @pytest.fixture(scope="module")
 async def api(herald: RunningHerald) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=herald.base_url, timeout=30) as http:
-        yield GraphQLClient(http, herald.issuer)
+    async with GraphQLClient.of(herald) as client:
+        yield client
 
 
 def depositor(api: GraphQLClient, *accounts: str, sub: str | None = None) -> str:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters.auth.dev_issuer import DevIssuer
-from devstack.tansu import TansuBroker
 from observability.tracing import configure_tracing
 from settings import Settings
 from tests.support import Broker, GraphQLClient, RunningHerald, herald_settings
@@ -40,14 +38,13 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 @pytest.fixture(scope="package")
 async def herald(
-    spans: InMemorySpanExporter, tansu: TansuBroker, mongo_uri: str, issuer: DevIssuer
+    spans: InMemorySpanExporter, tansu_broker: Broker, mongo_uri: str, issuer: DevIssuer
 ) -> AsyncIterator[RunningHerald]:
-    broker = Broker("tansu", tansu.bootstrap_servers, idempotent=False)
-    async with RunningHerald(herald_settings(broker, mongo_uri, issuer), issuer) as running:
+    async with RunningHerald(herald_settings(tansu_broker, mongo_uri, issuer), issuer) as running:
         yield running
 
 
 @pytest.fixture(scope="package")
 async def api(herald: RunningHerald) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=herald.base_url, timeout=30) as http:
-        yield GraphQLClient(http, herald.issuer)
+    async with GraphQLClient.of(herald) as client:
+        yield client

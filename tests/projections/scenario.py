@@ -96,12 +96,4 @@ async def assert_counts_exact(herald: RunningHerald, action_id: str) -> dict[str
 
 async def settled(herald: RunningHerald) -> None:
     """Wait until the outbox is drained and every projector has no lag."""
-
-    async def lagging() -> int:
-        pending = await herald.services.events.unpublished_count()
-        lag = 0
-        for runner in herald.services.runners:
-            lag += (await runner.lag())[1]
-        return pending + lag
-
-    await eventually(lagging, lambda n: n == 0)
+    await eventually(herald.behind, lambda n: n == 0)
