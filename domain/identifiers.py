@@ -1,7 +1,7 @@
 """Checks for the identifiers Herald is handed: ISIN, LEI and currency codes.
 
 The ISIN and LEI check-digit rules are written out here from the standards
-(see /work/shared/domain.md) rather than delegated, and the tests hold them
+(ISO 6166, ISO 17442) rather than delegated, and the tests hold them
 against python-stdnum. Only canonical forms are accepted: upper-case ASCII,
 no spaces or separators, so a stored identifier is always the one that was
 checked.
