@@ -43,6 +43,12 @@ def _preflight(*, need_broker: bool) -> Settings:
     return settings
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from cli.demo import run_demo
+
+    return run_demo(port=args.port, host=args.host, data_dir=Path(args.data_dir))
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     _preflight(need_broker=False)
     from app import main
@@ -194,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="put the nginx+Lua+Redis idempotency edge on --port, in front of the API",
     )
     dev.set_defaults(func=_cmd_dev)
+
+    demo = _command(
+        sub,
+        "demo",
+        "walk through the system against a running `herald dev`",
+        "Against a running `herald dev` (same --port and --data-dir): announce a dividend, "
+        "approve it as a second person, record three depositors' positions, then print the "
+        "public card and one depositor's notice.",
+        parents=[data_dir],
+    )
+    demo.add_argument("--port", type=int, default=8000, help="the port `herald dev` serves on")
+    demo.add_argument("--host", default="127.0.0.1", help="the host `herald dev` serves on")
+    demo.set_defaults(func=_cmd_demo)
 
     serve = _command(
         sub,
