@@ -209,13 +209,6 @@ def walk_through(herald: _Herald, issuer: DevIssuer, *, notice_timeout: float = 
 def run_demo(*, port: int, host: str, data_dir: Path) -> int:
     base = f"http://{host}:{port}"
     issuer = DevIssuer(data_dir.resolve())
-    if not issuer.key_path.exists():  # else minting would make a key the server never saw
-        print(
-            f"herald demo: {data_dir} has no dev issuer: "
-            "pass the --data-dir `herald dev` was given",
-            file=sys.stderr,
-        )
-        return 2
     with httpx.Client(base_url=base, timeout=30) as http:
         try:
             http.get("/healthz").raise_for_status()
@@ -226,6 +219,13 @@ def run_demo(*, port: int, host: str, data_dir: Path) -> int:
                 file=sys.stderr,
             )
             return EXIT_UNREACHABLE
+        if not issuer.key_path.exists():  # else minting would make a key the server never saw
+            print(
+                f"herald demo: {data_dir} has no dev issuer: "
+                "pass the --data-dir `herald dev` was given",
+                file=sys.stderr,
+            )
+            return 2
         print(f"Herald at {base}; tokens from the dev issuer of {issuer.jwks_path.parent.parent}")
         try:
             walk_through(_Herald(http), issuer)
