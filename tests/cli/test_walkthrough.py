@@ -82,7 +82,7 @@ def test_the_banner_walk_through_ends_with_a_depositor_notice(dev: Dev) -> None:
 
 def _readme_walk_through() -> str:
     readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```sh\n(.*?)```", readme, re.DOTALL)
+    blocks: list[str] = re.findall(r"```sh\n(.*?)```", readme, re.DOTALL)
     (block,) = [b for b in blocks if "gql()" in b]
     return block
 
