@@ -106,8 +106,9 @@ def _banner(seconds: float, base: str, host: str, port: int, data_dir: Path) -> 
         where += f" --host {shlex.quote(host)}"
     folder = shlex.quote(str(data_dir))
     return (
-        f"Herald is ready in {seconds:.1f}s: GraphQL and GraphiQL at {base}/graphql "
-        f"(also {base}/healthz, {base}/readyz, {base}/metrics)\n"
+        f"Herald is ready in {seconds:.1f}s:\n"
+        f"  GraphQL (GraphiQL in a browser)  {base}/graphql\n"
+        f"  health, readiness, metrics       {base}/healthz  /readyz  /metrics\n"
         f"  walk-through:  {cli} demo {where}\n"
         f"  a token:       {cli} token --data-dir {folder} --sub olga --roles ca-operator\n"
         "  Ctrl-C stops everything."
