@@ -5,8 +5,9 @@ production dependencies only, then run that install's `herald serve` — from
 a folder outside the repository, so nothing is imported from the source tree
 — against a SecantusDB store and a Tansu broker started from the project's
 own .venv (they are the embedded default, never production dependencies).
-It must answer `/healthz` and then `/readyz` (store, broker, projectors): a
-runtime import missing from `[project.dependencies]` fails here.
+It must answer `/healthz` and then `/readyz` (store, broker, projectors), and
+serve GraphiQL's assets (package data): a runtime import missing from
+`[project.dependencies]`, or a file missing from the wheel, fails here.
 
 Usage: `.venv/bin/python scripts/check_production_install.py [--log FILE]`
 (pip's and the server's output go to FILE; exit 0 on success, 1 with the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import subprocess
 import sys
 import tempfile
@@ -81,6 +83,11 @@ async def _serve(herald: Path, work: Path, log: Path) -> None:
                     (await http.get("/readyz")).raise_for_status()
 
                 await server.wait_ready(port, ready, timeout=90)
+                # GraphiQL's assets are package data: they must ship with the install.
+                page = await http.get("/graphql", headers={"Accept": "text/html"})
+                asset = re.search(r'src="(/graphiql/[^"]+)"', page.text)
+                if asset is None or (await http.get(asset.group(1))).status_code != 200:
+                    raise RuntimeError("the installed GraphiQL page or its assets do not load")
         finally:
             server.stop()
 
