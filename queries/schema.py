@@ -17,6 +17,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from adapters.mongo.cards import CardQuery, from_document
@@ -186,7 +187,12 @@ class Query:
     async def projections(self, info: Ctx) -> list[t.Projection]:
         statuses = await info.context.services.projection_state.statuses()
         return [
-            t.Projection(name=s.name, position=s.position, lag=s.lag, updated_at=s.updated_at)
+            t.Projection(
+                name=s.name,
+                position=t.BigInt(s.position),
+                lag=t.BigInt(s.lag),
+                updated_at=s.updated_at,
+            )
             for s in statuses
         ]
 
@@ -212,7 +218,10 @@ def _card_query(filter: CorporateActionFilter | None, *, public_only: bool) -> C
 
 
 def _payload(result: ActionResult) -> t.CorporateActionPayload:
-    shown = result.action.version(result.version)
+    """The card as an operator's query shows it right after the command:
+    `version` the published one, `pendingVersion` the one awaiting approval."""
+    shown = visible_version(result.action, back_office=True)
+    assert shown is not None  # an operator always sees a card that has a version
     return t.CorporateActionPayload(
         corporate_action=card(result.action, shown, back_office=True),
         consistency_token=result.token.encode(),
@@ -379,5 +388,9 @@ def build_schema(
     extensions += [CachedDocuments, lambda: CostLimiter(max_cost=max_cost)]
     extensions.append(MaskUnexpectedErrors)
     return HeraldSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map=t.SCALAR_MAP),
     )
