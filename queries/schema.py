@@ -22,6 +22,7 @@ from strawberry.types import Info
 
 from adapters.mongo.cards import CardQuery, from_document
 from commands.handlers import ActionResult, CommandContext
+from domain.validation import canonical_code
 from projections.cards import NAME as CARDS_PROJECTION
 from projections.notices import NAME as NOTICES_PROJECTION
 from queries import types as t
@@ -207,7 +208,7 @@ def _card_query(filter: CorporateActionFilter | None, *, public_only: bool) -> C
         return CardQuery(public_only=public_only)
     return CardQuery(
         public_only=public_only,
-        isin=filter.isin,
+        isin=None if filter.isin is None else canonical_code(filter.isin),  # as stored
         event_types=[e.value for e in filter.event_types or []],
         statuses=[s.value for s in filter.statuses or []],
         record_date_from=None

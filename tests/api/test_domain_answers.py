@@ -9,6 +9,7 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
+from domain.identifiers import isin_check_digit
 from tests.api.helpers import depositor, fresh, live_for, socket
 from tests.projections.scenario import PORTAL, Portal, notices_of, settled
 from tests.support import GraphQLClient, RunningHerald, eventually, operation_document
@@ -189,3 +190,23 @@ async def test_a_corrected_snapshot_meaning_the_same_issues_nothing(
     notice = (await notices_of(herald, action_id))[account]
     assert (notice["kind"], notice["version"], notice["changedFields"]) == ("NEW", 1, [])
     assert notice["content"]["eligibleQuantity"] == "40"
+
+
+async def test_an_isin_spelled_in_lower_case_is_the_same_security(api: GraphQLClient) -> None:
+    desk = Desk(api)
+    body = "RU" + uuid.uuid4().hex[:9].upper()
+    isin = body + isin_check_digit(body)
+    card = await desk.run(ANNOUNCE, dividend(isin=f" {isin.lower()}"), desk.operator)
+    published = await api.data(
+        APPROVE, {"input": {"id": card["id"], "version": 1}}, token=desk.approver
+    )
+    token = published["approvePublication"]["consistencyToken"]
+    search = """query($isin: String!, $token: String) {
+      corporateActions(filter: {isin: $isin}, consistencyToken: $token) {
+        edges { node { id security { isin } } }
+      }
+    }"""
+    for spelled in (isin, isin.lower()):
+        found = await api.data(search, {"isin": spelled, "token": token})
+        nodes = [edge["node"] for edge in found["corporateActions"]["edges"]]
+        assert nodes == [{"id": card["id"], "security": {"isin": isin}}]

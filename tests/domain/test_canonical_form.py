@@ -13,6 +13,7 @@ from domain.codes import NoticeKind
 from domain.money import canonical_string, to_plain_string
 from domain.notices import Holding, Publication, SnapshotRecorded, derive, plan
 from domain.positions import parse_positions, positions_to_payload
+from domain.principal import Principal
 from domain.validation import changed_fields, parse_terms, terms_to_payload
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -213,3 +214,10 @@ def test_two_spellings_of_the_same_thing_issue_no_update(
     assert set(notices) == held
     for notice in notices.values():
         assert (notice.kind, notice.version) == (NoticeKind.NEW, 1), notice.changed_fields
+
+
+def test_a_token_spelling_an_account_decomposed_finds_it() -> None:
+    decomposed = unicodedata.normalize("NFD", "Счёт-7")
+    assert decomposed != "Счёт-7"
+    stored = parse_positions(snapshot({decomposed: "1"})).positions[0].account_id
+    assert Principal(subject="dora", accounts=frozenset({decomposed})).accounts == {stored}
