@@ -19,7 +19,7 @@ from domain.codes import (
     OptionKind,
 )
 from domain.identifiers import isin_check_digit
-from domain.money import canonical, format_amount, parse_decimal, round_half_up
+from domain.money import canonical, format_amount, format_rate, parse_decimal, round_half_up
 from domain.positions import Position, PositionsSnapshot, parse_positions, positions_to_payload
 from domain.terms import CorporateActionTerms, ElectionOption, Money, Ratio
 from domain.validation import (
@@ -665,6 +665,23 @@ def test_problems_are_collected_not_stopped_at_the_first(bad: list[int]) -> None
 )
 def test_format_amount(amount: str, minor_unit: int, text: str) -> None:
     assert format_amount(Decimal(amount), minor_unit) == text
+
+
+@pytest.mark.parametrize(
+    ("rate", "minor_unit", "text"),
+    [
+        ("33.3", 2, "33.30"),
+        ("1.2300", 2, "1.23"),
+        ("0.00110609", 2, "0.00110609"),
+        ("33", 0, "33"),
+        ("1.5000", 3, "1.500"),
+        ("1E+2", 2, "100.00"),
+    ],
+)
+def test_format_rate_is_exact_with_at_least_the_minor_unit(
+    rate: str, minor_unit: int, text: str
+) -> None:
+    assert format_rate(Decimal(rate), minor_unit) == text
 
 
 def test_round_half_up_keeps_every_digit_of_huge_amounts() -> None:
