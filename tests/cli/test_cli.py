@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cli.main import ROLES, build_parser
 from cli.preflight import EXIT_CONFIG, EXIT_UNREACHABLE
-from devstack.process import free_port
+from devstack.process import ManagedProcess, free_port, run_sync
 
 HERALD = Path(sys.executable).with_name("herald")
 
@@ -95,3 +96,30 @@ def test_a_malformed_setting_is_one_line_with_the_config_exit_code() -> None:
     assert done.stderr.strip().splitlines() == [
         "herald serve: HERALD_PORT='eighty': invalid literal for int() with base 10: 'eighty'"
     ]
+
+
+def test_serve_starts_without_the_broker_after_one_warning_line(
+    mongo_uri: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        "HERALD_MONGO_URI": mongo_uri,
+        "HERALD_MONGO_DATABASE": f"serve_no_broker_{port}",
+        "HERALD_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "HERALD_PORT": str(port),
+    }
+    server = ManagedProcess("serve", [str(HERALD), "serve"], tmp_path, env=env)
+    server.start()
+    try:
+
+        async def healthy() -> None:
+            async with httpx.AsyncClient(timeout=5) as http:
+                (await http.get(f"http://127.0.0.1:{port}/healthz")).raise_for_status()
+
+        run_sync(lambda: server.wait_ready(port, healthy, timeout=60))
+    finally:
+        server.stop()
+    log = server.log_path.read_text(errors="replace")
+    warning = next(line for line in log.splitlines() if line.startswith("herald: "))
+    assert "HERALD_KAFKA_BOOTSTRAP" in warning and "outbox" in warning
+    assert "Traceback" not in log
