@@ -1,0 +1,31 @@
+"""SWIFT renderings of depositor notices (pure: no I/O).
+
+`SwiftNotice` is what a rendering needs; `render_mt564` gives the ISO 15022
+MT564 text, `render_seev031` the ISO 20022 XML (seev.031, or seev.039 for a
+cancellation); `seme_for` is the stable message reference of a notice version.
+"""
+
+from domain.swift.iso20022 import render_seev031, render_seev039
+from domain.swift.mt564 import render_mt564
+from domain.swift.notice import (
+    CashEntitlement,
+    MessageFunction,
+    SwiftNotice,
+    corp_reference,
+    message_function,
+    seme_for,
+    swift_notice_from,
+)
+
+__all__ = [
+    "CashEntitlement",
+    "MessageFunction",
+    "SwiftNotice",
+    "corp_reference",
+    "message_function",
+    "render_mt564",
+    "render_seev031",
+    "render_seev039",
+    "seme_for",
+    "swift_notice_from",
+]

@@ -1,0 +1,190 @@
+"""ISO 15022 MT564 (Corporate Action Notification) text of a SwiftNotice.
+
+Sequences and fields emitted (MT564 as in the SWIFT Standards MT release
+guide; domain.md for the codes):
+
+    A   GENL     20C::CORP, 20C::SEME, 20C::COAF, 23G: NEWM/REPL/CANC,
+                 22F::CAEV, 22F::CAMV, 98C::PREP, 25D::PROC
+    A1  LINK     13A::LINK//564, 20C::PREV             (REPL and CANC only)
+    B   USECU    35B: ISIN and description
+    B2  ACCTINFO 97A::SAFE, 93B::ELIG (UNIT)
+    C   CADETL   98A::ANOU / XDTE / RDTE (98B::...//UKWN when unknown)
+    E   CAOPTN   13A::CAON//001, 22F::CAOP (CASH or SECU), 17B::DFLT
+    E1  SECMOVE  22H::CRDB//CRED, 35B:, 36B::ENTL, 92D::NEWO or ADEX, 98A::PAYD
+    E2  CASHMOVE 22H::CRDB//CRED, 19B::GRSS / TAXR / NETT, 98A::PAYD, 92F::GRSS
+
+Choices where the standard leaves room: COAF (16x in MT564) is left out
+when Herald's reference (up to 35 characters) does not fit it; the seev.031
+rendering always carries it. PROC is COMP when the record and payment dates
+are known, INCO otherwise. At most one option is emitted: SECU when the
+notice has a ratio or securities and is a securities event (or has nothing
+cash), else CASH when it has a gross rate or cash entitlement; it is the default
+(17B DFLT//Y) for a MAND event and not for CHOS/VOLU. Characters outside the
+x character set in the security name become '?'.
+
+Numbers use ISO 15022 decimal format: digits with a mandatory decimal comma,
+no thousands separators, at most 15 characters (`105,`, `0,00110609`).
+Lines end in CRLF; block 4 closes with `-}`.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import unicodedata
+from collections.abc import Iterator
+from datetime import UTC, date
+from decimal import Decimal
+from typing import Final
+
+from domain.codes import SECURITY_EVENTS, EventType
+from domain.money import to_plain_string
+from domain.swift.notice import SwiftNotice, is_reference, is_x_text
+
+__all__ = ["CRLF", "render_mt564", "swift_decimal"]
+
+CRLF: Final = "\r\n"
+_DECIMAL_CHARS: Final = 15  # the "15d" of MT field formats
+_NARRATIVE_LINE: Final = 35  # 35x
+_NARRATIVE_LINES: Final = 4  # 35B: [ISIN1!e12!c][4*35x]
+# Securities events whose ratio is additional for existing (92D::ADEX), not new for old.
+_ADDITIONAL_FOR_EXISTING: Final = frozenset({EventType.DVSE.value, EventType.RHDI.value})
+_SECURITY_EVENT_CODES: Final = frozenset(e.value for e in SECURITY_EVENTS)
+
+
+def swift_decimal(value: Decimal) -> str:
+    """ISO 15022 `15d` text of a non-negative decimal: "105," "1,5" "0,00110609".
+
+    Trailing fractional zeros are dropped (1.50 -> "1,5"). Raises ValueError
+    for a negative or non-finite value or one needing over 15 characters.
+    """
+    if not value.is_finite() or value < 0:
+        raise ValueError("an ISO 15022 decimal is finite and not negative")
+    whole, _, fraction = to_plain_string(value).partition(".")
+    text = f"{whole},{fraction.rstrip('0')}"
+    if len(text) > _DECIMAL_CHARS:
+        raise ValueError(f"{value} does not fit ISO 15022 15d ({len(text)} characters)")
+    return text
+
+
+def _date(qualifier: str, day: date | None) -> str:
+    return f":98A::{qualifier}//{day:%Y%m%d}" if day is not None else f":98B::{qualifier}//UKWN"
+
+
+def _x_text(text: str) -> str:
+    """`text` in the x character set: accents dropped, anything else '?'."""
+    plain = unicodedata.normalize("NFKD", text)
+    kept = (ch for ch in plain if not unicodedata.combining(ch))
+    return "".join(ch if is_x_text(ch) else "?" for ch in kept)
+
+
+def _narrative(text: str) -> list[str]:
+    """Up to 4 lines of 35 x characters; a line may not start with ':' or '-'
+    (it would read as a new field or the end of the block)."""
+    lines = textwrap.wrap(_x_text(" ".join(text.split())), _NARRATIVE_LINE)[:_NARRATIVE_LINES]
+    return ["." + line[1:] if line[0] in ":-" else line for line in lines]
+
+
+def _security(isin: str, name: str | None) -> str:
+    lines = [f":35B:ISIN {isin}", *(_narrative(name) if name else [])]
+    return CRLF.join(lines)
+
+
+def _option(n: SwiftNotice) -> str | None:
+    cash = n.entitlement is not None or n.gross_rate is not None
+    securities = n.ratio is not None or n.securities is not None
+    if securities and (n.event_type in _SECURITY_EVENT_CODES or not cash):
+        return "SECU"
+    return "CASH" if cash else None
+
+
+def _cash_movement(n: SwiftNotice) -> Iterator[str]:
+    yield ":16R:CASHMOVE"
+    yield ":22H::CRDB//CRED"
+    cash = n.entitlement
+    if cash is not None:
+        yield f":19B::GRSS//{cash.currency}{swift_decimal(cash.gross)}"
+        yield f":19B::TAXR//{cash.currency}{swift_decimal(cash.tax)}"
+        yield f":19B::NETT//{cash.currency}{swift_decimal(cash.net)}"
+    yield _date("PAYD", n.payment_date)
+    if n.gross_rate is not None:
+        yield f":92F::GRSS//{n.gross_rate.currency}{swift_decimal(n.gross_rate.amount)}"
+    yield ":16S:CASHMOVE"
+
+
+def _securities_movement(n: SwiftNotice) -> Iterator[str]:
+    yield ":16R:SECMOVE"
+    yield ":22H::CRDB//CRED"
+    yield _security(n.isin, n.security_name)
+    if n.securities is not None:
+        yield f":36B::ENTL//UNIT/{swift_decimal(Decimal(n.securities))}"
+    if n.ratio is not None:
+        qualifier = "ADEX" if n.event_type in _ADDITIONAL_FOR_EXISTING else "NEWO"
+        numerator = swift_decimal(Decimal(n.ratio.numerator))
+        denominator = swift_decimal(Decimal(n.ratio.denominator))
+        yield f":92D::{qualifier}//{numerator}/{denominator}"
+    yield _date("PAYD", n.payment_date)
+    yield ":16S:SECMOVE"
+
+
+def _block4(n: SwiftNotice) -> Iterator[str]:
+    yield ":16R:GENL"
+    yield f":20C::CORP//{n.corp}"
+    yield f":20C::SEME//{n.seme}"
+    if is_reference(n.official_reference):
+        yield f":20C::COAF//{n.official_reference}"
+    yield f":23G:{n.function}"
+    yield f":22F::CAEV//{n.event_type}"
+    yield f":22F::CAMV//{n.mandatory_voluntary}"
+    yield f":98C::PREP//{n.preparation_time.astimezone(UTC):%Y%m%d%H%M%S}"
+    complete = n.record_date is not None and n.payment_date is not None
+    yield f":25D::PROC//{'COMP' if complete else 'INCO'}"
+    if n.previous_seme is not None:
+        yield ":16R:LINK"
+        yield ":13A::LINK//564"
+        yield f":20C::PREV//{n.previous_seme}"
+        yield ":16S:LINK"
+    yield ":16S:GENL"
+
+    yield ":16R:USECU"
+    yield _security(n.isin, n.security_name)
+    yield ":16R:ACCTINFO"
+    yield f":97A::SAFE//{n.account_id}"
+    yield f":93B::ELIG//UNIT/{swift_decimal(n.eligible_balance)}"
+    yield ":16S:ACCTINFO"
+    yield ":16S:USECU"
+
+    yield ":16R:CADETL"
+    if n.announcement_date is not None:
+        yield _date("ANOU", n.announcement_date)
+    yield _date("XDTE", n.ex_date)
+    yield _date("RDTE", n.record_date)
+    yield ":16S:CADETL"
+
+    option = _option(n)
+    if option is not None:
+        yield ":16R:CAOPTN"
+        yield ":13A::CAON//001"
+        yield f":22F::CAOP//{option}"
+        yield f":17B::DFLT//{'Y' if n.mandatory_voluntary == 'MAND' else 'N'}"
+        yield from _securities_movement(n) if option == "SECU" else _cash_movement(n)
+        yield ":16S:CAOPTN"
+
+
+def _logical_terminal(bic: str, code: str) -> str:
+    """The 12-character LT address: BIC8, the LT code, the branch (XXX if none)."""
+    return f"{bic[:8]}{code}{bic[8:] or 'XXX'}"
+
+
+def render_mt564(n: SwiftNotice) -> str:
+    """The full MT564 FIN text: basic header {1:}, application header {2:}
+    (input, normal priority) and block 4, CRLF line ends.
+
+    Session and sequence numbers in {1:} are zeros: the SWIFT interface
+    assigns them. Raises ValueError when an amount, rate or quantity needs
+    more than 15 characters in ISO 15022 decimal format.
+    """
+    header = (
+        f"{{1:F01{_logical_terminal(n.sender_bic, 'A')}0000000000}}"
+        f"{{2:I564{_logical_terminal(n.receiver_bic, 'X')}N}}"
+    )
+    return f"{header}{{4:{CRLF}{CRLF.join(_block4(n))}{CRLF}-}}"

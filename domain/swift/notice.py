@@ -1,0 +1,289 @@
+"""What a SWIFT rendering of a depositor notice carries, and its references.
+
+A `SwiftNotice` is the channel-neutral input of both renderings (ISO 15022
+MT564 and ISO 20022 seev.031 / seev.039). It is checked when built, so the
+renderers only ever see values their formats can carry; a ValueError here is
+a permanent failure of that delivery (retrying cannot fix the data).
+
+References follow MT564 field 20C (`:4!c//16x`): at most 16 characters of the
+SWIFT x character set, neither starting nor ending with '/' and without '//'
+(ISO 15022 network validated rule T26). `seme_for` and `corp_reference`
+derive such references deterministically from Herald's longer ids.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Final, Literal, get_args
+
+from domain.codes import NoticeKind
+from domain.entitlement import Entitlement
+from domain.terms import CorporateActionTerms, Money, Ratio
+
+__all__ = [
+    "CashEntitlement",
+    "MessageFunction",
+    "SwiftNotice",
+    "corp_reference",
+    "is_reference",
+    "is_x_text",
+    "message_function",
+    "seme_for",
+    "swift_notice_from",
+]
+
+MessageFunction = Literal["NEWM", "REPL", "CANC"]
+_FUNCTIONS: Final = frozenset(get_args(MessageFunction))
+
+# The SWIFT x character set (ISO 15022 / FIN): letters, digits and / - ? : ( ) . , ' + space.
+_X_CHARS: Final = re.compile(r"[A-Za-z0-9/\-?:().,'+ ]*", re.ASCII)
+# ISO 9362 BIC: 4 letters (party; digits allowed since 2018), country, location, optional branch.
+_BIC: Final = re.compile(r"[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}(?:[A-Z0-9]{3})?", re.ASCII)
+_ISIN: Final = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]", re.ASCII)
+_CODE: Final = re.compile(r"[A-Z0-9]{4}", re.ASCII)
+
+REFERENCE_CHARS: Final = 16  # MT564 20C :4!c//16x
+ACCOUNT_CHARS: Final = 35  # MT564 97A :4!c//35x; ISO 20022 Max35Text
+
+
+def is_x_text(text: str) -> bool:
+    """True when every character of `text` is in the SWIFT x character set."""
+    return _X_CHARS.fullmatch(text) is not None
+
+
+def is_reference(text: str) -> bool:
+    """True for a valid MT 20C reference: 1-16 x characters, no leading or
+    trailing '/', no '//' (ISO 15022 rule T26)."""
+    return (
+        0 < len(text) <= REFERENCE_CHARS
+        and is_x_text(text)
+        and not text.startswith("/")
+        and not text.endswith("/")
+        and "//" not in text
+    )
+
+
+def _base32(data: bytes, length: int) -> str:
+    # RFC 4648 base32 is A-Z and 2-7: all in the x character set, no '/'.
+    return base64.b32encode(data).decode("ascii")[:length]
+
+
+def seme_for(notice_id: str, version: int) -> str:
+    """The sender's message reference (SEME) of one notice version.
+
+    16 characters of RFC 4648 base32 (A-Z, 2-7) taken from
+    SHA-256("{notice_id}|{version}"): 80 bits, so distinct (notice, version)
+    pairs collide with probability ~n²/2⁸¹. The same pair always gives the
+    same SEME, which is what lets a receiver recognise a re-send after a crash.
+    Raises ValueError for a version below 1.
+    """
+    if version < 1:
+        raise ValueError("a notice version starts at 1")
+    digest = hashlib.sha256(f"{notice_id}|{version}".encode()).digest()
+    return _base32(digest, REFERENCE_CHARS)
+
+
+def corp_reference(corporate_action_id: str) -> str:
+    """The CORP reference (account servicer's event reference) for an action id.
+
+    An id that already is a valid 20C reference is used verbatim; any other
+    (Herald's own ids are 28 characters: "CA" + 26 Crockford base32) becomes
+    "H" + 15 base32 characters of its SHA-256 (75 bits), deterministic so
+    every notice of the action carries the same CORP.
+    """
+    if is_reference(corporate_action_id):
+        return corporate_action_id
+    digest = hashlib.sha256(corporate_action_id.encode()).digest()
+    return "H" + _base32(digest, REFERENCE_CHARS - 1)
+
+
+def message_function(kind: NoticeKind) -> MessageFunction:
+    """MT564 23G / seev.031 NtfctnTp for a notice kind (domain.md: a
+    replacement or cancellation is a lifecycle step of the same event)."""
+    functions: dict[NoticeKind, MessageFunction] = {
+        NoticeKind.NEW: "NEWM",
+        NoticeKind.UPDATE: "REPL",
+        NoticeKind.CANCELLATION: "CANC",
+    }
+    return functions[kind]
+
+
+@dataclass(frozen=True)
+class CashEntitlement:
+    """A cash entitlement: gross = tax + net, each in `currency`'s minor unit."""
+
+    currency: str
+    gross: Decimal
+    tax: Decimal
+    net: Decimal
+
+
+@dataclass(frozen=True)
+class SwiftNotice:
+    """One notice version addressed to one institution, ready to render.
+
+    `corporate_action_id` is Herald's id (any length): renderings carry
+    `corp_reference(corporate_action_id)`. `official_reference` is the COAF
+    (Herald's `reference`, 1-35 characters). `eligible_balance` is a number of
+    securities (UNIT). `gross_rate` is per security; `ratio` is new for old
+    (SPLF/SPLR) or additional for existing (DVSE/RHDI), as Herald's terms say.
+    `preparation_time` must be timezone-aware; it is rendered in UTC.
+
+    Raises ValueError when a value cannot be carried: a bad function/PREV
+    pairing, a reference that is not a valid 20C reference, a BIC, ISIN or
+    4-letter code of the wrong shape, an account id that is not 1-35 SWIFT x
+    characters, a negative balance or amount, a naive preparation time.
+    """
+
+    function: MessageFunction
+    seme: str
+    previous_seme: str | None
+    sender_bic: str
+    receiver_bic: str
+    official_reference: str
+    corporate_action_id: str
+    event_type: str
+    mandatory_voluntary: str
+    isin: str
+    security_name: str | None
+    account_id: str
+    eligible_balance: Decimal
+    announcement_date: date | None
+    ex_date: date | None
+    record_date: date | None
+    payment_date: date | None
+    gross_rate: Money | None
+    ratio: Ratio | None
+    entitlement: CashEntitlement | None
+    securities: int | None
+    preparation_time: datetime
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise ValueError("SWIFT notice: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.function not in _FUNCTIONS:
+            problems.append(f"function must be one of {sorted(_FUNCTIONS)}")
+        if not is_reference(self.seme):
+            problems.append("seme must be a valid 16x reference")
+        if self.function == "NEWM" and self.previous_seme is not None:
+            problems.append("a NEWM has no previous_seme")
+        if self.function in ("REPL", "CANC") and (
+            self.previous_seme is None or not is_reference(self.previous_seme)
+        ):
+            problems.append(f"a {self.function} needs previous_seme, a valid 16x reference")
+        for name, bic in (("sender_bic", self.sender_bic), ("receiver_bic", self.receiver_bic)):
+            if _BIC.fullmatch(bic) is None:
+                problems.append(f"{name} must be an ISO 9362 BIC (8 or 11 characters)")
+        if not 0 < len(self.official_reference) <= 35:
+            problems.append("official_reference must have 1-35 characters")
+        if not self.corporate_action_id:
+            problems.append("corporate_action_id must not be empty")
+        for name, code in (
+            ("event_type", self.event_type),
+            ("mandatory_voluntary", self.mandatory_voluntary),
+        ):
+            if _CODE.fullmatch(code) is None:
+                problems.append(f"{name} must be a 4-character code")
+        if _ISIN.fullmatch(self.isin) is None:
+            problems.append("isin must be an ISO 6166 ISIN")
+        if not (0 < len(self.account_id) <= ACCOUNT_CHARS and is_x_text(self.account_id)):
+            problems.append("account_id must be 1-35 SWIFT x characters")
+        if self.eligible_balance < 0:
+            problems.append("eligible_balance must not be negative")
+        cash = self.entitlement
+        if cash is not None and min(cash.gross, cash.tax, cash.net) < 0:
+            problems.append("entitlement amounts must not be negative")
+        if self.gross_rate is not None and self.gross_rate.amount < 0:
+            problems.append("gross_rate must not be negative")
+        if self.ratio is not None and min(self.ratio.numerator, self.ratio.denominator) <= 0:
+            problems.append("ratio terms must be positive")
+        if self.securities is not None and self.securities < 0:
+            problems.append("securities must not be negative")
+        if self.preparation_time.utcoffset() is None:
+            problems.append("preparation_time must be timezone-aware")
+        return problems
+
+    @property
+    def corp(self) -> str:
+        """The CORP reference both renderings carry."""
+        return corp_reference(self.corporate_action_id)
+
+
+def swift_notice_from(
+    terms: CorporateActionTerms,
+    entitlement: Entitlement | None,
+    *,
+    kind: NoticeKind,
+    notice_id: str,
+    version: int,
+    corporate_action_id: str,
+    account_id: str,
+    eligible_balance: Decimal,
+    sender_bic: str,
+    receiver_bic: str,
+    preparation_time: datetime,
+    previous_version: int | None = None,
+) -> SwiftNotice:
+    """A SwiftNotice for one notice version from the action's terms.
+
+    SEME is `seme_for(notice_id, version)`; an UPDATE or CANCELLATION names
+    `seme_for(notice_id, previous_version)` as PREV, the previous version by
+    default (pass the last version this channel delivered when it differs).
+    A NEW after a cancellation is a NEWM with no PREV. Raises ValueError as
+    SwiftNotice does, or when previous_version is not below version.
+    """
+    function = message_function(kind)
+    previous: str | None = None
+    if function != "NEWM":
+        earlier = version - 1 if previous_version is None else previous_version
+        if not 1 <= earlier < version:
+            raise ValueError("previous_version must be between 1 and version - 1")
+        previous = seme_for(notice_id, earlier)
+    cash: CashEntitlement | None = None
+    securities: int | None = None
+    if entitlement is not None:
+        securities = entitlement.securities
+        if (
+            entitlement.gross is not None
+            and entitlement.tax is not None
+            and entitlement.net is not None
+        ):
+            cash = CashEntitlement(
+                currency=entitlement.gross.currency,
+                gross=entitlement.gross.amount,
+                tax=entitlement.tax.amount,
+                net=entitlement.net.amount,
+            )
+    return SwiftNotice(
+        function=function,
+        seme=seme_for(notice_id, version),
+        previous_seme=previous,
+        sender_bic=sender_bic,
+        receiver_bic=receiver_bic,
+        official_reference=terms.reference,
+        corporate_action_id=corporate_action_id,
+        event_type=terms.event_type.value,
+        mandatory_voluntary=terms.mandatory_voluntary.value,
+        isin=terms.isin,
+        security_name=terms.security_name,
+        account_id=account_id,
+        eligible_balance=eligible_balance,
+        announcement_date=terms.announcement_date,
+        ex_date=terms.ex_date,
+        record_date=terms.record_date,
+        payment_date=terms.payment_date,
+        gross_rate=terms.gross_rate,
+        ratio=terms.ratio,
+        entitlement=cash,
+        securities=securities,
+        preparation_time=preparation_time,
+    )
