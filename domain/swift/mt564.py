@@ -20,7 +20,8 @@ are known, INCO otherwise. At most one option is emitted: SECU when the
 notice has a ratio or securities and is a securities event (or has nothing
 cash), else CASH when it has a gross rate or cash entitlement; it is the default
 (17B DFLT//Y) for a MAND event and not for CHOS/VOLU. Characters outside the
-x character set in the security name become '?'.
+x character set in the security name are transliterated (anyascii), and
+what remains outside it becomes '?'.
 
 Numbers use ISO 15022 decimal format: digits with a mandatory decimal comma,
 no thousands separators, at most 15 characters (`105,`, `0,00110609`).
@@ -30,20 +31,19 @@ Lines end in CRLF; block 4 closes with `-}`.
 from __future__ import annotations
 
 import textwrap
-import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, date
 from decimal import Decimal
 from typing import Final
 
-from domain.codes import SECURITY_EVENTS, EventType
-from domain.money import to_plain_string
-from domain.swift.notice import SwiftNotice, is_reference, is_x_text
+from anyascii import anyascii
 
-__all__ = ["CRLF", "render_mt564", "swift_decimal"]
+from domain.codes import SECURITY_EVENTS, EventType
+from domain.swift.notice import SwiftNotice, is_reference, is_x_text, swift_decimal
+
+__all__ = ["CRLF", "render_mt564"]
 
 CRLF: Final = "\r\n"
-_DECIMAL_CHARS: Final = 15  # the "15d" of MT field formats
 _NARRATIVE_LINE: Final = 35  # 35x
 _NARRATIVE_LINES: Final = 4  # 35B: [ISIN1!e12!c][4*35x]
 # Securities events whose ratio is additional for existing (92D::ADEX), not new for old.
@@ -51,30 +51,14 @@ _ADDITIONAL_FOR_EXISTING: Final = frozenset({EventType.DVSE.value, EventType.RHD
 _SECURITY_EVENT_CODES: Final = frozenset(e.value for e in SECURITY_EVENTS)
 
 
-def swift_decimal(value: Decimal) -> str:
-    """ISO 15022 `15d` text of a non-negative decimal: "105," "1,5" "0,00110609".
-
-    Trailing fractional zeros are dropped (1.50 -> "1,5"). Raises ValueError
-    for a negative or non-finite value or one needing over 15 characters.
-    """
-    if not value.is_finite() or value < 0:
-        raise ValueError("an ISO 15022 decimal is finite and not negative")
-    whole, _, fraction = to_plain_string(value).partition(".")
-    text = f"{whole},{fraction.rstrip('0')}"
-    if len(text) > _DECIMAL_CHARS:
-        raise ValueError(f"{value} does not fit ISO 15022 15d ({len(text)} characters)")
-    return text
-
-
 def _date(qualifier: str, day: date | None) -> str:
     return f":98A::{qualifier}//{day:%Y%m%d}" if day is not None else f":98B::{qualifier}//UKWN"
 
 
 def _x_text(text: str) -> str:
-    """`text` in the x character set: accents dropped, anything else '?'."""
-    plain = unicodedata.normalize("NFKD", text)
-    kept = (ch for ch in plain if not unicodedata.combining(ch))
-    return "".join(ch if is_x_text(ch) else "?" for ch in kept)
+    """`text` in the x character set: transliterated to ASCII by anyascii
+    (Сбербанк -> Sberbank, Société -> Societe), anything still outside x '?'."""
+    return "".join(ch if is_x_text(ch) else "?" for ch in anyascii(text))
 
 
 def _narrative(text: str) -> list[str]:
@@ -180,8 +164,7 @@ def render_mt564(n: SwiftNotice) -> str:
     (input, normal priority) and block 4, CRLF line ends.
 
     Session and sequence numbers in {1:} are zeros: the SWIFT interface
-    assigns them. Raises ValueError when an amount, rate or quantity needs
-    more than 15 characters in ISO 15022 decimal format.
+    assigns them. Every SwiftNotice renders (its checks guarantee the fit).
     """
     header = (
         f"{{1:F01{_logical_terminal(n.sender_bic, 'A')}0000000000}}"

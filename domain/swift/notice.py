@@ -23,6 +23,7 @@ from typing import Final, Literal, get_args
 
 from domain.codes import NoticeKind
 from domain.entitlement import Entitlement
+from domain.money import decimal_places, to_plain_string
 from domain.terms import CorporateActionTerms, Money, Ratio
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "is_x_text",
     "message_function",
     "seme_for",
+    "swift_decimal",
     "swift_notice_from",
 ]
 
@@ -46,9 +48,14 @@ _X_CHARS: Final = re.compile(r"[A-Za-z0-9/\-?:().,'+ ]*", re.ASCII)
 _BIC: Final = re.compile(r"[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}(?:[A-Z0-9]{3})?", re.ASCII)
 _ISIN: Final = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]", re.ASCII)
 _CODE: Final = re.compile(r"[A-Z0-9]{4}", re.ASCII)
+_CURRENCY: Final = re.compile(r"[A-Z]{3}", re.ASCII)
 
 REFERENCE_CHARS: Final = 16  # MT564 20C :4!c//16x
 ACCOUNT_CHARS: Final = 35  # MT564 97A :4!c//35x; ISO 20022 Max35Text
+DECIMAL_CHARS: Final = 15  # the "15d" of MT field formats
+# Decimals ISO 20022 allows: ActiveCurrencyAndAmount 5, ActiveCurrencyAnd13DecimalAmount 13.
+AMOUNT_PLACES: Final = 5
+RATE_PLACES: Final = 13
 
 
 def is_x_text(text: str) -> bool:
@@ -66,6 +73,30 @@ def is_reference(text: str) -> bool:
         and not text.endswith("/")
         and "//" not in text
     )
+
+
+def swift_decimal(value: Decimal) -> str:
+    """ISO 15022 `15d` text of a non-negative decimal: "105," "1,5" "0,00110609".
+
+    Digits with a mandatory decimal comma, no thousands separator; trailing
+    fractional zeros are dropped (1.50 -> "1,5"). Raises ValueError for a
+    negative or non-finite value or one needing over 15 characters.
+    """
+    if not value.is_finite() or value < 0:
+        raise ValueError("an ISO 15022 decimal is finite and not negative")
+    whole, _, fraction = to_plain_string(value).partition(".")
+    text = f"{whole},{fraction.rstrip('0')}"
+    if len(text) > DECIMAL_CHARS:
+        raise ValueError(f"{value} does not fit ISO 15022 15d ({len(text)} characters)")
+    return text
+
+
+def _fits(value: Decimal, places: int) -> bool:
+    try:
+        swift_decimal(value)
+    except ValueError:
+        return False
+    return decimal_places(value.normalize()) <= places
 
 
 def _base32(data: bytes, length: int) -> str:
@@ -137,7 +168,9 @@ class SwiftNotice:
     Raises ValueError when a value cannot be carried: a bad function/PREV
     pairing, a reference that is not a valid 20C reference, a BIC, ISIN or
     4-letter code of the wrong shape, an account id that is not 1-35 SWIFT x
-    characters, a negative balance or amount, a naive preparation time.
+    characters, a number that is negative or needs over 15 characters in
+    ISO 15022 (or more decimals than its ISO 20022 type: 5 for amounts, 13
+    for rates), a currency that is not 3 capitals, a naive preparation time.
     """
 
     function: MessageFunction
@@ -197,17 +230,10 @@ class SwiftNotice:
             problems.append("isin must be an ISO 6166 ISIN")
         if not (0 < len(self.account_id) <= ACCOUNT_CHARS and is_x_text(self.account_id)):
             problems.append("account_id must be 1-35 SWIFT x characters")
-        if self.eligible_balance < 0:
-            problems.append("eligible_balance must not be negative")
-        cash = self.entitlement
-        if cash is not None and min(cash.gross, cash.tax, cash.net) < 0:
-            problems.append("entitlement amounts must not be negative")
-        if self.gross_rate is not None and self.gross_rate.amount < 0:
-            problems.append("gross_rate must not be negative")
-        if self.ratio is not None and min(self.ratio.numerator, self.ratio.denominator) <= 0:
-            problems.append("ratio terms must be positive")
-        if self.securities is not None and self.securities < 0:
-            problems.append("securities must not be negative")
+        problems += _number_problems(self)
+        currencies = [m.currency for m in (self.entitlement, self.gross_rate) if m is not None]
+        if any(_CURRENCY.fullmatch(c) is None for c in currencies):
+            problems.append("currencies must be ISO 4217 alpha-3 codes")
         if self.preparation_time.utcoffset() is None:
             problems.append("preparation_time must be timezone-aware")
         return problems
@@ -216,6 +242,36 @@ class SwiftNotice:
     def corp(self) -> str:
         """The CORP reference both renderings carry."""
         return corp_reference(self.corporate_action_id)
+
+
+def _number_problems(n: SwiftNotice) -> list[str]:
+    """Every number must fit ISO 15022 15d (so at most 14 digits, never
+    negative) and the decimals of its ISO 20022 type."""
+    numbers: list[tuple[str, Decimal, int]] = [("eligible_balance", n.eligible_balance, 17)]
+    if n.entitlement is not None:
+        cash = n.entitlement
+        numbers += [
+            (f"entitlement {k}", v, AMOUNT_PLACES)
+            for k, v in (("gross", cash.gross), ("tax", cash.tax), ("net", cash.net))
+        ]
+    if n.gross_rate is not None:
+        numbers.append(("gross_rate", n.gross_rate.amount, RATE_PLACES))
+    if n.ratio is not None:
+        numbers += [
+            ("ratio numerator", Decimal(n.ratio.numerator), 0),
+            ("ratio denominator", Decimal(n.ratio.denominator), 0),
+        ]
+    if n.securities is not None:
+        numbers.append(("securities", Decimal(n.securities), 0))
+    problems = [
+        f"{name} must be a non-negative decimal of at most 15 characters in ISO 15022 "
+        f"and {places} decimals"
+        for name, value, places in numbers
+        if not _fits(value, places)
+    ]
+    if n.ratio is not None and min(n.ratio.numerator, n.ratio.denominator) == 0:
+        problems.append("ratio terms must be positive")
+    return problems
 
 
 def swift_notice_from(

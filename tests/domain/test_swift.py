@@ -48,8 +48,7 @@ from domain.swift.iso20022 import (
     parse_seev031,
     parse_seev039,
 )
-from domain.swift.mt564 import swift_decimal
-from domain.swift.notice import is_reference
+from domain.swift.notice import is_reference, swift_decimal
 from domain.terms import CorporateActionTerms, Money, Ratio
 
 # Formats missing from swift-parser-py's table, as the MT564 standard gives them.
@@ -274,6 +273,15 @@ def test_function_and_previous_reference_must_agree() -> None:
         ("preparation_time", datetime(2026, 11, 30), "timezone-aware"),
         ("eligible_balance", Decimal(-1), "eligible_balance"),
         ("seme", "/ABC", "seme"),
+        ("eligible_balance", Decimal("1234567890123456"), "eligible_balance"),
+        (
+            "entitlement",
+            CashEntitlement("RUB", Decimal("1.000001"), Decimal(0), Decimal(1)),
+            "gross",
+        ),
+        ("entitlement", CashEntitlement("rub", Decimal(1), Decimal(0), Decimal(1)), "currencies"),
+        ("ratio", Ratio(0, 2), "ratio"),
+        ("securities", 10**15, "securities"),
     ],
 )
 def test_values_a_message_cannot_carry_are_refused(field: str, value: Any, problem: str) -> None:
@@ -339,6 +347,17 @@ def test_mt564_split_reads_back(kind: NoticeKind, version: int, function: str) -
     assert (amount(ratio["Quantity1"]), amount(ratio["Quantity2"])) == (Decimal(3), Decimal(2))
     assert only(fields, "SECMOVE", "98B", "PAYD")["Date Code"] == "UKWN"
     assert absent(fields, "19B")
+
+
+def test_mt564_transliterates_the_security_name_into_the_x_character_set() -> None:
+    name = "ПАО «Сбербанк» — обыкновенные акции: {Société Générale}"
+    n = replace(notice(dividend(), NoticeKind.NEW, 1), security_name=name)
+    _, fields = parse_mt564(render_mt564(n))
+    description = only(fields, "USECU", "35B")["Description of Security"]
+    lines = description if isinstance(description, list) else [description]
+    # « » { } have no x form: '?' keeps their place
+    assert " ".join(lines) == "PAO ??Sberbank?? - obyknovennye aktsii: ?Societe Generale?"
+    assert all(len(line) <= 35 and _X.fullmatch(line) for line in lines)
 
 
 def test_mt564_text_is_crlf_framed() -> None:
@@ -467,6 +486,20 @@ def test_cancellation_is_a_seev039_cancellation_advice(terms: CorporateActionTer
     assert general.fin_instrm_id.isin == terms.isin
     assert body.accts_dtls.accts_list[0].sfkpg_acct == "ACC-0042"
     assert body.corp_actn_dtls.dt_dtls.rcrd_dt.dt.to_date() == terms.record_date
+
+
+def test_the_facet_check_finds_what_the_schema_forbids() -> None:
+    document = parse_seev031(render_seev031(notice(dividend(), NoticeKind.NEW, 1)))
+    general = document.corp_actn_ntfctn.corp_actn_gnl_inf
+    general.undrlyg_scty.fin_instrm_id.isin = "ru0009029540"
+    general.corp_actn_evt_id = "X" * 36
+    general.evt_tp.prtry = general.evt_tp.cd  # a choice with two elements
+    document.corp_actn_ntfctn.ntfctn_gnl_inf = None
+    cash = document.corp_actn_ntfctn.corp_actn_optn_dtls[0].csh_mvmnt_dtls[0]
+    cash.amt_dtls.grss_csh_amt.value = Decimal("1.123456")
+    problems = "\n".join(facet_violations(document))
+    for where in ("ISIN", "CorpActnEvtId", "EvtTp", "NtfctnGnlInf: required", "GrssCshAmt"):
+        assert where in problems
 
 
 def test_seev039_refuses_a_notification() -> None:
