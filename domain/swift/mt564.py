@@ -8,7 +8,7 @@ guide; domain.md for the codes):
     A1  LINK     13A::LINK//564, 20C::PREV             (REPL and CANC only)
     B   USECU    35B: ISIN and description
     B2  ACCTINFO 97A::SAFE, 93B::ELIG (UNIT)
-    C   CADETL   98A::ANOU / XDTE / RDTE (98B::...//UKWN when unknown)
+    D   CADETL   98A::ANOU / XDTE / RDTE (98B::...//UKWN when unknown)
     E   CAOPTN   13A::CAON//001, 22F::CAOP (CASH or SECU), 17B::DFLT
     E1  SECMOVE  22H::CRDB//CRED, 35B:, 36B::ENTL, 92D::NEWO or ADEX, 98A::PAYD
     E2  CASHMOVE 22H::CRDB//CRED, 19B::GRSS / TAXR / NETT, 98A::PAYD, 92F::GRSS
