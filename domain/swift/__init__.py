@@ -19,6 +19,7 @@ from domain.swift.notice import (
     message_function,
     seme_for,
     swift_notice_from,
+    swift_notice_from_content,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "render_seev039",
     "seme_for",
     "swift_notice_from",
+    "swift_notice_from_content",
 ]

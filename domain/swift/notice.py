@@ -16,14 +16,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from domain.codes import NoticeKind
 from domain.entitlement import Entitlement
-from domain.money import decimal_places, to_plain_string
+from domain.money import decimal_places, parse_decimal, to_plain_string
 from domain.terms import CorporateActionTerms, Money, Ratio
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "seme_for",
     "swift_decimal",
     "swift_notice_from",
+    "swift_notice_from_content",
 ]
 
 MessageFunction = Literal["NEWM", "REPL", "CANC"]
@@ -342,4 +344,64 @@ def swift_notice_from(
         entitlement=cash,
         securities=securities,
         preparation_time=preparation_time,
+    )
+
+
+def _money(value: Any) -> Money | None:
+    if value is None:
+        return None
+    return Money(parse_decimal(str(value["amount"])), str(value["currency"]))
+
+
+def swift_notice_from_content(
+    terms: CorporateActionTerms,
+    content: Mapping[str, Any],
+    *,
+    kind: NoticeKind,
+    notice_id: str,
+    version: int,
+    corporate_action_id: str,
+    account_id: str,
+    sender_bic: str,
+    receiver_bic: str,
+    preparation_time: datetime,
+    previous_version: int | None = None,
+) -> SwiftNotice:
+    """A SwiftNotice from a notice version's recorded content (the shape of
+    `domain.notices.holding_content`: "eligibleQuantity" and "entitlement"
+    with gross/tax/net {amount, currency} and "securities") and the terms of
+    the action version it was issued for (`NoticeState.ca_version`), which
+    supply what the content leaves out (CAMV, ex and announcement dates,
+    rate, ratio). The amounts are the ones the depositor was shown.
+
+    Raises ValueError for content of another shape, or as `swift_notice_from`.
+    """
+    try:
+        eligible = parse_decimal(str(content["eligibleQuantity"]))
+        recorded = content.get("entitlement")
+        entitlement = None
+        if recorded:
+            securities = recorded.get("securities")
+            entitlement = Entitlement(
+                gross=_money(recorded.get("gross")),
+                tax=_money(recorded.get("tax")),
+                net=_money(recorded.get("net")),
+                securities=None if securities is None else int(securities),
+                fraction=None,
+            )
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"notice content has an unexpected shape: {error!r}") from error
+    return swift_notice_from(
+        terms,
+        entitlement,
+        kind=kind,
+        notice_id=notice_id,
+        version=version,
+        corporate_action_id=corporate_action_id,
+        account_id=account_id,
+        eligible_balance=eligible,
+        sender_bic=sender_bic,
+        receiver_bic=receiver_bic,
+        preparation_time=preparation_time,
+        previous_version=previous_version,
     )

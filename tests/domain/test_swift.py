@@ -31,6 +31,7 @@ from swift_parser_py.utils.field_regexp_factory import FieldParser
 
 from domain.codes import EventType, MandatoryVoluntary, NoticeKind
 from domain.entitlement import compute_entitlement
+from domain.notices import Holding, action_content, holding_content
 from domain.swift import (
     CashEntitlement,
     MessageFunction,
@@ -41,6 +42,7 @@ from domain.swift import (
     render_seev039,
     seme_for,
     swift_notice_from,
+    swift_notice_from_content,
 )
 from domain.swift.iso20022 import (
     SEEV031_NAMESPACE,
@@ -289,6 +291,45 @@ def test_values_a_message_cannot_carry_are_refused(field: str, value: Any, probl
         replace(notice(dividend(), NoticeKind.NEW, 1), **{field: value})
 
 
+@pytest.mark.parametrize("terms", [dividend(), split()], ids=["DVCA", "SPLF"])
+@pytest.mark.parametrize(("kind", "version", "function"), LIFECYCLE_ALL)
+def test_from_recorded_content_equals_from_terms(
+    terms: CorporateActionTerms, kind: NoticeKind, version: int, function: str
+) -> None:
+    holding = Holding(quantity=Decimal(105), tax_rate_percent=Decimal(13))
+    content = {**action_content(terms), **holding_content(terms, holding)}
+    from_content = swift_notice_from_content(
+        terms,
+        json.loads(json.dumps(content)),  # as stored: plain JSON
+        kind=kind,
+        notice_id=NOTICE_ID,
+        version=version,
+        corporate_action_id=ACTION_ID,
+        account_id="ACC-0042",
+        sender_bic=SENDER,
+        receiver_bic=RECEIVER,
+        preparation_time=PREPARED,
+    )
+    assert from_content == notice(terms, kind, version)
+    assert from_content.function == function
+
+
+def test_content_of_another_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="unexpected shape"):
+        swift_notice_from_content(
+            dividend(),
+            {"entitlement": {"gross": "157.50"}},
+            kind=NoticeKind.NEW,
+            notice_id=NOTICE_ID,
+            version=1,
+            corporate_action_id=ACTION_ID,
+            account_id="ACC-0042",
+            sender_bic=SENDER,
+            receiver_bic=RECEIVER,
+            preparation_time=PREPARED,
+        )
+
+
 # --- MT564 --------------------------------------------------------------------------------
 
 
@@ -522,10 +563,12 @@ def _texts(min_size: int, max_size: int) -> st.SearchStrategy[str]:
 
 
 def _decimal(integer_digits: int, places: int) -> st.SearchStrategy[Decimal]:
-    return st.builds(
-        lambda units, p: Decimal(units).scaleb(-p),
-        st.integers(0, 10 ** (integer_digits + places) - 1),
-        st.integers(0, places),
+    """Non-negative decimals of at most `integer_digits` digits before the
+    point and `places` after it."""
+    return st.integers(0, places).flatmap(
+        lambda p: st.integers(0, 10 ** (integer_digits + p) - 1).map(
+            lambda units: Decimal(units).scaleb(-p)
+        )
     )
 
 
@@ -537,7 +580,7 @@ def swift_notices(draw: st.DrawFn) -> SwiftNotice:
         st.none()
         | st.builds(
             lambda g, t: CashEntitlement(currency, g + t, t, g),
-            _decimal(11, 2),
+            _decimal(11, 2),  # gross = net + tax: 12 + 1 + 2 characters at most
             _decimal(11, 2),
         )
     )
