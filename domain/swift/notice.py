@@ -65,12 +65,17 @@ def is_x_text(text: str) -> bool:
     return _X_CHARS.fullmatch(text) is not None
 
 
+def _is_field_text(text: str, max_chars: int) -> bool:
+    # Surrounding blanks are ours to refuse: FIN parsers strip them, so they
+    # would not survive the trip (Herald's own texts never carry them).
+    return 0 < len(text) <= max_chars and is_x_text(text) and text == text.strip()
+
+
 def is_reference(text: str) -> bool:
     """True for a valid MT 20C reference: 1-16 x characters, no leading or
-    trailing '/', no '//' (ISO 15022 rule T26)."""
+    trailing '/', no '//' (ISO 15022 rule T26), no surrounding blanks."""
     return (
-        0 < len(text) <= REFERENCE_CHARS
-        and is_x_text(text)
+        _is_field_text(text, REFERENCE_CHARS)
         and not text.startswith("/")
         and not text.endswith("/")
         and "//" not in text
@@ -230,8 +235,8 @@ class SwiftNotice:
                 problems.append(f"{name} must be a 4-character code")
         if _ISIN.fullmatch(self.isin) is None:
             problems.append("isin must be an ISO 6166 ISIN")
-        if not (0 < len(self.account_id) <= ACCOUNT_CHARS and is_x_text(self.account_id)):
-            problems.append("account_id must be 1-35 SWIFT x characters")
+        if not _is_field_text(self.account_id, ACCOUNT_CHARS):
+            problems.append("account_id must be 1-35 SWIFT x characters, no surrounding blanks")
         problems += _number_problems(self)
         currencies = [m.currency for m in (self.entitlement, self.gross_rate) if m is not None]
         if any(_CURRENCY.fullmatch(c) is None for c in currencies):

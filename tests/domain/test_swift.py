@@ -182,6 +182,24 @@ def notice(terms: CorporateActionTerms, kind: NoticeKind, version: int) -> Swift
     )
 
 
+def notice_from(
+    terms: CorporateActionTerms, content: dict[str, Any], kind: NoticeKind, version: int
+) -> SwiftNotice:
+    """The same notice as `notice`, from recorded content (stored as plain JSON)."""
+    return swift_notice_from_content(
+        terms,
+        content,
+        kind=kind,
+        notice_id=NOTICE_ID,
+        version=version,
+        corporate_action_id=ACTION_ID,
+        account_id="ACC-0042",
+        sender_bic=SENDER,
+        receiver_bic=RECEIVER,
+        preparation_time=PREPARED,
+    )
+
+
 # NEW at 1.50 RUB, UPDATE to 1.60 RUB, then CANCELLATION (105 shares, 13% tax).
 CASH_LIFECYCLE = [
     (NoticeKind.NEW, 1, "1.50", "NEWM", ("157.50", "20.48", "137.02")),
@@ -271,6 +289,7 @@ def test_function_and_previous_reference_must_agree() -> None:
         ("receiver_bic", "bankdeff", "receiver_bic"),
         ("account_id", "счёт-1", "account_id"),
         ("account_id", "A" * 36, "account_id"),
+        ("account_id", " ACC-1", "account_id"),
         ("isin", "RU000902954", "isin"),
         ("preparation_time", datetime(2026, 11, 30), "timezone-aware"),
         ("eligible_balance", Decimal(-1), "eligible_balance"),
@@ -298,36 +317,14 @@ def test_from_recorded_content_equals_from_terms(
 ) -> None:
     holding = Holding(quantity=Decimal(105), tax_rate_percent=Decimal(13))
     content = {**action_content(terms), **holding_content(terms, holding)}
-    from_content = swift_notice_from_content(
-        terms,
-        json.loads(json.dumps(content)),  # as stored: plain JSON
-        kind=kind,
-        notice_id=NOTICE_ID,
-        version=version,
-        corporate_action_id=ACTION_ID,
-        account_id="ACC-0042",
-        sender_bic=SENDER,
-        receiver_bic=RECEIVER,
-        preparation_time=PREPARED,
-    )
+    from_content = notice_from(terms, json.loads(json.dumps(content)), kind, version)
     assert from_content == notice(terms, kind, version)
     assert from_content.function == function
 
 
 def test_content_of_another_shape_is_refused() -> None:
     with pytest.raises(ValueError, match="unexpected shape"):
-        swift_notice_from_content(
-            dividend(),
-            {"entitlement": {"gross": "157.50"}},
-            kind=NoticeKind.NEW,
-            notice_id=NOTICE_ID,
-            version=1,
-            corporate_action_id=ACTION_ID,
-            account_id="ACC-0042",
-            sender_bic=SENDER,
-            receiver_bic=RECEIVER,
-            preparation_time=PREPARED,
-        )
+        notice_from(dividend(), {"entitlement": {"gross": "157.50"}}, NoticeKind.NEW, 1)
 
 
 # --- MT564 --------------------------------------------------------------------------------
@@ -597,7 +594,7 @@ def swift_notices(draw: st.DrawFn) -> SwiftNotice:
         mandatory_voluntary=draw(st.sampled_from([m.value for m in MandatoryVoluntary])),
         isin=draw(st.from_regex(r"[A-Z]{2}[A-Z0-9]{9}[0-9]", fullmatch=True)),
         security_name=draw(st.none() | _texts(1, 140)),
-        account_id=draw(st.text(_X_CHARS, min_size=1, max_size=35)),
+        account_id=draw(st.text(_X_CHARS, min_size=1, max_size=35).map(str.strip).filter(bool)),
         eligible_balance=draw(_decimal(9, 5)),
         announcement_date=draw(day),
         ex_date=draw(day),
