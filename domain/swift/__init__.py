@@ -9,7 +9,7 @@ Importing this package loads python-iso20022's seev models (measured here:
 message): import it when the process starts, not first inside the event loop.
 """
 
-from domain.swift.iso20022 import render_seev031, render_seev039
+from domain.swift.iso20022 import iso20022_message, render_seev031, render_seev039
 from domain.swift.mt564 import render_mt564
 from domain.swift.notice import (
     CashEntitlement,
@@ -27,6 +27,7 @@ __all__ = [
     "MessageFunction",
     "SwiftNotice",
     "corp_reference",
+    "iso20022_message",
     "message_function",
     "render_mt564",
     "render_seev031",

@@ -49,18 +49,23 @@ from domain.codes import SECURITY_EVENTS, EventType
 from domain.swift.notice import SwiftNotice
 
 __all__ = [
+    "SEEV031",
     "SEEV031_NAMESPACE",
+    "SEEV039",
     "SEEV039_NAMESPACE",
     "Seev031Document",
     "Seev039Document",
+    "iso20022_message",
     "parse_seev031",
     "parse_seev039",
     "render_seev031",
     "render_seev039",
 ]
 
-SEEV031_NAMESPACE: Final = "urn:iso:std:iso:20022:tech:xsd:seev.031.001.14"
-SEEV039_NAMESPACE: Final = "urn:iso:std:iso:20022:tech:xsd:seev.039.001.12"
+SEEV031: Final = "seev.031.001.14"
+SEEV039: Final = "seev.039.001.12"
+SEEV031_NAMESPACE: Final = f"urn:iso:std:iso:20022:tech:xsd:{SEEV031}"
+SEEV039_NAMESPACE: Final = f"urn:iso:std:iso:20022:tech:xsd:{SEEV039}"
 _PROPRIETARY_ISSUER: Final = "ISO15022"
 _S031: Final = "Seev03100114"  # the generated classes' suffixes
 _S039: Final = "Seev03900112"
@@ -310,6 +315,12 @@ def _cancellation(n: SwiftNotice) -> Seev039Document:
             ),
         )
     )
+
+
+def iso20022_message(n: SwiftNotice) -> str:
+    """The ISO 20022 message `render_seev031` gives for `n` (e.g. for a
+    record's `format` header): "seev.031.001.14", or "seev.039.001.12" for CANC."""
+    return SEEV039 if n.function == "CANC" else SEEV031
 
 
 def render_seev039(n: SwiftNotice) -> str:

@@ -12,16 +12,17 @@ guide; domain.md for the codes):
     E   CAOPTN   13A::CAON//001, 22F::CAOP (CASH or SECU), 17B::DFLT
     E1  SECMOVE  22H::CRDB//CRED, 35B:, 36B::ENTL, 92D::NEWO or ADEX, 98A::PAYD
     E2  CASHMOVE 22H::CRDB//CRED, 19B::GRSS / TAXR / NETT, 98A::PAYD, 92F::GRSS
+    F   ADDINFO  70E::ADTX (the official reference when COAF cannot hold it)
 
-Choices where the standard leaves room: COAF (16x in MT564) is left out
-when Herald's reference (up to 35 characters) does not fit it; the seev.031
-rendering always carries it. PROC is COMP when the record and payment dates
-are known, INCO otherwise. At most one option is emitted: SECU when the
-notice has a ratio or securities and is a securities event (or has nothing
-cash), else CASH when it has a gross rate or cash entitlement; it is the default
-(17B DFLT//Y) for a MAND event and not for CHOS/VOLU. Characters outside the
-x character set in the security name are transliterated (anyascii), and
-what remains outside it becomes '?'.
+Choices where the standard leaves room: when Herald's reference (up to 35
+characters) does not fit COAF (16x), it travels as 70E::ADTX text instead
+(the seev.031 rendering always carries it as OffclCorpActnEvtId). PROC is
+COMP when the record and payment dates are known, INCO otherwise. At most one
+option is emitted: SECU when the notice has a ratio or securities and is a
+securities event (or has nothing cash), else CASH when it has a gross rate or
+cash entitlement; it is the default (17B DFLT//Y) for a MAND event and not for
+CHOS/VOLU. Text outside the x character set (security name, long reference)
+is transliterated with anyascii; what remains outside it becomes '?'.
 
 Numbers use ISO 15022 decimal format: digits with a mandatory decimal comma,
 no thousands separators, at most 15 characters (`105,`, `0,00110609`).
@@ -45,7 +46,8 @@ __all__ = ["CRLF", "render_mt564"]
 
 CRLF: Final = "\r\n"
 _NARRATIVE_LINE: Final = 35  # 35x
-_NARRATIVE_LINES: Final = 4  # 35B: [ISIN1!e12!c][4*35x]
+_DESCRIPTION_LINES: Final = 4  # 35B: [ISIN1!e12!c][4*35x]
+_ADDITIONAL_TEXT_LINES: Final = 10  # 70E: :4!c//10*35x
 # Securities events whose ratio is additional for existing (92D::ADEX), not new for old.
 _ADDITIONAL_FOR_EXISTING: Final = frozenset({EventType.DVSE.value, EventType.RHDI.value})
 _SECURITY_EVENT_CODES: Final = frozenset(e.value for e in SECURITY_EVENTS)
@@ -61,15 +63,16 @@ def _x_text(text: str) -> str:
     return "".join(ch if is_x_text(ch) else "?" for ch in anyascii(text))
 
 
-def _narrative(text: str) -> list[str]:
-    """Up to 4 lines of 35 x characters; a line may not start with ':' or '-'
-    (it would read as a new field or the end of the block)."""
-    lines = textwrap.wrap(_x_text(" ".join(text.split())), _NARRATIVE_LINE)[:_NARRATIVE_LINES]
+def _narrative(text: str, max_lines: int) -> list[str]:
+    """Up to `max_lines` lines of 35 x characters; a line may not start with
+    ':' or '-' (it would read as a new field or the end of the block)."""
+    text = _x_text(" ".join(text.split()))
+    lines = textwrap.wrap(text, _NARRATIVE_LINE, break_on_hyphens=False)[:max_lines]
     return ["." + line[1:] if line[0] in ":-" else line for line in lines]
 
 
 def _security(isin: str, name: str | None) -> str:
-    lines = [f":35B:ISIN {isin}", *(_narrative(name) if name else [])]
+    lines = [f":35B:ISIN {isin}", *(_narrative(name, _DESCRIPTION_LINES) if name else [])]
     return CRLF.join(lines)
 
 
@@ -152,6 +155,13 @@ def _block4(n: SwiftNotice) -> Iterator[str]:
         yield f":17B::DFLT//{'Y' if n.mandatory_voluntary == 'MAND' else 'N'}"
         yield from _securities_movement(n) if option == "SECU" else _cash_movement(n)
         yield ":16S:CAOPTN"
+
+    if not is_reference(n.official_reference):
+        # COAF is 16x: a longer official reference travels as additional text.
+        text = _narrative(f"Official reference {n.official_reference}", _ADDITIONAL_TEXT_LINES)
+        yield ":16R:ADDINFO"
+        yield CRLF.join([f":70E::ADTX//{text[0]}", *text[1:]])
+        yield ":16S:ADDINFO"
 
 
 def _logical_terminal(bic: str, code: str) -> str:

@@ -37,6 +37,7 @@ from domain.swift import (
     MessageFunction,
     SwiftNotice,
     corp_reference,
+    iso20022_message,
     render_mt564,
     render_seev031,
     render_seev039,
@@ -398,6 +399,17 @@ def test_mt564_transliterates_the_security_name_into_the_x_character_set() -> No
     assert all(len(line) <= 35 and _X.fullmatch(line) for line in lines)
 
 
+def test_an_official_reference_too_long_for_coaf_travels_as_additional_text() -> None:
+    reference = "RU-DVCA-2026-000000042"  # 22 characters: COAF is 16x
+    terms = replace(dividend(), reference=reference)
+    _, fields = parse_mt564(render_mt564(notice(terms, NoticeKind.NEW, 1)))
+    assert absent(fields, "20C", "COAF")
+    text = only(fields, "ADDINFO", "70E", "ADTX")["Narrative"]
+    assert " ".join(text if isinstance(text, list) else [text]) == f"Official reference {reference}"
+    document = parse_seev031(render_seev031(notice(terms, NoticeKind.NEW, 1)))
+    assert document.corp_actn_ntfctn.corp_actn_gnl_inf.offcl_corp_actn_evt_id == reference
+
+
 def test_mt564_text_is_crlf_framed() -> None:
     text = render_mt564(notice(dividend(), NoticeKind.NEW, 1))
     assert text.startswith("{1:F01HERALDRUAMMX0000000000}{2:I564BANKDEFFXXXXN}{4:\r\n")
@@ -449,6 +461,7 @@ def test_seev031_cash_dividend_round_trips(kind: NoticeKind, version: int, funct
     document = parse_seev031(xml)
 
     assert f'xmlns="{SEEV031_NAMESPACE}"' in xml and "<Document" in xml
+    assert SEEV031_NAMESPACE.endswith(iso20022_message(n))
     assert facet_violations(document) == []
     assert render_seev031(n) == xml  # deterministic
     from domain.swift.iso20022 import _SERIALIZER  # same serializer: parse -> render is identity
@@ -510,6 +523,9 @@ def test_cancellation_is_a_seev039_cancellation_advice(terms: CorporateActionTer
     xml = render_seev031(n)
     assert xml == render_seev039(n)
     assert f'xmlns="{SEEV039_NAMESPACE}"' in xml
+    assert (
+        SEEV039_NAMESPACE.endswith(iso20022_message(n)) and iso20022_message(n) == "seev.039.001.12"
+    )
     document = parse_seev039(xml)
 
     assert facet_violations(document) == []
@@ -615,7 +631,7 @@ def swift_notices(draw: st.DrawFn) -> SwiftNotice:
 
 
 _REFERENCE_FIELDS = {"20C"}
-_NARRATIVE_FIELDS = {"35B"}
+_NARRATIVE_FIELDS = {"35B", "70E"}
 
 
 @settings(max_examples=60, deadline=None)
@@ -631,6 +647,8 @@ def test_every_mt564_line_fits_its_field_format(n: SwiftNotice) -> None:
         match = re.match(r":(\d\d[A-Z]):", line)
         if match:
             tag = match.group(1)
+            if tag == "70E":  # :4!c//10*35x: 35 characters after the qualifier
+                assert len(line.partition("//")[2]) <= 35
         else:  # a continuation line: only narrative fields have them
             assert tag in _NARRATIVE_FIELDS and 0 < len(line) <= 35
             assert line[0] not in ":-"
