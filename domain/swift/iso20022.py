@@ -45,7 +45,6 @@ from xsdata.formats.dataclass.serializers import XmlSerializer
 from xsdata.formats.dataclass.serializers.config import SerializerConfig
 from xsdata.models.datatype import XmlDate
 
-from domain.codes import SECURITY_EVENTS, EventType
 from domain.swift.notice import SwiftNotice
 
 __all__ = [
@@ -69,8 +68,6 @@ SEEV039_NAMESPACE: Final = f"urn:iso:std:iso:20022:tech:xsd:{SEEV039}"
 _PROPRIETARY_ISSUER: Final = "ISO15022"
 _S031: Final = "Seev03100114"  # the generated classes' suffixes
 _S039: Final = "Seev03900112"
-_ADDITIONAL_FOR_EXISTING: Final = frozenset({EventType.DVSE.value, EventType.RHDI.value})
-_SECURITY_EVENT_CODES: Final = frozenset(e.value for e in SECURITY_EVENTS)
 
 
 # The generated root classes are named after the message; the schemas' root
@@ -114,10 +111,9 @@ def _event_type(m: Any, code: str, suffix: str) -> Any:
 
 
 def _status(m: Any, n: SwiftNotice) -> Any:
-    complete = n.record_date is not None and n.payment_date is not None
     return m(
         evt_cmpltns_sts=EventCompletenessStatus1Code.COMP
-        if complete
+        if n.complete
         else EventCompletenessStatus1Code.INCO,
         # Herald only notifies published (approved) versions.
         evt_conf_sts=EventConfirmationStatus1Code.CONF,
@@ -220,7 +216,7 @@ def _securities_movement(n: SwiftNotice) -> Any:
         ratio = m.QuantityToQuantityRatio1Seev03100114(
             qty1=Decimal(n.ratio.numerator), qty2=Decimal(n.ratio.denominator)
         )
-        if n.event_type in _ADDITIONAL_FOR_EXISTING:
+        if n.additional_for_existing:
             rates = m.CorporateActionRate112Seev03100114(
                 addtl_qty_for_exstg_scties=m.RatioFormat17ChoiceSeev03100114(qty_to_qty=ratio)
             )
@@ -241,12 +237,10 @@ def _securities_movement(n: SwiftNotice) -> Any:
 
 def _options(n: SwiftNotice) -> list[Any]:
     m = s031
-    cash = n.entitlement is not None or n.gross_rate is not None
-    securities = n.ratio is not None or n.securities is not None
-    if securities and (n.event_type in _SECURITY_EVENT_CODES or not cash):
+    if n.option == "SECU":
         kind = CorporateActionOption15Code.SECU
         movements: dict[str, Any] = {"scties_mvmnt_dtls": [_securities_movement(n)]}
-    elif cash:
+    elif n.option == "CASH":
         kind = CorporateActionOption15Code.CASH
         movements = {"csh_mvmnt_dtls": [_cash_movement(n)]}
     else:

@@ -39,7 +39,6 @@ from typing import Final
 
 from anyascii import anyascii
 
-from domain.codes import SECURITY_EVENTS, EventType
 from domain.swift.notice import SwiftNotice, is_reference, is_x_text, swift_decimal
 
 __all__ = ["CRLF", "render_mt564"]
@@ -48,9 +47,6 @@ CRLF: Final = "\r\n"
 _NARRATIVE_LINE: Final = 35  # 35x
 _DESCRIPTION_LINES: Final = 4  # 35B: [ISIN1!e12!c][4*35x]
 _ADDITIONAL_TEXT_LINES: Final = 10  # 70E: :4!c//10*35x
-# Securities events whose ratio is additional for existing (92D::ADEX), not new for old.
-_ADDITIONAL_FOR_EXISTING: Final = frozenset({EventType.DVSE.value, EventType.RHDI.value})
-_SECURITY_EVENT_CODES: Final = frozenset(e.value for e in SECURITY_EVENTS)
 
 
 def _date(qualifier: str, day: date | None) -> str:
@@ -76,14 +72,6 @@ def _security(isin: str, name: str | None) -> str:
     return CRLF.join(lines)
 
 
-def _option(n: SwiftNotice) -> str | None:
-    cash = n.entitlement is not None or n.gross_rate is not None
-    securities = n.ratio is not None or n.securities is not None
-    if securities and (n.event_type in _SECURITY_EVENT_CODES or not cash):
-        return "SECU"
-    return "CASH" if cash else None
-
-
 def _cash_movement(n: SwiftNotice) -> Iterator[str]:
     yield ":16R:CASHMOVE"
     yield ":22H::CRDB//CRED"
@@ -105,7 +93,7 @@ def _securities_movement(n: SwiftNotice) -> Iterator[str]:
     if n.securities is not None:
         yield f":36B::ENTL//UNIT/{swift_decimal(Decimal(n.securities))}"
     if n.ratio is not None:
-        qualifier = "ADEX" if n.event_type in _ADDITIONAL_FOR_EXISTING else "NEWO"
+        qualifier = "ADEX" if n.additional_for_existing else "NEWO"
         numerator = swift_decimal(Decimal(n.ratio.numerator))
         denominator = swift_decimal(Decimal(n.ratio.denominator))
         yield f":92D::{qualifier}//{numerator}/{denominator}"
@@ -123,8 +111,7 @@ def _block4(n: SwiftNotice) -> Iterator[str]:
     yield f":22F::CAEV//{n.event_type}"
     yield f":22F::CAMV//{n.mandatory_voluntary}"
     yield f":98C::PREP//{n.preparation_time.astimezone(UTC):%Y%m%d%H%M%S}"
-    complete = n.record_date is not None and n.payment_date is not None
-    yield f":25D::PROC//{'COMP' if complete else 'INCO'}"
+    yield f":25D::PROC//{'COMP' if n.complete else 'INCO'}"
     if n.previous_seme is not None:
         yield ":16R:LINK"
         yield ":13A::LINK//564"
@@ -147,7 +134,7 @@ def _block4(n: SwiftNotice) -> Iterator[str]:
     yield _date("RDTE", n.record_date)
     yield ":16S:CADETL"
 
-    option = _option(n)
+    option = n.option
     if option is not None:
         yield ":16R:CAOPTN"
         yield ":13A::CAON//001"

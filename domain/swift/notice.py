@@ -22,7 +22,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, get_args
 
-from domain.codes import NoticeKind
+from domain.codes import SECURITY_EVENTS, EventType, NoticeKind
 from domain.entitlement import Entitlement
 from domain.money import decimal_places, parse_decimal, to_plain_string
 from domain.terms import CorporateActionTerms, Money, Ratio
@@ -51,6 +51,8 @@ _BIC: Final = re.compile(r"[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}(?:[A-Z0-9]{3})?", re.A
 _ISIN: Final = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]", re.ASCII)
 _CODE: Final = re.compile(r"[A-Z0-9]{4}", re.ASCII)
 _CURRENCY: Final = re.compile(r"[A-Z]{3}", re.ASCII)
+_SECURITY_EVENT_CODES: Final = frozenset(e.value for e in SECURITY_EVENTS)
+_ADDITIONAL_FOR_EXISTING: Final = frozenset({EventType.DVSE.value, EventType.RHDI.value})
 
 REFERENCE_CHARS: Final = 16  # MT564 20C :4!c//16x
 ACCOUNT_CHARS: Final = 35  # MT564 97A :4!c//35x; ISO 20022 Max35Text
@@ -249,6 +251,28 @@ class SwiftNotice:
     def corp(self) -> str:
         """The CORP reference both renderings carry."""
         return corp_reference(self.corporate_action_id)
+
+    @property
+    def complete(self) -> bool:
+        """Processing status COMP (else INCO): the record and payment dates are known."""
+        return self.record_date is not None and self.payment_date is not None
+
+    @property
+    def option(self) -> Literal["CASH", "SECU"] | None:
+        """The one option both renderings emit (CAOP): SECU when there is a ratio
+        or securities and the event is a securities event (or nothing is cash),
+        else CASH when there is a gross rate or cash entitlement, else none."""
+        cash = self.entitlement is not None or self.gross_rate is not None
+        securities = self.ratio is not None or self.securities is not None
+        if securities and (self.event_type in _SECURITY_EVENT_CODES or not cash):
+            return "SECU"
+        return "CASH" if cash else None
+
+    @property
+    def additional_for_existing(self) -> bool:
+        """The ratio is additional for existing (ADEX: DVSE, RHDI) rather than
+        new for old (NEWO: SPLF, SPLR…), as Herald's entitlement reads it."""
+        return self.event_type in _ADDITIONAL_FOR_EXISTING
 
 
 def _number_problems(n: SwiftNotice) -> list[str]:

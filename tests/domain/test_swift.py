@@ -662,7 +662,11 @@ def test_every_mt564_line_fits_its_field_format(n: SwiftNotice) -> None:
     assert amount(only(fields, "ACCTINFO", "93B", "ELIG")["Balance"]) == n.eligible_balance
     if n.function != "NEWM":
         assert only(fields, "LINK", "20C", "PREV")["Reference"] == n.previous_seme
-    if n.entitlement is not None and only(fields, "CAOPTN", "22F", "CAOP")["Indicator"] == "CASH":
+    if n.option is None:
+        assert absent(fields, "13A", "CAON")
+    else:
+        assert only(fields, "CAOPTN", "22F", "CAOP")["Indicator"] == n.option
+    if n.entitlement is not None and n.option == "CASH":
         field = only(fields, "CASHMOVE", "19B", "NETT")
         assert amount(field["Amount"]) == n.entitlement.net
     assert head.startswith("{1:F01") and "{2:I564" in head
@@ -681,6 +685,8 @@ def test_every_iso20022_rendering_fits_the_models_and_round_trips(n: SwiftNotice
         general = body.corp_actn_gnl_inf
         assert body.ntfctn_gnl_inf.ntfctn_id == n.seme
         assert body.ntfctn_gnl_inf.ntfctn_tp.value == n.function
+        options = [o.optn_tp.cd.value for o in body.corp_actn_optn_dtls]
+        assert options == ([] if n.option is None else [n.option])  # as in the MT564
     assert facet_violations(document) == []
     assert general.corp_actn_evt_id == n.corp
     assert general.offcl_corp_actn_evt_id == n.official_reference
