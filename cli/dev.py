@@ -26,6 +26,7 @@ from adapters.kafka.topics import ensure_topics
 from app import create_app
 from devstack.process import free_port
 from devstack.supervisor import Child, Supervisor
+from observability.log_limits import RepeatLimit
 from services import Services
 from settings import Settings
 
@@ -36,6 +37,8 @@ def run_dev(*, port: int, host: str, data_dir: Path, broker: str, edge: bool = F
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("httpx", "aiokafka"):  # their INFO lines drown Herald's own
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # a dead broker: one line per 10 s and kind
+        handler.addFilter(RepeatLimit("aiokafka"))
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     if edge:
