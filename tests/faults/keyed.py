@@ -26,6 +26,10 @@ ANNOUNCE = (
     "mutation A($input: AnnounceCorporateActionInput!) { announceCorporateAction(input: $input) "
     "{ corporateAction { id version status } consistencyToken } }"
 )
+AMEND = (
+    "mutation M($input: AmendCorporateActionInput!) { amendCorporateAction(input: $input) "
+    "{ corporateAction { id version status } consistencyToken } }"
+)
 APPROVE = (
     "mutation P($input: ApprovePublicationInput!) { approvePublication(input: $input) "
     "{ corporateAction { id version status publishedAt } consistencyToken } }"
@@ -46,8 +50,17 @@ def announce_body(reference: str) -> dict[str, Any]:
     return {"query": ANNOUNCE, "variables": {"input": {**DIVIDEND, "reference": reference}}}
 
 
-def approve_body(action_id: str) -> dict[str, Any]:
-    return {"query": APPROVE, "variables": {"input": {"id": action_id, "version": 1}}}
+def amend_body(action_id: str, reference: str) -> dict[str, Any]:
+    """Version 2: a new reference (a reservation moves) and a new rate."""
+    changes = {"reference": reference, "grossRate": {"amount": "34.1", "currency": "RUB"}}
+    return {
+        "query": AMEND,
+        "variables": {"input": {"id": action_id, "expectedVersion": 1, **changes}},
+    }
+
+
+def approve_body(action_id: str, version: int = 1) -> dict[str, Any]:
+    return {"query": APPROVE, "variables": {"input": {"id": action_id, "version": version}}}
 
 
 def positions_body(security: str, accounts: int, as_of: str = "2026-12-15") -> dict[str, Any]:

@@ -2,10 +2,11 @@
 clients that retry every unanswered request with the same Idempotency-Key
 (invariants 1 and 3, issue 12).
 
-- Rounds of a mixed load (announce then approve each action; record
-  positions) against `herald serve` as a child process, SIGKILLed at a
-  random moment and started again. HERALD_CHAOS_ROUNDS rounds (default 5:
-  the CI's short run; 100 for the long one).
+- Rounds of a mixed load (announce, amend, then approve each action; record
+  positions) against `herald serve` as a child process; at a random moment
+  Herald (two rounds in three) or its store (SecantusDB, on disk; every
+  third round) is SIGKILLed and started again. HERALD_CHAOS_ROUNDS rounds
+  (default 5: the CI's short run; 100 for the long one).
 - The store (its own SecantusDB process) SIGSTOPped for longer than the
   driver's socket timeout during concurrent recordPositions, then resumed.
 
@@ -23,7 +24,7 @@ import random
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from domain.principal import ROLE_APPROVER, ROLE_OPERATOR
 from settings import Settings
 from tests.faults.keyed import (
     Sent,
+    amend_body,
     announce_body,
     approve_body,
     events_by_key,
@@ -63,10 +65,10 @@ PAUSE_REQUESTS_PER_CLIENT = 4
 
 
 @pytest.fixture
-def own_store() -> Iterator[SecantusServer]:
-    """A store of its own: the pause test stops it, and the load must not
-    slow the session's shared one."""
-    store = SecantusServer(None)
+def own_store(tmp_path: Path) -> Iterator[SecantusServer]:
+    """A store of its own, on disk (it is killed and paused), that the load
+    does not share with the session."""
+    store = SecantusServer(tmp_path / "store", log_dir=tmp_path / "store-logs")
     store.start()
     yield store
     store.stop()
@@ -109,15 +111,13 @@ async def child_herald(
     herald.process.stop()
 
 
-async def action_flow(
-    http: httpx.AsyncClient, announce: Sent, approve_of: Callable[[str], Sent]
-) -> list[Sent]:
-    """Announce, then approve the action the answer names (another caller)."""
-    await until_answered(http, announce)
+async def action_flow(http: httpx.AsyncClient, olga: str, ivan: str, reference: str) -> list[Sent]:
+    """Announce, amend (a new reference), then approve version 2 (another caller)."""
+    announce = await until_answered(http, keyed("olga", olga, announce_body(reference)))
     action_id = announce.data("announceCorporateAction")["corporateAction"]["id"]
-    approve: Sent = approve_of(action_id)
-    await until_answered(http, approve)
-    return [announce, approve]
+    amend = await until_answered(http, keyed("olga", olga, amend_body(action_id, reference + "A")))
+    approve = await until_answered(http, keyed("ivan", ivan, approve_body(action_id, 2)))
+    return [announce, amend, approve]
 
 
 async def _listed(request: Awaitable[Sent]) -> list[Sent]:
@@ -144,6 +144,11 @@ async def check_round(
             answer = request.data("announceCorporateAction")
             assert event["eventType"] == ev.CORPORATE_ACTION_ANNOUNCED
             assert event["aggregateId"] == answer["corporateAction"]["id"]
+        elif "amendCorporateAction" in request.body["query"]:
+            answer = request.data("amendCorporateAction")
+            assert event["eventType"] == ev.CORPORATE_ACTION_AMENDED
+            assert event["aggregateId"] == answer["corporateAction"]["id"]
+            assert answer["corporateAction"]["version"] == 2
         elif "approvePublication" in request.body["query"]:
             answer = request.data("approvePublication")
             assert event["eventType"] == ev.PUBLICATION_APPROVED
@@ -165,26 +170,23 @@ async def check_round(
     return counts
 
 
-async def test_sigkill_of_herald_mid_command_executes_every_key_once(
-    child_herald: ChildHerald, issuer: DevIssuer
+async def test_sigkill_mid_command_executes_every_key_once(
+    child_herald: ChildHerald, own_store: SecantusServer, issuer: DevIssuer
 ) -> None:
+    """Each round SIGKILLs Herald, or (every third round) its store."""
     olga = issuer.mint("olga", roles=[ROLE_OPERATOR])
     ivan = issuer.mint("ivan", roles=[ROLE_APPROVER])
     store = connect(child_herald.settings.mongo_uri)
     db = store[child_herald.settings.mongo_database]
     rng = random.Random(os.environ.get("HERALD_CHAOS_SEED", uuid.uuid4().hex))
-    totals = {"keys": 0, "events": 0, "kills": 0, "retried": 0}
+    totals = {"keys": 0, "events": 0, "herald kills": 0, "store kills": 0, "retried": 0}
     everything: list[Sent] = []
     try:
         async with httpx.AsyncClient(base_url=child_herald.base_url, timeout=30) as http:
             for round_ in range(ROUNDS):
                 tag = f"{round_}-{uuid.uuid4().hex[:6]}"
                 flows = [
-                    action_flow(
-                        http,
-                        keyed("olga", olga, announce_body(f"RU-CHAOS-{tag}-{n}")),
-                        lambda action_id: keyed("ivan", ivan, approve_body(action_id)),
-                    )
+                    action_flow(http, olga, ivan, f"RU-CHAOS-{tag}-{n}")
                     for n in range(ACTIONS_PER_ROUND)
                 ]
                 positions = [
@@ -195,10 +197,15 @@ async def test_sigkill_of_herald_mid_command_executes_every_key_once(
                     for n in range(POSITIONS_PER_ROUND)
                 ]
                 load = asyncio.gather(*flows, *(_listed(p) for p in positions))
-                await asyncio.sleep(rng.uniform(0.05, 1.0))
-                child_herald.process.kill()
-                totals["kills"] += 1
-                await child_herald.start()
+                await asyncio.sleep(rng.uniform(0.05, 0.5))  # while the load runs
+                if round_ % 3 != 2:
+                    child_herald.process.kill()
+                    totals["herald kills"] += 1
+                    await child_herald.start()
+                else:
+                    own_store.kill()
+                    totals["store kills"] += 1
+                    await own_store.start_async()
                 results = await asyncio.wait_for(load, 180)
                 this_round: list[Sent] = []
                 for result in results:
@@ -212,7 +219,7 @@ async def test_sigkill_of_herald_mid_command_executes_every_key_once(
     log = child_herald.process.log_path.read_text(errors="replace")
     totals["resumed"] = log.count("resuming its command")
     print(f"chaos: {ROUNDS} rounds, {totals}")
-    assert totals["keys"] == ROUNDS * (2 * ACTIONS_PER_ROUND + POSITIONS_PER_ROUND)
+    assert totals["keys"] == ROUNDS * (3 * ACTIONS_PER_ROUND + POSITIONS_PER_ROUND)
 
 
 async def test_store_paused_mid_command_records_every_key_once(
@@ -252,7 +259,7 @@ async def test_store_paused_mid_command_records_every_key_once(
                 await asyncio.wait_for(load, 240)
                 everything.extend(sent)
                 counts = await check_round(http, db, sent, everything)
-    retried = sum(1 for s in everything if s.attempts > 2)
+    retried = sum(1 for s in everything if s.attempts > 1)
     print(f"store pause: {PAUSES} rounds, {counts}, {retried} keys retried")
     versions: list[Document] = [doc async for doc in _streams(settings)]
     assert all(doc["versions"] == [1] for doc in versions), versions
