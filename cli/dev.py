@@ -92,7 +92,11 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
         supervisor = Supervisor(
             [
                 Child("SecantusDB", store),
-                Child(f"{broker} broker", event_log, on_restart=lambda: _refill(services)),
+                Child(
+                    f"{broker} broker",
+                    event_log,
+                    on_restart=lambda: _refill(services, memory_only=broker != "kafka"),
+                ),
             ]
         )
         supervising = asyncio.create_task(supervisor.run(), name="supervisor")
@@ -139,11 +143,13 @@ class _SigtermStops:
             self.server.should_exit = True
 
 
-async def _refill(services: Services) -> None:
+async def _refill(services: Services, *, memory_only: bool) -> None:
     """A broker that came back empty: create the topics again and queue the
-    whole durable record for the relay to re-publish."""
+    whole durable record for the relay to re-publish. Tansu (`memory_only`)
+    always comes back empty, even if a publish already re-created a topic."""
     s = services.settings
-    if await ensure_topics(s.kafka_bootstrap, s.kafka_topic_prefix, s.kafka_partitions):
+    created = await ensure_topics(s.kafka_bootstrap, s.kafka_topic_prefix, s.kafka_partitions)
+    if created or memory_only:
         queued = await services.events.mark_all_unpublished()
         log.info("the broker came back empty: re-publishing %d recorded events", queued)
     services.relay.notify()

@@ -16,10 +16,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from devstack.process import LoopbackService
+from devstack.process import ManagedProcess
 
-__all__ = ["Child", "Supervisor", "backoff_seconds"]
+__all__ = ["Child", "Restartable", "Supervisor", "backoff_seconds"]
 
 log = logging.getLogger("herald.dev")
 
@@ -34,12 +35,23 @@ def backoff_seconds(failures: int) -> float:
     return float(min(FIRST_BACKOFF_SECONDS * 2 ** max(failures - 1, 0), MAX_BACKOFF_SECONDS))
 
 
+class Restartable(Protocol):
+    """A devstack service: SecantusServer, TansuBroker, ApacheKafkaBroker."""
+
+    @property
+    def is_running(self) -> bool: ...
+
+    async def start_async(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 @dataclass
 class Child:
     """One supervised service and what to do once it is back."""
 
     name: str
-    service: LoopbackService
+    service: Restartable
     on_restart: Callable[[], Awaitable[None]] | None = None
     failures: int = 0
     restarts: int = 0
@@ -70,7 +82,7 @@ class Supervisor:
             log.warning(
                 "%s exited (code %s); restarting it in %.1fs (attempt %d)",
                 child.name,
-                child.service.process.returncode,
+                _exit_code(child.service),
                 wait,
                 child.failures,
             )
@@ -88,3 +100,8 @@ class Supervisor:
                 await child.on_restart()
             except Exception:
                 log.exception("%s: the work after its restart failed", child.name)
+
+
+def _exit_code(service: Restartable) -> int | None:
+    process = getattr(service, "process", None)
+    return process.returncode if isinstance(process, ManagedProcess) else None
