@@ -33,6 +33,8 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from adapters.auth.verifier import InvalidToken, bearer_token
 from commands.idempotency import IdempotencyMiddleware
+from ide import offline_page
+from ide import routes as ide_routes
 from observability import metrics, tracing
 from observability.readiness import CachedReadiness
 from queries.allowlist import load_allowlist
@@ -114,6 +116,11 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
             max_subscriptions_per_connection=10,
         )
         self.services = services
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """GraphiQL with its scripts served by this app (ide/), not a CDN."""
+        return offline_page(super().graphql_ide_html)
 
     async def on_ws_connect(self, context: HeraldContext) -> UnsetType | dict[str, object] | None:
         """graphql-transport-ws `connection_init`: a token in its payload
@@ -243,6 +250,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", prometheus),
+            *(ide_routes() if not settings.is_production else []),
         ],
         middleware=[
             Middleware(CorrelationIdMiddleware),

@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.auth.dev_issuer import unknown_key_hint
 from adapters.auth.jwks import key_source_for
 from adapters.auth.verifier import TokenVerifier
 from adapters.kafka.consumer import KafkaEventConsumer
@@ -85,6 +86,9 @@ class Services:
                 s.jwt_audience,
                 key_source_for(s.jwks_location),
                 leeway_seconds=s.jwt_leeway_seconds,
+                unknown_kid_hint=None
+                if s.is_production
+                else unknown_key_hint(s.jwt_issuer, s.jwks_location),
             )
 
     async def start(self) -> None:

@@ -95,8 +95,6 @@ class Settings:
     mongo_uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
     mongo_database: str = "herald"
 
-    redis_url: str | None = None
-
     jwt_issuer: str = "herald-dev"
     jwt_audience: str = "herald"
     # The issuer's JWKS: an https URL (production) or a file path (dev, tests).
@@ -136,9 +134,6 @@ class Settings:
     def is_production(self) -> bool:
         return self.environment == "production"
 
-    def topic(self, name: str) -> str:
-        return f"{self.kafka_topic_prefix}.{name}"
-
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -161,7 +156,6 @@ class Settings:
             ),
             mongo_uri=_read(env, "HERALD_MONGO_URI", str, d.mongo_uri),
             mongo_database=_read(env, "HERALD_MONGO_DATABASE", str, d.mongo_database),
-            redis_url=_read(env, "HERALD_REDIS_URL", str, d.redis_url),
             jwt_issuer=_read(env, "HERALD_JWT_ISSUER", str, d.jwt_issuer),
             jwt_audience=_read(env, "HERALD_JWT_AUDIENCE", str, d.jwt_audience),
             jwks_location=_read(env, "HERALD_JWKS", str, d.jwks_location),

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shlex
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +43,7 @@ def run_dev(*, port: int, host: str, data_dir: Path, broker: str, edge: bool = F
         handler.addFilter(RepeatLimit("aiokafka"))
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()  # --port 0: any free port, named in the banner
     if edge:
         from edge.dev import edge_available
 
@@ -109,12 +112,7 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
             await asyncio.to_thread(front.start)
             stack.callback(front.stop)
             print(f"idempotency edge on {base} (metrics: {front.metrics_url})", flush=True)
-        print(
-            f"Herald is ready in {time.monotonic() - started:.1f}s: GraphQL at {base}/graphql\n"
-            f"  tokens: herald token --data-dir {data_dir} --sub alice "
-            "--roles ca-operator\n  Ctrl-C stops everything.",
-            flush=True,
-        )
+        print(_banner(time.monotonic() - started, base, host, port, data_dir), flush=True)
         await serving
     finally:
         print("stopping …", flush=True)
@@ -153,6 +151,25 @@ async def _refill(services: Services, *, memory_only: bool) -> None:
         queued = await services.events.mark_all_unpublished()
         log.info("the broker came back empty: re-publishing %d recorded events", queued)
     services.relay.notify()
+
+
+def _banner(seconds: float, base: str, host: str, port: int, data_dir: Path) -> str:
+    """The ready line and commands that paste as they are: this install's
+    `herald`, the same data folder (its dev issuer signs the tokens), this port."""
+    herald = Path(sys.executable).with_name("herald")
+    cli = shlex.quote(str(herald)) if herald.exists() else "herald"
+    where = f"--port {port} --data-dir {shlex.quote(str(data_dir))}"
+    if host != "127.0.0.1":
+        where += f" --host {shlex.quote(host)}"
+    folder = shlex.quote(str(data_dir))
+    return (
+        f"Herald is ready in {seconds:.1f}s:\n"
+        f"  GraphQL (GraphiQL in a browser)  {base}/graphql\n"
+        f"  health, readiness, metrics       {base}/healthz  /readyz  /metrics\n"
+        f"  walk-through:  {cli} demo {where}\n"
+        f"  a token:       {cli} token --data-dir {folder} --sub olga --roles ca-operator\n"
+        "  Ctrl-C stops everything."
+    )
 
 
 def _broker(kind: str, data_dir: Path):  # type: ignore[no-untyped-def]

@@ -1,13 +1,24 @@
-"""`herald …` — run Herald, mint dev tokens, export the schema."""
+"""`herald …` — run Herald, mint dev tokens, export the schema.
+
+Exit codes: 0 done; 2 bad arguments; 69 the store or the broker is
+unreachable at start-up; 78 a HERALD_* variable is malformed (see
+cli/preflight.py). Start-up failures print one line; --debug adds the
+traceback and debug logging.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, SCOPE_NOTICES_READ
+from settings import Settings, SettingsError
+
 DEFAULT_DATA_DIR = Path(".herald")
+ROLES = (ROLE_OPERATOR, ROLE_APPROVER)
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -22,7 +33,24 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     )
 
 
+def _preflight(*, need_broker: bool) -> Settings:
+    """The environment's settings, once the store (and broker) answered."""
+    from cli.preflight import check_reachable
+
+    settings = Settings.from_env()
+    for warning in check_reachable(settings, need_broker=need_broker):
+        print(f"herald: {warning}", file=sys.stderr)
+    return settings
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from cli.demo import run_demo
+
+    return run_demo(port=args.port, host=args.host, data_dir=Path(args.data_dir))
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    _preflight(need_broker=False)
     from app import main
 
     main()
@@ -30,6 +58,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_rebuild(args: argparse.Namespace) -> int:
+    _preflight(need_broker=True)
     from projections.rebuild import run
 
     run(args.projection, switch=not args.no_switch)
@@ -44,12 +73,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     from observability.tracing import configure_tracing
     from services import Services
-    from settings import Settings
 
+    checked = _preflight(need_broker=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     async def main() -> None:
-        settings = Settings.from_env().with_overrides(run_relay=args.relay, run_projectors=True)
+        settings = checked.with_overrides(run_relay=args.relay, run_projectors=True)
         configure_tracing(settings)  # before Services: PyMongo traces clients made afterwards
         services = Services(settings)
         await services.start()
@@ -66,6 +95,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_token(args: argparse.Namespace) -> int:
     from adapters.auth.dev_issuer import DevIssuer
 
+    unknown = sorted(set(args.roles) - set(ROLES))
+    if unknown:
+        args.parser.error(
+            f"unknown role(s) {', '.join(unknown)}; valid roles: {', '.join(ROLES)} "
+            "(a depositor has no role: --accounts and --scope notices:read)"
+        )
     issuer = DevIssuer(Path(args.data_dir))
     token = issuer.mint(
         args.sub,
@@ -97,16 +132,62 @@ def _cmd_allowlist(args: argparse.Namespace) -> int:
     return allowlist([*args.files, "--output", args.output])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="herald", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's help shows its default (unless it has none); descriptions keep
+    their lines."""
 
-    dev = sub.add_parser(
-        "dev", help="run the whole system on the embedded default (broker, store, API, projectors)"
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str | None = None,
+    parents: Sequence[argparse.ArgumentParser] = (),
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=description or summary,
+        formatter_class=_HelpFormatter,
+        parents=list(parents),
     )
-    dev.add_argument("--port", type=int, default=8000)
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.set_defaults(parser=parser)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="herald", description=__doc__, formatter_class=_HelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        help="debug logging, and the traceback behind a start-up failure",
+    )
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument(
+        "--data-dir",
+        default=str(DEFAULT_DATA_DIR),
+        help="the dev folder: store data, logs and the dev issuer's signing key",
+    )
+
+    dev = _command(
+        sub,
+        "dev",
+        "run the whole system on the embedded default (broker, store, API, projectors)",
+        "Start SecantusDB, a broker, the API, the outbox relay and the projectors in one "
+        "process; print the GraphQL URL and ready-to-paste token commands; Ctrl-C stops all.",
+        parents=[data_dir],
+    )
+    dev.add_argument("--port", type=int, default=8000, help="the HTTP port of the API")
+    dev.add_argument("--host", default="127.0.0.1", help="the interface the API listens on")
     dev.add_argument(
         "--broker",
         choices=("tansu", "kafka"),
@@ -120,55 +201,118 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(func=_cmd_dev)
 
-    serve = sub.add_parser(
-        "serve", help="run the API (and relay/projectors) from HERALD_* variables"
+    demo = _command(
+        sub,
+        "demo",
+        "walk through the system against a running `herald dev`",
+        "Against a running `herald dev` (same --port and --data-dir): announce a dividend, "
+        "approve it as a second person, record three depositors' positions, then print the "
+        "public card and one depositor's notice.",
+        parents=[data_dir],
+    )
+    demo.add_argument("--port", type=int, default=8000, help="the port `herald dev` serves on")
+    demo.add_argument("--host", default="127.0.0.1", help="the host `herald dev` serves on")
+    demo.set_defaults(func=_cmd_demo)
+
+    serve = _command(
+        sub,
+        "serve",
+        "run the API (and relay/projectors) from HERALD_* variables",
+        "Run the API, with the outbox relay and the projectors unless HERALD_RUN_RELAY / "
+        "HERALD_RUN_PROJECTORS say false, against HERALD_MONGO_URI and "
+        "HERALD_KAFKA_BOOTSTRAP (see settings.py). Exits 69 when the store is unreachable.",
+        parents=[debug],
     )
     serve.set_defaults(func=_cmd_serve)
 
-    rebuild = sub.add_parser(
-        "rebuild", help="replay the log into fresh collections, then switch readers over"
+    rebuild = _command(
+        sub,
+        "rebuild",
+        "replay the log into fresh collections, then switch readers over",
+        parents=[debug],
     )
-    rebuild.add_argument("projection", choices=("cards", "notices"))
+    rebuild.add_argument(
+        "projection", choices=("cards", "notices"), help="the read model to rebuild"
+    )
     rebuild.add_argument(
         "--no-switch", action="store_true", help="leave the rebuilt collection beside the live one"
     )
     rebuild.set_defaults(func=_cmd_rebuild)
 
-    worker = sub.add_parser("worker", help="run the projectors without the HTTP API")
+    worker = _command(
+        sub,
+        "worker",
+        "run the projectors without the HTTP API",
+        "Run the projectors (each a member of its consumer group) without HTTP, against "
+        "the HERALD_* variables; exits 69 when the store or the broker is unreachable.",
+        parents=[debug],
+    )
     worker.add_argument("--relay", action="store_true", help="also run the outbox relay")
     worker.set_defaults(func=_cmd_worker)
 
-    token = sub.add_parser("token", help="print a token signed by the dev issuer of a data folder")
-    token.add_argument("--sub", required=True)
-    token.add_argument("--roles", nargs="*", default=[])
-    token.add_argument("--accounts", nargs="*", default=[])
-    token.add_argument("--scope", nargs="*", default=[])
+    token = _command(
+        sub,
+        "token",
+        "print a token signed by the dev issuer of a data folder",
+        "Print a JWT signed by the dev issuer of --data-dir: use the same folder as "
+        f"`herald dev`. Roles: {', '.join(ROLES)}. A depositor has no role: "
+        f"--accounts ACC... --scope {SCOPE_NOTICES_READ}.",
+        parents=[data_dir],
+    )
+    token.add_argument("--sub", required=True, help="the subject (who the caller is)")
+    token.add_argument(
+        "--roles", nargs="*", default=[], metavar="ROLE", help=f"any of: {', '.join(ROLES)}"
+    )
+    token.add_argument(
+        "--accounts", nargs="*", default=[], help="the depositor accounts whose notices it reads"
+    )
+    token.add_argument("--scope", nargs="*", default=[], help=f"scopes, e.g. {SCOPE_NOTICES_READ}")
     token.add_argument(
         "--ttl", type=int, default=3600, help="seconds; negative gives an expired token"
     )
-    token.add_argument("--audience", default=None)
-    token.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    token.add_argument(
+        "--audience", default=None, help="the aud claim (default: the dev issuer's audience)"
+    )
     token.set_defaults(func=_cmd_token)
 
-    export = sub.add_parser("export-schema", help="print the GraphQL SDL (schema.graphql)")
-    export.add_argument("--output", "-o", default="-")
+    export = _command(sub, "export-schema", "print the GraphQL SDL (schema.graphql)")
+    export.add_argument("--output", "-o", default="-", help="where to write it (- = stdout)")
     export.set_defaults(func=_cmd_export_schema)
-    allowlist = sub.add_parser(
+    allowlist = _command(
+        sub,
         "allowlist",
-        help="write the persisted-query allowlist (sha256 -> document) of the contract's "
+        "write the persisted-query allowlist (sha256 -> document) of the contract's "
         "operations, for HERALD_PERSISTED_QUERIES",
     )
     allowlist.add_argument(
-        "files", nargs="*", help="operation files or folders (default: contract)"
+        "files",
+        nargs="*",
+        help="operation files or folders (default: the repository's contract/operations)",
     )
-    allowlist.add_argument("--output", "-o", default="-")
+    allowlist.add_argument("--output", "-o", default="-", help="where to write it (- = stdout)")
     allowlist.set_defaults(func=_cmd_allowlist)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cli.preflight import EXIT_CONFIG, StartupFailure
+
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    debug = bool(getattr(args, "debug", False))
+    if debug:
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+    try:
+        result: int = args.func(args)
+    except (StartupFailure, SettingsError) as exc:
+        if debug:
+            traceback.print_exc()
+        code = exc.exit_code if isinstance(exc, StartupFailure) else EXIT_CONFIG
+        print(f"herald {args.command}: {exc}", file=sys.stderr)
+        return code
     return result
 
 

@@ -30,7 +30,8 @@ survives what can interrupt a request between its write and its answer:
 - a response that reports a server failure (HTTP 5xx, or a GraphQL error
   coded `INTERNAL_SERVER_ERROR` / `SERVICE_UNAVAILABLE`) is not recorded: the
   claim is *released* (not forgotten), so a retry of the same body runs
-  again under the same command id;
+  again under the same command id (a different body may then take the key,
+  as a new command);
 - an in-flight claim older than the lease is taken as abandoned (its process
   died, or stalled) and the next request with the same body takes it over,
   under the same command id.

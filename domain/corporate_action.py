@@ -25,6 +25,10 @@ KIND_ANNOUNCEMENT = "ANNOUNCEMENT"
 KIND_AMENDMENT = "AMENDMENT"
 KIND_CANCELLATION = "CANCELLATION"
 
+# Versions travel as GraphQL Int (32-bit signed): the last one a command may
+# create. Unreachable in practice; the bound makes `version` provably fit.
+MAX_VERSION = 2**31 - 1
+
 _KIND_OF_EVENT = {
     ev.CORPORATE_ACTION_ANNOUNCED: KIND_ANNOUNCEMENT,
     ev.CORPORATE_ACTION_AMENDED: KIND_AMENDMENT,
@@ -191,6 +195,8 @@ def _check_expected(state: CorporateAction, expected_version: int) -> None:
 def _check_not_cancelled(state: CorporateAction) -> None:
     if state.cancellation_requested:
         raise IllegalTransition(f"corporate action {state.id} is cancelled")
+    if state.latest_version >= MAX_VERSION:
+        raise IllegalTransition(f"corporate action {state.id} has no versions left")
 
 
 def amend(

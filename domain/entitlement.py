@@ -36,8 +36,11 @@ def compute_entitlement(
 ) -> Entitlement | None:
     """The entitlement of `quantity` securities held at the record date.
 
-    Cash events (CASH_EVENTS), each figure rounded half-up to the currency's
-    minor unit (domain.money.round_half_up, our policy):
+    Cash events (CASH_EVENTS). The gross rate is a rate per security and may
+    carry more decimals than the currency's minor unit (0.00110609 RUB per
+    share); only the computed figures are rounded, each half-up to the
+    currency's minor unit (domain.money.round_half_up, our policy), in the
+    contract's order:
 
         gross = round(quantity x grossRate)
         tax   = round(gross x taxRatePercent / 100)   -- from the ROUNDED gross

@@ -1,15 +1,18 @@
 """Checks for the identifiers Herald is handed: ISIN, LEI and currency codes.
 
-The ISIN and LEI check-digit rules are written out here from the standards
-(see /work/shared/domain.md) rather than delegated, and the tests hold them
-against python-stdnum. Only canonical forms are accepted: upper-case ASCII,
-no spaces or separators, so a stored identifier is always the one that was
-checked.
+An ISIN is judged by python-stdnum's full ISO 6166 validation: the check
+digit and the country prefix (ISO 3166-1 alpha-2 plus the standard's special
+prefixes XS, EU, XA-XD, …). The LEI check-digit rule is written out here
+from ISO 17442, and the tests hold it against python-stdnum. Only canonical
+forms are accepted here: upper-case ASCII, no spaces or separators, so a
+stored identifier is always the one that was checked (`domain.validation`
+brings caller input into that form first).
 """
 
 import re
 
 from iso4217 import Currency
+from stdnum import isin as stdnum_isin
 
 __all__ = [
     "currency_is_known",
@@ -53,13 +56,12 @@ def isin_check_digit(body11: str) -> str:
 
 
 def isin_is_valid(value: str) -> bool:
-    """True for a canonical ISIN with a correct check digit.
-
-    The country prefix is checked for shape (two letters) only: ISO 6166
-    also issues non-ISO-3166 prefixes (XS, EU, XA…XD) and new country codes
-    appear, while the check digit already catches mistyped characters.
+    """True for a canonical ISIN that passes python-stdnum's ISO 6166 checks:
+    a known country prefix (ISO 3166-1 or a special one: XS, EU, XA…XD, XF,
+    XK, QS, QT) and a correct check digit. "AA0000000006" has a correct
+    check digit but no such country, so it is refused.
     """
-    return _ISIN.fullmatch(value) is not None and isin_check_digit(value[:11]) == value[11]
+    return _ISIN.fullmatch(value) is not None and bool(stdnum_isin.is_valid(value))
 
 
 def lei_check_digits(body18: str) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 from domain.codes import NoticeKind
 from domain.entitlement import compute_entitlement
 from domain.identifiers import currency_minor_unit
-from domain.money import format_amount, to_plain_string
+from domain.money import canonical_string, format_amount
 from domain.terms import CorporateActionTerms, Money
 
 # What a depositor's notice shows of the corporate action itself.
@@ -231,24 +231,28 @@ def _money(money: Money | None) -> dict[str, str] | None:
     if money is None:
         return None
     minor = currency_minor_unit(money.currency)
-    amount = to_plain_string(money.amount) if minor is None else format_amount(money.amount, minor)
+    amount = canonical_string(money.amount) if minor is None else format_amount(money.amount, minor)
     return {"amount": amount, "currency": money.currency}
 
 
 def holding_content(terms: CorporateActionTerms, holding: Holding) -> dict[str, Any]:
+    """What a depositor sees of their holding, every value in canonical text:
+    the quantity without trailing zeros ("40.000" is "40"), amounts with
+    exactly their currency's minor unit, new securities as a decimal string
+    (exact at any size, and beyond the store's 8-byte integers)."""
     entitlement = compute_entitlement(terms, holding.quantity, holding.tax_rate_percent)
     return {
-        "eligibleQuantity": to_plain_string(holding.quantity),
+        "eligibleQuantity": canonical_string(holding.quantity),
         "entitlement": None
         if entitlement is None
         else {
             "gross": _money(entitlement.gross),
             "tax": _money(entitlement.tax),
             "net": _money(entitlement.net),
-            "securities": entitlement.securities,
+            "securities": None if entitlement.securities is None else str(entitlement.securities),
             "fraction": None
             if entitlement.fraction is None
-            else to_plain_string(entitlement.fraction),
+            else canonical_string(entitlement.fraction),
         },
     }
 

@@ -40,11 +40,6 @@ class PublishError(Exception):
     """The event log did not accept the events (broker down, timeout…)."""
 
 
-class Reservation(Protocol):
-    namespace: str
-    key: str
-
-
 class EventStore(Protocol):
     """The durable record of events and the outbox the relay drains."""
 

@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Final
 
-from domain.money import to_plain_string
+from domain.money import canonical_string
 from domain.validation import (
     InvalidInput,
     Problem,
@@ -20,10 +20,25 @@ from domain.validation import (
     reject_unknown_keys,
 )
 
-__all__ = ["Position", "PositionsSnapshot", "parse_positions", "positions_to_payload"]
+__all__ = [
+    "MAX_QUANTITY",
+    "Position",
+    "PositionsSnapshot",
+    "parse_positions",
+    "positions_to_payload",
+]
 
 # Account ids are opaque; 64 characters is ample and bounds storage and tokens.
 MAX_ACCOUNT_ID_CHARS: Final = 64
+# A holding is below 10^15 securities (15 whole digits). The largest share
+# issues are around 10^13 (before its 2024 consolidation VTB had 1.3 x 10^13
+# shares), so an omnibus account fits with room to spare. The bound keeps
+# every figure derived from a holding exact and small: a cash entitlement
+# stays far inside domain.money.EXACT's precision, and new securities
+# (quantity x numerator / denominator, numerator < 2^31) stay below 2.2 x 10^24
+# -- beyond MongoDB's 8-byte integers, which is why notices store them as
+# decimal strings and the API carries them as BigInt.
+MAX_QUANTITY: Final = Decimal(10) ** 15
 _SNAPSHOT_KEYS: Final = frozenset({"isin", "asOf", "positions"})
 _POSITION_KEYS: Final = frozenset({"accountId", "quantity", "taxRatePercent"})
 
@@ -49,10 +64,12 @@ class PositionsSnapshot:
 def parse_positions(payload: Mapping[str, object]) -> PositionsSnapshot:
     """Validate a RecordPositionsInput-shaped payload, reporting every problem.
 
-    quantity: plain decimal >= 0 (fractional units allowed); taxRatePercent:
-    plain decimal from 0 to 100; accountId: 1-64 characters, unique in the
-    snapshot (a repeat is reported at the later entry). An empty list is a
-    valid snapshot: nobody holds the security.
+    quantity: plain decimal, 0 <= quantity < MAX_QUANTITY (fractional units
+    allowed); taxRatePercent: plain decimal from 0 to 100; accountId: 1-64
+    characters, unique in the snapshot (a repeat is reported at the later
+    entry). Values come back in canonical form (domain.validation): "40.000"
+    is 40, " ACC-1" is "ACC-1", so a corrected snapshot that means the same
+    is the same. An empty list is a valid snapshot: nobody holds the security.
     """
     if not isinstance(payload, Mapping):
         raise InvalidInput([Problem((), "must be an object")])
@@ -82,8 +99,12 @@ def parse_positions(payload: Mapping[str, object]) -> PositionsSnapshot:
                 problems.add((*path, "accountId"), f"account {account_id} is listed twice")
             seen.add(account_id)
         quantity = read_decimal(obj.get("quantity"), (*path, "quantity"), problems)
-        if quantity is not None and quantity < 0:
-            problems.add((*path, "quantity"), "must not be negative")
+        if quantity is not None and not 0 <= quantity < MAX_QUANTITY:
+            problems.add(
+                (*path, "quantity"),
+                "must not be negative" if quantity < 0 else "must be less than 10^15",
+            )
+            quantity = None
         tax_rate = read_decimal(obj.get("taxRatePercent"), (*path, "taxRatePercent"), problems)
         if tax_rate is not None and not 0 <= tax_rate <= 100:
             problems.add((*path, "taxRatePercent"), "must be between 0 and 100")
@@ -95,15 +116,16 @@ def parse_positions(payload: Mapping[str, object]) -> PositionsSnapshot:
 
 
 def positions_to_payload(snapshot: PositionsSnapshot) -> dict[str, object]:
-    """The JSON-compatible payload of `snapshot` (inverse of parse_positions)."""
+    """The JSON-compatible payload of `snapshot` (inverse of parse_positions),
+    decimals in canonical form."""
     return {
         "isin": snapshot.isin,
         "asOf": snapshot.as_of.isoformat(),
         "positions": [
             {
                 "accountId": p.account_id,
-                "quantity": to_plain_string(p.quantity),
-                "taxRatePercent": to_plain_string(p.tax_rate_percent),
+                "quantity": canonical_string(p.quantity),
+                "taxRatePercent": canonical_string(p.tax_rate_percent),
             }
             for p in snapshot.positions
         ],

@@ -1,5 +1,6 @@
 """Who is calling: the verified identity every command and query runs as."""
 
+import unicodedata
 from dataclasses import dataclass, field
 
 ROLE_OPERATOR = "ca-operator"
@@ -18,6 +19,12 @@ class Principal:
     # When the token stops being valid (epoch seconds): what outlives a request
     # (a subscription) ends then. Not part of who the caller is.
     expires_at: float | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # Account ids are kept in Unicode NFC (domain.validation's canonical
+        # text), so a token spelling an id decomposed still finds its notices.
+        canonical = frozenset(unicodedata.normalize("NFC", a) for a in self.accounts)
+        object.__setattr__(self, "accounts", canonical)
 
     @property
     def is_authenticated(self) -> bool:

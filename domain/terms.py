@@ -14,7 +14,9 @@ from domain.codes import EventType, MandatoryVoluntary, OptionKind
 
 @dataclass(frozen=True)
 class Money:
-    """An amount in an ISO 4217 currency; never a float."""
+    """An amount in an ISO 4217 currency; never a float. As a corporate
+    action's gross rate it is a rate per security, which may carry more
+    decimals than the currency's minor unit (up to 10)."""
 
     amount: Decimal
     currency: str

@@ -9,18 +9,30 @@ Rules, with the choices that are ours rather than a standard's:
 - `reference` (the official CA reference): 1-35 characters, the ISO 20022
   Max35Text bound (roomy enough for ISO 15022 16x references).
 - `securityName`: at most 140 characters (ISO 20022 Max140Text).
+- Canonical form: every value is kept in one form, so two inputs that mean
+  the same to a depositor compare equal and re-issue nothing. Texts are
+  Unicode NFC with surrounding whitespace removed; ISINs and currency codes
+  are upper-cased (ASCII letters only); decimals lose trailing zeros
+  (domain.money.canonical); date-times are UTC.
 - Texts: no control, format or unassigned characters (these break storage
-  and allow bidi spoofing) and no leading or trailing whitespace.
-- `isin`: canonical upper case, valid ISO 6166 check digit.
+  and allow bidi spoofing).
+- `isin`: ISO 6166, checked by python-stdnum: a known country prefix
+  (ISO 3166-1 or a special prefix such as XS, EU) and the check digit.
 - Dates are `YYYY-MM-DD`; `responseDeadline` is ISO 8601 with an offset and
   is stored in UTC. announcementDate <= exDate <= recordDate <= paymentDate
   wherever given; a violation is reported on the later field.
-- `grossRate`: a positive plain decimal string in a known ISO 4217 currency
-  that has a minor unit, with no more decimals than that unit allows.
-  Required for cash events, refused for security events.
+- `grossRate`: a rate per security, not an amount paid: a positive plain
+  decimal string with at most MAX_RATE_PLACES (10) decimals once trailing
+  zeros are dropped (so "1.2300" USD is 1.23, and 0.00110609 RUB per share
+  is accepted: ISO 15022 rate fields carry more decimals than a currency's
+  minor unit), in a known ISO 4217 currency that has a minor unit (the
+  computed gross, tax and net are rounded to it). Required for cash events,
+  refused for security events.
 - `ratio`: positive integers up to the GraphQL Int maximum, kept as given.
   Required for security events, refused for cash events. Other events may
-  carry either as information (a tender price, a merger ratio).
+  carry either as information (a tender price, a merger ratio). A forward
+  split (SPLF) gives more securities than it takes (numerator >
+  denominator); a reverse split (SPLR) fewer (numerator < denominator).
 - `responseDeadline` and at least one option are required for CHOS and VOLU:
   domain.md requires a deadline for voluntary elections, and a CHOS event is
   an election too (only a default option spares the holder from answering).
@@ -45,7 +57,7 @@ from domain.codes import (
     OptionKind,
 )
 from domain.identifiers import currency_is_known, currency_minor_unit, isin_is_valid
-from domain.money import decimal_places, parse_decimal, to_plain_string
+from domain.money import canonical_string, decimal_places, parse_decimal
 from domain.terms import CorporateActionTerms, ElectionOption, Money, Ratio
 
 __all__ = [
@@ -64,6 +76,8 @@ Path = tuple[str | int, ...]
 MAX_REFERENCE_CHARS: Final = 35
 MAX_SECURITY_NAME_CHARS: Final = 140
 MAX_GRAPHQL_INT: Final = 2**31 - 1
+# Decimals a gross rate per security may carry (contract: up to 10).
+MAX_RATE_PLACES: Final = 10
 MIN_OPTION_NUMBER: Final = 1
 MAX_OPTION_NUMBER: Final = 999
 
@@ -166,21 +180,35 @@ def _absent(value: object, path: Path, problems: Problems, *, required: bool) ->
     return True
 
 
+def canonical_text(value: str) -> str:
+    """A human text in its one stored form: Unicode NFC (a precomposed "é"
+    and "e" + combining accent are the same text), no surrounding whitespace."""
+    return unicodedata.normalize("NFC", value).strip()
+
+
+def canonical_code(value: str) -> str:
+    """An identifier or code in its one stored form: no surrounding
+    whitespace, ASCII letters upper-cased (other characters are left for the
+    identifier's own check to refuse, never mapped onto ASCII)."""
+    value = value.strip()
+    return value.upper() if value.isascii() else value
+
+
 def read_text(
     value: object, path: Path, problems: Problems, *, max_chars: int, required: bool
 ) -> str | None:
-    """A single-line human text of 1..max_chars characters."""
+    """A single-line human text of 1..max_chars characters, in canonical form
+    (canonical_text); the length is counted after normalising."""
     if _absent(value, path, problems, required=required):
         return None
     if not isinstance(value, str):
         problems.add(path, "must be a string")
         return None
+    value = canonical_text(value)
     if not value:
         problems.add(path, "must not be empty")
     elif len(value) > max_chars:
         problems.add(path, f"must be at most {max_chars} characters")
-    elif value != value.strip():
-        problems.add(path, "must not start or end with whitespace")
     elif any(unicodedata.category(ch)[0] == "C" or ch in "\u2028\u2029" for ch in value):
         problems.add(path, "must not contain control or invisible formatting characters")
     else:
@@ -246,18 +274,19 @@ def read_decimal(value: object, path: Path, problems: Problems) -> Decimal | Non
 
 
 def read_isin(value: object, path: Path, problems: Problems) -> str | None:
+    """An ISO 6166 ISIN, upper-cased and trimmed first (canonical_code)."""
     if value is None:
         problems.add(path, "is required")
     elif not isinstance(value, str):
         problems.add(path, "must be a string")
-    elif not isin_is_valid(value):
+    elif not isin_is_valid(isin := canonical_code(value)):
         problems.add(
             path,
-            "not a valid ISIN: 2-letter country code, 9 capital letters or digits, "
-            "and a correct check digit",
+            "not a valid ISIN: an ISO 3166 country code (or XS, EU, …), "
+            "9 letters or digits, and a correct check digit",
         )
     else:
-        return value
+        return isin
     return None
 
 
@@ -319,36 +348,42 @@ _RATIO_KEYS: Final = frozenset({"numerator", "denominator"})
 _OPTION_KEYS: Final = frozenset({"number", "kind", "isDefault"})
 
 
-def read_money(value: object, path: Path, problems: Problems) -> Money | None:
+def read_rate(value: object, path: Path, problems: Problems) -> Money | None:
+    """A rate per security (grossRate): see the module docstring. It is
+    compared by value and may carry more decimals than the currency's minor
+    unit; only the amounts computed from it are rounded to that unit."""
     obj = read_object(value, path, problems, _MONEY_KEYS, required=False)
     if obj is None:
         return None
     amount = read_decimal(obj.get("amount"), (*path, "amount"), problems)
-    currency = obj.get("currency")
-    minor_unit: int | None = None
-    currency_path = (*path, "currency")
-    if currency is None:
-        problems.add(currency_path, "is required")
-    elif not isinstance(currency, str) or _CURRENCY.fullmatch(currency) is None:
-        problems.add(currency_path, "must be an ISO 4217 code of 3 capital letters")
-    elif not currency_is_known(currency):
-        problems.add(currency_path, f"unknown ISO 4217 currency {currency}")
-    else:
-        minor_unit = currency_minor_unit(currency)
-        if minor_unit is None:
-            problems.add(currency_path, f"{currency} has no minor unit and cannot carry payments")
+    currency = _read_currency(obj.get("currency"), (*path, "currency"), problems)
     if amount is None:
         return None
     if amount <= 0:
         problems.add((*path, "amount"), "must be greater than 0")
         return None
-    if minor_unit is None:
+    if decimal_places(amount) > MAX_RATE_PLACES:
+        problems.add(
+            (*path, "amount"), f"a rate per security has at most {MAX_RATE_PLACES} decimal places"
+        )
         return None
-    if decimal_places(amount) > minor_unit:
-        problems.add((*path, "amount"), f"{currency} allows at most {minor_unit} decimal places")
+    return None if currency is None else Money(amount, currency)
+
+
+def _read_currency(value: object, path: Path, problems: Problems) -> str | None:
+    """A known ISO 4217 code that has a minor unit, upper-cased and trimmed."""
+    if value is None:
+        problems.add(path, "is required")
         return None
-    assert isinstance(currency, str)
-    return Money(amount, currency)
+    if not isinstance(value, str) or _CURRENCY.fullmatch(code := canonical_code(value)) is None:
+        problems.add(path, "must be an ISO 4217 code of 3 letters")
+    elif not currency_is_known(code):
+        problems.add(path, f"unknown ISO 4217 currency {code}")
+    elif currency_minor_unit(code) is None:
+        problems.add(path, f"{code} has no minor unit and cannot carry payments")
+    else:
+        return code
+    return None
 
 
 def read_ratio(value: object, path: Path, problems: Problems) -> Ratio | None:
@@ -450,7 +485,7 @@ def parse_terms(payload: Mapping[str, object]) -> CorporateActionTerms:
         for name in _DATE_CHAIN
     }
     response_deadline = read_datetime(get("responseDeadline"), ("responseDeadline",), problems)
-    gross_rate = read_money(get("grossRate"), ("grossRate",), problems)
+    gross_rate = read_rate(get("grossRate"), ("grossRate",), problems)
     ratio = read_ratio(get("ratio"), ("ratio",), problems)
     options = read_options(get("options"), ("options",), problems)
 
@@ -526,6 +561,8 @@ def _check_event_rules(
             problems.add(("ratio",), f"is required for a security event ({event_type})")
         if payload.get("grossRate") is not None:
             problems.add(("grossRate",), f"is not allowed for a security event ({event_type})")
+    if ratio is not None:
+        _check_split_direction(event_type, ratio, problems)
     if mandatory_voluntary in ELECTIONS:
         if response_deadline is None and missing("responseDeadline"):
             problems.add(
@@ -537,6 +574,23 @@ def _check_event_rules(
                 ("options",),
                 f"at least one option is required for an election ({mandatory_voluntary})",
             )
+
+
+def _check_split_direction(event_type: EventType | None, ratio: Ratio, problems: Problems) -> None:
+    """A forward split (SPLF) multiplies holdings, a reverse split (SPLR)
+    consolidates them (ISO 15022 CAEV definitions): 1/10 is no forward split."""
+    if event_type is EventType.SPLF and ratio.numerator <= ratio.denominator:
+        problems.add(
+            ("ratio",),
+            "a forward split (SPLF) gives more securities than it takes: "
+            "numerator must be greater than denominator, e.g. 2/1",
+        )
+    elif event_type is EventType.SPLR and ratio.numerator >= ratio.denominator:
+        problems.add(
+            ("ratio",),
+            "a reverse split (SPLR) gives fewer securities than it takes: "
+            "numerator must be less than denominator, e.g. 1/10",
+        )
 
 
 def parse_amendment(
@@ -561,8 +615,9 @@ def parse_amendment(
 def terms_to_payload(terms: CorporateActionTerms) -> dict[str, object]:
     """The canonical JSON-compatible payload of `terms` (inverse of parse_terms).
 
-    Every field is present; absent optional values are None, amounts are
-    plain decimal strings as given (no exponent), the deadline is UTC with "Z".
+    Every field is present; absent optional values are None, the rate is a
+    plain decimal string in canonical form (no exponent, no trailing zeros),
+    the deadline is UTC with "Z".
     """
     gross_rate = terms.gross_rate
     ratio = terms.ratio
@@ -586,7 +641,7 @@ def terms_to_payload(terms: CorporateActionTerms) -> dict[str, object]:
             None
             if gross_rate is None
             else {
-                "amount": to_plain_string(gross_rate.amount),
+                "amount": canonical_string(gross_rate.amount),
                 "currency": gross_rate.currency,
             }
         ),

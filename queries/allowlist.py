@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -48,10 +47,8 @@ __all__ = [
 ]
 
 NOT_ALLOWED = "PERSISTED_QUERY_NOT_ALLOWED"
-_REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OPERATIONS = (
-    Path(os.environ.get("HERALD_CONTRACT_DIR", _REPO.parent / "shared" / "contract")) / "operations"
-)
+# The clients' operations: the project's own copy of the contract, in the repository.
+DEFAULT_OPERATIONS = Path(__file__).resolve().parents[1] / "contract" / "operations"
 
 
 class AllowlistError(ValueError):
@@ -176,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in args.files or [DEFAULT_OPERATIONS]:
         files.extend(sorted(path.glob("*.graphql")) if path.is_dir() else [path])
     if not files:
-        parser.error("no operation files found")
+        parser.error(
+            f"no operation files found in {', '.join(map(str, args.files or [DEFAULT_OPERATIONS]))}"
+        )
     text = json.dumps(build_allowlist(files), indent=2) + "\n"
     if args.output == "-":
         sys.stdout.write(text)

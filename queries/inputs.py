@@ -19,7 +19,10 @@ from domain.validation import FIELD_NAMES
 
 @strawberry.input
 class MoneyInput:
-    amount: str = strawberry.field(description='A decimal string, e.g. "12.35".')
+    amount: str = strawberry.field(
+        description='A decimal string, e.g. "12.35"; a gross rate per security may '
+        'carry up to 10 decimals ("0.00110609").'
+    )
     currency: str
 
 
@@ -88,7 +91,7 @@ class ApprovePublicationInput:
 @strawberry.input
 class PositionInput:
     account_id: strawberry.ID
-    quantity: str = strawberry.field(description="Decimal string, ≥ 0.")
+    quantity: str = strawberry.field(description="Decimal string, ≥ 0 and < 10^15.")
     tax_rate_percent: str = strawberry.field(description='Withholding rate, e.g. "13".')
 
 

@@ -17,10 +17,12 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from adapters.mongo.cards import CardQuery, from_document
 from commands.handlers import ActionResult, CommandContext
+from domain.validation import canonical_code
 from projections.cards import NAME as CARDS_PROJECTION
 from projections.notices import NAME as NOTICES_PROJECTION
 from queries import types as t
@@ -186,7 +188,12 @@ class Query:
     async def projections(self, info: Ctx) -> list[t.Projection]:
         statuses = await info.context.services.projection_state.statuses()
         return [
-            t.Projection(name=s.name, position=s.position, lag=s.lag, updated_at=s.updated_at)
+            t.Projection(
+                name=s.name,
+                position=t.BigInt(s.position),
+                lag=t.BigInt(s.lag),
+                updated_at=s.updated_at,
+            )
             for s in statuses
         ]
 
@@ -201,7 +208,7 @@ def _card_query(filter: CorporateActionFilter | None, *, public_only: bool) -> C
         return CardQuery(public_only=public_only)
     return CardQuery(
         public_only=public_only,
-        isin=filter.isin,
+        isin=None if filter.isin is None else canonical_code(filter.isin),  # as stored
         event_types=[e.value for e in filter.event_types or []],
         statuses=[s.value for s in filter.statuses or []],
         record_date_from=None
@@ -212,7 +219,10 @@ def _card_query(filter: CorporateActionFilter | None, *, public_only: bool) -> C
 
 
 def _payload(result: ActionResult) -> t.CorporateActionPayload:
-    shown = result.action.version(result.version)
+    """The card as an operator's query shows it right after the command:
+    `version` the published one, `pendingVersion` the one awaiting approval."""
+    shown = visible_version(result.action, back_office=True)
+    assert shown is not None  # an operator always sees a card that has a version
     return t.CorporateActionPayload(
         corporate_action=card(result.action, shown, back_office=True),
         consistency_token=result.token.encode(),
@@ -379,5 +389,9 @@ def build_schema(
     extensions += [CachedDocuments, lambda: CostLimiter(max_cost=max_cost)]
     extensions.append(MaskUnexpectedErrors)
     return HeraldSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map=t.SCALAR_MAP),
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NewType
 
 import strawberry
 from strawberry.types import Info
+from strawberry.types.scalar import ScalarDefinition
 
 from domain.codes import (
     CorporateActionStatus,
@@ -25,8 +27,46 @@ strawberry.enum(CorporateActionStatus, name="CorporateActionStatus")
 strawberry.enum(OptionKind, name="OptionKind", description="ISO 15022 22F::CAOP")
 strawberry.enum(NoticeKind, name="NoticeKind")
 
+# GraphQL's Int is 32-bit: a whole number that can grow past 2^31 - 1 (new
+# securities from a large holding, a position in the event log) is a BigInt.
+BigInt = NewType("BigInt", int)
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,40}", re.ASCII)
 
-@strawberry.type(description="An amount as a decimal string, rounded to the currency's minor unit.")
+
+def _serialize_big_int(value: int) -> str:
+    return str(int(value))
+
+
+def _parse_big_int(value: object) -> BigInt:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return BigInt(value)
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value):
+        return BigInt(int(value))
+    raise ValueError('a BigInt is a whole number, as a string of digits like "3000000000"')
+
+
+# Handed to the schema's StrawberryConfig(scalar_map=...) by queries.schema.
+SCALAR_MAP: dict[object, ScalarDefinition] = {
+    BigInt: strawberry.scalar(
+        name="BigInt",
+        description=(
+            "A whole number of any size, carried exactly: serialized as a JSON string "
+            'of decimal digits (e.g. "3000000000"), because JSON numbers above 2^53 '
+            "lose digits in many clients and GraphQL's Int stops at 2^31 - 1. As an "
+            "input, such a string or a JSON integer is accepted."
+        ),
+        serialize=_serialize_big_int,
+        parse_value=_parse_big_int,
+    )
+}
+
+
+@strawberry.type(
+    description=(
+        "An amount as a decimal string, rounded to the currency's minor unit; "
+        "a rate per security (a card's grossRate) may carry up to 10 decimals."
+    )
+)
 class Money:
     amount: str
     currency: str
@@ -75,8 +115,8 @@ class PageInfo:
 @strawberry.type(
     description=(
         "A corporate-action card. The public sees the last published version; "
-        "operators also see drafts, `pendingVersion` and the history. In a "
-        "mutation payload the card shows the version the command created or published."
+        "operators also see drafts, `pendingVersion` and the history. A mutation's "
+        "answer shows the card exactly as an operator's query would right after it."
     )
 )
 class CorporateAction:
@@ -85,7 +125,12 @@ class CorporateAction:
     event_type: EventType
     mandatory_voluntary: MandatoryVoluntary
     status: CorporateActionStatus
-    version: int = strawberry.field(description="The version shown (see the type's description).")
+    version: int = strawberry.field(
+        description=(
+            "The published version (whose terms the card shows); before the first "
+            "publication, the draft awaiting approval."
+        )
+    )
     pending_version: int | None = strawberry.field(
         description="The version awaiting approval (operators only; null for the public)."
     )
@@ -95,7 +140,12 @@ class CorporateAction:
     record_date: date
     payment_date: date | None
     response_deadline: datetime | None
-    gross_rate: Money | None
+    gross_rate: Money | None = strawberry.field(
+        description=(
+            "The gross rate per security (cash events): exact, up to 10 decimals, shown "
+            "with at least the currency's minor unit, never rounded to it."
+        )
+    )
     ratio: Ratio | None
     options: list[ElectionOption]
     published_at: datetime | None
@@ -142,8 +192,8 @@ class RecordPositionsPayload:
 @strawberry.type(description="A projector's progress.")
 class Projection:
     name: str
-    position: int
-    lag: int
+    position: BigInt = strawberry.field(description="The last event-log position applied.")
+    lag: BigInt = strawberry.field(description="Events behind the log's end.")
     updated_at: datetime
 
 
@@ -152,8 +202,11 @@ class Entitlement:
     gross: Money | None
     tax: Money | None
     net: Money | None
-    securities: int | None = strawberry.field(
-        description="Whole new securities (rounded down); null for cash events."
+    securities: BigInt | None = strawberry.field(
+        description=(
+            "Whole new securities (quantity x numerator / denominator, rounded down), "
+            "exact however large the holding; null for cash events."
+        )
     )
     fraction: str | None = strawberry.field(
         description="The fraction of a security left over by rounding down, as a decimal string."

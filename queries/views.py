@@ -18,7 +18,7 @@ import strawberry
 from domain.codes import EventType, MandatoryVoluntary, NoticeKind, OptionKind
 from domain.corporate_action import KIND_CANCELLATION, ActionVersion, CorporateAction
 from domain.identifiers import currency_minor_unit
-from domain.money import format_amount
+from domain.money import canonical_string, format_amount, format_rate
 from queries import types as t
 
 
@@ -28,15 +28,19 @@ def visible_version(state: CorporateAction, back_office: bool) -> ActionVersion 
     return state.versions[-1] if back_office else None
 
 
-def _money(data: Mapping[str, Any] | None) -> t.Money | None:
+def _money(data: Mapping[str, Any] | None, *, rate: bool = False) -> t.Money | None:
+    """An amount paid, rounded to the currency's minor unit; or (`rate`) a rate
+    per security, exact with at least that many decimals."""
     if not data:
         return None
     currency = str(data["currency"])
     minor = currency_minor_unit(currency)
     amount = Decimal(str(data["amount"]))
-    return t.Money(
-        amount=str(amount) if minor is None else format_amount(amount, minor), currency=currency
-    )
+    if minor is None:
+        text = canonical_string(amount)
+    else:
+        text = format_rate(amount, minor) if rate else format_amount(amount, minor)
+    return t.Money(amount=text, currency=currency)
 
 
 def _optional_date(value: Any) -> date | None:
@@ -63,7 +67,7 @@ def card(state: CorporateAction, shown: ActionVersion, *, back_office: bool) -> 
         record_date=date.fromisoformat(terms["recordDate"]),
         payment_date=_optional_date(terms.get("paymentDate")),
         response_deadline=None if deadline is None else datetime.fromisoformat(deadline),
-        gross_rate=_money(terms.get("grossRate")),
+        gross_rate=_money(terms.get("grossRate"), rate=True),
         ratio=None
         if not ratio
         else t.Ratio(numerator=ratio["numerator"], denominator=ratio["denominator"]),
@@ -120,7 +124,7 @@ def _entitlement(data: Mapping[str, Any] | None) -> t.Entitlement | None:
         gross=_money(data.get("gross")),
         tax=_money(data.get("tax")),
         net=_money(data.get("net")),
-        securities=None if securities is None else int(securities),
+        securities=None if securities is None else t.BigInt(int(securities)),
         fraction=None if fraction is None else str(fraction),
     )
 

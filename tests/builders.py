@@ -37,7 +37,7 @@ def notice_doc(
             "gross": None,
             "tax": None,
             "net": None,
-            "securities": 3,
+            "securities": "3",
             "fraction": "0.5",
         }
     else:

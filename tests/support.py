@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -24,7 +23,8 @@ from settings import Settings
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACT = Path(os.environ.get("HERALD_CONTRACT_DIR", REPO.parent / "shared" / "contract"))
+# The clients' contract: the project's own copy, inside the repository.
+CONTRACT = REPO / "contract"
 OPERATIONS = CONTRACT / "operations"
 
 

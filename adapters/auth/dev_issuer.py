@@ -30,6 +30,7 @@ __all__ = ["DevIssuer", "DevIssuerError", "mint_token", "sign_claims"]
 
 KEY_FILE = "dev-issuer-key.json"
 JWKS_FILE = "jwks.json"
+DEV_ISSUER = "herald-dev"
 
 
 class DevIssuerError(Exception):
@@ -99,6 +100,22 @@ def mint_token(
     return sign_claims(private_key, claims, kid=kid)
 
 
+def unknown_key_hint(issuer: str, jwks_location: str | None) -> str | None:
+    """Why a token's key id may be unknown to a server trusting a dev issuer's
+    JWKS file: it was minted by the dev issuer of another data folder (each
+    folder has its own key). None for any other issuer."""
+    if issuer != DEV_ISSUER or not jwks_location or "://" in jwks_location:
+        return None
+    jwks = Path(jwks_location)
+    if jwks.name != JWKS_FILE or jwks.parent.name != "auth":
+        return None
+    data_dir = jwks.parent.parent
+    return (
+        "the token was signed by another data folder's dev issuer; this server trusts "
+        f"the one of {data_dir}: mint with `herald token --data-dir {data_dir}`"
+    )
+
+
 class DevIssuer:
     """The dev issuer of one data folder: ``<data_dir>/auth/{dev-issuer-key,jwks}.json``.
 
@@ -110,7 +127,7 @@ class DevIssuer:
     def __init__(
         self,
         data_dir: Path | str,
-        issuer: str = "herald-dev",
+        issuer: str = DEV_ISSUER,
         audience: str = "herald",
         *,
         clock: Callable[[], float] = time.time,

@@ -95,7 +95,10 @@ class TokenVerifier:
         keys: KeySource,
         leeway_seconds: int = 30,
         clock: Callable[[], float] = time.time,
+        unknown_kid_hint: str | None = None,
     ) -> None:
+        """`unknown_kid_hint` is added to the "unknown key id" refusal: the likely
+        cause where the keys are known to come from one place (the dev issuer)."""
         if not issuer or not audience:
             raise ValueError("issuer and audience must be non-empty")
         if leeway_seconds < 0:
@@ -105,6 +108,7 @@ class TokenVerifier:
         self._keys = keys
         self._leeway = leeway_seconds
         self._clock = clock
+        self._unknown_kid = f"unknown key id ({unknown_kid_hint})" if unknown_kid_hint else None
 
     async def verify(self, token: str) -> Principal:
         """The Principal the token speaks for; raises InvalidToken (only) otherwise."""
@@ -142,7 +146,7 @@ class TokenVerifier:
             log.exception("key source failed unexpectedly")
             raise KeysUnavailable("signing keys unavailable") from exc
         if key is None:
-            raise InvalidToken("unknown key id")
+            raise InvalidToken(self._unknown_kid or "unknown key id")
         # The kid names the key; the key's type must also fit the algorithm,
         # else an attacker could point an ES256 header at an RSA key.
         if alg == "RS256" and not isinstance(key, RSAKey):

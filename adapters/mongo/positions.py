@@ -16,6 +16,7 @@ from pymongo.errors import BulkWriteError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
+from domain.money import canonical_string
 from domain.notices import Holding
 from domain.positions import PositionsSnapshot
 
@@ -44,8 +45,8 @@ class MongoPositionStore:
                 "_id": f"{snapshot_id}|{p.account_id}",
                 "snapshotId": snapshot_id,
                 "accountId": p.account_id,
-                "quantity": str(p.quantity),
-                "taxRatePercent": str(p.tax_rate_percent),
+                "quantity": canonical_string(p.quantity),
+                "taxRatePercent": canonical_string(p.tax_rate_percent),
             }
             for p in snapshot.positions
         ]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from adapters.auth import DevIssuer, DevIssuerError, FileKeySource, InvalidToken, TokenVerifier
+from adapters.auth.dev_issuer import unknown_key_hint
 from domain.principal import Principal
 
 
@@ -131,3 +132,16 @@ def test_an_unusable_key_file_is_reported_not_overwritten(tmp_path: Path) -> Non
 
 def _b64decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+async def test_an_unknown_key_id_under_the_dev_issuer_names_the_data_folder(tmp_path: Path) -> None:
+    one, other = DevIssuer(tmp_path / "one"), DevIssuer(tmp_path / "two")
+    hint = unknown_key_hint(one.issuer, str(one.jwks_path))
+    verifier = TokenVerifier(one.issuer, one.audience, one.key_source(), unknown_kid_hint=hint)
+    with pytest.raises(InvalidToken) as refused:
+        await verifier.verify(other.mint("alice"))
+    assert refused.value.reason.startswith("unknown key id (")
+    assert f"herald token --data-dir {tmp_path / 'one'}" in refused.value.reason
+    # Only for the dev issuer's own JWKS file: a real identity provider gets no hint.
+    assert unknown_key_hint("https://idp.bank.example", str(one.jwks_path)) is None
+    assert unknown_key_hint(one.issuer, "https://idp.bank.example/jwks.json") is None

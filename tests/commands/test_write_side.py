@@ -44,7 +44,8 @@ async def test_amend_cancel_and_approve_every_version(client: GraphQLClient) -> 
         token=operator,
         operation_name="PortalAmend",
     )
-    assert amended["amendCorporateAction"]["corporateAction"]["version"] == 2
+    # `version` is the published one: v2 awaits approval (contract, "Versions").
+    assert amended["amendCorporateAction"]["corporateAction"]["version"] == 1
 
     # Until approved, the public still sees version 1 with the old rate.
     token = (await approve(client, approver, action_id, 2))["consistencyToken"]
@@ -69,7 +70,7 @@ async def test_amend_cancel_and_approve_every_version(client: GraphQLClient) -> 
         token=operator,
         operation_name="PortalCancel",
     )
-    assert cancelled["cancelCorporateAction"]["corporateAction"]["version"] == 3
+    assert cancelled["cancelCorporateAction"]["corporateAction"]["version"] == 2
     assert cancelled["cancelCorporateAction"]["corporateAction"]["status"] == "PUBLISHED"
     token = (await approve(client, approver, action_id, 3))["consistencyToken"]
     card = await client.data(
@@ -88,7 +89,7 @@ async def test_validation_reports_every_problem_and_stores_nothing(client: Graph
         **DIVIDEND,
         "reference": "RU-BAD-1",
         "isin": "RU0009029541",  # wrong check digit
-        "grossRate": {"amount": "1.234", "currency": "RUB"},  # 3 decimals for RUB
+        "grossRate": {"amount": "1.23456789012", "currency": "RUB"},  # a rate has at most 10
         "exDate": "2026-12-20",  # after the record date
     }
     result = await client.execute(

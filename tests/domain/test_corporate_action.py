@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -137,3 +138,13 @@ def test_invariants_hold_for_any_command_sequence(
         assert state.published.approved_by is not None
     cancelled_at = [v.number for v in state.versions if v.kind == ca.KIND_CANCELLATION]
     assert len(cancelled_at) <= 1
+
+
+def test_no_version_past_graphql_int_is_created() -> None:
+    state = record(None, ca.announce(TERMS), "olga")
+    last = replace(state.versions[0], number=ca.MAX_VERSION)
+    full = replace(state, versions=(last,), pending_version=ca.MAX_VERSION)
+    with pytest.raises(IllegalTransition):
+        ca.amend(full, "CA1", ca.MAX_VERSION, TERMS)
+    with pytest.raises(IllegalTransition):
+        ca.cancel(full, "CA1", ca.MAX_VERSION, "too many")

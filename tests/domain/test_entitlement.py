@@ -224,3 +224,86 @@ def test_securities_match_the_fraction_model(
     step = Fraction(1, 10**FRACTION_PLACES)
     assert Fraction(result.fraction) <= left_over < Fraction(result.fraction) + step
     assert (result.gross, result.tax, result.net) == (None, None, None)
+
+
+# -- issue 11: rates per security (kind 10), exact whole numbers (kind 4) ------------
+
+
+def test_a_rate_finer_than_the_minor_unit_is_used_whole() -> None:
+    # 1000 x 0.00110609 = 1.10609 -> 1.11 RUB; tax 13 % of 1.11 = 0.1443 -> 0.14; net 0.97
+    result = compute_entitlement(cash("0.00110609", "RUB"), Decimal(1000), Decimal(13))
+    assert result is not None
+    assert (result.gross, result.tax, result.net) == (
+        Money(Decimal("1.11"), "RUB"),
+        Money(Decimal("0.14"), "RUB"),
+        Money(Decimal("0.97"), "RUB"),
+    )
+
+
+def test_a_rate_with_trailing_zeros_pays_the_same() -> None:
+    spelled = compute_entitlement(cash("1.2300", "USD"), Decimal(7), Decimal(15))
+    assert spelled == compute_entitlement(cash("1.23", "USD"), Decimal(7), Decimal(15))
+
+
+def test_a_split_of_a_huge_holding_is_exact() -> None:
+    # 1 500 000 000 shares, 2-for-1: 3 000 000 000 new shares, past GraphQL's Int.
+    result = compute_entitlement(split(2, 1), Decimal(1_500_000_000), Decimal(0))
+    assert result is not None and result.securities == 3_000_000_000
+
+
+def minor_units_reference(
+    quantity: str, rate: str, tax_percent: str, minor_unit: int
+) -> tuple[int, int, int]:
+    """Gross, tax and net in the currency's minor units, by integer arithmetic
+    only — the contract's order, each rounding half-up (n >= 0):
+    gross = round(qty x rate); tax = round(gross x tax% / 100); net = gross - tax.
+    """
+
+    def scaled(text: str) -> tuple[int, int]:
+        whole, _, part = text.partition(".")
+        return int(whole + part), 10 ** len(part)
+
+    def div_half_up(numerator: int, denominator: int) -> int:
+        return (2 * numerator + denominator) // (2 * denominator)
+
+    q, q_scale = scaled(quantity)
+    r, r_scale = scaled(rate)
+    t, t_scale = scaled(tax_percent)
+    gross = div_half_up(q * r * 10**minor_unit, q_scale * r_scale)
+    tax = div_half_up(gross * t, 100 * t_scale)
+    return gross, tax, gross - tax
+
+
+def digits(max_units: int, max_places: int) -> st.SearchStrategy[str]:
+    """Plain decimal strings, trailing zeros and all ("1.2300")."""
+    return st.builds(
+        lambda units, places: (
+            str(units) if places == 0 else f"{units // 10**places}.{units % 10**places:0{places}d}"
+        ),
+        st.integers(0, max_units),
+        st.integers(0, max_places),
+    )
+
+
+@given(
+    st.sampled_from(CURRENCIES),
+    digits(10**15, 6),
+    digits(10**13, 10).filter(lambda text: Decimal(text) > 0),
+    digits(100 * 10**4, 4).filter(lambda text: Decimal(text) <= 100),
+)
+def test_cash_arithmetic_matches_an_integer_reference(
+    currency: str, quantity: str, rate: str, tax_percent: str
+) -> None:
+    minor_unit = currency_minor_unit(currency)
+    assert minor_unit is not None
+    result = compute_entitlement(cash(rate, currency), Decimal(quantity), Decimal(tax_percent))
+    assert result is not None
+    assert result.gross is not None and result.tax is not None and result.net is not None
+    in_minor_units = [
+        Fraction(money.amount) * 10**minor_unit for money in (result.gross, result.tax, result.net)
+    ]
+    assert all(units.denominator == 1 for units in in_minor_units)
+    expected = minor_units_reference(quantity, rate, tax_percent, minor_unit)
+    assert tuple(units.numerator for units in in_minor_units) == expected
+    for money in (result.gross, result.tax, result.net):
+        assert decimal_places(money.amount) == minor_unit

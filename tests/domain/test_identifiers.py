@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stdnum import isin as stdnum_isin
 from stdnum import lei as stdnum_lei
-from stdnum.exceptions import InvalidComponent, ValidationError
+from stdnum.exceptions import ValidationError
 
 from domain.identifiers import (
     currency_is_known,
@@ -35,16 +35,10 @@ def corrupt(value: str, position: int, replacement: str) -> str:
 
 
 def assert_isin_agrees_with_stdnum(value: str) -> None:
-    """Ours and stdnum agree on canonical strings, except that stdnum also
-    checks the country prefix against its list; there it must fail on the
-    prefix alone and we must judge by the prefix's shape and stdnum's own
-    check digit."""
+    """Ours and stdnum agree on canonical strings, the country prefix included."""
     ours = isin_is_valid(value)
     try:
         stdnum_isin.validate(value)
-    except InvalidComponent:
-        prefix_is_letters = value[:2].isalpha()
-        assert ours == (prefix_is_letters and stdnum_isin.calc_check_digit(value[:11]) == value[11])
     except ValidationError:
         assert not ours
     else:
@@ -54,7 +48,11 @@ def assert_isin_agrees_with_stdnum(value: str) -> None:
 # -- ISIN ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["US0378331005", "RU0009029540", "GB0002634946"])
+@pytest.mark.parametrize(
+    "value",
+    # XS (international securities) and EU are ISO 6166 prefixes outside ISO 3166.
+    ["US0378331005", "RU0009029540", "GB0002634946", "XS0000000009", "EU000A1G0AJ7"],
+)
 def test_known_isins_are_valid(value: str) -> None:
     assert isin_is_valid(value)
     assert isin_check_digit(value[:11]) == value[11]
@@ -71,6 +69,8 @@ def test_known_isins_are_valid(value: str) -> None:
         "120378331005",  # country code must be letters
         "US037833100A",  # check character must be a digit
         "US03783310０5",  # a full-width digit is not an ASCII digit
+        "AA0000000006",  # right check digit, but AA is no ISO 3166 country
+        "ZU0000000003",
         "",
     ],
 )
@@ -92,6 +92,27 @@ def test_isin_check_digit_matches_stdnum(body: str) -> None:
     assert stdnum_isin.is_valid(body + digit)
 
 
+@pytest.mark.parametrize(
+    ("prefix", "known"),
+    [
+        ("RU", True),
+        ("US", True),
+        ("KZ", True),
+        ("XS", True),  # international securities (Euroclear/Clearstream)
+        ("EU", True),  # European Union
+        ("XB", True),  # NSD Russia substitute agencies
+        ("AA", False),  # user-assigned in ISO 3166, no country
+        ("ZZ", False),
+        ("QQ", False),
+        ("XX", False),
+        ("UK", False),  # the United Kingdom is GB
+    ],
+)
+def test_the_country_prefix_is_checked_not_only_its_shape(prefix: str, known: bool) -> None:
+    body = prefix + "000000000"
+    assert isin_is_valid(body + isin_check_digit(body)) is known
+
+
 @given(isin_bodies, st.integers(0, 11), st.sampled_from(ALNUM))
 def test_corrupted_isins_agree_with_stdnum(body: str, position: int, char: str) -> None:
     value = body + isin_check_digit(body)
@@ -107,7 +128,7 @@ def test_random_isin_strings_agree_with_stdnum(value: str) -> None:
 def test_any_text_is_judged_without_error(value: str) -> None:
     # Whatever stdnum's clean-up accepts, we accept only the canonical form.
     if isin_is_valid(value):
-        assert stdnum_isin.is_valid(value) or value[:2] not in KNOWN_PREFIXES
+        assert stdnum_isin.is_valid(value)
         assert value == value.strip().upper()
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from domain.codes import (
@@ -18,14 +18,15 @@ from domain.codes import (
     MandatoryVoluntary,
     OptionKind,
 )
-from domain.identifiers import currency_minor_unit, isin_check_digit
-from domain.money import format_amount, parse_decimal, round_half_up
+from domain.identifiers import isin_check_digit
+from domain.money import canonical, format_amount, format_rate, parse_decimal, round_half_up
 from domain.positions import Position, PositionsSnapshot, parse_positions, positions_to_payload
 from domain.terms import CorporateActionTerms, ElectionOption, Money, Ratio
 from domain.validation import (
     FIELD_NAMES,
     InvalidInput,
     Problem,
+    canonical_text,
     changed_fields,
     parse_amendment,
     parse_terms,
@@ -133,7 +134,7 @@ def test_dates_may_be_equal() -> None:
 def test_three_bad_fields_give_three_problems_with_their_paths() -> None:
     payload = dividend(
         isin="RU0009029541",
-        grossRate={"amount": "12.345", "currency": "RUB"},
+        grossRate={"amount": "12.12345678901", "currency": "RUB"},
         options=[
             {"number": 1, "kind": "CASH", "isDefault": False},
             {"number": 1000, "kind": "SECU", "isDefault": False},
@@ -141,7 +142,7 @@ def test_three_bad_fields_give_three_problems_with_their_paths() -> None:
     )
     found = problems_of(payload)
     assert set(found) == {("isin",), ("grossRate", "amount"), ("options", 1, "number")}
-    assert "2 decimal places" in found[("grossRate", "amount")]
+    assert "10 decimal places" in found[("grossRate", "amount")]
 
 
 def test_the_error_message_names_every_field() -> None:
@@ -224,9 +225,8 @@ def test_amounts_of_the_wrong_type(amount: object) -> None:
         ("0", "RUB"),
         ("0.00", "RUB"),
         ("-1", "RUB"),
-        ("1.5", "JPY"),
-        ("0.0001", "BHD"),
-        ("1.230", "USD"),
+        ("0.00000000001", "JPY"),  # 11 decimals: a rate carries at most 10
+        ("1.12345678905", "USD"),
     ],
 )
 def test_amounts_out_of_bounds(amount: str, currency: str) -> None:
@@ -235,7 +235,7 @@ def test_amounts_out_of_bounds(amount: str, currency: str) -> None:
     }
 
 
-@pytest.mark.parametrize("currency", ["usd", "ZZZ", "XAU", "XXX", "US", 840, None])
+@pytest.mark.parametrize("currency", ["ZZZ", "XAU", "XXX", "US", "ＵＳＤ", 840, None])
 def test_bad_currencies(currency: object) -> None:
     found = problems_of(dividend(grossRate={"amount": "1", "currency": currency}))
     assert set(found) == {("grossRate", "currency")}
@@ -246,7 +246,7 @@ def test_bad_currencies(currency: object) -> None:
     [
         ("reference", ""),
         ("reference", "x" * 36),
-        ("reference", " CA-1"),
+        ("reference", " \t "),  # nothing left once trimmed
         ("reference", "CA\n1"),
         ("reference", "CA\u202e1"),  # bidi override
         ("reference", "CA\ud8001"),  # lone surrogate
@@ -254,7 +254,7 @@ def test_bad_currencies(currency: object) -> None:
         ("securityName", "x" * 141),
         ("securityName", ""),
         ("isin", "RU0009029541"),
-        ("isin", "ru0009029540"),
+        ("isin", "AA0000000006"),  # right check digit, but AA is no country
         ("isin", 12345),
         ("eventType", "dvca"),
         ("eventType", "XXXX"),
@@ -453,18 +453,30 @@ def texts(max_size: int) -> st.SearchStrategy[str]:
     # Short texts keep generation cheap; the longest allowed one comes up too.
     short = st.text(
         alphabet=st.characters(exclude_categories=("C", "Zl", "Zp")), min_size=1, max_size=12
-    ).map(lambda s: s.strip() or "x")
+    ).map(lambda s: canonical_text(s) or "x")
     return short | st.just("Я" * max_size)
 
 
 @st.composite
 def moneys(draw: st.DrawFn) -> Money:
+    """Gross rates per security: up to 10 decimals whatever the currency."""
     currency = draw(st.sampled_from(CURRENCIES))
-    minor_unit = currency_minor_unit(currency)
-    assert minor_unit is not None
-    places = draw(st.integers(0, minor_unit))
+    places = draw(st.integers(0, 10))
     units = draw(st.integers(1, 10**18))
-    return Money(Decimal(units).scaleb(-places), currency)
+    return Money(canonical(Decimal(units).scaleb(-places)), currency)
+
+
+@st.composite
+def ratios(draw: st.DrawFn, event_type: EventType) -> Ratio:
+    """Ratios that fit the event: SPLF gives more securities, SPLR fewer."""
+    a, b = draw(st.integers(1, 2**31 - 1)), draw(st.integers(1, 2**31 - 1))
+    if event_type is EventType.SPLF:
+        assume(a != b)
+        return Ratio(max(a, b), min(a, b))
+    if event_type is EventType.SPLR:
+        assume(a != b)
+        return Ratio(min(a, b), max(a, b))
+    return Ratio(a, b)
 
 
 @st.composite
@@ -487,13 +499,12 @@ def valid_terms(draw: st.DrawFn) -> CorporateActionTerms:
     ex = announcement + draw(gaps)
     record = ex + draw(gaps)
     payment = record + draw(gaps)
-    ratios = st.builds(Ratio, st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1))
     if event_type in CASH_EVENTS:
         gross_rate, ratio = draw(moneys()), None
     elif event_type in SECURITY_EVENTS:
-        gross_rate, ratio = None, draw(ratios)
+        gross_rate, ratio = None, draw(ratios(event_type))
     else:
-        gross_rate, ratio = draw(st.none() | moneys()), draw(st.none() | ratios)
+        gross_rate, ratio = draw(st.none() | moneys()), draw(st.none() | ratios(event_type))
     deadline = draw(
         st.datetimes(datetime(1990, 1, 1), datetime(2200, 1, 1), timezones=st.just(UTC))
         if election
@@ -656,6 +667,23 @@ def test_format_amount(amount: str, minor_unit: int, text: str) -> None:
     assert format_amount(Decimal(amount), minor_unit) == text
 
 
+@pytest.mark.parametrize(
+    ("rate", "minor_unit", "text"),
+    [
+        ("33.3", 2, "33.30"),
+        ("1.2300", 2, "1.23"),
+        ("0.00110609", 2, "0.00110609"),
+        ("33", 0, "33"),
+        ("1.5000", 3, "1.500"),
+        ("1E+2", 2, "100.00"),
+    ],
+)
+def test_format_rate_is_exact_with_at_least_the_minor_unit(
+    rate: str, minor_unit: int, text: str
+) -> None:
+    assert format_rate(Decimal(rate), minor_unit) == text
+
+
 def test_round_half_up_keeps_every_digit_of_huge_amounts() -> None:
     huge = Decimal("9" * 39 + ".5")
     assert round_half_up(huge, 0) == Decimal("1" + "0" * 39)
@@ -755,3 +783,81 @@ def test_junk_positions_never_crash(payload: Payload) -> None:
 )
 def test_junk_position_entries_never_crash(entries: list[Payload]) -> None:
     assert_parses_or_reports(parse_positions, snapshot(*entries))
+
+
+# -- issue 11: domain checks (kind 9), rates per security (kind 10), bounds (kind 4) --
+
+
+def test_an_isin_whose_prefix_is_no_country_is_refused() -> None:
+    # AA0000000006 has a correct ISO 6166 check digit; AA is no ISO 3166 code.
+    found = problems_of(dividend(isin="AA0000000006"))
+    assert set(found) == {("isin",)}
+    assert "country" in found[("isin",)]
+    assert parse_terms(dividend(isin="XS0000000009")).isin == "XS0000000009"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "numerator", "denominator"),
+    [("SPLF", 1, 10), ("SPLF", 1, 1), ("SPLR", 10, 1), ("SPLR", 3, 3)],
+)
+def test_a_split_must_go_its_own_way(event_type: str, numerator: int, denominator: int) -> None:
+    ratio = {"numerator": numerator, "denominator": denominator}
+    found = problems_of(dividend(eventType=event_type, grossRate=None, ratio=ratio))
+    assert set(found) == {("ratio",)}
+    assert "numerator" in found[("ratio",)] and event_type in found[("ratio",)]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "numerator", "denominator"), [("SPLF", 2, 1), ("SPLF", 3, 2), ("SPLR", 1, 10)]
+)
+def test_splits_in_their_direction_are_accepted(
+    event_type: str, numerator: int, denominator: int
+) -> None:
+    ratio = {"numerator": numerator, "denominator": denominator}
+    terms = parse_terms(dividend(eventType=event_type, grossRate=None, ratio=ratio))
+    assert terms.ratio == Ratio(numerator, denominator)
+
+
+def test_an_amendment_that_turns_a_split_around_is_refused() -> None:
+    split = parse_terms(
+        dividend(eventType="SPLF", grossRate=None, ratio={"numerator": 2, "denominator": 1})
+    )
+    with pytest.raises(InvalidInput) as caught:
+        parse_amendment(split, {"eventType": "SPLR"})
+    assert [p.path for p in caught.value.problems] == [("ratio",)]
+
+
+def test_a_rate_per_security_may_carry_more_decimals_than_its_currency() -> None:
+    terms = parse_terms(dividend(grossRate={"amount": "0.00110609", "currency": "RUB"}))
+    assert terms.gross_rate == Money(Decimal("0.00110609"), "RUB")
+    assert terms_to_payload(terms)["grossRate"] == {"amount": "0.00110609", "currency": "RUB"}
+    ten = parse_terms(dividend(grossRate={"amount": "1.0123456789", "currency": "JPY"}))
+    assert ten.gross_rate == Money(Decimal("1.0123456789"), "JPY")
+
+
+def test_a_rate_is_compared_by_value() -> None:
+    spelled = parse_terms(dividend(grossRate={"amount": "1.2300", "currency": "USD"}))
+    plain = parse_terms(dividend(grossRate={"amount": "1.23", "currency": "USD"}))
+    assert spelled.gross_rate == Money(Decimal("1.23"), "USD")
+    assert changed_fields(plain, spelled) == ()
+    assert terms_to_payload(spelled) == terms_to_payload(plain)
+    # Trailing zeros do not count towards the 10 decimals.
+    assert parse_terms(dividend(grossRate={"amount": "1." + "0" * 20, "currency": "USD"}))
+
+
+def test_codes_are_kept_upper_case() -> None:
+    terms = parse_terms(dividend(isin="ru0009029540", grossRate={"amount": "1", "currency": "usd"}))
+    assert (terms.isin, terms.gross_rate) == ("RU0009029540", Money(Decimal(1), "USD"))
+
+
+@pytest.mark.parametrize("quantity", ["9" * 40, "1" + "0" * 15, "1000000000000000.5"])
+def test_a_holding_of_10_to_the_15_or_more_is_refused(quantity: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_positions(snapshot(position(quantity=quantity)))
+    assert [p.path for p in caught.value.problems] == [("positions", 0, "quantity")]
+    assert "10^15" in caught.value.problems[0].message
+
+
+def test_the_largest_holding_is_accepted() -> None:
+    parsed = parse_positions(snapshot(position(quantity="999999999999999.999999")))
+    assert parsed.positions[0].quantity == Decimal("999999999999999.999999")

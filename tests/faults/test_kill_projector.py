@@ -74,7 +74,6 @@ def worker_env(s: Settings) -> dict[str, str]:
         "HERALD_JWKS": s.jwks_location or "",
         "HERALD_JWT_ISSUER": s.jwt_issuer,
         "HERALD_JWT_AUDIENCE": s.jwt_audience,
-        "HERALD_REDIS_URL": "",
     }
 
 

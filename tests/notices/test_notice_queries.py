@@ -268,7 +268,7 @@ async def test_my_notices_pages_newest_first_and_shows_the_public_card(
         "gross": None,
         "tax": None,
         "net": None,
-        "securities": 3,
+        "securities": "3",
     }
 
 

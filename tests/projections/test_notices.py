@@ -97,5 +97,5 @@ async def test_security_event_gives_whole_securities_and_the_fraction(
     await portal.positions({"S": "105"}, as_of="2026-12-18")
     notices = await eventually(lambda: notices_of(herald, action_id), lambda n: len(n) == 1)
     entitlement = notices["S"]["content"]["entitlement"]
-    assert entitlement["securities"] == 157 and entitlement["fraction"] == "0.5"
+    assert entitlement["securities"] == "157" and entitlement["fraction"] == "0.5"
     assert entitlement["gross"] is None and entitlement["net"] is None

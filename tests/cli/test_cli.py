@@ -1,0 +1,125 @@
+"""The `herald` command line: help with defaults, refusals, start-up failures."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.main import ROLES, build_parser
+from cli.preflight import EXIT_CONFIG, EXIT_UNREACHABLE
+from devstack.process import ManagedProcess, free_port, run_sync
+
+HERALD = Path(sys.executable).with_name("herald")
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(HERALD), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_every_subcommand_and_option_has_help_showing_its_default() -> None:
+    subcommands = _subcommands()
+    assert {"dev", "serve", "worker", "rebuild", "token", "allowlist"} <= set(subcommands)
+    for name, parser in subcommands.items():
+        assert parser.description, name
+        text = parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"herald {name} {action.dest}: no help text"
+            if action.default is not None and not action.required and action.option_strings:
+                assert f"(default: {action.default})" in " ".join(text.split()), (
+                    f"herald {name} {action.dest}: default not shown"
+                )
+
+
+def test_token_refuses_an_unknown_role_and_lists_the_valid_ones(tmp_path: Path) -> None:
+    done = _run("token", "--data-dir", str(tmp_path), "--sub", "x", "--roles", "ca-admin")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "ca-admin" in done.stderr
+    assert all(role in done.stderr for role in ROLES)
+    assert not any(tmp_path.iterdir())  # no signing key made: the refusal changed nothing
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker"], ["rebuild", "cards"]])
+def test_no_store_gives_one_line_naming_herald_mongo_uri(command: list[str]) -> None:
+    nowhere = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+    done = _run(*command, env={"HERALD_MONGO_URI": nowhere})
+    assert done.returncode == EXIT_UNREACHABLE
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "HERALD_MONGO_URI" in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_debug_adds_the_traceback() -> None:
+    nowhere = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+    done = _run("serve", "--debug", env={"HERALD_MONGO_URI": nowhere})
+    assert done.returncode == EXIT_UNREACHABLE
+    assert "Traceback" in done.stderr
+    assert "HERALD_MONGO_URI" in done.stderr.strip().splitlines()[-1]
+
+
+def test_no_broker_stops_the_worker_naming_herald_kafka_bootstrap(mongo_uri: str) -> None:
+    done = _run(
+        "worker",
+        env={"HERALD_MONGO_URI": mongo_uri, "HERALD_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"},
+    )
+    assert done.returncode == EXIT_UNREACHABLE
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "HERALD_KAFKA_BOOTSTRAP" in lines[0]
+
+
+def test_a_malformed_setting_is_one_line_with_the_config_exit_code() -> None:
+    done = _run("serve", env={"HERALD_PORT": "eighty"})
+    assert done.returncode == EXIT_CONFIG
+    assert done.stderr.strip().splitlines() == [
+        "herald serve: HERALD_PORT='eighty': invalid literal for int() with base 10: 'eighty'"
+    ]
+
+
+def test_serve_starts_without_the_broker_after_one_warning_line(
+    mongo_uri: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        "HERALD_MONGO_URI": mongo_uri,
+        "HERALD_MONGO_DATABASE": f"serve_no_broker_{port}",
+        "HERALD_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "HERALD_PORT": str(port),
+    }
+    server = ManagedProcess("serve", [str(HERALD), "serve"], tmp_path, env=env)
+    server.start()
+    try:
+
+        async def healthy() -> None:
+            async with httpx.AsyncClient(timeout=5) as http:
+                (await http.get(f"http://127.0.0.1:{port}/healthz")).raise_for_status()
+
+        run_sync(lambda: server.wait_ready(port, healthy, timeout=60))
+    finally:
+        server.stop()
+    log = server.log_path.read_text(errors="replace")
+    warning = next(line for line in log.splitlines() if line.startswith("herald: "))
+    assert "HERALD_KAFKA_BOOTSTRAP" in warning and "outbox" in warning
+    assert "Traceback" not in log
