@@ -89,6 +89,8 @@ class Sent:
     body: dict[str, Any]
     answers: list[bytes] = field(default_factory=list)
     attempts: int = 0
+    # when the first answer came (the event loop's clock)
+    answered_at: float | None = None
 
     @property
     def scoped_key(self) -> str:
@@ -136,6 +138,8 @@ async def until_answered(
             await asyncio.sleep(pause)
             continue
         sent.answers.append(response.content)
+        if sent.answered_at is None:
+            sent.answered_at = asyncio.get_running_loop().time()
         return sent
 
 

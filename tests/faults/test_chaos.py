@@ -236,6 +236,7 @@ async def test_store_paused_mid_command_records_every_key_once(
     pid = own_store.process.pid
     assert pid is not None
     everything: list[Sent] = []
+    retried = after_pause = 0
     async with RunningHerald(settings, issuer) as herald:
         db = herald.services.db
         async with httpx.AsyncClient(base_url=herald.base_url, timeout=60) as http:
@@ -252,15 +253,21 @@ async def test_store_paused_mid_command_records_every_key_once(
                 )
                 await asyncio.sleep(rng.uniform(0.2, 0.8))
                 os.kill(pid, signal.SIGSTOP)
+                paused_at = asyncio.get_running_loop().time()
                 try:
                     await asyncio.sleep(12.5)
                 finally:
                     os.kill(pid, signal.SIGCONT)
                 await asyncio.wait_for(load, 240)
+                retried += sum(1 for s in sent if s.attempts > 1)  # before the replay check
+                after_pause += sum(1 for s in sent if (s.answered_at or 0) > paused_at)
                 everything.extend(sent)
                 counts = await check_round(http, db, sent, everything)
-    retried = sum(1 for s in everything if s.attempts > 1)
-    print(f"store pause: {PAUSES} rounds, {counts}, {retried} keys retried")
+    print(
+        f"store pause: {PAUSES} rounds, {counts}, {after_pause} keys answered after "
+        f"the pause began, {retried} retried"
+    )
+    assert after_pause > 0  # the pause caught commands in flight
     versions: list[Document] = [doc async for doc in _streams(settings)]
     assert all(doc["versions"] == [1] for doc in versions), versions
 
