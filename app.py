@@ -36,6 +36,7 @@ from commands.idempotency import IdempotencyMiddleware
 from ide import offline_page
 from ide import routes as ide_routes
 from observability import metrics, tracing
+from observability.readiness import CachedReadiness
 from queries.allowlist import load_allowlist
 from queries.auth import AuthenticationMiddleware, principal_from_scope
 from queries.context import HeraldContext
@@ -211,8 +212,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    # answered from checks run twice a second: a dead store must not make it slow
+    readiness = CachedReadiness(services.ready)
+
     async def readyz(request: Request) -> Response:
-        checks = await services.ready()
+        checks = await readiness.current()
         ok = all(checks.values())
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks},
@@ -229,12 +233,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
         await services.start_read_feeds()
+        readiness.start()
         log.info(
             "herald started (kafka %s, store %s)", settings.kafka_bootstrap, settings.mongo_database
         )
         try:
             yield
         finally:
+            await readiness.stop()
             await services.stop()
 
     app = Starlette(

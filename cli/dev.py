@@ -3,9 +3,10 @@
 Starts SecantusDB (storing under DATA_DIR/store) and a broker — Tansu by
 default, or Apache Kafka 4 with `--broker kafka` (storing under
 DATA_DIR/kafka) — then the API with the outbox relay and the projectors;
-waits until /readyz says ready and prints the GraphQL URL. Ctrl-C stops
-everything. Tansu keeps its log in memory: on a restart the topics are new,
-and the relay re-publishes the durable record from the store.
+waits until /readyz says ready and prints the GraphQL URL. Ctrl-C or SIGTERM
+stops everything. Tansu keeps its log in memory: on a restart the topics are
+new, and the relay re-publishes the durable record from the store. A store
+or broker child that dies is restarted with backoff (devstack/supervisor.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,8 +24,12 @@ import httpx
 import uvicorn
 
 from adapters.auth.dev_issuer import DevIssuer
+from adapters.kafka.topics import ensure_topics
 from app import create_app
 from devstack.process import free_port
+from devstack.supervisor import Child, Supervisor
+from observability.log_limits import RepeatLimit
+from services import Services
 from settings import Settings
 
 log = logging.getLogger("herald.dev")
@@ -33,6 +39,8 @@ def run_dev(*, port: int, host: str, data_dir: Path, broker: str, edge: bool = F
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("httpx", "aiokafka"):  # their INFO lines drown Herald's own
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # a dead broker: one line per 10 s and kind
+        handler.addFilter(RepeatLimit("aiokafka"))
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()  # --port 0: any free port, named in the banner
@@ -52,6 +60,7 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
     from devstack.secantus import SecantusServer
 
     started = time.monotonic()
+    stopping = _SigtermStops()
     issuer = DevIssuer(data_dir)
     issuer.public_jwks()  # creates the dev key on first use
     store = SecantusServer(data_dir / "store", log_dir=data_dir / "logs")
@@ -74,11 +83,27 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
             jwt_issuer=issuer.issuer,
             jwt_audience=issuer.audience,
         )
+        services = Services(settings)
         server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host=host, port=api_port, log_level="warning")
+            uvicorn.Config(
+                create_app(settings, services), host=host, port=api_port, log_level="warning"
+            )
         )
         serving = asyncio.create_task(server.serve())
+        stopping.server = server
         await _wait_ready(f"http://{host}:{api_port}", serving)
+        supervisor = Supervisor(
+            [
+                Child("SecantusDB", store),
+                Child(
+                    f"{broker} broker",
+                    event_log,
+                    on_restart=lambda: _refill(services, memory_only=broker != "kafka"),
+                ),
+            ]
+        )
+        supervising = asyncio.create_task(supervisor.run(), name="supervisor")
+        stack.callback(supervising.cancel)
         base = f"http://{host}:{port}"
         if edge:
             from edge.dev import DevEdge
@@ -94,6 +119,38 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
         stack.close()
         event_log.stop()
         store.stop()
+
+
+class _SigtermStops:
+    """SIGTERM stops like Ctrl-C: the API shuts down gracefully, then every
+    child is stopped in order. (uvicorn re-raises the signals it caught once
+    it has shut down; with the default SIGTERM action that killed this
+    process before its clean-up.) Before the API runs, the start is cancelled."""
+
+    def __init__(self) -> None:
+        self.server: uvicorn.Server | None = None
+        main = asyncio.current_task()
+        assert main is not None
+        self._main = main
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._stop)
+
+    def _stop(self) -> None:
+        if self.server is None:
+            self._main.cancel()
+        else:
+            self.server.should_exit = True
+
+
+async def _refill(services: Services, *, memory_only: bool) -> None:
+    """A broker that came back empty: create the topics again and queue the
+    whole durable record for the relay to re-publish. Tansu (`memory_only`)
+    always comes back empty, even if a publish already re-created a topic."""
+    s = services.settings
+    created = await ensure_topics(s.kafka_bootstrap, s.kafka_topic_prefix, s.kafka_partitions)
+    if created or memory_only:
+        queued = await services.events.mark_all_unpublished()
+        log.info("the broker came back empty: re-publishing %d recorded events", queued)
+    services.relay.notify()
 
 
 def _banner(seconds: float, base: str, host: str, port: int, data_dir: Path) -> str:

@@ -5,20 +5,30 @@ A handler returns only after its events are in the event record, so an
 accepted command survives a Kafka outage (invariant 1). Concurrent commands
 on one aggregate race for the same stream version; the store lets one win and
 the loser hears VersionConflict (invariant 2).
+
+A command run for a request under an Idempotency-Key (invariant 3; see
+commands/idempotency.py) stores its event under an id derived from the
+key's command id, with the key and fingerprint (`CommandOrigin`). When the
+request is resumed (its key's earlier execution was abandoned or failed),
+the handler first looks that event up and, found, answers from it what the
+first execution answered instead of deciding again: a command runs once
+across crashes, and its retry never hears "reference … is already used" for
+the action it created itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from commands.ids import new_action_id, new_event_id
+from commands.ids import command_event_id, command_snapshot_id, new_action_id, new_event_id
 from domain import corporate_action as ca
 from domain import events as ev
 from domain.consistency import ConsistencyToken
-from domain.errors import Forbidden, NotFound, VersionConflict
+from domain.errors import DomainError, Forbidden, NotFound, VersionConflict
 from domain.ports import ConcurrencyError, EventStore, PositionSnapshotStore, UniqueKeyTaken
 from domain.positions import parse_positions, positions_aggregate_id
 from domain.principal import Principal
@@ -27,11 +37,31 @@ from observability.tracing import traced_command
 
 REFERENCE_NAMESPACE = "reference"
 
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class RequestCommand:
+    """The command of the request being served under an Idempotency-Key.
+
+    `resumed`: an earlier execution of this key's command may have stored its
+    event (its claim was abandoned, or released after a server failure).
+    """
+
+    origin: ev.CommandOrigin
+    resumed: bool = False
+
+
+# Set by the idempotency middleware for the request it runs.
+CURRENT_COMMAND: ContextVar[RequestCommand | None] = ContextVar("herald_command", default=None)
+
 
 @dataclass(frozen=True)
 class CommandContext:
     principal: Principal
     correlation_id: str
+    # the command of the request being served (None outside one)
+    command: RequestCommand | None = field(default_factory=CURRENT_COMMAND.get)
 
     @property
     def actor(self) -> str:
@@ -90,6 +120,9 @@ class CommandHandlers:
 
     @traced_command("announce")
     async def announce(self, payload: Mapping[str, Any], ctx: CommandContext) -> ActionResult:
+        return await self._once(ctx, self._action_answer, lambda: self._announce(payload, ctx))
+
+    async def _announce(self, payload: Mapping[str, Any], ctx: CommandContext) -> ActionResult:
         actor = ctx.actor
         terms = parse_terms(payload)
         action_id = new_action_id()
@@ -100,6 +133,13 @@ class CommandHandlers:
 
     @traced_command("amend", aggregate_arg="action_id")
     async def amend(
+        self, action_id: str, expected_version: int, changes: Mapping[str, Any], ctx: CommandContext
+    ) -> ActionResult:
+        return await self._once(
+            ctx, self._action_answer, lambda: self._amend(action_id, expected_version, changes, ctx)
+        )
+
+    async def _amend(
         self, action_id: str, expected_version: int, changes: Mapping[str, Any], ctx: CommandContext
     ) -> ActionResult:
         actor = ctx.actor
@@ -122,6 +162,13 @@ class CommandHandlers:
     async def cancel(
         self, action_id: str, expected_version: int, reason: str, ctx: CommandContext
     ) -> ActionResult:
+        return await self._once(
+            ctx, self._action_answer, lambda: self._cancel(action_id, expected_version, reason, ctx)
+        )
+
+    async def _cancel(
+        self, action_id: str, expected_version: int, reason: str, ctx: CommandContext
+    ) -> ActionResult:
         actor = ctx.actor
         reason = reason.strip()
         if not reason or len(reason) > 500:
@@ -132,6 +179,11 @@ class CommandHandlers:
 
     @traced_command("approve", aggregate_arg="action_id")
     async def approve(self, action_id: str, version: int, ctx: CommandContext) -> ActionResult:
+        return await self._once(
+            ctx, self._action_answer, lambda: self._approve(action_id, version, ctx)
+        )
+
+    async def _approve(self, action_id: str, version: int, ctx: CommandContext) -> ActionResult:
         actor = ctx.actor
         state = await self._load_action(action_id)
         decided = ca.approve(state, action_id, version, actor)
@@ -139,6 +191,45 @@ class CommandHandlers:
 
     async def _load_action(self, action_id: str) -> ca.CorporateAction | None:
         return ca.replay(await self._store.load(action_id))
+
+    async def _action_answer(self, stored: ev.EventEnvelope) -> ActionResult:
+        """What the command that stored `stored` answered: the action as of that
+        event (later events left out), the version it created or published."""
+        history = await self._store.load(stored.aggregate_id)
+        state = ca.replay(e for e in history if e.version <= stored.version)
+        assert state is not None  # the stream holds `stored` itself
+        return ActionResult(
+            action=state, version=int(stored.payload["caVersion"]), token=_token(stored)
+        )
+
+    # --- one execution per Idempotency-Key ------------------------------------
+
+    async def _once(
+        self,
+        ctx: CommandContext,
+        answer: Callable[[ev.EventEnvelope], Awaitable[R]],
+        run: Callable[[], Awaitable[R]],
+    ) -> R:
+        """Run the command unless its request already stored its event, and
+        answer from that event if so. A resumed command that is refused is
+        checked again: the stalled first execution may have stored its event
+        between the look-up and the decision (the refusal would be of itself)."""
+        earlier = await self._earlier(ctx)
+        if earlier is not None:
+            return await answer(earlier)
+        try:
+            return await run()
+        except (DomainError, InvalidInput):
+            earlier = await self._earlier(ctx)
+            if earlier is None:
+                raise
+            return await answer(earlier)
+
+    async def _earlier(self, ctx: CommandContext) -> ev.EventEnvelope | None:
+        command = ctx.command
+        if command is None or not command.resumed:
+            return None
+        return await self._store.get(command_event_id(command.origin.command_id))
 
     async def _record_action(
         self,
@@ -172,6 +263,8 @@ class CommandHandlers:
                 (Problem(("reference",), f"reference {exc.key!r} is already used"),)
             ) from exc
         self._on_appended()
+        if stored.version != envelope.version or stored.aggregate_id != envelope.aggregate_id:
+            return await self._action_answer(stored)  # this command's event, stored earlier
         new_state = ca.apply(state, stored)
         return ActionResult(
             action=new_state,
@@ -189,11 +282,24 @@ class CommandHandlers:
 
         The positions are stored first under a new snapshot id; the event only
         names it (claim check), so 100 000 accounts never travel through Kafka.
+        Both are idempotent by id: under an Idempotency-Key the snapshot id and
+        the event id derive from the command id, so a resumed command rewrites
+        nothing and appends no second event.
         """
+        return await self._once(
+            ctx, _positions_answer, lambda: self._record_positions(payload, ctx, attempts)
+        )
+
+    async def _record_positions(
+        self, payload: Mapping[str, Any], ctx: CommandContext, attempts: int
+    ) -> PositionsResult:
         actor = ctx.actor
         snapshot = parse_positions(payload)
         aggregate_id = positions_aggregate_id(snapshot.isin, snapshot.as_of.isoformat())
-        snapshot_id = new_event_id()
+        command = ctx.command
+        snapshot_id = (
+            new_event_id() if command is None else command_snapshot_id(command.origin.command_id)
+        )
         await self._positions.save(snapshot_id, snapshot)
         decided = ev.NewEvent(
             ev.POSITIONS_RECORDED,
@@ -219,7 +325,7 @@ class CommandHandlers:
                     ) from None
                 continue
             self._on_appended()
-            return PositionsResult(len(snapshot.positions), _token(stored))
+            return _positions_answer_now(stored)
         raise AssertionError("unreachable")
 
     # --- notices --------------------------------------------------------------
@@ -274,21 +380,35 @@ class CommandHandlers:
         ctx: CommandContext,
         actor: str,
     ) -> ev.EventEnvelope:
+        command = ctx.command
+        now = self._clock()
         return ev.EventEnvelope(
-            event_id=new_event_id(),
+            event_id=new_event_id()
+            if command is None
+            else command_event_id(command.origin.command_id),
             event_type=decided.event_type,
             aggregate_type=aggregate_type,
             aggregate_id=aggregate_id,
             version=version,
-            occurred_at=self._clock(),
+            # the stores keep milliseconds: the first answer shows what a replay will
+            occurred_at=now.replace(microsecond=now.microsecond // 1000 * 1000),
             actor=actor,
             correlation_id=ctx.correlation_id,
             payload=decided.payload,
+            origin=None if command is None else command.origin,
         )
 
 
 def _token(event: ev.EventEnvelope) -> ConsistencyToken:
     return ConsistencyToken(event.aggregate_type, event.aggregate_id, event.version, event.sequence)
+
+
+async def _positions_answer(stored: ev.EventEnvelope) -> PositionsResult:
+    return _positions_answer_now(stored)
+
+
+def _positions_answer_now(stored: ev.EventEnvelope) -> PositionsResult:
+    return PositionsResult(int(stored.payload["accounts"]), _token(stored))
 
 
 def _acknowledgement_of(

@@ -17,11 +17,30 @@ recorded before the caller hears it. A repeat then gets:
 - 409 while the first request is still running;
 - 422 when the body differs.
 
-A response that reports a server failure (HTTP 5xx, or a GraphQL error coded
-`INTERNAL_SERVER_ERROR` / `SERVICE_UNAVAILABLE`) is not recorded: the claim is
-released so that a retry runs again, instead of replaying the failure for a
-day. An in-flight claim older than the lease is taken as abandoned (its
-process died) and the next request takes it over.
+One mutation per key: a request under an Idempotency-Key selects exactly one
+mutation field. A request selecting several (aliases, fragments, a batch) is
+refused with 400 `BAD_USER_INPUT` before anything runs, so a key always
+stands for one command and one outcome.
+
+One decision per key, stored with the effect: each claim carries a command
+id, and the command's events are stored under ids derived from it (and carry
+the key and fingerprint, see `domain.events.CommandOrigin`). The command id
+survives what can interrupt a request between its write and its answer:
+
+- a response that reports a server failure (HTTP 5xx, or a GraphQL error
+  coded `INTERNAL_SERVER_ERROR` / `SERVICE_UNAVAILABLE`) is not recorded: the
+  claim is *released* (not forgotten), so a retry of the same body runs
+  again under the same command id (a different body may then take the key,
+  as a new command);
+- an in-flight claim older than the lease is taken as abandoned (its process
+  died, or stalled) and the next request with the same body takes it over,
+  under the same command id.
+
+Such a resumed command first looks for the events its id names: found, it
+answers from them what the first execution answered (rebuilt from the stored
+events), without deciding again; not found, it runs. A duplicate event id on
+append means "already written" (adapters.mongo.event_store), so even a
+resumed command racing the stalled original stores its events once.
 """
 
 from __future__ import annotations
@@ -31,17 +50,35 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
-from graphql import OperationType
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationType,
+    SelectionSetNode,
+    get_operation_ast,
+    parse,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from commands.handlers import CURRENT_COMMAND, RequestCommand
+from domain.events import CommandOrigin
 from domain.ports import StoreError
 from queries.auth import principal_from_scope
-from queries.documents import operation_type
-from queries.errors import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS, SERVICE_UNAVAILABLE
+from queries.documents import MAX_TOKENS, operation_type
+from queries.errors import (
+    BAD_USER_INPUT,
+    IDEMPOTENCY_KEY_REUSED,
+    REQUEST_IN_PROGRESS,
+    SERVICE_UNAVAILABLE,
+)
 from queries.extensions import INTERNAL
 
 __all__ = [
@@ -57,6 +94,7 @@ __all__ = [
     "idempotency_key",
     "is_mutation_request",
     "is_server_failure",
+    "mutation_field_count",
     "request_fingerprint",
 ]
 
@@ -169,6 +207,51 @@ def is_mutation_request(body: Any) -> bool:
     return operation_type(query, operation_name) is OperationType.MUTATION
 
 
+def mutation_field_count(body: Any) -> int:
+    """How many mutation fields the request (or all requests of a batch) selects
+    at the root, aliases and fragments counted; `__typename` is not a mutation."""
+    if isinstance(body, list):
+        return sum(mutation_field_count(item) for item in body)
+    if not isinstance(body, dict):
+        return 0
+    query = body.get("query")
+    operation_name = body.get("operationName")
+    if not isinstance(query, str) or not isinstance(operation_name, str | None):
+        return 0
+    return _root_mutation_fields(query, operation_name)
+
+
+@lru_cache(maxsize=256)
+def _root_mutation_fields(query: str, operation_name: str | None) -> int:
+    try:
+        document = parse(query, no_location=True, max_tokens=MAX_TOKENS)
+    except (GraphQLError, RecursionError):
+        return 0  # the GraphQL layer refuses it without executing
+    operation = get_operation_ast(document, operation_name)
+    if operation is None or operation.operation is not OperationType.MUTATION:
+        return 0
+    fragments = {
+        d.name.value: d.selection_set
+        for d in document.definitions
+        if isinstance(d, FragmentDefinitionNode)
+    }
+
+    def count(selection_set: SelectionSetNode, seen: frozenset[str]) -> int:
+        total = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total += selection.name.value != "__typename"
+            elif isinstance(selection, InlineFragmentNode):
+                total += count(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in fragments and name not in seen:  # a cycle fails validation
+                    total += count(fragments[name], seen | {name})
+        return total
+
+    return count(operation.selection_set, frozenset())
+
+
 # --- the store port ----------------------------------------------------------------
 
 
@@ -179,6 +262,12 @@ class CallerKey:
     subject: str | None
     key: str
 
+    @property
+    def scoped(self) -> str:
+        """The key in its caller's scope, unambiguous for any subject (a JSON
+        pair; no token is null, not a name)."""
+        return json.dumps([self.subject, self.key], separators=(",", ":"))
+
 
 @dataclass(frozen=True)
 class StoredResponse:
@@ -187,9 +276,18 @@ class StoredResponse:
     body: bytes
 
 
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True)
 class IdempotencyRecord:
-    """One claim of a key; `claim_id` tells this claim from a later takeover."""
+    """One claim of a key; `claim_id` tells this claim from a later takeover.
+
+    `command_id` names the one execution of the key's command: a takeover of
+    an abandoned or released claim of the same body keeps it. `released`: the
+    claim ended in a server failure; the key is free, its command id kept.
+    """
 
     caller_key: CallerKey
     fingerprint: str
@@ -197,10 +295,15 @@ class IdempotencyRecord:
     claimed_at: datetime
     expires_at: datetime
     response: StoredResponse | None = None
+    command_id: str = field(default_factory=_new_id)
+    released: bool = False
 
     @property
     def in_flight(self) -> bool:
-        return self.response is None
+        return self.response is None and not self.released
+
+    def origin(self) -> CommandOrigin:
+        return CommandOrigin(self.command_id, self.caller_key.scoped, self.fingerprint)
 
 
 class IdempotencyStore(Protocol):
@@ -212,7 +315,8 @@ class IdempotencyStore(Protocol):
         ...
 
     async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
-        """Replace `held` by `record` (in flight) if `held` is still what is stored."""
+        """Replace `held` by `record` (in flight) if `held` is still what is stored
+        (or `record` already is: a resent takeover)."""
         ...
 
     async def complete(
@@ -222,7 +326,8 @@ class IdempotencyStore(Protocol):
         ...
 
     async def release(self, record: IdempotencyRecord) -> None:
-        """Drop `record`'s in-flight claim (if still ours) so that a retry runs."""
+        """Mark `record`'s in-flight claim (if still ours) released, keeping its
+        command id, so that a retry runs — or finds what the command stored."""
         ...
 
 
@@ -346,6 +451,9 @@ class IdempotencyMiddleware:
         except InvalidIdempotencyKey as exc:
             await _send_problem(send, exc.problem)
             return
+        if mutation_field_count(payload) > 1:
+            await _send_problem(send, _several_mutations())
+            return
         now = self.clock()
         record = IdempotencyRecord(
             caller_key=CallerKey(principal_from_scope(scope).subject, key),
@@ -355,17 +463,17 @@ class IdempotencyMiddleware:
             expires_at=now + self.ttl,
         )
         try:
-            held = await self._claim(record)
+            claim = await self._claim(record)
         except StoreError as exc:
             # Fail closed: without the store we cannot tell a retry from a first
             # request, and a bank would rather refuse a command than run it twice.
             log.warning("idempotency store unavailable, refusing the mutation: %s", exc)
             await _send_problem(send, _store_unavailable())
             return
-        if held is not None:
-            await self._answer_repeat(held, record, send)
+        if isinstance(claim, _Held):
+            await self._answer_repeat(claim.record, record, send)
             return
-        await self._execute(record, scope, replay_receive, send)
+        await self._execute(claim, scope, replay_receive, send)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         for name, value in scope.get("headers", []):
@@ -382,24 +490,35 @@ class IdempotencyMiddleware:
             if not message.get("more_body", False):
                 return bytes(body)
 
-    async def _claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
-        """Claim the key, taking over a claim that expired or was abandoned;
-        None when the key is ours, else the record that holds it."""
+    async def _claim(self, record: IdempotencyRecord) -> _Claimed | _Held:
+        """Claim the key, taking over a claim that expired, was abandoned or was
+        released: _Claimed with the record we hold (its command id kept from the
+        claim taken over when the body is the same), else _Held."""
         held: IdempotencyRecord | None = None
         for _ in range(3):  # a takeover can lose to another one: look again
             held = await self.store.claim(record)
             if held is None:
-                return None
+                return _Claimed(record, resumed=False)
             if not self._may_take_over(held, record):
-                return held
-            if await self.store.take_over(held, record):
-                log.info("idempotency key %r taken over from an abandoned claim", record.caller_key)
-                return None
-        return held
+                return _Held(held)
+            resumes = held.response is None and held.fingerprint == record.fingerprint
+            ours = replace(record, command_id=held.command_id) if resumes else record
+            if await self.store.take_over(held, ours):
+                log.info(
+                    "idempotency key %r taken over from a%s claim%s",
+                    record.caller_key,
+                    " released" if held.released else "n abandoned",
+                    "; resuming its command" if resumes else "",
+                )
+                return _Claimed(ours, resumed=resumes)
+        assert held is not None
+        return _Held(held)
 
     def _may_take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
         if held.expires_at <= record.claimed_at:
             return True  # expired but not yet swept by the TTL monitor: the key is free
+        if held.released:
+            return True  # its request ended in a server failure: the key is free
         # A key stays bound to its first body for as long as its record lives, so
         # an abandoned claim is only taken over by the same request (else 422).
         return (
@@ -418,15 +537,17 @@ class IdempotencyMiddleware:
         else:
             await _send_replay(send, held.response)
 
-    async def _execute(
-        self, record: IdempotencyRecord, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def _execute(self, claim: _Claimed, scope: Scope, receive: Receive, send: Send) -> None:
+        record = claim.record
         captured = _CapturedResponse()
+        command = CURRENT_COMMAND.set(RequestCommand(record.origin(), resumed=claim.resumed))
         try:
             await self.app(scope, receive, captured.send)
         except BaseException:
             await self._release(record)
             raise
+        finally:
+            CURRENT_COMMAND.reset(command)
         response = captured.to_stored()
         if not captured.complete or is_server_failure(response):
             await self._release(record)
@@ -450,6 +571,22 @@ class IdempotencyMiddleware:
             await self.store.release(record)
         except StoreError as exc:  # the lease frees the key later
             log.warning("could not release idempotency claim %r: %s", record.caller_key, exc)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """The key is ours; `resumed`: an earlier execution of its command may have
+    stored its events (an abandoned or released claim of the same body)."""
+
+    record: IdempotencyRecord
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class _Held:
+    """Another request holds (or completed) the key."""
+
+    record: IdempotencyRecord
 
 
 def _json_or_none(body: bytes) -> Any:
@@ -527,6 +664,17 @@ def _in_progress() -> Problem:
         "Request in progress",
         "a request with this Idempotency-Key is still being processed; retry later",
         REQUEST_IN_PROGRESS,
+    )
+
+
+def _several_mutations() -> Problem:
+    return Problem(
+        400,
+        "one-mutation-per-key",
+        "One mutation per Idempotency-Key",
+        "a request under an Idempotency-Key selects exactly one mutation field; send each "
+        "mutation as a request of its own, with its own key (nothing was executed)",
+        BAD_USER_INPUT,
     )
 
 

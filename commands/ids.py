@@ -29,3 +29,18 @@ def new_event_id() -> str:
 
 def new_correlation_id() -> str:
     return uuid.uuid4().hex
+
+
+# Ids derived from a command id (an Idempotency-Key's one execution): writing
+# them again is "already written", never a second record.
+_COMMAND_NAMESPACE = uuid.UUID("6f1c2a52-8a0e-4f43-9a57-3c1f0f7d2b11")
+
+
+def command_event_id(command_id: str, index: int = 0) -> str:
+    """The id of the `index`-th event the command `command_id` records."""
+    return str(uuid.uuid5(_COMMAND_NAMESPACE, f"{command_id}/event/{index}"))
+
+
+def command_snapshot_id(command_id: str) -> str:
+    """The id of the positions snapshot the command `command_id` stores."""
+    return str(uuid.uuid5(_COMMAND_NAMESPACE, f"{command_id}/snapshot"))

@@ -40,13 +40,31 @@ class NewEvent:
 
 
 @dataclass(frozen=True)
+class CommandOrigin:
+    """The request whose command recorded an event (invariant 3).
+
+    `command_id` names one execution of one caller's Idempotency-Key: it is
+    kept when an abandoned claim of the key is taken over, so the events a
+    command stored before a crash are found again (their ids derive from it)
+    instead of being decided a second time. `key` is the caller-scoped key,
+    `fingerprint` the sha256 of the canonical request.
+    """
+
+    command_id: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
 class EventEnvelope:
     """A recorded event.
 
     `version` is the aggregate's stream version (1, 2, 3 …): unique per
     aggregate, it is what makes concurrent writers conflict and what lets
     consumers drop duplicates and detect gaps. `sequence` is the position in
-    Herald's global event record, assigned when the event is stored.
+    Herald's global event record, assigned when the event is stored. `origin`
+    ties the event to the Idempotency-Key of the request that recorded it
+    (None for an event recorded outside an HTTP request).
     """
 
     event_id: str
@@ -60,6 +78,8 @@ class EventEnvelope:
     payload: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     sequence: int = 0
+    # Stored with the event, not published: which request recorded it.
+    origin: CommandOrigin | None = None
 
 
 def to_json(event: EventEnvelope) -> dict[str, Any]:

@@ -48,10 +48,19 @@ class EventStore(Protocol):
         events: Sequence[EventEnvelope],
         reservations: Sequence[tuple[str, str]] = (),
     ) -> list[EventEnvelope]:
-        """Store events (and unique reservations) atomically; return them with sequences."""
+        """Store events (and unique reservations) atomically; return them with sequences.
+
+        Idempotent by event id: when the events are already stored under their
+        ids, return what was stored. ConcurrencyError only when another event
+        holds one of the (aggregate id, version) pairs; UniqueKeyTaken when
+        another aggregate holds a reservation."""
         ...
 
     async def load(self, aggregate_id: str, after_version: int = 0) -> list[EventEnvelope]: ...
+
+    async def get(self, event_id: str) -> EventEnvelope | None:
+        """The event stored under `event_id`, or None."""
+        ...
 
     async def unpublished(self, limit: int) -> list[EventEnvelope]: ...
 

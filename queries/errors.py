@@ -20,7 +20,7 @@ CONFLICT = "CONFLICT"
 NOT_CAUGHT_UP = "NOT_CAUGHT_UP"
 IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
 REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
-# Not in the contract's list: the store is down; nothing was changed, retry later.
+# Not in the contract's list: the store is down; retry later (a mutation, with the same key).
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 # Errors with one of these codes are the caller's to see; anything else is masked.
@@ -72,8 +72,12 @@ async def domain_errors_as_graphql() -> AsyncIterator[None]:
     except Forbidden as exc:
         raise coded(str(exc), FORBIDDEN) from exc
     except StoreUnavailable as exc:
+        # Not "nothing was changed": a write whose answer was lost may have been
+        # stored. A retry under the same Idempotency-Key finds it (it runs once).
         raise coded(
-            "the store is unavailable; nothing was changed, retry", SERVICE_UNAVAILABLE
+            "the store is unavailable; retry (a mutation with the same Idempotency-Key: "
+            "it takes effect at most once)",
+            SERVICE_UNAVAILABLE,
         ) from exc
     except MalformedToken as exc:
         raise coded(str(exc), BAD_USER_INPUT, field="consistencyToken") from exc

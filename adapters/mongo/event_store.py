@@ -7,11 +7,20 @@ event as `reserves`, under a unique index, so the event and its reservation
 are one atomic insert — no transaction for the common single-event command.
 Several events go in one transaction. All of it is stored before the caller
 hears "accepted". The relay drains `published: false` in sequence order.
+
+An append is idempotent by event id: a duplicate key whose event ids are
+already stored means "already written" (a retry of our own insert — PyMongo's
+retryable writes resend an insert whose answer was lost to a socket timeout,
+and a resumed command re-appends under the same ids) and returns what was
+stored; only a duplicate of someone else's (aggregateId, version) is a
+version conflict. Events recorded by a request carry its `command`
+(Idempotency-Key, fingerprint, command id), stored here and never published.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC
 from typing import Any
@@ -23,16 +32,20 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
-from domain.events import EventEnvelope
-from domain.ports import ConcurrencyError, UniqueKeyTaken
+from domain.events import CommandOrigin, EventEnvelope
+from domain.ports import ConcurrencyError, StoreError, UniqueKeyTaken
 
 EVENTS = "events"
 RESERVES = "reserves"
 COUNTERS = "counters"
+COMMAND = "command"
+# Attempts at the global sequence counter: a first allocation on a new store
+# can lose an upsert race (DuplicateKeyError, or no document back).
+ALLOCATION_ATTEMPTS = 5
 
 
 def _to_document(event: EventEnvelope) -> Document:
-    return {
+    document: Document = {
         "_id": event.event_id,
         "eventType": event.event_type,
         "aggregateType": event.aggregate_type,
@@ -46,6 +59,13 @@ def _to_document(event: EventEnvelope) -> Document:
         "payload": dict(event.payload),
         "published": False,
     }
+    if event.origin is not None:
+        document[COMMAND] = {
+            "id": event.origin.command_id,
+            "key": event.origin.key,
+            "fingerprint": event.origin.fingerprint,
+        }
+    return document
 
 
 def _from_document(doc: Document) -> EventEnvelope:
@@ -64,7 +84,14 @@ def _from_document(doc: Document) -> EventEnvelope:
         schema_version=doc["schemaVersion"],
         sequence=doc["sequence"],
         payload=doc["payload"],
+        origin=_origin(doc.get(COMMAND)),
     )
+
+
+def _origin(stored: Any) -> CommandOrigin | None:
+    if not isinstance(stored, dict):
+        return None
+    return CommandOrigin(str(stored["id"]), str(stored["key"]), str(stored["fingerprint"]))
 
 
 class MongoEventStore:
@@ -83,17 +110,35 @@ class MongoEventStore:
             await self._events.create_index(
                 RESERVES, unique=True, partialFilterExpression={RESERVES: {"$exists": True}}
             )
+        await self.ensure_counter()
+
+    async def ensure_counter(self) -> None:
+        """Create the global sequence counter once, so that concurrent first
+        appends only ever increment it (never race to create it)."""
+        # (DuplicateKeyError: another process created it first)
+        async with translated():
+            with suppress(DuplicateKeyError):
+                await self._counters.update_one(
+                    {"_id": EVENTS}, {"$setOnInsert": {"value": 0}}, upsert=True
+                )
 
     async def _allocate_sequences(self, count: int) -> int:
-        """Reserve `count` global positions; returns the first. Gaps are harmless."""
-        doc = await self._counters.find_one_and_update(
-            {"_id": EVENTS},
-            {"$inc": {"value": count}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert doc is not None
-        return int(doc["value"]) - count + 1
+        """Reserve `count` global positions; returns the first. Gaps are harmless
+        (an increment retried by the driver leaves one); duplicates never happen:
+        `$inc` is atomic on one document."""
+        for _ in range(ALLOCATION_ATTEMPTS):
+            try:
+                doc = await self._counters.find_one_and_update(
+                    {"_id": EVENTS},
+                    {"$inc": {"value": count}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError:
+                continue  # two first upserts raced: the counter exists now
+            if doc is not None:
+                return int(doc["value"]) - count + 1
+        raise StoreError("the global event sequence could not be allocated; retry")
 
     async def append(
         self,
@@ -121,8 +166,26 @@ class MongoEventStore:
             except (DuplicateKeyError, BulkWriteError) as exc:
                 if not _is_duplicate_key(exc):
                     raise
+                written = await self._already_written(events)
+                if written is not None:
+                    return written
                 raise _duplicate_error(exc, reservations) from exc
         return stored
+
+    async def _already_written(self, events: Sequence[EventEnvelope]) -> list[EventEnvelope] | None:
+        """The stored events when every one of `events` is stored under its id
+        (this append was already done), else None."""
+        ids = [event.event_id for event in events]
+        found = {doc["_id"]: doc async for doc in self._events.find({"_id": {"$in": ids}})}
+        if len(found) != len(ids):
+            return None
+        return [_from_document(found[event_id]) for event_id in ids]
+
+    async def get(self, event_id: str) -> EventEnvelope | None:
+        """The event stored under `event_id`, or None."""
+        async with translated():
+            doc = await self._events.find_one({"_id": event_id})
+        return None if doc is None else _from_document(doc)
 
     async def load(self, aggregate_id: str, after_version: int = 0) -> list[EventEnvelope]:
         async with translated():

@@ -4,11 +4,17 @@ One document per (caller, key) in `idempotency`; the unique `_id` makes the
 first insert win the claim. A claim is identified by its `claim` id, so a
 takeover, a completion or a release only ever acts on the claim it read. A TTL
 index on `expiresAt` sweeps expired keys.
+
+A release does not delete the document: it marks it `released`, keeping its
+`command` id, so that the retry of a request whose command did store its
+events (a store that failed after the write) finds them instead of running
+the command again. Each operation is safe to resend (PyMongo retries a write
+whose answer was lost): a claim that finds its own `claim` id, or a takeover
+that finds its own, has succeeded.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,11 +30,12 @@ from domain.ports import StoreError
 IDEMPOTENCY = "idempotency"
 IN_FLIGHT = "in_flight"
 COMPLETED = "completed"
+RELEASED = "released"
 
 
 def document_id(caller_key: CallerKey) -> str:
     """Unambiguous for any subject (a JSON pair; no token is null, not a name)."""
-    return json.dumps([caller_key.subject, caller_key.key], separators=(",", ":"))
+    return caller_key.scoped
 
 
 def _utc(value: datetime) -> datetime:
@@ -42,6 +49,7 @@ def _in_flight_fields(record: IdempotencyRecord) -> Document:
         "state": IN_FLIGHT,
         "fingerprint": record.fingerprint,
         "claim": record.claim_id,
+        "command": record.command_id,
         "claimedAt": record.claimed_at,
         "createdAt": record.claimed_at,
         "expiresAt": record.expires_at,
@@ -72,7 +80,16 @@ def _from_document(doc: Document) -> IdempotencyRecord:
         claimed_at=_utc(doc["claimedAt"]),
         expires_at=_utc(doc["expiresAt"]),
         response=response,
+        # (a record from before command ids: its claim id named its execution)
+        command_id=str(doc.get("command") or doc["claim"]),
+        released=doc["state"] == RELEASED,
     )
+
+
+def _state(record: IdempotencyRecord) -> str:
+    if record.released:
+        return RELEASED
+    return IN_FLIGHT if record.in_flight else COMPLETED
 
 
 class MongoIdempotencyStore:
@@ -94,23 +111,24 @@ class MongoIdempotencyStore:
                 except DuplicateKeyError:
                     held = await self._records.find_one({"_id": doc_id})
                 if held is not None:
-                    return _from_document(held)
+                    found = _from_document(held)
+                    # our own insert, resent by the driver after a lost answer
+                    return None if found.claim_id == record.claim_id else found
         raise StoreError(f"idempotency key {doc_id} keeps changing hands")
 
     async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
+        doc_id = document_id(held.caller_key)
         async with translated():
             taken = await self._records.find_one_and_update(
-                {
-                    "_id": document_id(held.caller_key),
-                    "claim": held.claim_id,
-                    "state": IN_FLIGHT if held.in_flight else COMPLETED,
-                },
+                {"_id": doc_id, "claim": held.claim_id, "state": _state(held)},
                 {
                     "$set": _in_flight_fields(record),
                     "$unset": {"response": "", "completedAt": ""},
                 },
                 return_document=ReturnDocument.AFTER,
             )
+            if taken is None:  # lost, unless the driver resent our own update
+                taken = await self._records.find_one({"_id": doc_id, "claim": record.claim_id})
         return taken is not None
 
     async def complete(
@@ -136,12 +154,13 @@ class MongoIdempotencyStore:
 
     async def release(self, record: IdempotencyRecord) -> None:
         async with translated():
-            await self._records.delete_one(
+            await self._records.update_one(
                 {
                     "_id": document_id(record.caller_key),
                     "claim": record.claim_id,
                     "state": IN_FLIGHT,
-                }
+                },
+                {"$set": {"state": RELEASED}},
             )
 
     async def get(self, caller_key: CallerKey) -> IdempotencyRecord | None:

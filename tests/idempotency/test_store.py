@@ -84,7 +84,7 @@ class IdempotencyStoreContract:
         assert held.expires_at == NOW + timedelta(days=2)
         assert held.fingerprint == mine.fingerprint and held.claim_id == mine.claim_id
 
-    async def test_release_drops_our_in_flight_claim_only(
+    async def test_release_frees_our_in_flight_claim_only_and_keeps_its_command(
         self, store: IdempotencyStore, caller_key: CallerKey
     ) -> None:
         mine = new_record(caller_key)
@@ -92,13 +92,32 @@ class IdempotencyStoreContract:
         await store.release(replace(mine, claim_id="someone-else"))
         assert await store.claim(new_record(caller_key)) == mine
         await store.release(mine)
-        again = new_record(caller_key)
-        assert await store.claim(again) is None
+        released = await store.claim(new_record(caller_key))
+        assert released == replace(mine, released=True)
+        assert not released.in_flight and released.command_id == mine.command_id
+        # the retry takes the released claim over, resuming the same command
+        again = replace(new_record(caller_key), command_id=mine.command_id)
+        assert await store.take_over(released, again)
+        assert await store.claim(new_record(caller_key)) == again
         # a completed record is never released
         await store.complete(again, RESPONSE, NOW + timedelta(days=1))
         await store.release(again)
         held = await store.claim(new_record(caller_key))
         assert held is not None and held.response == RESPONSE
+
+    async def test_a_resent_claim_or_takeover_is_ours(
+        self, store: IdempotencyStore, caller_key: CallerKey
+    ) -> None:
+        """The driver resends a write whose answer it lost: the second send
+        finds our own claim and must not read it as someone else's."""
+        mine = new_record(caller_key)
+        assert await store.claim(mine) is None
+        assert await store.claim(mine) is None
+        successor = new_record(caller_key)
+        assert await store.take_over(mine, successor)
+        assert await store.take_over(mine, successor)
+        assert not await store.take_over(mine, new_record(caller_key))
+        assert await store.claim(new_record(caller_key)) == successor
 
     async def test_take_over_acts_only_on_the_claim_it_read(
         self, store: IdempotencyStore, caller_key: CallerKey

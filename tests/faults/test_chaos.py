@@ -1,0 +1,290 @@
+"""Chaos: Herald SIGKILLed mid-command, and its store paused mid-command, under
+clients that retry every unanswered request with the same Idempotency-Key
+(invariants 1 and 3, issue 12).
+
+- Rounds of a mixed load (announce, amend, then approve each action; record
+  positions) against `herald serve` as a child process; at a random moment
+  Herald (two rounds in three) or its store (SecantusDB, on disk; every
+  third round) is SIGKILLed and started again. HERALD_CHAOS_ROUNDS rounds
+  (default 5: the CI's short run; 100 for the long one).
+- The store (its own SecantusDB process) SIGSTOPped for longer than the
+  driver's socket timeout during concurrent recordPositions, then resumed.
+
+After each round: every key was answered, with a success, and the same
+answer when asked again (a replay); every key's command stored exactly one
+event (none twice, none lost), matching what was answered; every stream
+holds exactly the versions the answers name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.auth.dev_issuer import DevIssuer
+from adapters.mongo.client import Document, connect
+from devstack.process import ManagedProcess
+from devstack.secantus import SecantusServer
+from domain import events as ev
+from domain.principal import ROLE_APPROVER, ROLE_OPERATOR
+from settings import Settings
+from tests.faults.keyed import (
+    Sent,
+    amend_body,
+    announce_body,
+    approve_body,
+    events_by_key,
+    isin,
+    keyed,
+    positions_body,
+    positions_stream,
+    until_answered,
+)
+from tests.faults.test_kill_projector import worker_env
+from tests.support import Broker, RunningHerald, herald_settings
+
+HERALD = Path(sys.executable).with_name("herald")
+ROUNDS = int(os.environ.get("HERALD_CHAOS_ROUNDS", "5"))
+PAUSES = int(os.environ.get("HERALD_PAUSE_ROUNDS", "1"))
+ACTIONS_PER_ROUND = 10
+POSITIONS_PER_ROUND = 6
+# An abandoned claim is taken over after this long: short, so rounds stay short.
+LEASE_SECONDS = 2.0
+PAUSE_CLIENTS = 20
+PAUSE_REQUESTS_PER_CLIENT = 4
+
+
+@pytest.fixture
+def own_store(tmp_path: Path) -> Iterator[SecantusServer]:
+    """A store of its own, on disk (it is killed and paused), that the load
+    does not share with the session."""
+    store = SecantusServer(tmp_path / "store", log_dir=tmp_path / "store-logs")
+    store.start()
+    yield store
+    store.stop()
+
+
+class ChildHerald:
+    """`herald serve` as a child process: SIGKILL it, start it again."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.base_url = f"http://127.0.0.1:{settings.port}"
+        env = {
+            **worker_env(settings),
+            "HERALD_PORT": str(settings.port),
+            "HERALD_IDEMPOTENCY_LEASE_SECONDS": str(settings.idempotency_lease_seconds),
+            "HERALD_RELAY_POLL_SECONDS": "0.05",
+        }
+        self.process = ManagedProcess("herald", [str(HERALD), "serve"], log_dir, env=env)
+
+    async def start(self) -> None:
+        self.process.start()
+
+        async def ready() -> None:
+            async with httpx.AsyncClient(base_url=self.base_url, timeout=5) as http:
+                (await http.get("/readyz")).raise_for_status()
+
+        await self.process.wait_ready(self.settings.port, ready, timeout=60)
+
+
+@pytest.fixture
+async def child_herald(
+    tansu_broker: Broker, own_store: SecantusServer, issuer: DevIssuer, tmp_path: Path
+) -> AsyncIterator[ChildHerald]:
+    settings = herald_settings(
+        tansu_broker, own_store.uri, issuer, idempotency_lease_seconds=LEASE_SECONDS
+    )
+    herald = ChildHerald(settings, tmp_path)
+    await herald.start()
+    yield herald
+    herald.process.stop()
+
+
+async def action_flow(http: httpx.AsyncClient, olga: str, ivan: str, reference: str) -> list[Sent]:
+    """Announce, amend (a new reference), then approve version 2 (another caller)."""
+    announce = await until_answered(http, keyed("olga", olga, announce_body(reference)))
+    action_id = announce.data("announceCorporateAction")["corporateAction"]["id"]
+    amend = await until_answered(http, keyed("olga", olga, amend_body(action_id, reference + "A")))
+    approve = await until_answered(http, keyed("ivan", ivan, approve_body(action_id, 2)))
+    return [announce, amend, approve]
+
+
+async def _listed(request: Awaitable[Sent]) -> list[Sent]:
+    return [await request]
+
+
+async def check_round(
+    http: httpx.AsyncClient, db: Any, this_round: list[Sent], sent: list[Sent]
+) -> dict[str, int]:
+    """Every key answered with a success, consistently; executed exactly once
+    (`sent`: every request of every round so far)."""
+    # answered consistently: asked again, each key replays its first answer
+    for request in this_round:
+        await until_answered(http, request)
+        assert request.answers[-1] == request.answers[0], request.key
+    by_key = await events_by_key(db["events"])
+    counts = {"keys": len(sent), "events": 0}
+    for request in sent:
+        stored = by_key.get(request.scoped_key, [])
+        assert len(stored) == 1, (request.key, request.body["query"][:40], stored)
+        event = stored[0]
+        counts["events"] += 1
+        if "announceCorporateAction" in request.body["query"]:
+            answer = request.data("announceCorporateAction")
+            assert event["eventType"] == ev.CORPORATE_ACTION_ANNOUNCED
+            assert event["aggregateId"] == answer["corporateAction"]["id"]
+        elif "amendCorporateAction" in request.body["query"]:
+            answer = request.data("amendCorporateAction")
+            assert event["eventType"] == ev.CORPORATE_ACTION_AMENDED
+            assert event["aggregateId"] == answer["corporateAction"]["id"]
+            assert answer["corporateAction"]["version"] == 2
+        elif "approvePublication" in request.body["query"]:
+            answer = request.data("approvePublication")
+            assert event["eventType"] == ev.PUBLICATION_APPROVED
+            assert event["aggregateId"] == answer["corporateAction"]["id"]
+            assert answer["corporateAction"]["status"] == "PUBLISHED"
+        else:
+            answer = request.data("recordPositions")
+            assert event["aggregateId"] == positions_stream(request.body)
+            assert answer["accepted"] == len(request.body["variables"]["input"]["positions"])
+    # nothing stored twice behind the keys' back: each stream holds what was answered
+    streams: dict[str, list[int]] = {}
+    async for doc in db["events"].find({}, {"aggregateId": 1, "version": 1}):
+        streams.setdefault(doc["aggregateId"], []).append(doc["version"])
+    for versions in streams.values():
+        assert sorted(versions) == list(range(1, len(versions) + 1)), versions
+    total = await db["events"].count_documents({})
+    assert total == len(by_key) == counts["events"], (total, len(by_key))
+    counts["streams"] = len(streams)
+    return counts
+
+
+async def test_sigkill_mid_command_executes_every_key_once(
+    child_herald: ChildHerald, own_store: SecantusServer, issuer: DevIssuer
+) -> None:
+    """Each round SIGKILLs Herald, or (every third round) its store."""
+    olga = issuer.mint("olga", roles=[ROLE_OPERATOR])
+    ivan = issuer.mint("ivan", roles=[ROLE_APPROVER])
+    store = connect(child_herald.settings.mongo_uri)
+    db = store[child_herald.settings.mongo_database]
+    rng = random.Random(os.environ.get("HERALD_CHAOS_SEED", uuid.uuid4().hex))
+    totals = {"keys": 0, "events": 0, "herald kills": 0, "store kills": 0, "retried": 0}
+    everything: list[Sent] = []
+    try:
+        async with httpx.AsyncClient(base_url=child_herald.base_url, timeout=30) as http:
+            for round_ in range(ROUNDS):
+                tag = f"{round_}-{uuid.uuid4().hex[:6]}"
+                flows = [
+                    action_flow(http, olga, ivan, f"RU-CHAOS-{tag}-{n}")
+                    for n in range(ACTIONS_PER_ROUND)
+                ]
+                positions = [
+                    until_answered(
+                        http,
+                        keyed("olga", olga, positions_body(isin(round_ * 100 + n), 40 + n)),
+                    )
+                    for n in range(POSITIONS_PER_ROUND)
+                ]
+                load = asyncio.gather(*flows, *(_listed(p) for p in positions))
+                await asyncio.sleep(rng.uniform(0.05, 0.5))  # while the load runs
+                if round_ % 3 != 2:
+                    child_herald.process.kill()
+                    totals["herald kills"] += 1
+                    await child_herald.start()
+                else:
+                    own_store.kill()
+                    totals["store kills"] += 1
+                    await own_store.start_async()
+                results = await asyncio.wait_for(load, 180)
+                this_round: list[Sent] = []
+                for result in results:
+                    this_round.extend(result)
+                totals["retried"] += sum(1 for s in this_round if s.attempts > 1)
+                everything.extend(this_round)
+                counts = await check_round(http, db, this_round, everything)
+                totals["keys"], totals["events"] = counts["keys"], counts["events"]
+    finally:
+        await store.close()
+    log = child_herald.process.log_path.read_text(errors="replace")
+    totals["resumed"] = log.count("resuming its command")
+    print(f"chaos: {ROUNDS} rounds, {totals}")
+    assert totals["keys"] == ROUNDS * (3 * ACTIONS_PER_ROUND + POSITIONS_PER_ROUND)
+
+
+async def test_store_paused_mid_command_records_every_key_once(
+    tansu_broker: Broker, own_store: SecantusServer, issuer: DevIssuer
+) -> None:
+    """SIGSTOP of the store for longer than the socket timeout (10 s) while 20
+    clients record positions of distinct securities one after another, then
+    SIGCONT."""
+    settings = herald_settings(
+        tansu_broker, own_store.uri, issuer, idempotency_lease_seconds=LEASE_SECONDS
+    )
+    olga = issuer.mint("olga", roles=[ROLE_OPERATOR])
+    rng = random.Random(os.environ.get("HERALD_CHAOS_SEED", uuid.uuid4().hex))
+    pid = own_store.process.pid
+    assert pid is not None
+    everything: list[Sent] = []
+    retried = after_pause = 0
+    async with RunningHerald(settings, issuer) as herald:
+        db = herald.services.db
+        async with httpx.AsyncClient(base_url=herald.base_url, timeout=60) as http:
+            for round_ in range(PAUSES):
+                sent = [
+                    keyed("olga", olga, positions_body(isin(900_000 + round_ * 100 + n), 200))
+                    for n in range(PAUSE_CLIENTS * PAUSE_REQUESTS_PER_CLIENT)
+                ]
+                load = asyncio.gather(
+                    *(
+                        _one_after_another(http, sent[n::PAUSE_CLIENTS])
+                        for n in range(PAUSE_CLIENTS)
+                    )
+                )
+                await asyncio.sleep(rng.uniform(0.2, 0.8))
+                os.kill(pid, signal.SIGSTOP)
+                paused_at = asyncio.get_running_loop().time()
+                try:
+                    await asyncio.sleep(12.5)
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                await asyncio.wait_for(load, 240)
+                retried += sum(1 for s in sent if s.attempts > 1)  # before the replay check
+                after_pause += sum(1 for s in sent if (s.answered_at or 0) > paused_at)
+                everything.extend(sent)
+                counts = await check_round(http, db, sent, everything)
+    print(
+        f"store pause: {PAUSES} rounds, {counts}, {after_pause} keys answered after "
+        f"the pause began, {retried} retried"
+    )
+    assert after_pause > 0  # the pause caught commands in flight
+    versions: list[Document] = [doc async for doc in _streams(settings)]
+    assert all(doc["versions"] == [1] for doc in versions), versions
+
+
+async def _one_after_another(http: httpx.AsyncClient, requests: list[Sent]) -> None:
+    for request in requests:
+        await until_answered(http, request, timeout=240)
+
+
+async def _streams(settings: Settings) -> AsyncIterator[Document]:
+    store = connect(settings.mongo_uri)
+    try:
+        pipeline: list[Document] = [
+            {"$sort": {"version": 1}},
+            {"$group": {"_id": "$aggregateId", "versions": {"$push": "$version"}}},
+        ]
+        async for doc in await store[settings.mongo_database]["events"].aggregate(pipeline):
+            yield doc
+    finally:
+        await store.close()

@@ -1,0 +1,45 @@
+"""/readyz answers from the last round of checks: a check that hangs (a dead
+store's ping waits for server selection) never makes the probe wait."""
+
+from __future__ import annotations
+
+import asyncio
+
+from observability.readiness import CachedReadiness
+
+
+async def test_the_probe_reads_the_last_round_without_running_the_checks() -> None:
+    calls = 0
+
+    async def check() -> dict[str, bool]:
+        nonlocal calls
+        calls += 1
+        return {"store": True}
+
+    readiness = CachedReadiness(check)
+    assert await readiness.current() == {"store": True}
+    for _ in range(100):
+        assert await readiness.current() == {"store": True}
+    assert calls == 1
+
+
+async def test_a_hanging_check_is_a_failed_round() -> None:
+    never = asyncio.Event()
+
+    async def hangs() -> dict[str, bool]:
+        await never.wait()
+        return {"store": True}
+
+    readiness = CachedReadiness(hangs, interval=0.01, timeout=0.05)
+    assert await readiness.current() == {"checks": False}
+    readiness.start()
+    await asyncio.sleep(0.1)
+    await readiness.stop()
+    assert await readiness.current() == {"checks": False}
+
+
+async def test_a_failing_check_is_a_failed_round() -> None:
+    async def fails() -> dict[str, bool]:
+        raise RuntimeError("boom")
+
+    assert await CachedReadiness(fails).refresh() == {"checks": False}
