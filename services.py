@@ -33,7 +33,7 @@ from adapters.mongo.positions import MongoPositionStore
 from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
 from commands.relay import OutboxRelay
-from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_NOTICE, AGGREGATE_POSITIONS
+from domain.consistency import PROJECTION_STREAMS
 from domain.ports import PublishError
 from projections.cards import CardProjector
 from projections.notices import NoticeProjector
@@ -113,16 +113,17 @@ class Services:
     def projectors(self) -> list[Projector]:
         """Every projector this process runs, each a consumer group of its own."""
         prefix = self.settings.kafka_topic_prefix
-        actions = topic_for(prefix, AGGREGATE_CORPORATE_ACTION)
-        positions = topic_for(prefix, AGGREGATE_POSITIONS)
-        acknowledgements = topic_for(prefix, AGGREGATE_NOTICE)
+
+        def topics(projection: str) -> list[str]:  # what its tokens may name (one place)
+            return sorted(topic_for(prefix, t) for t in PROJECTION_STREAMS[projection])
+
         return [
-            CardProjector(self.cards, self.events, [actions]),
+            CardProjector(self.cards, self.events, topics(CardProjector.name)),
             NoticeProjector(
                 self.notice_projection,
                 self.positions,
                 self.events,
-                [actions, positions, acknowledgements],
+                topics(NoticeProjector.name),
             ),
         ]
 
