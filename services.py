@@ -39,7 +39,7 @@ from adapters.mongo.notices import NOTICES, MongoNoticeStore, issued_match
 from adapters.mongo.positions import MongoPositionStore
 from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
-from commands.relay import OutboxRelay
+from commands.relay import OutboxRelay, relay_stopped
 from domain.consistency import PROJECTION_STREAMS
 from domain.ports import PublishError
 from observability import metrics
@@ -120,9 +120,7 @@ class Services:
         self._topics_task = asyncio.create_task(self._prepare_topics(), name="topics")
         if s.run_relay:
             self.tasks["relay"] = asyncio.create_task(
-                self._supervised(
-                    "relay", self.relay.run, on_failure=lambda: metrics.RELAY_UP.set(0)
-                ),
+                self._supervised("relay", self.relay.run, on_failure=relay_stopped),
                 name="relay",
             )
         if s.run_projectors:

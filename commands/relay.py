@@ -140,6 +140,13 @@ class OutboxRelay:
             self._wakeup.clear()
 
 
+def relay_stopped() -> None:
+    """The relay run ended on an unexpected error (its supervisor restarts it):
+    what the relay-down alert reads must say so."""
+    metrics.RELAY_UP.set(0)
+    metrics.RELAY_FAILURES.inc()
+
+
 def _record_failure(state: RetryCallState) -> None:
     metrics.RELAY_UP.set(0)
     metrics.RELAY_FAILURES.inc()
