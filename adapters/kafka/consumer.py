@@ -17,6 +17,8 @@ from domain.ports import PublishError
 
 log = logging.getLogger(__name__)
 
+LAG_TIMEOUT_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class ConsumedRecord:
@@ -139,8 +141,10 @@ class KafkaEventConsumer:
         if not assigned:
             return 0, 0
         try:
-            ends = await consumer.end_offsets(assigned)
-            committed = [await consumer.committed(tp) or 0 for tp in assigned]
+            # Bounded: a broker that does not answer would hold the projector.
+            async with asyncio.timeout(LAG_TIMEOUT_SECONDS):
+                ends = await consumer.end_offsets(assigned)
+                committed = [await consumer.committed(tp) or 0 for tp in assigned]
         except (KafkaError, OSError, TimeoutError):
             return None
         position = sum(committed)

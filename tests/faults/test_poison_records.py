@@ -214,12 +214,36 @@ async def test_a_notice_the_store_cannot_hold_is_parked_and_later_notices_still_
         )
         # 2 x forty 9s securities: MongoDB stores at most 8-byte integers.
         poison = await record_unchecked(services, "2026-12-15", {"ACC-BIG": "9" * 40})
+        # And on the notices topic: an acknowledgement that names no notice.
+        acks = topic_for(herald.settings.kafka_topic_prefix, ev.AGGREGATE_NOTICE)
+        blank_ack = ev.EventEnvelope(
+            event_id="blank-ack",
+            event_type=ev.NOTICE_ACKNOWLEDGED,
+            aggregate_type=ev.AGGREGATE_NOTICE,
+            aggregate_id="nt-nobody",
+            version=1,
+            occurred_at=datetime.now(UTC),
+            actor="acc",
+            correlation_id="poison",
+            payload={},
+        )
+        await produce(
+            herald.settings.kafka_bootstrap,
+            acks,
+            b"nt-nobody",
+            json.dumps(ev.to_json(blank_ack)).encode(),
+        )
         later = await portal.publish(reference="RU-POISON-LATER", recordDate="2026-12-16")
         await portal.positions({"ACC-1": "100"}, as_of="2026-12-16")
         await eventually(lambda: notices_of(herald, later), lambda found: set(found) == {"ACC-1"})
 
         # The poison, and the split's approval if it came in the same batch:
         # both need the split's notices, which the store cannot hold yet.
+        [ack_letter] = await eventually(
+            lambda: services.dead_letters.find(source, [f"{source}|{acks}|0|0"]), bool
+        )
+        assert ack_letter.event_id == "blank-ack" and ack_letter.kind == "KeyError"
+        await services.dead_letters.replayed(ack_letter.id, datetime.now(UTC))  # handled
         letters = await eventually(lambda: services.dead_letters.find(source), bool)
         assert poison.event_id in {letter.event_id for letter in letters}
         assert all("OverflowError" in letter.reason for letter in letters)
@@ -236,7 +260,7 @@ async def test_a_notice_the_store_cannot_hold_is_parked_and_later_notices_still_
         assert (replayed, failing) == (len(letters), 0)
         assert await services.dead_letters.find(source) == []
         done = await services.dead_letters.find(source, status=DeadLetterStatus.REPLAYED)
-        assert {d.id for d in done} == {letter.id for letter in letters}
+        assert {d.id for d in done} == {letter.id for letter in [ack_letter, *letters]}
         assert all(d.replayed_at is not None for d in done)
 
 
