@@ -9,8 +9,11 @@ lists and replays it.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -31,6 +34,7 @@ from domain.history import decode_terms
 from domain.positions import Position, PositionsSnapshot, positions_aggregate_id
 from domain.validation import InvalidInput, parse_terms, terms_to_payload
 from services import Services
+from tests.faults.test_kill_projector import HERALD, worker_env
 from tests.projections.scenario import DIVIDEND, PORTAL, Portal, notices_of
 from tests.support import Broker, GraphQLClient, RunningHerald, eventually, herald_settings
 
@@ -185,7 +189,20 @@ async def test_poison_records_on_the_cards_topic_are_parked_and_later_cards_proj
         [b"{not json", json.dumps(orphan).encode()]
     )
     assert {dict(record.headers)["source"] for record in parked} == {source.encode()}
-    # The operator's view; the cause is not fixed, so replaying keeps them parked.
+    # The operator's view, as `herald dlq list --projection cards` prints it.
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [str(HERALD), "dlq", "list", "--projection", "cards"],
+        env={**os.environ, **worker_env(herald.settings)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == [
+        letter.id for letter in letters
+    ]
+    # The cause is not fixed, so replaying keeps them parked.
     shown = io.StringIO()
     assert await list_letters(herald.services, source, shown) == 2
     assert shown.getvalue().splitlines() == [describe(letter) for letter in letters]

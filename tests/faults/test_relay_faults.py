@@ -114,9 +114,13 @@ async def test_a_cancelled_relay_is_restarted(herald: RunningHerald, client: Gra
 
 
 async def test_a_failing_relay_shows_in_readiness_and_recovers(
-    herald: RunningHerald, client: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+    herald: RunningHerald,
+    client: GraphQLClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     relay = herald.services.relay
+    restarts = sample("herald_task_restarts_total", task="relay")
 
     async def broken() -> int:
         raise RuntimeError("relay bug")
@@ -130,6 +134,14 @@ async def test_a_failing_relay_shows_in_readiness_and_recovers(
         assert down.json()["checks"]["store"]
         assert sample("herald_relay_up") == 0
         assert sample("herald_task_up", task="relay") == 0
+
+        # Restarted again and again, but the traceback is logged once per kind.
+        await eventually(
+            lambda: _current(sample("herald_task_restarts_total", task="relay")),
+            lambda n: n >= restarts + 2,
+        )
+        first_reports = [r for r in caplog.records if r.getMessage() == "relay failed; restarting"]
+        assert len(first_reports) == 1 and first_reports[0].exc_info is not None
 
         monkeypatch.undo()
         await eventually(lambda: http.get("/readyz"), lambda r: r.status_code == 200)
