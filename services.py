@@ -255,8 +255,8 @@ class Services:
         except Exception:
             checks["store"] = False
         checks["kafka"] = await kafka_ping(self.settings.kafka_bootstrap)
-        if self.tasks:
-            checks["topics"] = self._topics_ready.is_set()
+        # A supervised task is healthy only once its run started, which waits
+        # for the topics: no separate check for them.
         for name, task in self.tasks.items():
             checks[name] = not task.done() and self.healthy.get(name, False)
         for runner in self.runners:
