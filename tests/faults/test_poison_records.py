@@ -26,6 +26,7 @@ from prometheus_client import REGISTRY
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.kafka.dead_letters import dead_letter_topic
 from adapters.kafka.topics import topic_for
+from adapters.mongo.positions import POSITIONS
 from cli.dlq import describe, list_letters, replay_letters
 from commands.ids import new_event_id
 from domain import events as ev
@@ -214,7 +215,7 @@ async def test_poison_records_on_the_cards_topic_are_parked_and_later_cards_proj
     assert again.attempts == 2 and again.status == DeadLetterStatus.PARKED
 
 
-async def test_a_notice_the_store_cannot_hold_is_parked_and_later_notices_still_issue(
+async def test_a_snapshot_the_projector_cannot_apply_is_parked_and_later_notices_still_issue(
     one_partition: RunningHerald,
 ) -> None:
     herald = one_partition
@@ -229,8 +230,9 @@ async def test_a_notice_the_store_cannot_hold_is_parked_and_later_notices_still_
             ratio={"numerator": 2, "denominator": 1},
             recordDate="2026-12-15",
         )
-        # 2 x forty 9s securities: MongoDB stores at most 8-byte integers.
-        poison = await record_unchecked(services, "2026-12-15", {"ACC-BIG": "9" * 40})
+        # A holding recorded as NaN (past any check of today): no entitlement
+        # can be computed from it, however often it is retried.
+        poison = await record_unchecked(services, "2026-12-15", {"ACC-BIG": "NaN"})
         # And on the notices topic: an acknowledgement that names no notice.
         acks = topic_for(herald.settings.kafka_topic_prefix, ev.AGGREGATE_NOTICE)
         blank_ack = ev.EventEnvelope(
@@ -255,7 +257,7 @@ async def test_a_notice_the_store_cannot_hold_is_parked_and_later_notices_still_
         await eventually(lambda: notices_of(herald, later), lambda found: set(found) == {"ACC-1"})
 
         # The poison, and the split's approval if it came in the same batch:
-        # both need the split's notices, which the store cannot hold yet.
+        # both need the split's notices, which cannot be derived yet.
         [ack_letter] = await eventually(
             lambda: services.dead_letters.find(source, [f"{source}|{acks}|0|0"]), bool
         )
@@ -263,18 +265,23 @@ async def test_a_notice_the_store_cannot_hold_is_parked_and_later_notices_still_
         await services.dead_letters.replayed(ack_letter.id, datetime.now(UTC))  # handled
         letters = await eventually(lambda: services.dead_letters.find(source), bool)
         assert poison.event_id in {letter.event_id for letter in letters}
-        assert all("OverflowError" in letter.reason for letter in letters)
+        assert {letter.kind for letter in letters} == {"InvalidOperation"}
         [letter] = [letter for letter in letters if letter.event_id == poison.event_id]
         assert letter.topic == topic_for(herald.settings.kafka_topic_prefix, "positions")
         assert (await services.ready())["projector:notices"]
 
-        # The fix: a corrected snapshot replaces the wrong one; then replay.
-        await record_unchecked(services, "2026-12-15", {"ACC-BIG": "1000"})
-        await eventually(lambda: notices_of(herald, split), lambda found: set(found) == {"ACC-BIG"})
+        # The fix: the operator repairs the stored holding; then replays.
+        assert await notices_of(herald, split) == {}
+        await services.db[POSITIONS].update_many(
+            {"snapshotId": poison.payload["snapshotId"]}, {"$set": {"quantity": "1000"}}
+        )
+        letters = await services.dead_letters.find(source)  # all parked by now
         replayed, failing = await replay_letters(
             services, source, out=io.StringIO(), progress=io.StringIO()
         )
         assert (replayed, failing) == (len(letters), 0)
+        split_notices = await notices_of(herald, split)
+        assert split_notices["ACC-BIG"]["content"]["entitlement"]["securities"] == "2000"
         assert await services.dead_letters.find(source) == []
         done = await services.dead_letters.find(source, status=DeadLetterStatus.REPLAYED)
         assert {d.id for d in done} == {letter.id for letter in [ack_letter, *letters]}
