@@ -233,8 +233,8 @@ class Services:
             metrics.TASK_RESTARTS.labels(name).inc()
             on_failure()
             kind = type(error).__name__
-            if kind in seen:
-                log.warning("%s failed again (%s: %s); restarting", name, kind, error)
+            if kind in seen:  # counted by herald_task_restarts_total; said once
+                log.debug("%s failed again (%s: %s); restarting", name, kind, error)
             else:
                 seen.add(kind)
                 log.error("%s failed; restarting", name, exc_info=error)
