@@ -244,8 +244,8 @@ class Services:
             await asyncio.sleep(min(0.5 * 2 ** (failures - 1), 30.0) * random.uniform(0.8, 1.2))
 
     async def ready(self) -> dict[str, bool]:
-        """What /readyz reports: store and event log reachable, topics prepared,
-        every supervised task running and healthy, and every projector with its
+        """What /readyz reports: store and event log reachable, every supervised
+        task running (after the topics are prepared) and healthy, and every projector with its
         partitions and caught up with the log as it was when they came — so a
         command accepted now is readable within the normal delay."""
         checks: dict[str, bool] = {}

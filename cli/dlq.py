@@ -49,7 +49,7 @@ async def _replay_projection(services: Services, letter: DeadLetter) -> None:
     projector = projectors.get(name)
     if projector is None:
         raise StillFailing(f"no projector named {name!r}")
-    event = None if letter.event_id is None else await services.events.by_id(letter.event_id)
+    event = None if letter.event_id is None else await services.events.get(letter.event_id)
     if event is None:
         try:
             event = decode((letter.payload or "").encode())

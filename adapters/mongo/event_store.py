@@ -229,12 +229,6 @@ class MongoEventStore:
             )
         return result.modified_count
 
-    async def by_id(self, event_id: str) -> EventEnvelope | None:
-        """One recorded event, or None."""
-        async with translated():
-            doc = await self._events.find_one({"_id": event_id})
-        return None if doc is None else _from_document(doc)
-
     async def mark_all_unpublished(self) -> int:
         """Queue the whole record for publishing again (the log was lost)."""
         async with translated():
