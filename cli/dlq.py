@@ -147,11 +147,15 @@ async def replay_letters(
 
 
 def _run(work: Callable[[Services], Awaitable[int]]) -> int:
+    from cli.preflight import check_reachable
     from services import Services
     from settings import Settings
 
+    settings = Settings.from_env().with_overrides(run_relay=False, run_projectors=False)
+    for warning in check_reachable(settings, need_broker=False):
+        print(f"herald: {warning}", file=sys.stderr)
+
     async def main() -> int:
-        settings = Settings.from_env().with_overrides(run_relay=False, run_projectors=False)
         services = Services(settings)
         try:
             return await work(services)
@@ -183,15 +187,37 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter,
+) -> None:
     """Add `dlq list` and `dlq replay` to the `herald` parser."""
-    dlq = sub.add_parser("dlq", help="list or replay the records parked as dead letters")
-    commands = dlq.add_subparsers(dest="dlq_command", required=True)
-    listing = commands.add_parser("list", help="print the parked dead letters, oldest first")
+    dlq = sub.add_parser(
+        "dlq",
+        help="list or replay the records parked as dead letters",
+        description="Records Herald parked because they could not be applied or published "
+        "(a poison Kafka record, an event the broker refuses): list them, and replay them "
+        "once the cause is fixed. Reads HERALD_MONGO_URI / HERALD_MONGO_DATABASE.",
+        formatter_class=formatter_class,
+    )
+    commands = dlq.add_subparsers(
+        dest="dlq_command", required=True, metavar="ACTION", help="list or replay"
+    )
+    listing = commands.add_parser(
+        "list",
+        help="print the parked dead letters, oldest first",
+        description="One tab-separated line per parked letter: id, source, kind, parked at, "
+        "topic:partition@offset, event, attempts, reason.",
+        formatter_class=formatter_class,
+    )
     _filters(listing)
     listing.set_defaults(func=_cmd_list)
     replay = commands.add_parser(
-        "replay", help="apply parked dead letters again (once their cause is fixed)"
+        "replay",
+        help="apply parked dead letters again (once their cause is fixed)",
+        description="Apply each chosen letter again; those that still fail stay parked with "
+        "the new reason (exit status 1).",
+        formatter_class=formatter_class,
     )
     _filters(replay)
     replay.add_argument("--id", nargs="*", metavar="ID", help="only these letters")

@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     allowlist.add_argument("--output", "-o", default="-", help="where to write it (- = stdout)")
     allowlist.set_defaults(func=_cmd_allowlist)
-    register_dlq(sub)
+    register_dlq(sub, _HelpFormatter)
     return parser
 
 
