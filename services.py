@@ -3,6 +3,10 @@
 `Services.start()` connects to the store and the event log, prepares indexes
 and topics, and starts the outbox relay and the projectors as asyncio tasks
 (each optional, so API replicas and projector workers can be split).
+
+Every long-running task is supervised (`_supervised`): an unexpected failure
+(or a cancellation from outside) is logged once per kind, counted, shown by
+`herald_task_up` and /readyz, and the task restarts with capped backoff.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +24,13 @@ from adapters.auth.dev_issuer import unknown_key_hint
 from adapters.auth.jwks import key_source_for
 from adapters.auth.verifier import TokenVerifier
 from adapters.kafka.consumer import KafkaEventConsumer
+from adapters.kafka.dead_letters import KafkaDeadLetterTopic, dead_letter_topic
 from adapters.kafka.publisher import KafkaEventPublisher
 from adapters.kafka.topics import ensure_topics, kafka_ping, topic_for
 from adapters.mongo.cards import CARDS, MongoCardStore, is_publication, publication_match
 from adapters.mongo.changes import MongoChangeFeed
 from adapters.mongo.client import connect, ping
+from adapters.mongo.dead_letters import MongoDeadLetterStore
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.idempotency import MongoIdempotencyStore
 from adapters.mongo.lease import MongoLease
@@ -32,12 +39,13 @@ from adapters.mongo.notices import NOTICES, MongoNoticeStore, issued_match
 from adapters.mongo.positions import MongoPositionStore
 from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
-from commands.relay import OutboxRelay
-from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_NOTICE, AGGREGATE_POSITIONS
+from commands.relay import OutboxRelay, relay_stopped
+from domain.consistency import PROJECTION_STREAMS
 from domain.ports import PublishError
+from observability import metrics
 from projections.cards import CardProjector
 from projections.notices import NoticeProjector
-from projections.runner import ProjectionRunner, Projector, run_forever
+from projections.runner import ProjectionRunner, Projector
 from queries.feeds import CardFanout, NoticeFanout
 from settings import Settings
 
@@ -49,6 +57,10 @@ class Services:
     settings: Settings
     verifier: TokenVerifier | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # The current run of each supervised task (cancel one to see it restart).
+    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # False from a supervised task's failure until it runs again.
+    healthy: dict[str, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -61,6 +73,8 @@ class Services:
         self.positions = MongoPositionStore(self.db)
         self.notice_projection = MongoNoticeProjectionStore(self.db)
         self.idempotency = MongoIdempotencyStore(self.db)
+        self.dead_letters = MongoDeadLetterStore(self.db)
+        self.dead_letter_topics: list[KafkaDeadLetterTopic] = []
         # Subscriptions and the public-cache watermark: one change stream per
         # collection and process (see queries/feeds.py); started by the API.
         self.issued_notices = NoticeFanout(MongoChangeFeed(self.db, NOTICES), issued_match)
@@ -74,6 +88,7 @@ class Services:
         self.relay = OutboxRelay(
             self.events,
             self.publisher,
+            self.dead_letters,
             poll_seconds=s.relay_poll_seconds,
             acquire_lease=MongoLease(self.db, "outbox-relay", holder).acquire,
         )
@@ -100,11 +115,13 @@ class Services:
         await self.notice_projection.ensure_indexes()
         await self.notices.ensure_indexes()
         await self.idempotency.ensure_indexes()
+        await self.dead_letters.ensure_indexes()
         self._topics_ready = asyncio.Event()
         self._topics_task = asyncio.create_task(self._prepare_topics(), name="topics")
         if s.run_relay:
             self.tasks["relay"] = asyncio.create_task(
-                self._when_topics_ready(self.relay.run()), name="relay"
+                self._supervised("relay", self.relay.run, on_failure=relay_stopped),
+                name="relay",
             )
         if s.run_projectors:
             for projector in self.projectors():
@@ -113,21 +130,26 @@ class Services:
     def projectors(self) -> list[Projector]:
         """Every projector this process runs, each a consumer group of its own."""
         prefix = self.settings.kafka_topic_prefix
-        actions = topic_for(prefix, AGGREGATE_CORPORATE_ACTION)
-        positions = topic_for(prefix, AGGREGATE_POSITIONS)
-        acknowledgements = topic_for(prefix, AGGREGATE_NOTICE)
+
+        def topics(projection: str) -> list[str]:  # what its tokens may name (one place)
+            return sorted(topic_for(prefix, t) for t in PROJECTION_STREAMS[projection])
+
         return [
-            CardProjector(self.cards, self.events, [actions]),
+            CardProjector(self.cards, self.events, topics(CardProjector.name)),
             NoticeProjector(
                 self.notice_projection,
                 self.positions,
                 self.events,
-                [actions, positions, acknowledgements],
+                topics(NoticeProjector.name),
             ),
         ]
 
     def _start_projector(self, projector: Projector) -> None:
         s = self.settings
+        topic = KafkaDeadLetterTopic(
+            s.kafka_bootstrap, dead_letter_topic(s.kafka_topic_prefix, projector.name)
+        )
+        self.dead_letter_topics.append(topic)
         runner = ProjectionRunner(
             projector,
             KafkaEventConsumer(
@@ -137,11 +159,12 @@ class Services:
                 session_timeout_ms=s.kafka_session_timeout_ms,
             ),
             self.projection_state,
+            dead_letters=self.dead_letters,
+            dead_letter_topic=topic,
         )
         self.runners.append(runner)
-        self.tasks[f"projector:{runner.name}"] = asyncio.create_task(
-            self._when_topics_ready(run_forever(runner)), name=f"projector:{runner.name}"
-        )
+        name = f"projector:{runner.name}"
+        self.tasks[name] = asyncio.create_task(self._supervised(name, runner.run), name=name)
 
     async def _prepare_topics(self) -> None:
         """Create the topics; if they had to be created while the record holds
@@ -156,22 +179,75 @@ class Services:
             except PublishError as exc:  # broker not up yet: commands are still accepted
                 log.warning("event log not reachable yet (%s); retrying", exc)
                 await asyncio.sleep(1.0)
+        dead_letter_topics = [topic.topic for topic in self.dead_letter_topics]
+        while dead_letter_topics:
+            try:
+                await ensure_topics(s.kafka_bootstrap, "", 1, topics=dead_letter_topics)
+                break
+            except PublishError as exc:
+                log.warning("cannot create the dead-letter topics yet (%s); retrying", exc)
+                await asyncio.sleep(1.0)
         if created:
             refilled = await self.events.mark_all_unpublished()
             if refilled:
                 log.info("event log was empty: re-publishing %d recorded events", refilled)
         self._topics_ready.set()
 
-    async def _when_topics_ready(self, work: Coroutine[Any, Any, None]) -> None:
-        try:
-            await self._topics_ready.wait()
-        except asyncio.CancelledError:
-            work.close()
-            raise
-        await work
+    async def _supervised(
+        self,
+        name: str,
+        work: Callable[[], Coroutine[Any, Any, None]],
+        *,
+        on_failure: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Run `work()` once the topics are ready, for ever: whatever ends it —
+        an exception, a return, a cancellation not meant for this supervisor —
+        marks the task unhealthy, is logged (with its traceback the first time
+        per kind of failure) and counted, and `work()` starts again after a
+        capped, jittered backoff (0.5 s doubling to 30 s; back to 0.5 s after
+        a run of a minute)."""
+        await self._topics_ready.wait()
+        seen: set[str] = set()
+        failures = 0
+        while True:
+            run = asyncio.create_task(work(), name=f"{name}:run")
+            self.running[name] = run
+            self.healthy[name] = True
+            metrics.TASK_UP.labels(name).set(1)
+            started = asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait({run})
+            except asyncio.CancelledError:  # the supervisor itself is stopped
+                run.cancel()
+                await asyncio.wait({run})
+                raise
+            error: BaseException | None = (
+                asyncio.CancelledError("cancelled from outside")
+                if run.cancelled()
+                else run.exception()
+            )
+            if error is None:
+                error = RuntimeError(f"{name} returned; it should run for ever")
+            self.healthy[name] = False
+            metrics.TASK_UP.labels(name).set(0)
+            metrics.TASK_RESTARTS.labels(name).inc()
+            on_failure()
+            kind = type(error).__name__
+            if kind in seen:  # counted by herald_task_restarts_total; said once
+                log.debug("%s failed again (%s: %s); restarting", name, kind, error)
+            else:
+                seen.add(kind)
+                log.error("%s failed; restarting", name, exc_info=error)
+            if asyncio.get_running_loop().time() - started > 60:
+                failures = 0
+            failures += 1
+            await asyncio.sleep(min(0.5 * 2 ** (failures - 1), 30.0) * random.uniform(0.8, 1.2))
 
     async def ready(self) -> dict[str, bool]:
-        """What /readyz reports: store, event log and projectors reachable."""
+        """What /readyz reports: store and event log reachable, every supervised
+        task running (after the topics are prepared) and healthy, and every projector with its
+        partitions and caught up with the log as it was when they came — so a
+        command accepted now is readable within the normal delay."""
         checks: dict[str, bool] = {}
         try:
             await ping(self.db)
@@ -179,8 +255,13 @@ class Services:
         except Exception:
             checks["store"] = False
         checks["kafka"] = await kafka_ping(self.settings.kafka_bootstrap)
+        # A supervised task is healthy only once its run started, which waits
+        # for the topics: no separate check for them.
         for name, task in self.tasks.items():
-            checks[name] = not task.done()
+            checks[name] = not task.done() and self.healthy.get(name, False)
+        for runner in self.runners:
+            name = f"projector:{runner.name}"
+            checks[name] = checks.get(name, False) and runner.ready
         return checks
 
     async def start_read_feeds(self) -> None:
@@ -206,6 +287,8 @@ class Services:
             )
         self.tasks.clear()
         await _bounded(self.publisher.close(), "Kafka producer", limit)
+        for topic in self.dead_letter_topics:
+            await _bounded(topic.close(), "dead-letter producer", limit)
         await _bounded(self.client.close(), "store client", limit)
 
 

@@ -29,6 +29,7 @@ from domain import corporate_action as ca
 from domain import events as ev
 from domain.consistency import ConsistencyToken
 from domain.errors import DomainError, Forbidden, NotFound, VersionConflict
+from domain.history import decode_terms
 from domain.ports import ConcurrencyError, EventStore, PositionSnapshotStore, UniqueKeyTaken
 from domain.positions import parse_positions, positions_aggregate_id
 from domain.principal import Principal
@@ -145,7 +146,7 @@ class CommandHandlers:
         actor = ctx.actor
         state = await self._load_action(action_id)
         if state is not None and expected_version == state.latest_version:
-            current = parse_terms(state.latest_terms)
+            current = decode_terms(state.latest_terms)  # as recorded, not re-validated
             new_terms = parse_amendment(current, changes)
             terms_payload = terms_to_payload(new_terms)
             new_reference = (

@@ -14,16 +14,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     wait_exponential_jitter,
 )
 
-from domain.ports import EventPublisher, EventStore, PublishError, StoreError
+from domain.dead_letters import SOURCE_OUTBOX, DeadLetter, letter_id
+from domain.events import EventEnvelope
+from domain.ports import (
+    DeadLetterStore,
+    EventPublisher,
+    EventStore,
+    PublishRefused,
+    is_transient,
+)
 from observability import metrics, tracing
 
 log = logging.getLogger(__name__)
@@ -40,6 +49,7 @@ class OutboxRelay:
         self,
         store: EventStore,
         publisher: EventPublisher,
+        dead_letters: DeadLetterStore,
         *,
         poll_seconds: float = 0.2,
         batch_size: int = 500,
@@ -47,13 +57,14 @@ class OutboxRelay:
     ) -> None:
         self._store = store
         self._publisher = publisher
+        self._dead_letters = dead_letters
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
         self._acquire_lease = acquire_lease
         self._wakeup = asyncio.Event()
         self._retrying = AsyncRetrying(
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
-            retry=retry_if_exception_type((PublishError, StoreError)),
+            retry=retry_if_exception(is_transient),
             before_sleep=_record_failure,
             reraise=True,
         )
@@ -73,8 +84,15 @@ class OutboxRelay:
             return 0
         started = time.perf_counter()
         with tracing.span(tracing.RELAY_BATCH_SPAN, {"herald.relay.events": len(batch)}):
-            await self._publisher.publish(batch)
-            await self._store.mark_published([event.event_id for event in batch])
+            refused: Mapping[str, str] = {}
+            try:
+                await self._publisher.publish(batch)
+            except PublishRefused as refusal:
+                refused = refusal.refused
+                await self._park([e for e in batch if e.event_id in refused], refused)
+            await self._store.mark_published(
+                [event.event_id for event in batch if event.event_id not in refused]
+            )
         elapsed = time.perf_counter() - started
         metrics.RELAY_PUBLISHED.inc(len(batch))
         metrics.RELAY_BATCH_SECONDS.observe(elapsed)
@@ -83,6 +101,30 @@ class OutboxRelay:
             metrics.RELAY_EVENT_LATENCY.observe(max(now - event.occurred_at.timestamp(), 0.0))
         self.published_total += len(batch)
         return len(batch)
+
+    async def _park(self, events: Sequence[EventEnvelope], reasons: Mapping[str, str]) -> None:
+        now = datetime.now(UTC)
+        for event in events:
+            reason = reasons[event.event_id]
+            await self._dead_letters.park(
+                DeadLetter(
+                    id=letter_id(SOURCE_OUTBOX, event.event_id),
+                    source=SOURCE_OUTBOX,
+                    kind=reason.split(":", 1)[0],
+                    reason=reason,
+                    parked_at=now,
+                    event_id=event.event_id,
+                    aggregate_type=event.aggregate_type,
+                    aggregate_id=event.aggregate_id,
+                    version=event.version,
+                )
+            )
+            metrics.DEAD_LETTERS.labels(SOURCE_OUTBOX, reason.split(":", 1)[0]).inc()
+            log.error(
+                "relay: the broker refuses event %s for good, parked: %s", event.event_id, reason
+            )
+        await self._store.park([event.event_id for event in events], now)
+        metrics.RELAY_PARKED.inc(len(events))
 
     async def run(self) -> None:
         """Drain the outbox forever; retry failures with capped exponential backoff."""
@@ -96,6 +138,13 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
             self._wakeup.clear()
+
+
+def relay_stopped() -> None:
+    """The relay run ended on an unexpected error (its supervisor restarts it):
+    what the relay-down alert reads must say so."""
+    metrics.RELAY_UP.set(0)
+    metrics.RELAY_FAILURES.inc()
 
 
 def _record_failure(state: RetryCallState) -> None:

@@ -50,7 +50,10 @@ class RunningHerald:
         not consumed: 0 once everything written so far is in the read models."""
         pending = await self.services.events.unpublished_count()
         for runner in self.services.runners:
-            pending += (await runner.lag())[1]
+            progress = await runner.lag()
+            if progress is None:  # the broker does not answer: not settled
+                return pending + 1
+            pending += progress[1]
         return pending
 
     async def start(self, timeout: float = 60.0) -> None:

@@ -9,7 +9,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_NOTICE, AGGREGATE_POSITIONS
+
+# The event streams (aggregate types) each projection follows — its topics. A
+# token names the last event of one stream; only a projection that follows
+# that stream records its versions, so only such a projection can be waited on.
+PROJECTION_STREAMS: Mapping[str, frozenset[str]] = {
+    "cards": frozenset({AGGREGATE_CORPORATE_ACTION}),
+    "notices": frozenset({AGGREGATE_CORPORATE_ACTION, AGGREGATE_POSITIONS, AGGREGATE_NOTICE}),
+}
 
 
 class MalformedToken(ValueError):
@@ -22,6 +33,14 @@ class ConsistencyToken:
     aggregate_id: str
     version: int
     sequence: int
+
+    def awaited_by(self, projection: str) -> bool:
+        """True when `projection` must have applied this token's event before a
+        read answers; False when it does not follow the token's stream (e.g. a
+        positions token read back on the cards projection): nothing to wait for.
+        An unknown projection name waits, so a new projection fails safe."""
+        streams = PROJECTION_STREAMS.get(projection)
+        return streams is None or self.aggregate_type in streams
 
     def encode(self) -> str:
         raw = json.dumps(

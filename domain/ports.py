@@ -8,9 +8,11 @@ adapter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
+from domain.dead_letters import DeadLetter, DeadLetterStatus
 from domain.events import EventEnvelope
 from domain.positions import PositionsSnapshot
 
@@ -21,6 +23,11 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The store could not be reached or did not answer in time (retry later)."""
+
+
+class StoreRefused(StoreError):
+    """The store will never accept this write as it is (a document too large, a
+    number it cannot represent): retrying cannot help; park the record."""
 
 
 class ConcurrencyError(StoreError):
@@ -38,6 +45,25 @@ class UniqueKeyTaken(StoreError):
 
 class PublishError(Exception):
     """The event log did not accept the events (broker down, timeout…)."""
+
+
+class PublishRefused(PublishError):
+    """The broker refuses some records for good (too large, invalid): `refused`
+    maps each such event id to the reason. The others were published."""
+
+    def __init__(self, refused: Mapping[str, str]) -> None:
+        super().__init__(f"{len(refused)} record(s) refused: {next(iter(refused.values()), '')}")
+        self.refused = dict(refused)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for a failure that retrying the same work may cure (the store or the
+    broker unreachable or slow); False for one the work itself causes, which
+    must be parked rather than retried for ever. Adapters classify their
+    drivers' errors into these port errors (adapters/*/errors)."""
+    if isinstance(error, PublishRefused | StoreRefused):
+        return False
+    return isinstance(error, StoreUnavailable | PublishError | TimeoutError | ConnectionError)
 
 
 class EventStore(Protocol):
@@ -66,7 +92,43 @@ class EventStore(Protocol):
 
     async def mark_published(self, event_ids: Sequence[str]) -> None: ...
 
+    async def park(self, event_ids: Sequence[str], at: datetime) -> None:
+        """Take events out of the outbox for good (the broker refuses them)."""
+        ...
+
+    async def unpark(self, event_ids: Sequence[str]) -> int:
+        """Queue parked events for publishing again; returns how many."""
+        ...
+
     async def read_all(self, after_sequence: int, limit: int) -> list[EventEnvelope]: ...
+
+
+class DeadLetterStore(Protocol):
+    """Where parked records are kept durably (see domain/dead_letters.py)."""
+
+    async def park(self, letter: DeadLetter) -> None:
+        """Store `letter`; parking the same id again counts one more attempt."""
+        ...
+
+    async def find(
+        self,
+        source_prefix: str | None = None,
+        ids: Sequence[str] = (),
+        status: DeadLetterStatus | None = DeadLetterStatus.PARKED,
+    ) -> list[DeadLetter]:
+        """Letters whose source starts with `source_prefix` (all when None),
+        limited to `ids` when given, in the order they were parked."""
+        ...
+
+    async def replayed(self, letter_id: str, at: datetime) -> None: ...
+
+    async def failed_again(self, letter_id: str, reason: str, at: datetime) -> None: ...
+
+
+class DeadLetterTopic(Protocol):
+    """The event log's copy of parked records (`<prefix>.deadletter.<name>`)."""
+
+    async def send(self, letter: DeadLetter, value: bytes | None) -> None: ...
 
 
 class EventPublisher(Protocol):

@@ -16,7 +16,12 @@ COMMAND_SECONDS = Histogram(
 )
 RELAY_PUBLISHED = Counter("herald_relay_published_total", "Events published by the outbox relay")
 RELAY_FAILURES = Counter("herald_relay_failures_total", "Failed outbox relay attempts")
-RELAY_UP = Gauge("herald_relay_up", "1 when the last relay attempt succeeded")
+RELAY_UP = Gauge(
+    "herald_relay_up", "1 when the last relay attempt succeeded (0 while it retries or is down)"
+)
+RELAY_PARKED = Counter(
+    "herald_relay_parked_total", "Outbox events the broker refuses for good, parked"
+)
 RELAY_BATCH_SECONDS = Histogram("herald_relay_batch_seconds", "Time to publish and mark one batch")
 RELAY_EVENT_LATENCY = Histogram(
     "herald_relay_event_latency_seconds",
@@ -28,6 +33,23 @@ PROJECTED_EVENTS = Counter(
     "herald_projected_events_total", "Events applied by projectors", ["projection", "outcome"]
 )
 PROJECTION_LAG = Gauge("herald_projection_lag", "Events not yet consumed", ["projection"])
+PROJECTION_UP = Gauge(
+    "herald_projection_up",
+    "1 when the projector's last look at the broker succeeded; its lag is NaN while 0",
+    ["projection"],
+)
+DEAD_LETTERS = Counter(
+    "herald_dead_letters_total",
+    "Records parked as dead letters, by source (projection:<name>, outbox, "
+    "delivery:<channel>) and kind (undecodable, or the error's type)",
+    ["source", "kind"],
+)
+TASK_UP = Gauge(
+    "herald_task_up", "1 while a supervised background task runs, 0 after it failed", ["task"]
+)
+TASK_RESTARTS = Counter(
+    "herald_task_restarts_total", "Supervised background tasks restarted after a failure", ["task"]
+)
 PROJECTION_POSITION = Gauge(
     "herald_projection_position", "Committed offsets summed over partitions", ["projection"]
 )

@@ -23,9 +23,9 @@ from adapters.mongo.positions import MongoPositionStore
 from domain import corporate_action as ca
 from domain import events as ev
 from domain import notices as nt
+from domain.history import decode_terms
 from domain.ports import EventStore
 from domain.positions import positions_aggregate_id
-from domain.validation import parse_terms
 from observability import metrics
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class NoticeProjector:
                     sequence=event.sequence,
                     occurred_at=event.occurred_at,
                     ca_version=published.number,
-                    terms=parse_terms(published.terms),
+                    terms=decode_terms(published.terms),  # history: never re-validated
                     cancelled=published.kind == ca.KIND_CANCELLATION,
                 )
             )

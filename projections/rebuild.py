@@ -62,7 +62,13 @@ async def _catch_up(
         projector.topics,
         session_timeout_ms=settings.kafka_session_timeout_ms,
     )
-    runner = ProjectionRunner(projector, consumer, services.projection_state, name=label)
+    runner = ProjectionRunner(
+        projector,
+        consumer,
+        services.projection_state,
+        dead_letters=services.dead_letters,
+        name=label,
+    )
     await consumer.start()
     try:
         targets: dict[str, int] | None = None

@@ -1,5 +1,10 @@
 """Read-your-writes: wait until the projections a query reads have applied the
-event a consistency token names — bounded, then say NOT_CAUGHT_UP."""
+event a consistency token names — bounded, then say NOT_CAUGHT_UP.
+
+A projection that does not follow the token's stream answers at once
+(`ConsistencyToken.awaited_by`); one that does records every event it has
+processed — applied or parked as a dead letter — so a token is always met once
+the projection has read the log up to it."""
 
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ async def wait_until_projected(
     if not token_text:
         return
     token = ConsistencyToken.decode(token_text)
+    if not token.awaited_by(projection):
+        return
     deadline = time.monotonic() + timeout_seconds
     delay = poll_seconds
     while True:

@@ -17,13 +17,35 @@ from domain.ports import PublishError
 
 log = logging.getLogger(__name__)
 
+LAG_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ConsumedRecord:
+    """One record as read: where it is, its value, and the envelope it decodes
+    to — or, for a record that does not decode, why not (`event` is None)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    event: EventEnvelope | None
+    error: str | None = None
+
 
 @dataclass(frozen=True)
 class Batch:
-    events: list[EventEnvelope]
+    records: list[ConsumedRecord]
     # next offset to consume per partition, committed once the batch is applied
     offsets: dict[TopicPartition, int]
-    malformed: int = 0
+
+    @property
+    def events(self) -> list[EventEnvelope]:
+        return [record.event for record in self.records if record.event is not None]
+
+    @property
+    def undecodable(self) -> list[ConsumedRecord]:
+        return [record for record in self.records if record.event is None]
 
 
 class KafkaEventConsumer:
@@ -76,19 +98,30 @@ class KafkaEventConsumer:
             records = await self._started.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
             raise PublishError(f"consume failed: {exc!r}") from exc
-        events: list[EventEnvelope] = []
+        consumed: list[ConsumedRecord] = []
         offsets: dict[TopicPartition, int] = {}
-        malformed = 0
         for partition, messages in records.items():
             for message in messages:
                 offsets[partition] = message.offset + 1
+                event: EventEnvelope | None = None
+                error: str | None = None
                 try:
-                    assert message.value is not None
-                    events.append(decode(message.value))
-                except Exception:  # a poison record must not stop the projector
-                    malformed += 1
-                    log.exception("skipping malformed record %s@%s", partition, message.offset)
-        return Batch(events, offsets, malformed)
+                    if message.value is None:
+                        raise ValueError("the record has no value")
+                    event = decode(message.value)
+                except Exception as exc:  # parked by the runner: must not stop the projector
+                    error = f"{type(exc).__name__}: {exc}"
+                consumed.append(
+                    ConsumedRecord(
+                        partition.topic,
+                        partition.partition,
+                        message.offset,
+                        message.value,
+                        event,
+                        error,
+                    )
+                )
+        return Batch(consumed, offsets)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
@@ -100,23 +133,37 @@ class KafkaEventConsumer:
             # idempotently from the last committed offset.
             log.warning("offset commit failed: %r", exc)
 
-    async def lag(self) -> tuple[int, int]:
-        """(position, lag) summed over the partitions this member owns."""
+    async def lag(self) -> tuple[int, int] | None:
+        """(position, lag) summed over the partitions this member owns; None when
+        the broker does not answer (unknown — never a reassuring 0)."""
         consumer = self._started
         assigned = list(consumer.assignment())
         if not assigned:
             return 0, 0
         try:
-            ends = await consumer.end_offsets(assigned)
-        except KafkaError:
-            return 0, 0
-        position = 0
-        lag = 0
-        for tp in assigned:
-            committed = await consumer.committed(tp) or 0
-            position += committed
-            lag += max(ends.get(tp, 0) - committed, 0)
+            # Bounded: a broker that does not answer would hold the projector.
+            async with asyncio.timeout(LAG_TIMEOUT_SECONDS):
+                ends = await consumer.end_offsets(assigned)
+                committed = [await consumer.committed(tp) or 0 for tp in assigned]
+        except (KafkaError, OSError, TimeoutError):
+            return None
+        position = sum(committed)
+        lag = sum(
+            max(ends.get(tp, 0) - done, 0) for tp, done in zip(assigned, committed, strict=True)
+        )
         return position, lag
+
+    def joined(self) -> bool:
+        """True once the group has given this member its partitions (possibly
+        none, when the group has more members than partitions)."""
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        if consumer.assignment():
+            return True
+        # aiokafka keeps the join's generation on its coordinator (-1 before).
+        coordinator = getattr(consumer, "_coordinator", None)
+        return int(getattr(coordinator, "generation", -1)) > 0
 
     async def progress(self) -> tuple[dict[str, int], dict[str, int]]:
         """(committed, end) offsets of the partitions this member owns, keyed "topic:partition"."""

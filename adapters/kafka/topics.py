@@ -7,6 +7,7 @@ one aggregate lands in one partition, in order.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -30,14 +31,20 @@ def all_topics(prefix: str) -> list[str]:
 
 
 async def ensure_topics(
-    bootstrap: str, prefix: str, partitions: int, timeout: float = 30
+    bootstrap: str,
+    prefix: str,
+    partitions: int,
+    timeout: float = 30,
+    topics: Sequence[str] | None = None,
 ) -> list[str]:
-    """Create Herald's topics if missing (idempotent); returns those it created."""
+    """Create Herald's topics (or `topics`) if missing (idempotent); returns
+    those it created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         await asyncio.wait_for(admin.start(), timeout)
         existing = set(await admin.list_topics())
-        missing = [t for t in all_topics(prefix) if t not in existing]
+        wanted = all_topics(prefix) if topics is None else list(topics)
+        missing = [t for t in wanted if t not in existing]
         if missing:
             try:
                 await admin.create_topics(

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import replace
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
@@ -208,6 +208,26 @@ class MongoEventStore:
             await self._events.update_many(
                 {"_id": {"$in": list(event_ids)}}, {"$set": {"published": True}}
             )
+
+    # Parking keeps a refused event out of the outbox (`published` is neither
+    # False, which the relay drains, nor True, which a re-publish resets).
+
+    async def park(self, event_ids: Sequence[str], at: datetime) -> None:
+        if not event_ids:
+            return
+        async with translated():
+            await self._events.update_many(
+                {"_id": {"$in": list(event_ids)}, "published": False},
+                {"$set": {"published": None, "parkedAt": at}},
+            )
+
+    async def unpark(self, event_ids: Sequence[str]) -> int:
+        async with translated():
+            result = await self._events.update_many(
+                {"_id": {"$in": list(event_ids)}, "published": None},
+                {"$set": {"published": False}, "$unset": {"parkedAt": ""}},
+            )
+        return result.modified_count
 
     async def mark_all_unpublished(self) -> int:
         """Queue the whole record for publishing again (the log was lost)."""
