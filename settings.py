@@ -63,6 +63,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
 def _non_negative_int(raw: str) -> int:
     value = int(raw)
     if value < 0:
@@ -102,6 +109,9 @@ class Settings:
     jwt_leeway_seconds: int = 30
 
     relay_poll_seconds: float = 0.2
+    # A projection's applied-through checkpoint never passes the sequence
+    # counter as it stood this long ago (appends in flight; projections/checkpoint.py).
+    checkpoint_horizon_seconds: float = 60.0
     shutdown_timeout_seconds: float = 10.0
     consistency_wait_seconds: float = 3.0
     projector_group_prefix: str = "herald"
@@ -165,6 +175,12 @@ class Settings:
             ),
             relay_poll_seconds=_read(
                 env, "HERALD_RELAY_POLL_SECONDS", _positive_float, d.relay_poll_seconds
+            ),
+            checkpoint_horizon_seconds=_read(
+                env,
+                "HERALD_CHECKPOINT_HORIZON_SECONDS",
+                _non_negative_float,
+                d.checkpoint_horizon_seconds,
             ),
             consistency_wait_seconds=_read(
                 env, "HERALD_CONSISTENCY_WAIT_SECONDS", _positive_float, d.consistency_wait_seconds
