@@ -149,7 +149,8 @@ async def _refill(services: Services, *, memory_only: bool) -> None:
     s = services.settings
     created = await ensure_topics(s.kafka_bootstrap, s.kafka_topic_prefix, s.kafka_partitions)
     if created or memory_only:
-        await services.republish_unapplied()
+        queued = await services.republish_unapplied()
+        log.info("the broker came back empty: re-publishing %d recorded events", queued)
     services.relay.notify()
 
 
