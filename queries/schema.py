@@ -35,7 +35,12 @@ from queries.errors import (
     coded,
     domain_errors_as_graphql,
 )
-from queries.extensions import HeraldSchema, HideSuggestions, MaskUnexpectedErrors
+from queries.extensions import (
+    CodeEveryError,
+    HeraldSchema,
+    HideSuggestions,
+    MaskUnexpectedErrors,
+)
 from queries.feeds import Expired, FellBehind
 from queries.inputs import (
     AmendCorporateActionInput,
@@ -368,6 +373,7 @@ def build_schema(
         max_aliases_rule(max_alias_count=MAX_ALIASES),
     ]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        CodeEveryError,  # first: it finishes last, coding what the others let out
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(limit_rules),
     ]
