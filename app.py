@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
@@ -39,6 +39,7 @@ from queries.allowlist import load_allowlist
 from queries.auth import AuthenticationMiddleware, principal_from_scope
 from queries.context import HeraldContext
 from queries.documents import operation_type
+from queries.extensions import code_leftovers
 from queries.http_cache import PublicCacheMiddleware
 from queries.http_input import check_query_string, decode_json, graphql_request, problem_for
 from queries.problems import send_problem
@@ -65,7 +66,8 @@ class CorrelationIdMiddleware:
         for name, value in scope.get("headers", []):
             if name in (b"x-correlation-id", b"x-request-id"):
                 candidate = value.decode("latin-1")
-                if 0 < len(candidate) <= 128 and candidate.isprintable():
+                # visible ASCII only: it is echoed, logged and stored as given
+                if 0 < len(candidate) <= 128 and candidate.isascii() and candidate.isprintable():
                     correlation_id = candidate
                 break
         correlation_id = correlation_id or uuid.uuid4().hex
@@ -170,6 +172,15 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
             if isinstance(digest, str) and digest in self.allowlist:
                 data.query = self.allowlist[digest]
         return data
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """No error goes out without a code, also one that reached no extension."""
+        if result.errors:
+            correlation_id = request.scope.get("state", {}).get(STATE_CORRELATION_ID, "")
+            result.errors = code_leftovers(result.errors, correlation_id)
+        return await super().process_result(request, result)
 
     async def execute_single(
         self,

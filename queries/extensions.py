@@ -18,13 +18,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 import strawberry
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     GraphQLError,
     OperationDefinitionNode,
+    ValidationContext,
     VariableDefinitionNode,
     get_operation_ast,
 )
@@ -88,8 +91,8 @@ class HideSuggestions(MaskErrors):
         )
 
 
-# graphql-core's coercion message: "Variable '$input' has invalid value.positions[0].quantity: …"
-_VARIABLE_PATH = re.compile(r"Variable '\$\w+' has invalid value((?:\.\w+|\[\d+\])*): ")
+# graphql-core's coercion message: "Variable '$input' has invalid value at .positions[0]: …"
+_VARIABLE_PATH = re.compile(r"Variable '\$\w+' has invalid value(?: at )?((?:\.\w+|\[\d+\])*): ")
 _PATH_SEGMENT = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
@@ -181,6 +184,35 @@ class CodeEveryError(SchemaExtension):
         )
         correlation_id = _correlation_id(self.execution_context.context)
         return _with(error, {"code": INTERNAL, "correlationId": correlation_id})
+
+
+def code_leftovers(errors: list[GraphQLError], correlation_id: str) -> list[GraphQLError]:
+    """`errors` with every uncoded one answered as INTERNAL_SERVER_ERROR ("Internal
+    error", the correlation id to quote): the net for errors that reached no
+    extension — strawberry turns an exception raised around the operation (an
+    extension or a validation rule that failed) into an error after the
+    extensions ran. HeraldSchema.process_errors has logged it already."""
+    masked = {"code": INTERNAL, "correlationId": correlation_id}
+    return [
+        error if _code(error) else GraphQLError("Internal error", extensions=masked)
+        for error in errors
+    ]
+
+
+def tolerant(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    """`rule` (one that does all its work when built, like strawberry's depth
+    limit), skipped on a document it cannot walk: the depth limit raises
+    KeyError on an unknown fragment and ValueError on an empty selection —
+    documents that other rules refuse (KnownFragmentNames, ...) or that have
+    no depth to limit."""
+
+    class Tolerant(ASTValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            with suppress(KeyError, ValueError):
+                rule(context)
+
+    return Tolerant
 
 
 class HeraldSchema(strawberry.Schema):

@@ -40,6 +40,7 @@ from queries.extensions import (
     HeraldSchema,
     HideSuggestions,
     MaskUnexpectedErrors,
+    tolerant,
 )
 from queries.feeds import Expired, FellBehind
 from queries.inputs import (
@@ -369,7 +370,7 @@ def build_schema(
     # after the cached validation, as a RequestCheck. Parsing and validation are
     # cached together (queries/documents.py), in bounded memory.
     limit_rules: list[type[ASTValidationRule]] = [
-        max_depth_rule(max_depth=MAX_DEPTH, should_ignore=None),
+        tolerant(max_depth_rule(max_depth=MAX_DEPTH, should_ignore=None)),
         max_aliases_rule(max_alias_count=MAX_ALIASES),
     ]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
