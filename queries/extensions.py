@@ -33,6 +33,7 @@ from graphql import (
 )
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types import ExecutionContext
+from strawberry.types.execution import StreamExecutionResult
 
 from queries.errors import (
     BAD_USER_INPUT,
@@ -165,11 +166,21 @@ class CodeEveryError(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
+        self._code_result(self.execution_context.result)
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        """A subscription's results (over the WebSocket) are sent as they come,
+        before the operation ends: each is coded on its way out."""
+        self._code_result(result)
+        yield
+
+    def _code_result(self, result: object) -> None:
         errors: list[GraphQLError] | None = getattr(result, "errors", None)
         if result is None or not errors or all(_code(error) for error in errors):
             return
-        result.errors = [error if _code(error) else self._coded(error) for error in errors]
+        result.errors = [  # type: ignore[attr-defined]
+            error if _code(error) else self._coded(error) for error in errors
+        ]
 
     def _coded(self, error: GraphQLError) -> GraphQLError:
         if self._refused_by is not None:

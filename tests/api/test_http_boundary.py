@@ -27,6 +27,7 @@ from graphql import GraphQLError
 from hypothesis import strategies as st
 
 from queries.extensions import code_leftovers
+from tests.api.helpers import socket
 from tests.support import DIVIDEND, RunningHerald, drawn, operation_document
 
 PROBLEMS = "https://herald.example/problems/"
@@ -336,6 +337,28 @@ async def test_every_graphql_error_a_client_can_cause_carries_a_code(
             if field is not None:
                 assert error["extensions"]["field"] == field, error
                 assert error["extensions"]["problems"][0]["path"][0] == field.split(".")[0]
+
+
+SUBSCRIPTION_ERRORS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "an unknown field": ("subscription { nope }", {}, "GRAPHQL_VALIDATION_FAILED"),
+    "a variable that cannot be coerced": (
+        "subscription($x: Boolean!) { cardPublished { id @include(if: $x) } }",
+        {"x": "yes"},
+        "BAD_USER_INPUT",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SUBSCRIPTION_ERRORS))
+async def test_subscription_errors_over_the_websocket_carry_a_code(
+    herald: RunningHerald, case: str
+) -> None:
+    document, variables, code = SUBSCRIPTION_ERRORS[case]
+    async with socket(herald) as ws:
+        await ws.subscribe(document, variables)
+        message = await ws.receive()
+    assert message["type"] == "error", message
+    assert [error["extensions"]["code"] for error in message["payload"]] == [code], message
 
 
 def test_an_error_that_reached_no_extension_goes_out_coded_and_masked() -> None:
