@@ -43,7 +43,7 @@ from queries.auth import principal_from_scope
 from queries.documents import operation_type
 from queries.errors import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS, SERVICE_UNAVAILABLE
 from queries.extensions import INTERNAL
-from queries.problems import PROBLEM_TYPE_BASE, Problem
+from queries.problems import PROBLEM_TYPE_BASE, Problem, malformed
 from queries.problems import send_problem as _send_problem
 
 __all__ = [
@@ -516,13 +516,7 @@ def _too_large(limit: int) -> Problem:
 
 
 def _too_deep() -> Problem:
-    return Problem(
-        400,
-        "request-malformed",
-        "Malformed request",
-        "the request body is JSON nested too deeply to read",
-        "BAD_REQUEST",
-    )
+    return malformed("the request body is JSON nested too deeply to read")
 
 
 def _store_unavailable() -> Problem:

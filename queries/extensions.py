@@ -185,15 +185,12 @@ class CodeEveryError(SchemaExtension):
     def _coded(self, error: GraphQLError) -> GraphQLError:
         if self._refused_by is not None:
             return _with(error, {"code": self._refused_by})
-        if error.path is None:  # refused before any resolver ran: the variables
-            return _with(error, _variable_input(error))
-        log.error(
-            "uncoded error [correlation id %s] at %s: %s",
-            _correlation_id(self.execution_context.context),
-            error.path,
-            error.message,
-        )
         correlation_id = _correlation_id(self.execution_context.context)
+        if is_unexpected(error):  # an exception (HeraldSchema logged it): masked as such
+            return _with(error, {"code": INTERNAL, "correlationId": correlation_id})
+        if error.path is None:  # graphql-core refused it before any resolver ran: variables
+            return _with(error, _variable_input(error))
+        log.error("uncoded error [correlation id %s] at %s: %s", correlation_id, error.path, error)
         return _with(error, {"code": INTERNAL, "correlationId": correlation_id})
 
 

@@ -23,10 +23,11 @@ from urllib.parse import quote, quote_from_bytes, urlencode
 
 import httpx
 import pytest
+import strawberry
 from graphql import GraphQLError
 from hypothesis import strategies as st
 
-from queries.extensions import code_leftovers
+from queries.extensions import CodeEveryError, code_leftovers
 from tests.api.helpers import socket
 from tests.support import DIVIDEND, RunningHerald, drawn, operation_document
 
@@ -359,6 +360,20 @@ async def test_subscription_errors_over_the_websocket_carry_a_code(
         message = await ws.receive()
     assert message["type"] == "error", message
     assert [error["extensions"]["code"] for error in message["payload"]] == [code], message
+
+
+@strawberry.type
+class _Toy:
+    @strawberry.field
+    def shares(self) -> int:
+        return 3_000_000_000  # beyond GraphQL's 32-bit Int: graphql-core refuses it uncoded
+
+
+def test_an_uncoded_error_while_resolving_goes_out_as_internal() -> None:
+    result = strawberry.Schema(_Toy, extensions=[CodeEveryError]).execute_sync("{ shares }")
+    (error,) = result.errors or []
+    assert error.path == ["shares"]
+    assert (error.extensions or {})["code"] == "INTERNAL_SERVER_ERROR", error
 
 
 def test_an_error_that_reached_no_extension_goes_out_coded_and_masked() -> None:
