@@ -41,7 +41,13 @@ from queries.context import HeraldContext
 from queries.documents import operation_type
 from queries.extensions import code_leftovers
 from queries.http_cache import PublicCacheMiddleware
-from queries.http_input import check_query_string, decode_json, graphql_request, problem_for
+from queries.http_input import (
+    check_query_string,
+    decode_frame,
+    decode_json,
+    graphql_request,
+    problem_for,
+)
 from queries.problems import send_problem
 from queries.schema import PUBLIC_CARD_FIELDS, build_schema
 from services import Services
@@ -150,8 +156,13 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
             return
         await response(scope, receive, send)
 
+    def parse_json(self, data: str | bytes) -> Any:
+        """The JSON of a body or GET parameter; a 400 problem for what cannot be read."""
+        return decode_json(data)
+
     def decode_json(self, data: str | bytes) -> object:
-        return decode_json(data)  # refuses (400 problem) what it cannot read
+        """The JSON of a WebSocket frame; one that cannot be read closes the socket (4400)."""
+        return decode_frame(data)
 
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter

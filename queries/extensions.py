@@ -31,7 +31,9 @@ from graphql import (
     VariableDefinitionNode,
     get_operation_ast,
 )
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import StreamExecutionResult
 
@@ -95,6 +97,11 @@ class HideSuggestions(MaskErrors):
 # graphql-core's coercion message: "Variable '$input' has invalid value at .positions[0]: …"
 _VARIABLE_PATH = re.compile(r"Variable '\$\w+' has invalid value(?: at )?((?:\.\w+|\[\d+\])*): ")
 _PATH_SEGMENT = re.compile(r"\.(\w+)|\[(\d+)\]")
+
+
+# strawberry's refusals of the operation a request names (none, or of a type not
+# allowed there): the document does not provide what the request asks to run
+_OPERATION_REFUSALS = (CannotGetOperationTypeError, InvalidOperationTypeError, MissingQueryError)
 
 
 def _code(error: GraphQLError) -> object:
@@ -186,6 +193,9 @@ class CodeEveryError(SchemaExtension):
         if self._refused_by is not None:
             return _with(error, {"code": self._refused_by})
         correlation_id = _correlation_id(self.execution_context.context)
+        if isinstance(error.original_error, _OPERATION_REFUSALS):
+            # (over HTTP these are 400 problems; a stream reports them as errors)
+            return _with(error, {"code": GRAPHQL_VALIDATION_FAILED})
         if is_unexpected(error):  # an exception (HeraldSchema logged it): masked as such
             return _with(error, {"code": INTERNAL, "correlationId": correlation_id})
         if error.path is None:  # graphql-core refused it before any resolver ran: variables

@@ -37,6 +37,7 @@ from queries.problems import BAD_REQUEST, Problem, malformed
 __all__ = [
     "RequestRefused",
     "check_query_string",
+    "decode_frame",
     "decode_json",
     "graphql_request",
     "problem_for",
@@ -78,6 +79,18 @@ def decode_json(data: str | bytes) -> object:
         ) from exc
     except RecursionError as exc:
         raise _refused("the request is JSON nested too deeply to read") from exc
+    return value
+
+
+def decode_frame(text: str | bytes) -> object:
+    """The JSON of a WebSocket frame, read like a request (`decode_json`, and
+    Unicode throughout); anything else raises JSONDecodeError, on which
+    strawberry closes the socket with 4400 as graphql-transport-ws prescribes."""
+    try:
+        value = decode_json(text)
+        refuse_non_unicode(value)
+    except RequestRefused as exc:
+        raise json.JSONDecodeError(exc.problem.detail, "", 0) from exc
     return value
 
 

@@ -28,7 +28,7 @@ from graphql import GraphQLError
 from hypothesis import strategies as st
 
 from queries.extensions import CodeEveryError, code_leftovers
-from tests.api.helpers import socket
+from tests.api.helpers import ProtocolClosed, socket
 from tests.support import DIVIDEND, RunningHerald, drawn, operation_document
 
 PROBLEMS = "https://herald.example/problems/"
@@ -340,7 +340,33 @@ async def test_every_graphql_error_a_client_can_cause_carries_a_code(
                 assert error["extensions"]["problems"][0]["path"][0] == field.split(".")[0]
 
 
-SUBSCRIPTION_ERRORS: dict[str, tuple[str, dict[str, Any], str]] = {
+UNREADABLE_FRAMES: dict[str, str] = {
+    "JSON nested too deeply": "[" * DEEP + "]" * DEEP,
+    "a number longer than int() converts": '{"type":"subscribe","id":"1","payload":{"query":'
+    '"subscription { cardPublished { id } }","variables":{"a":' + "9" * 5000 + "}}}",
+    "a lone surrogate in the operation id": '{"type":"subscribe","id":"\\ud800","payload":'
+    '{"query":"subscription { cardPublished { id } }"}}',
+    "a lone surrogate in the operationName": '{"type":"subscribe","id":"1","payload":{"query":'
+    '"subscription A { cardPublished { id } }","operationName":"\\ud800"}}',
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE_FRAMES))
+async def test_a_websocket_frame_that_cannot_be_read_closes_the_socket_with_4400(
+    herald: RunningHerald, case: str
+) -> None:
+    """graphql-transport-ws: an invalid message closes the socket with 4400
+    (before, these dropped the connection without a close frame, or answered
+    INTERNAL_SERVER_ERROR)."""
+    async with socket(herald) as ws:
+        await ws.ws.send(UNREADABLE_FRAMES[case])
+        with pytest.raises(ProtocolClosed) as closed:
+            await ws.receive()
+    assert closed.value.code == 4400, closed.value
+
+
+SUBSCRIPTION_ERRORS: dict[str, tuple[str | None, dict[str, Any], str]] = {
+    "no query": (None, {}, "GRAPHQL_VALIDATION_FAILED"),
     "an unknown field": ("subscription { nope }", {}, "GRAPHQL_VALIDATION_FAILED"),
     "a variable that cannot be coerced": (
         "subscription($x: Boolean!) { cardPublished { id @include(if: $x) } }",
@@ -356,7 +382,8 @@ async def test_subscription_errors_over_the_websocket_carry_a_code(
 ) -> None:
     document, variables, code = SUBSCRIPTION_ERRORS[case]
     async with socket(herald) as ws:
-        await ws.subscribe(document, variables)
+        frame = {"query": document, "variables": variables}
+        await ws.ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": frame}))
         message = await ws.receive()
     assert message["type"] == "error", message
     assert [error["extensions"]["code"] for error in message["payload"]] == [code], message
