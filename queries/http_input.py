@@ -18,7 +18,14 @@ never half-read by a later encoder:
 
 Everything else strawberry refuses at the HTTP level (a GET of a mutation, a
 subscription by POST, a missing query, ...) is rendered as a problem too
-(`problem_for`).
+(`problem_for`): `request-malformed` (cannot be read) and `request-refused`
+(read, but not a request the endpoint runs) with code BAD_REQUEST, and the
+status's own type otherwise (`unsupported-media-type` 415,
+`method-not-allowed` 405 with `Allow`).
+
+A graphql-transport-ws frame is read by the same rules (`decode_frame`); one
+that breaks them closes the socket with 4400, the protocol's answer to an
+invalid message.
 """
 
 from __future__ import annotations
