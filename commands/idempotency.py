@@ -80,6 +80,8 @@ from queries.errors import (
     SERVICE_UNAVAILABLE,
 )
 from queries.extensions import INTERNAL
+from queries.problems import PROBLEM_TYPE_BASE, Problem, malformed
+from queries.problems import send_problem as _send_problem
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -102,7 +104,6 @@ log = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 255
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-PROBLEM_TYPE_BASE = "https://herald.example/problems/"
 HEADER = b"idempotency-key"
 REPLAYED_HEADER = (b"idempotent-replayed", b"true")
 # Response headers that belong to the answer itself and are replayed with it.
@@ -113,32 +114,6 @@ SERVER_FAILURE_CODES = frozenset({INTERNAL, SERVICE_UNAVAILABLE})
 
 
 # --- the pure parts ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    """An RFC 9457 problem detail, answered as `application/problem+json`."""
-
-    status: int
-    slug: str
-    title: str
-    detail: str
-    code: str
-
-    @property
-    def type(self) -> str:
-        return PROBLEM_TYPE_BASE + self.slug
-
-    def body(self) -> bytes:
-        return json.dumps(
-            {
-                "type": self.type,
-                "title": self.title,
-                "status": self.status,
-                "detail": self.detail,
-                "code": self.code,
-            }
-        ).encode()
 
 
 class InvalidIdempotencyKey(Exception):
@@ -689,13 +664,7 @@ def _too_large(limit: int) -> Problem:
 
 
 def _too_deep() -> Problem:
-    return Problem(
-        400,
-        "request-malformed",
-        "Malformed request",
-        "the request body is JSON nested too deeply to read",
-        "BAD_REQUEST",
-    )
+    return malformed("the request body is JSON nested too deeply to read")
 
 
 def _store_unavailable() -> Problem:
@@ -706,18 +675,6 @@ def _store_unavailable() -> Problem:
         "the Idempotency-Key cannot be checked right now; nothing was executed, retry later",
         SERVICE_UNAVAILABLE,
     )
-
-
-async def _send_problem(send: Send, problem: Problem) -> None:
-    body = problem.body()
-    headers = [
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if problem.status in (409, 503):
-        headers.append((b"retry-after", b"1"))
-    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _send_replay(send: Send, response: StoredResponse) -> None:

@@ -37,7 +37,13 @@ from queries.errors import (
     coded,
     domain_errors_as_graphql,
 )
-from queries.extensions import HeraldSchema, HideSuggestions, MaskUnexpectedErrors
+from queries.extensions import (
+    CodeEveryError,
+    HeraldSchema,
+    HideSuggestions,
+    MaskUnexpectedErrors,
+    tolerant,
+)
 from queries.feeds import Expired, FellBehind
 from queries.inputs import (
     AmendCorporateActionInput,
@@ -374,10 +380,11 @@ def build_schema(
     # after the cached validation, as a RequestCheck. Parsing and validation are
     # cached together (queries/documents.py), in bounded memory.
     limit_rules: list[type[ASTValidationRule]] = [
-        max_depth_rule(max_depth=MAX_DEPTH, should_ignore=None),
+        tolerant(max_depth_rule(max_depth=MAX_DEPTH, should_ignore=None)),
         max_aliases_rule(max_alias_count=MAX_ALIASES),
     ]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        CodeEveryError,  # first: it finishes last, coding what the others let out
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(limit_rules),
     ]
