@@ -41,7 +41,7 @@ from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
 from commands.relay import OutboxRelay, relay_stopped
 from domain.consistency import PROJECTION_STREAMS
-from domain.ports import PublishError
+from domain.ports import PublishError, is_transient
 from observability import metrics
 from projections.cards import CardProjector
 from projections.checkpoint import AppliedThrough, replay_from
@@ -207,8 +207,15 @@ class Services:
             except PublishError as exc:
                 log.warning("cannot create the dead-letter topics yet (%s); retrying", exc)
                 await asyncio.sleep(1.0)
-        if created:
-            await self.republish_unapplied()
+        while created:
+            try:
+                await self.republish_unapplied()
+                break
+            except Exception as exc:  # store not up yet: queueing again changes nothing
+                if not is_transient(exc):
+                    raise
+                log.warning("cannot queue the record for the new event log yet (%s); retrying", exc)
+                await asyncio.sleep(1.0)
         self._topics_ready.set()
 
     async def republish_unapplied(self) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import shutil
 import tempfile
 import time
@@ -127,6 +128,8 @@ async def measure(events: int, *, old: bool, keep: bool) -> list[Figures]:
 
 
 async def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("services").setLevel(logging.INFO)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, nargs="+", default=[10_000, 50_000])
     parser.add_argument("--large", action="store_true", help="also 500 000 events (long)")

@@ -42,6 +42,8 @@ COMMAND = "command"
 # Attempts at the global sequence counter: a first allocation on a new store
 # can lose an upsert race (DuplicateKeyError, or no document back).
 ALLOCATION_ATTEMPTS = 5
+# Sequences re-queued per update when the log is re-filled.
+REQUEUE_SLICE = 2_000
 
 
 def _to_document(event: EventEnvelope) -> Document:
@@ -231,13 +233,20 @@ class MongoEventStore:
 
     async def mark_unpublished_after(self, sequence: int) -> int:
         """Queue the events past global `sequence` for publishing again (the
-        log was lost; every event up to `sequence` is in every read model)."""
+        log was lost; every event up to `sequence` is in every read model).
+        In slices of REQUEUE_SLICE sequences: one update of the whole record
+        can outlast the socket timeout (an update of many documents is not
+        retried by the driver), and a repeated slice changes nothing."""
+        top = await self.last_sequence()
+        queued = 0
         async with translated():
-            result = await self._events.update_many(
-                {"published": True, "sequence": {"$gt": sequence}},
-                {"$set": {"published": False}},
-            )
-        return result.modified_count
+            for low in range(sequence, top, REQUEUE_SLICE):
+                result = await self._events.update_many(
+                    {"published": True, "sequence": {"$gt": low, "$lte": low + REQUEUE_SLICE}},
+                    {"$set": {"published": False}},
+                )
+                queued += result.modified_count
+        return queued
 
     async def last_sequence(self) -> int:
         """The highest global sequence allocated so far (0 on an empty record);
