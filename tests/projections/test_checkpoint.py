@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo import AsyncMongoClient
 
+from adapters.mongo import event_store
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.projection_state import MongoProjectionState
 from domain import events as ev
@@ -114,3 +115,16 @@ async def test_other_streams_do_not_hold_the_checkpoint_back_and_it_never_goes_b
     assert await state.applied_through("cards") == end
     # the notices projection never ran: the whole record is re-published
     assert await replay_from(state, ["cards", "notices"]) == 0
+
+
+async def test_an_empty_log_gets_again_only_the_events_past_the_checkpoint(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(event_store, "REQUEUE_SLICE", 3)  # several slices, one partial
+    events, _ = await stores(db)
+    stored = [(await events.append([announcement(n)]))[0] for n in range(10)]
+    await events.mark_published([e.event_id for e in stored])
+    through = stored[3].sequence
+    assert await events.mark_unpublished_after(through) == 6
+    assert [e.sequence for e in await events.unpublished(100)] == [e.sequence for e in stored[4:]]
+    assert await events.unpublished_through(stored[5].sequence) == 2
