@@ -23,19 +23,28 @@ from adapters.kafka.topics import ensure_topics, kafka_ping, topic_for
 from adapters.mongo.cards import CARDS, MongoCardStore, is_publication, publication_match
 from adapters.mongo.changes import MongoChangeFeed
 from adapters.mongo.client import connect, ping
+from adapters.mongo.deliveries import MongoDeliveryLog
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.idempotency import MongoIdempotencyStore
 from adapters.mongo.lease import MongoLease
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
 from adapters.mongo.notices import NOTICES, MongoNoticeStore, issued_match
 from adapters.mongo.positions import MongoPositionStore
+from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
+from commands.preferences import PreferencesHandlers
 from commands.relay import OutboxRelay
-from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_NOTICE, AGGREGATE_POSITIONS
+from domain.events import (
+    AGGREGATE_CORPORATE_ACTION,
+    AGGREGATE_NOTICE,
+    AGGREGATE_POSITIONS,
+    AGGREGATE_PREFERENCES,
+)
 from domain.ports import PublishError
 from projections.cards import CardProjector
 from projections.notices import NoticeProjector
+from projections.preferences import PreferencesProjector
 from projections.runner import ProjectionRunner, Projector, run_forever
 from queries.feeds import CardFanout, NoticeFanout
 from settings import Settings
@@ -77,6 +86,9 @@ class Services:
             acquire_lease=MongoLease(self.db, "outbox-relay", holder).acquire,
         )
         self.handlers = CommandHandlers(self.events, self.positions, on_appended=self.relay.notify)
+        self.preferences = MongoPreferenceStore(self.db)
+        self.deliveries = MongoDeliveryLog(self.db)
+        self.preference_handlers = PreferencesHandlers(self.events, on_appended=self.relay.notify)
         self.consistency_wait_seconds = s.consistency_wait_seconds
         self.runners: list[ProjectionRunner] = []
         if self.verifier is None and s.jwks_location:
@@ -96,6 +108,7 @@ class Services:
         await self.notice_projection.ensure_indexes()
         await self.notices.ensure_indexes()
         await self.idempotency.ensure_indexes()
+        await self.deliveries.ensure_indexes()
         self._topics_ready = asyncio.Event()
         self._topics_task = asyncio.create_task(self._prepare_topics(), name="topics")
         if s.run_relay:
@@ -120,6 +133,7 @@ class Services:
                 self.events,
                 [actions, positions, acknowledgements],
             ),
+            PreferencesProjector(self.preferences, [topic_for(prefix, AGGREGATE_PREFERENCES)]),
         ]
 
     def _start_projector(self, projector: Projector) -> None:
