@@ -35,9 +35,14 @@ from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
 from commands.preferences import PreferencesHandlers
 from commands.relay import OutboxRelay
+from delivery.dispatcher import DeliveryPlanner
+from delivery.wiring import configured_channels
+from delivery.worker import ChannelWorker, breaker_factory
+from domain.delivery import parse_channels
 from domain.events import (
     AGGREGATE_CORPORATE_ACTION,
     AGGREGATE_NOTICE,
+    AGGREGATE_NOTICE_ISSUE,
     AGGREGATE_POSITIONS,
     AGGREGATE_PREFERENCES,
 )
@@ -118,6 +123,46 @@ class Services:
         if s.run_projectors:
             for projector in self.projectors():
                 self._start_projector(projector)
+        if s.run_dispatcher:
+            self._start_dispatcher()
+
+    def _start_dispatcher(self) -> None:
+        """The planner (consumer group `<prefix>.dispatcher` on notice-issues)
+        and one worker per configured channel (see delivery/)."""
+        s = self.settings
+        self.channels = configured_channels(s)
+        breakers = breaker_factory(s.breaker_failures, s.breaker_cooldown_seconds)
+        self.channel_workers = {
+            name: ChannelWorker(
+                channel,
+                self.deliveries,
+                self.notice_projection,
+                breakers,
+                max_attempts=s.delivery_max_attempts,
+                retry_seconds=s.delivery_retry_seconds,
+            )
+            for name, channel in self.channels.items()
+        }
+        workers = list(self.channel_workers.values())
+
+        def wake_workers() -> None:
+            for worker in workers:
+                worker.wake()
+
+        planner = DeliveryPlanner(
+            self.deliveries,
+            self.preferences,
+            self.notice_projection,
+            self.channels,
+            [topic_for(s.kafka_topic_prefix, AGGREGATE_NOTICE_ISSUE)],
+            defaults=parse_channels(s.default_channels),
+            on_planned=wake_workers,
+        )
+        self._start_projector(planner)
+        for name, worker in self.channel_workers.items():
+            self.tasks[f"channel:{name.value}"] = asyncio.create_task(
+                worker.run(), name=f"channel:{name.value}"
+            )
 
     def projectors(self) -> list[Projector]:
         """Every projector this process runs, each a consumer group of its own."""
@@ -215,6 +260,8 @@ class Services:
                 self.settings.shutdown_timeout_seconds,
             )
         self.tasks.clear()
+        for channel in getattr(self, "channels", {}).values():
+            await _bounded(channel.close(), f"channel {channel.channel.value}", limit)
         await _bounded(self.publisher.close(), "Kafka producer", limit)
         await _bounded(self.client.close(), "store client", limit)
 

@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     token.set_defaults(func=_cmd_token)
 
+    from cli.deliveries import add_arguments as dlq_arguments
+    from cli.deliveries import run as dlq_run
+
+    dlq = sub.add_parser("dlq", help="list or replay dead-lettered deliveries")
+    dlq_arguments(dlq)
+    dlq.set_defaults(func=dlq_run)
+
     export = sub.add_parser("export-schema", help="print the GraphQL SDL (schema.graphql)")
     export.add_argument("--output", "-o", default="-")
     export.set_defaults(func=_cmd_export_schema)
