@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import uvicorn
@@ -23,6 +24,9 @@ from adapters.auth.dev_issuer import DevIssuer
 from app import create_app
 from devstack.process import free_port
 from settings import Settings
+
+if TYPE_CHECKING:
+    from devstack.mail_sink import MailSink
 
 log = logging.getLogger("herald.dev")
 
@@ -61,7 +65,11 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
         await event_log.start_async()
         # With the edge, nginx takes the public port and the API an internal one.
         api_port = free_port() if edge else port
-        settings = Settings.from_env().with_overrides(
+        settings = Settings.from_env()
+        mail = _mail_sink(settings, data_dir)
+        if mail is not None:
+            stack.callback(mail.stop)
+        settings = settings.with_overrides(
             host=host,
             port=api_port,
             mongo_uri=store.uri,
@@ -70,6 +78,7 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
             jwks_location=str(issuer.jwks_path),
             jwt_issuer=issuer.issuer,
             jwt_audience=issuer.audience,
+            **({} if mail is None else {"smtp_url": mail.url}),
         )
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), host=host, port=api_port, log_level="warning")
@@ -87,7 +96,13 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
         print(
             f"Herald is ready in {time.monotonic() - started:.1f}s: GraphQL at {base}/graphql\n"
             f"  tokens: herald token --data-dir {data_dir} --sub alice "
-            "--roles ca-operator\n  Ctrl-C stops everything.",
+            "--roles ca-operator\n"
+            + (
+                ""
+                if mail is None
+                else f"  e-mails Herald sends: {mail.folder}/*.eml (SMTP sink on {mail.url})\n"
+            )
+            + "  Ctrl-C stops everything.",
             flush=True,
         )
         await serving
@@ -96,6 +111,18 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
         stack.close()
         event_log.stop()
         store.stop()
+
+
+def _mail_sink(settings: Settings, data_dir: Path) -> MailSink | None:
+    """Unless HERALD_SMTP_URL names a server: a local SMTP sink keeping each
+    e-mail as an .eml file under DATA_DIR/mail, so a newcomer sees what Herald sends."""
+    if settings.smtp_url or not settings.run_dispatcher:
+        return None
+    from devstack.mail_sink import MailSink
+
+    sink = MailSink(data_dir / "mail")
+    sink.start()
+    return sink
 
 
 def _broker(kind: str, data_dir: Path):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formatdate, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
@@ -41,7 +41,7 @@ class SmtpChannel:
         self._username = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else None
         self._sender = sender
-        self._domain = sender.rpartition("@")[2] or "herald.local"
+        self._domain = parseaddr(sender)[1].rpartition("@")[2] or "herald.local"
         self._timeout = timeout_seconds
 
     def message_id(self, notice_id: str, version: int) -> str:
