@@ -140,6 +140,7 @@ class Services:
                 breakers,
                 max_attempts=s.delivery_max_attempts,
                 retry_seconds=s.delivery_retry_seconds,
+                lease_seconds=s.delivery_lease_seconds,
             )
             for name, channel in self.channels.items()
         }

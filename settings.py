@@ -148,6 +148,8 @@ class Settings:
     default_channels: str = ""  # comma-separated DeliveryChannel names
     delivery_max_attempts: int = 8
     delivery_retry_seconds: float = 1.0  # first backoff; doubles, with jitter, to 5 min
+    # A claimed delivery whose worker died is claimed again after this (> a send's timeout)
+    delivery_lease_seconds: float = 60.0
     breaker_failures: int = 5  # consecutive transient failures that open a channel's breaker
     breaker_cooldown_seconds: float = 30.0  # open → half-open (one probe)
 
@@ -229,6 +231,9 @@ class Settings:
             ),
             delivery_retry_seconds=_read(
                 env, "HERALD_DELIVERY_RETRY_SECONDS", _positive_float, d.delivery_retry_seconds
+            ),
+            delivery_lease_seconds=_read(
+                env, "HERALD_DELIVERY_LEASE_SECONDS", _positive_float, d.delivery_lease_seconds
             ),
             breaker_failures=_read(
                 env, "HERALD_BREAKER_FAILURES", _positive_int, d.breaker_failures

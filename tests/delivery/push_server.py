@@ -31,6 +31,8 @@ class PushServer:
     port: int = field(default_factory=free_port)
     calls: list[PushCall] = field(default_factory=list)
     answer: Callable[[dict[str, Any]], int] = lambda body: 200
+    # How long each call takes (a slow gateway keeps deliveries in flight).
+    delay_seconds: float = 0.0
 
     @property
     def url(self) -> str:
@@ -41,6 +43,8 @@ class PushServer:
 
     async def _push(self, request: Request) -> JSONResponse:
         body = await request.json()
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
         status = self.answer(body)
         self.calls.append(
             PushCall(time.time(), request.headers.get("idempotency-key", ""), body, status)
