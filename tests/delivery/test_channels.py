@@ -13,11 +13,11 @@ from adapters.channels.email import SmtpChannel
 from adapters.channels.push import PushChannel
 from devstack.mail_sink import MailSink
 from devstack.process import free_port
+from devstack.push_sink import PushServer
 from domain.codes import NoticeKind
 from domain.delivery import IssuedNotice, OutboundNotice
 from domain.ports import PermanentChannelError, TransientChannelError
 from domain.preferences import DeliveryChannel
-from tests.delivery.push_server import PushServer
 
 NOTICE = IssuedNotice(
     notice_id="NT0123456789abcdef",

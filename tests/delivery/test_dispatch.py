@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from adapters.auth.dev_issuer import DevIssuer
 from cli.deliveries import list_dead_letters, replay_dead_letters
 from devstack.mail_sink import MailSink
-from tests.delivery.push_server import PushServer
+from devstack.push_sink import PushServer
 from tests.delivery.support import MOBILE, PORTAL, depositor, fresh, operator
 from tests.projections.scenario import Portal
 from tests.support import Broker, GraphQLClient, RunningHerald, eventually, herald_settings

@@ -22,8 +22,8 @@ from commands.handlers import CommandContext
 from devstack.apache_kafka import ApacheKafkaBroker
 from devstack.mail_sink import MailSink
 from devstack.process import ManagedProcess
+from devstack.push_sink import PushServer
 from domain.principal import ROLE_OPERATOR, Principal
-from tests.delivery.push_server import PushServer
 from tests.faults.test_kill_projector import worker_env
 from tests.projections.scenario import Portal
 from tests.support import REPO, Broker, GraphQLClient, RunningHerald, eventually, herald_settings

@@ -1,5 +1,6 @@
 """A small real push gateway on loopback (Starlette on uvicorn) that records
-every call; `answer` decides the status per call (200 unless told)."""
+every call; `answer` decides the status per call (200 unless told). The
+tests' and the delivery benchmark's push peer."""
 
 from __future__ import annotations
 
