@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from commands.relay import OutboxRelay
 from delivery.dispatcher import DeliveryPlanner
 from delivery.wiring import configured_channels
 from delivery.worker import ChannelWorker, breaker_factory
-from domain.delivery import parse_channels
+from domain.delivery import OutboundNotice, delivery_id, parse_channels
 from domain.events import (
     AGGREGATE_CORPORATE_ACTION,
     AGGREGATE_NOTICE,
@@ -144,11 +144,16 @@ class Services:
             )
             for name, channel in self.channels.items()
         }
-        workers = list(self.channel_workers.values())
 
-        def wake_workers() -> None:
-            for worker in workers:
-                worker.wake()
+        def wake_workers(planned: Sequence[OutboundNotice]) -> None:
+            for channel, worker in self.channel_workers.items():
+                worker.wake(
+                    [
+                        delivery_id(o.notice.notice_id, o.notice.version, channel)
+                        for o in planned
+                        if o.channel is channel
+                    ]
+                )
 
         planner = DeliveryPlanner(
             self.deliveries,

@@ -51,7 +51,7 @@ class DeliveryPlanner:
         topics: Sequence[str],
         *,
         defaults: Collection[DeliveryChannel] = (),
-        on_planned: Callable[[], None] = lambda: None,
+        on_planned: Callable[[Sequence[OutboundNotice]], None] = lambda planned: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._deliveries = deliveries
@@ -94,4 +94,4 @@ class DeliveryPlanner:
         for notice in nowhere:
             await self._notices.mark_delivered(notice.notice_id, notice.version, now)
         if outbound:
-            self._on_planned()
+            self._on_planned(outbound)

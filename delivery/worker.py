@@ -4,6 +4,9 @@ Each channel has its own tasks, breaker and backoff, so a slow or failing
 channel never holds up another, nor the planner or the projections (they only
 write the log). A delivery goes through:
 
+0. the planner hands the ids it planned to the channel's in-memory queue; a
+   sweep of the log every `poll_seconds` queues what else is due (retries,
+   leases of a dead worker that ran out, another process's plans);
 1. `claim`: the attempt is counted and the delivery leased to this task in
    the log — before the call;
 2. the call, inside the channel's circuit breaker (`purgatory`; a permanent
@@ -21,10 +24,9 @@ breaker is open no delivery is claimed; after the cool-down one probe decides.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -42,6 +44,8 @@ from observability import metrics
 log = logging.getLogger(__name__)
 
 _BREAKER_LEVEL = {"closed": 0, "half-opened": 1, "opened": 2}
+_QUEUE = 10_000  # delivery ids waiting in memory per channel; the rest wait in the log
+_SWEEP_LIMIT = 1_000
 
 
 def breaker_factory(failures: int, cooldown_seconds: float) -> AsyncCircuitBreakerFactory:
@@ -73,7 +77,7 @@ class ChannelWorker:
         retry_seconds: float,
         concurrency: int = 8,
         lease_seconds: float = 60.0,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._channel = channel
@@ -89,41 +93,59 @@ class ChannelWorker:
         self._lease = timedelta(seconds=lease_seconds)
         self._poll = poll_seconds
         self._clock = clock
-        self._wakeup = asyncio.Event()
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=_QUEUE)
+        self._queued: set[str] = set()
 
-    def wake(self) -> None:
-        """New deliveries were planned: look now rather than at the next poll."""
-        self._wakeup.set()
+    def wake(self, keys: Sequence[str] = ()) -> None:
+        """Deliveries were planned: queue them now rather than at the next sweep."""
+        for key in keys:
+            self._enqueue(key)
+
+    def _enqueue(self, key: str) -> None:
+        if key in self._queued or self._queue.full():
+            return  # queued already, or the next sweep finds it
+        self._queued.add(key)
+        self._queue.put_nowait(key)
 
     async def run(self) -> None:
         metrics.BREAKER_STATE.labels(self._name).set(0)
-        await asyncio.gather(*(self._loop() for _ in range(self._concurrency)))
+        await asyncio.gather(self._sweep(), *(self._loop() for _ in range(self._concurrency)))
 
-    async def _loop(self) -> None:
+    async def _sweep(self) -> None:
+        """Queue what the log holds due: retries whose time came, leases of a
+        dead worker that ran out, deliveries planned by another process."""
         while True:
             try:
-                if await self._wait_while_open():
-                    continue
-                claimed = await self._deliveries.claim(
-                    self._channel.channel, self._clock(), self._lease
-                )
-                if claimed is None:
-                    await self._idle()
-                    continue
-                await self._attempt(claimed)
+                if self._queue.qsize() < self._concurrency:
+                    room = self._queue.maxsize - self._queue.qsize()
+                    for key in await self._deliveries.due(
+                        self._channel.channel, self._clock(), min(room, _SWEEP_LIMIT)
+                    ):
+                        self._enqueue(key)
             except asyncio.CancelledError:
                 raise
             except StoreError as exc:
                 log.warning("channel %s: delivery log unavailable (%s)", self._name, exc)
-                await asyncio.sleep(self._poll)
+            await asyncio.sleep(self._poll)
+
+    async def _loop(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            try:
+                while await self._wait_while_open():
+                    pass
+                claimed = await self._deliveries.claim(key, self._clock(), self._lease)
+                if claimed is not None:
+                    await self._attempt(claimed)
+            except asyncio.CancelledError:
+                raise
+            except StoreError as exc:
+                log.warning("channel %s: delivery log unavailable (%s)", self._name, exc)
+                await asyncio.sleep(self._poll)  # the sweep finds the delivery again
             except Exception:
                 log.exception("channel %s: unexpected failure; going on", self._name)
                 await asyncio.sleep(self._poll)
-
-    async def _idle(self) -> None:
-        self._wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), self._poll)
 
     async def _wait_while_open(self) -> bool:
         """Sleep out an open breaker's cool-down (no claim, no attempt meanwhile)."""

@@ -8,15 +8,16 @@ attempts, nextAttemptAt, claimedUntil, lastError, plannedAt, deliveredAt,
 issuedAt, notice` (the `NoticeIssued` payload the channel renders).
 
 Exactly once: `plan` inserts each delivery once (a re-plan after a crash finds
-it); `claim` atomically counts the attempt and leases the delivery to one
-worker *before* the call; `delivered` / `failed` record the outcome after it.
+it); `due` lists what is waiting (the workers' sweep); `claim` atomically
+counts the attempt and leases the delivery to one worker *before* the call;
+`delivered` / `failed` record the outcome after it.
 A worker that dies between the two leaves a lease that runs out, and the next
 claim sends again under the same message id, which the receiver recognises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
@@ -42,7 +43,7 @@ class MongoDeliveryLog:
             )
             await self._deliveries.create_index([("noticeId", ASCENDING), ("version", ASCENDING)])
 
-    async def plan(self, outbound: Iterable[OutboundNotice], now: datetime) -> int:
+    async def plan(self, outbound: Sequence[OutboundNotice], now: datetime) -> int:
         """Record deliveries not recorded yet; returns how many were new."""
         operations = [
             UpdateOne(
@@ -74,20 +75,37 @@ class MongoDeliveryLog:
             ).sort("version", ASCENDING)
             return {DeliveryChannel(d["channel"]): str(d["address"]) async for d in cursor}
 
-    async def claim(
-        self, channel: DeliveryChannel, now: datetime, lease: timedelta
-    ) -> Document | None:
-        """Take the next due delivery of `channel`: count the attempt and lease it."""
+    async def due(self, channel: DeliveryChannel, now: datetime, limit: int) -> list[str]:
+        """Ids of up to `limit` deliveries of `channel` due now and not leased,
+        oldest due first (one index range read)."""
+        async with translated():
+            cursor = (
+                self._deliveries.find(
+                    {
+                        "channel": channel.value,
+                        "status": {"$in": _OPEN},
+                        "nextAttemptAt": {"$lte": now},
+                        "claimedUntil": {"$lte": now},
+                    },
+                    {"_id": 1},
+                )
+                .sort("nextAttemptAt", ASCENDING)
+                .limit(limit)
+            )
+            return [str(d["_id"]) async for d in cursor]
+
+    async def claim(self, key: str, now: datetime, lease: timedelta) -> Document | None:
+        """Take delivery `key` if it is still due and not leased: count the
+        attempt and lease it, atomically (None: delivered, or someone holds it)."""
         async with translated():
             return await self._deliveries.find_one_and_update(
                 {
-                    "channel": channel.value,
+                    "_id": key,
                     "status": {"$in": _OPEN},
                     "nextAttemptAt": {"$lte": now},
                     "claimedUntil": {"$lte": now},
                 },
                 {"$inc": {"attempts": 1}, "$set": {"claimedUntil": now + lease}},
-                sort=[("nextAttemptAt", ASCENDING)],
                 return_document=ReturnDocument.AFTER,
             )
 
