@@ -37,7 +37,7 @@ from commands.preferences import PreferencesHandlers
 from commands.relay import OutboxRelay
 from delivery.dispatcher import DeliveryPlanner
 from delivery.wiring import configured_channels
-from delivery.worker import ChannelWorker, breaker_factory
+from delivery.worker import ChannelWorker, Settler, breaker_factory
 from domain.delivery import OutboundNotice, delivery_id, parse_channels
 from domain.events import (
     AGGREGATE_CORPORATE_ACTION,
@@ -136,7 +136,6 @@ class Services:
             name: ChannelWorker(
                 channel,
                 self.deliveries,
-                self.notice_projection,
                 breakers,
                 max_attempts=s.delivery_max_attempts,
                 retry_seconds=s.delivery_retry_seconds,
@@ -165,6 +164,8 @@ class Services:
             on_planned=wake_workers,
         )
         self._start_projector(planner)
+        settler = Settler(self.deliveries, self.notice_projection)
+        self.tasks["settler"] = asyncio.create_task(settler.run(), name="settler")
         for name, worker in self.channel_workers.items():
             self.tasks[f"channel:{name.value}"] = asyncio.create_task(
                 worker.run(), name=f"channel:{name.value}"

@@ -91,7 +91,6 @@ class DeliveryPlanner:
                 outbound.append(OutboundNotice(notice, channel, address, message_id))
         new = await self._deliveries.plan(outbound, now)
         metrics.DELIVERIES_PLANNED.inc(new)
-        for notice in nowhere:
-            await self._notices.mark_delivered(notice.notice_id, notice.version, now)
+        await self._notices.mark_delivered([(n.notice_id, n.version) for n in nowhere], now)
         if outbound:
             self._on_planned(outbound)

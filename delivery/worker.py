@@ -70,7 +70,6 @@ class ChannelWorker:
         self,
         channel: Channel,
         deliveries: MongoDeliveryLog,
-        notices: MongoNoticeProjectionStore,
         breakers: AsyncCircuitBreakerFactory,
         *,
         max_attempts: int,
@@ -83,7 +82,6 @@ class ChannelWorker:
         self._channel = channel
         self._name = channel.channel.value
         self._deliveries = deliveries
-        self._notices = notices
         self._breakers = breakers
         self._max_attempts = max_attempts
         self._backoff = wait_exponential_jitter(
@@ -186,7 +184,6 @@ class ChannelWorker:
             metrics.DELIVERIES.labels(self._name, "delivered").inc()
             latency = (now - message.notice.issued_at).total_seconds()
             metrics.DELIVERY_LATENCY.labels(self._name).observe(max(latency, 0.0))
-        await self._settle(message.notice, now)
 
     async def _failed(
         self, key: str, message: OutboundNotice, attempts: int, exc: ChannelError
@@ -207,8 +204,55 @@ class ChannelWorker:
         state.attempt_number = attempts
         return float(self._backoff(state))
 
-    async def _settle(self, notice: IssuedNotice, now: datetime) -> None:
-        """When every channel planned for this version delivered, the notice is delivered."""
-        planned = await self._deliveries.of_version(notice.notice_id, notice.version)
-        if planned and all(d["status"] == DeliveryStatus.DELIVERED.value for d in planned):
-            await self._notices.mark_delivered(notice.notice_id, notice.version, now)
+
+class Settler:
+    """Sets a notice's `deliveredAt` (and `noticeStats.delivered`) once every
+    channel planned for its version delivered — in batches, from the log's
+    delivered-but-unsettled deliveries, so a crash between a delivery and its
+    notice's mark is picked up by the next pass, and the channels' hot path
+    writes nothing but the delivery itself."""
+
+    def __init__(
+        self,
+        deliveries: MongoDeliveryLog,
+        notices: MongoNoticeProjectionStore,
+        *,
+        poll_seconds: float = 1.0,
+        batch: int = 1000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._deliveries = deliveries
+        self._notices = notices
+        self._poll = poll_seconds
+        self._batch = batch
+        self._clock = clock
+
+    async def run(self) -> None:
+        while True:
+            try:
+                while await self.settle_once() == self._batch:
+                    pass  # a full batch settled: more may be waiting
+            except asyncio.CancelledError:
+                raise
+            except StoreError as exc:
+                log.warning("settler: delivery log unavailable (%s)", exc)
+            await asyncio.sleep(self._poll)
+
+    async def settle_once(self) -> int:
+        """One pass; returns how many versions it settled. A version with a
+        dead letter is settled undelivered (a replay that delivers it makes it
+        unsettled again); one still in flight waits for the next pass."""
+        versions = await self._deliveries.unsettled(self._batch)
+        if not versions:
+            return 0
+        planned = await self._deliveries.of_notices(versions)
+        complete, stuck = [], []
+        for key, docs in planned.items():
+            statuses = {d["status"] for d in docs}
+            if statuses == {DeliveryStatus.DELIVERED.value}:
+                complete.append(key)
+            elif DeliveryStatus.DEAD_LETTERED.value in statuses:
+                stuck.append(key)
+        await self._notices.mark_delivered(complete, self._clock())
+        await self._deliveries.settle([*complete, *stuck])
+        return len(complete) + len(stuck)

@@ -10,7 +10,9 @@ issuedAt, notice` (the `NoticeIssued` payload the channel renders).
 Exactly once: `plan` inserts each delivery once (a re-plan after a crash finds
 it); `due` lists what is waiting (the workers' sweep); `claim` atomically
 counts the attempt and leases the delivery to one worker *before* the call;
-`delivered` / `failed` record the outcome after it.
+`delivered` / `failed` record the outcome after it. `settled` turns true once
+the notice-level outcome (the notice's `deliveredAt`, `noticeStats.delivered`)
+is recorded: the settler finds what a crash left unsettled.
 A worker that dies between the two leaves a lease that runs out, and the next
 claim sends again under the same message id, which the receiver recognises.
 """
@@ -42,6 +44,7 @@ class MongoDeliveryLog:
                 [("channel", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING)]
             )
             await self._deliveries.create_index([("noticeId", ASCENDING), ("version", ASCENDING)])
+            await self._deliveries.create_index([("status", ASCENDING), ("settled", ASCENDING)])
 
     async def plan(self, outbound: Sequence[OutboundNotice], now: datetime) -> int:
         """Record deliveries not recorded yet; returns how many were new."""
@@ -152,6 +155,25 @@ class MongoDeliveryLog:
                 },
             )
 
+    async def unsettled(self, limit: int) -> list[tuple[str, int]]:
+        """(notice, version)s with a delivery delivered but not yet settled."""
+        async with translated():
+            cursor = self._deliveries.find(
+                {"status": DeliveryStatus.DELIVERED.value, "settled": False},
+                {"noticeId": 1, "version": 1},
+            ).limit(limit)
+            return list(dict.fromkeys([(d["noticeId"], d["version"]) async for d in cursor]))
+
+    async def settle(self, versions: Sequence[tuple[str, int]]) -> None:
+        """The notice-level outcome of these versions is recorded."""
+        if not versions:
+            return
+        async with translated():
+            await self._deliveries.update_many(
+                {"$or": [{"noticeId": n, "version": v} for n, v in versions]},
+                {"$set": {"settled": True}},
+            )
+
     async def of_version(self, notice_id: str, version: int) -> list[Document]:
         async with translated():
             cursor = self._deliveries.find({"noticeId": notice_id, "version": version})
@@ -188,6 +210,7 @@ class MongoDeliveryLog:
             "attempts": 0,
             "nextAttemptAt": now,
             "claimedUntil": now,
+            "settled": False,
         }
         if address:
             changes["address"] = address
@@ -217,5 +240,6 @@ def _document(outbound: OutboundNotice, now: datetime) -> Document:
         "plannedAt": now,
         "deliveredAt": None,
         "issuedAt": notice.issued_at,
+        "settled": False,  # the notice's deliveredAt is set once all its channels delivered
         "notice": notice.to_payload(),
     }

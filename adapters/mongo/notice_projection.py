@@ -167,28 +167,53 @@ class MongoNoticeProjectionStore:
             for n in notices
         ]
 
-    async def mark_delivered(self, notice_id: str, version: int, at: datetime) -> bool:
-        """Every chosen channel delivered `version` (or it had none): record it,
-        and set the notice's `deliveredAt` and count it, guarded like `acknowledge`."""
-        marked = False
+    async def mark_delivered(self, versions: Sequence[tuple[str, int]], at: datetime) -> int:
+        """Every chosen channel delivered these (notice, version)s (or they had
+        none): record them, and set each notice's `deliveredAt` and count it
+        while it is still at that version — one transaction for the lot.
+        Returns how many notices were marked."""
+        if not versions:
+            return 0
+        marked = 0
 
         async def attempt(session: AsyncClientSession) -> None:
             nonlocal marked
-            await self._delivered.update_one(
-                {"_id": _delivered_key(notice_id, version)},
-                {"$setOnInsert": {"at": at}},
-                upsert=True,
+            await self._delivered.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": _delivered_key(n, v)}, {"$setOnInsert": {"at": at}}, upsert=True
+                    )
+                    for n, v in versions
+                ],
+                ordered=False,
                 session=session,
             )
-            notice = await self._notices.find_one_and_update(
-                {"_id": notice_id, "version": version, "deliveredAt": None},
-                {"$set": {"deliveredAt": at}},
-                projection={"corporateActionId": 1},
+            wanted = dict(versions)
+            cursor = self._notices.find(
+                {"_id": {"$in": list(wanted)}, "deliveredAt": None},
+                {"version": 1, "corporateActionId": 1},
                 session=session,
             )
-            marked = notice is not None
-            if notice is not None:
-                await self._count(notice["corporateActionId"], _Counts(delivered=1), session)
+            due = [doc async for doc in cursor if doc["version"] == wanted[doc["_id"]]]
+            if due:
+                await self._notices.bulk_write(
+                    [
+                        UpdateOne(
+                            {"_id": d["_id"], "version": d["version"], "deliveredAt": None},
+                            {"$set": {"deliveredAt": at}},
+                        )
+                        for d in due
+                    ],
+                    ordered=False,
+                    session=session,
+                )
+            per_action: dict[str, int] = {}
+            for doc in due:
+                action = doc["corporateActionId"]
+                per_action[action] = per_action.get(action, 0) + 1
+            for action, count in per_action.items():
+                await self._count(action, _Counts(delivered=count), session)
+            marked = len(due)
 
         await self._in_transaction(attempt)
         return marked

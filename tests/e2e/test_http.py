@@ -17,6 +17,7 @@ async def test_health_ready_and_metrics(client: GraphQLClient) -> None:
         "projector:notices": True,
         "projector:preferences": True,
         "projector:dispatcher": True,
+        "settler": True,
     }
     metrics = await client.http.get("/metrics")
     assert metrics.status_code == 200
