@@ -7,11 +7,11 @@ write the log). A delivery goes through:
 0. the planner hands the ids it planned to the channel's in-memory queue; a
    sweep of the log every `poll_seconds` queues what else is due (retries,
    leases of a dead worker that ran out, another process's plans);
-1. `claim`: the attempt is counted and the delivery leased to this task in
-   the log — before the call;
+1. `claim`: the attempt is counted and the delivery leased to this worker in
+   the log — before the call (a batch of up to 32 in one write);
 2. the call, inside the channel's circuit breaker (`purgatory`; a permanent
    failure does not count against the channel);
-3. the outcome: DELIVERED; or RETRYING at now + exponential backoff with
+3. the outcome (the batch's in one write): DELIVERED; or RETRYING at now + exponential backoff with
    jitter (tenacity's `wait_exponential_jitter`), stored in the log so a retry
    survives a restart; or DEAD_LETTERED with `lastError` after a permanent
    failure or the last of `max_attempts`.
@@ -35,7 +35,7 @@ from purgatory.domain.model import OpenedState
 from tenacity import BaseRetrying, RetryCallState, wait_exponential_jitter
 
 from adapters.mongo.client import Document
-from adapters.mongo.deliveries import MongoDeliveryLog
+from adapters.mongo.deliveries import MongoDeliveryLog, Outcome
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
 from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice
 from domain.ports import Channel, ChannelError, PermanentChannelError, StoreError
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 _BREAKER_LEVEL = {"closed": 0, "half-opened": 1, "opened": 2}
 _QUEUE = 10_000  # delivery ids waiting in memory per channel; the rest wait in the log
 _SWEEP_LIMIT = 1_000
+_BATCH = 32  # deliveries claimed in one write, their outcomes recorded in one write
 
 
 def breaker_factory(failures: int, cooldown_seconds: float) -> AsyncCircuitBreakerFactory:
@@ -92,6 +93,7 @@ class ChannelWorker:
         self._poll = poll_seconds
         self._clock = clock
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=_QUEUE)
+        self._sending = asyncio.Semaphore(concurrency)
         self._queued: set[str] = set()
 
     def wake(self, keys: Sequence[str] = ()) -> None:
@@ -107,7 +109,8 @@ class ChannelWorker:
 
     async def run(self) -> None:
         metrics.BREAKER_STATE.labels(self._name).set(0)
-        await asyncio.gather(self._sweep(), *(self._loop() for _ in range(self._concurrency)))
+        # Two batch loops: one batch's slowest send does not stall the channel.
+        await asyncio.gather(self._sweep(), self._batches(), self._batches())
 
     async def _sweep(self) -> None:
         """Queue what the log holds due: retries whose time came, leases of a
@@ -126,24 +129,46 @@ class ChannelWorker:
                 log.warning("channel %s: delivery log unavailable (%s)", self._name, exc)
             await asyncio.sleep(self._poll)
 
-    async def _loop(self) -> None:
+    async def _batches(self) -> None:
         while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
+            keys = [await self._queue.get()]
+            while len(keys) < _BATCH and not self._queue.empty():
+                keys.append(self._queue.get_nowait())
+            self._queued.difference_update(keys)
             try:
                 while await self._wait_while_open():
                     pass
-                claimed = await self._deliveries.claim(key, self._clock(), self._lease)
-                if claimed is not None:
-                    await self._attempt(claimed)
+                claimed = await self._deliveries.claim(keys, self._clock(), self._lease)
+                outcomes = await asyncio.gather(*(self._attempt(doc) for doc in claimed))
+                delivered = await self._deliveries.record(outcomes)
+                self._count(outcomes, delivered, claimed)
             except asyncio.CancelledError:
                 raise
             except StoreError as exc:
                 log.warning("channel %s: delivery log unavailable (%s)", self._name, exc)
-                await asyncio.sleep(self._poll)  # the sweep finds the delivery again
+                await asyncio.sleep(self._poll)  # the sweep finds the deliveries again
             except Exception:
                 log.exception("channel %s: unexpected failure; going on", self._name)
                 await asyncio.sleep(self._poll)
+
+    def _count(
+        self, outcomes: Sequence[Outcome], delivered: set[str], claimed: Sequence[Document]
+    ) -> None:
+        issued_at = {str(d["_id"]): d["issuedAt"] for d in claimed}
+        for outcome in outcomes:
+            if outcome.key in delivered:
+                metrics.DELIVERIES.labels(self._name, "delivered").inc()
+                issued = issued_at[outcome.key]
+                if issued.tzinfo is None:
+                    issued = issued.replace(tzinfo=UTC)
+                latency = (outcome.at - issued).total_seconds()
+                metrics.DELIVERY_LATENCY.labels(self._name).observe(max(latency, 0.0))
+            elif outcome.status is DeliveryStatus.RETRYING:
+                metrics.DELIVERIES.labels(self._name, "retrying").inc()
+            elif outcome.status is DeliveryStatus.DEAD_LETTERED:
+                metrics.DELIVERIES.labels(self._name, "dead_lettered").inc()
+                metrics.DEAD_LETTERS.labels(self._name).inc()
+                log.warning("delivery %s dead-lettered: %s", outcome.key, outcome.error)
 
     async def _wait_while_open(self) -> bool:
         """Sleep out an open breaker's cool-down (no claim, no attempt meanwhile)."""
@@ -157,7 +182,7 @@ class ChannelWorker:
         await asyncio.sleep(min(remaining, self._poll) + 0.01)
         return True
 
-    async def _attempt(self, claimed: Document) -> None:
+    async def _attempt(self, claimed: Document) -> Outcome:
         key = str(claimed["_id"])
         message = OutboundNotice(
             IssuedNotice.from_payload(claimed["notice"]),
@@ -167,36 +192,22 @@ class ChannelWorker:
         )
         attempts = int(claimed["attempts"])
         breaker = await self._breakers.get_breaker(self._name)
-        try:
-            async with breaker:
-                metrics.DELIVERY_ATTEMPTS.labels(self._name).inc()
-                await self._channel.send(message)
-        except OpenedState as opened:
-            # Another task saw the breaker open first: this claim does not count.
-            retry_at = datetime.fromtimestamp(opened.opened_at + breaker.context.ttl, UTC)
-            await self._deliveries.release(key, self._clock(), retry_at)
-            return
-        except ChannelError as exc:
-            await self._failed(key, message, attempts, exc)
-            return
-        now = self._clock()
-        if await self._deliveries.delivered(key, now):
-            metrics.DELIVERIES.labels(self._name, "delivered").inc()
-            latency = (now - message.notice.issued_at).total_seconds()
-            metrics.DELIVERY_LATENCY.labels(self._name).observe(max(latency, 0.0))
-
-    async def _failed(
-        self, key: str, message: OutboundNotice, attempts: int, exc: ChannelError
-    ) -> None:
-        now = self._clock()
-        last = not exc.transient or attempts >= self._max_attempts
-        retry_at = None if last else now + timedelta(seconds=self._delay(attempts))
-        await self._deliveries.failed(key, str(exc), now, retry_at)
-        outcome = "dead_lettered" if last else "retrying"
-        metrics.DELIVERIES.labels(self._name, outcome).inc()
-        if last:
-            metrics.DEAD_LETTERS.labels(self._name).inc()
-            log.warning("delivery %s dead-lettered after %d attempt(s): %s", key, attempts, exc)
+        async with self._sending:
+            try:
+                async with breaker:
+                    metrics.DELIVERY_ATTEMPTS.labels(self._name).inc()
+                    await self._channel.send(message)
+            except OpenedState as opened:
+                # The breaker opened while this batch waited: this claim does not count.
+                retry_at = datetime.fromtimestamp(opened.opened_at + breaker.context.ttl, UTC)
+                return Outcome(key, DeliveryStatus.PENDING, self._clock(), retry_at=retry_at)
+            except ChannelError as exc:
+                now = self._clock()
+                if not exc.transient or attempts >= self._max_attempts:
+                    return Outcome(key, DeliveryStatus.DEAD_LETTERED, now, error=str(exc))
+                retry_at = now + timedelta(seconds=self._delay(attempts))
+                return Outcome(key, DeliveryStatus.RETRYING, now, error=str(exc), retry_at=retry_at)
+        return Outcome(key, DeliveryStatus.DELIVERED, self._clock())
 
     def _delay(self, attempts: int) -> float:
         # tenacity's backoff, computed for a retry the log schedules (durable)

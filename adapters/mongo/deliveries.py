@@ -8,9 +8,9 @@ attempts, nextAttemptAt, claimedUntil, lastError, plannedAt, deliveredAt,
 issuedAt, notice` (the `NoticeIssued` payload the channel renders).
 
 Exactly once: `plan` inserts each delivery once (a re-plan after a crash finds
-it); `due` lists what is waiting (the workers' sweep); `claim` atomically
-counts the attempt and leases the delivery to one worker *before* the call;
-`delivered` / `failed` record the outcome after it. `settled` turns true once
+it); `due` lists what is waiting (the workers' sweep); `claim` counts the
+attempt and leases the deliveries to one worker *before* the calls, a batch in
+one write; `record` writes the outcomes after them, a batch in one write. `settled` turns true once
 the notice-level outcome (the notice's `deliveredAt`, `noticeStats.delivered`)
 is recorded: the settler finds what a crash left unsettled.
 A worker that dies between the two leaves a lease that runs out, and the next
@@ -19,10 +19,12 @@ claim sends again under the same message id, which the receiver recognises.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
@@ -97,63 +99,34 @@ class MongoDeliveryLog:
             )
             return [str(d["_id"]) async for d in cursor]
 
-    async def claim(self, key: str, now: datetime, lease: timedelta) -> Document | None:
-        """Take delivery `key` if it is still due and not leased: count the
-        attempt and lease it, atomically (None: delivered, or someone holds it)."""
+    async def claim(self, keys: Sequence[str], now: datetime, lease: timedelta) -> list[Document]:
+        """Take those of `keys` still due and not leased: count an attempt on
+        each and lease them to this caller (one write), then read them back."""
+        if not keys:
+            return []
+        token = uuid.uuid4().hex
         async with translated():
-            return await self._deliveries.find_one_and_update(
+            await self._deliveries.update_many(
                 {
-                    "_id": key,
+                    "_id": {"$in": list(keys)},
                     "status": {"$in": _OPEN},
                     "nextAttemptAt": {"$lte": now},
                     "claimedUntil": {"$lte": now},
                 },
-                {"$inc": {"attempts": 1}, "$set": {"claimedUntil": now + lease}},
-                return_document=ReturnDocument.AFTER,
+                {"$inc": {"attempts": 1}, "$set": {"claimedUntil": now + lease, "claim": token}},
             )
+            cursor = self._deliveries.find({"_id": {"$in": list(keys)}, "claim": token})
+            return [d async for d in cursor]
 
-    async def release(self, key: str, now: datetime, retry_at: datetime) -> None:
-        """Give a claimed delivery back without it counting (the breaker was open)."""
+    async def record(self, outcomes: Sequence[Outcome]) -> set[str]:
+        """Record the outcomes of claimed deliveries (one write); returns the
+        keys newly recorded as delivered."""
+        if not outcomes:
+            return set()
+        operations = [_outcome_write(o) for o in outcomes]
         async with translated():
-            await self._deliveries.update_one(
-                {"_id": key},
-                {
-                    "$inc": {"attempts": -1},
-                    "$set": {"claimedUntil": now, "nextAttemptAt": retry_at},
-                },
-            )
-
-    async def delivered(self, key: str, at: datetime) -> bool:
-        """Record success; False when it was already recorded."""
-        async with translated():
-            result = await self._deliveries.update_one(
-                {"_id": key, "status": {"$ne": DeliveryStatus.DELIVERED.value}},
-                {
-                    "$set": {
-                        "status": DeliveryStatus.DELIVERED.value,
-                        "deliveredAt": at,
-                        "lastError": None,
-                        "claimedUntil": at,
-                    }
-                },
-            )
-        return result.modified_count > 0
-
-    async def failed(self, key: str, error: str, now: datetime, retry_at: datetime | None) -> None:
-        """Record a failed attempt: retry at `retry_at`, or dead-letter (None)."""
-        status = DeliveryStatus.DEAD_LETTERED if retry_at is None else DeliveryStatus.RETRYING
-        async with translated():
-            await self._deliveries.update_one(
-                {"_id": key, "status": {"$in": _OPEN}},
-                {
-                    "$set": {
-                        "status": status.value,
-                        "lastError": error[:1000],
-                        "claimedUntil": now,
-                        "nextAttemptAt": retry_at or now,
-                    }
-                },
-            )
+            await self._deliveries.bulk_write(operations, ordered=False)
+        return {o.key for o in outcomes if o.status is DeliveryStatus.DELIVERED}
 
     async def unsettled(self, limit: int) -> list[tuple[str, int]]:
         """(notice, version)s with a delivery delivered but not yet settled."""
@@ -219,6 +192,53 @@ class MongoDeliveryLog:
                 {"_id": key, "status": DeliveryStatus.DEAD_LETTERED.value}, {"$set": changes}
             )
         return result.modified_count > 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: DELIVERED; RETRYING at `retry_at`;
+    DEAD_LETTERED; or PENDING again (`retry_at`) — given back uncounted."""
+
+    key: str
+    status: DeliveryStatus
+    at: datetime
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+def _outcome_write(outcome: Outcome) -> UpdateOne:
+    at = outcome.at
+    if outcome.status is DeliveryStatus.DELIVERED:
+        return UpdateOne(
+            {"_id": outcome.key, "status": {"$ne": DeliveryStatus.DELIVERED.value}},
+            {
+                "$set": {
+                    "status": outcome.status.value,
+                    "deliveredAt": at,
+                    "lastError": None,
+                    "claimedUntil": at,
+                }
+            },
+        )
+    if outcome.status is DeliveryStatus.PENDING:  # the breaker was open: not an attempt
+        return UpdateOne(
+            {"_id": outcome.key},
+            {
+                "$inc": {"attempts": -1},
+                "$set": {"claimedUntil": at, "nextAttemptAt": outcome.retry_at},
+            },
+        )
+    return UpdateOne(
+        {"_id": outcome.key, "status": {"$in": _OPEN}},
+        {
+            "$set": {
+                "status": outcome.status.value,
+                "lastError": (outcome.error or "")[:1000],
+                "claimedUntil": at,
+                "nextAttemptAt": outcome.retry_at or at,
+            }
+        },
+    )
 
 
 def _document(outbound: OutboundNotice, now: datetime) -> Document:
