@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
@@ -33,6 +34,7 @@ from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice, delive
 from domain.preferences import DeliveryChannel
 
 DELIVERIES = "deliveries"
+_DUPLICATE_KEY = 11000
 _OPEN = [DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value]
 
 
@@ -49,20 +51,27 @@ class MongoDeliveryLog:
             await self._deliveries.create_index([("status", ASCENDING), ("settled", ASCENDING)])
 
     async def plan(self, outbound: Sequence[OutboundNotice], now: datetime) -> int:
-        """Record deliveries not recorded yet; returns how many were new."""
-        operations = [
-            UpdateOne(
-                {"_id": delivery_id(o.notice.notice_id, o.notice.version, o.channel)},
-                {"$setOnInsert": _document(o, now)},
-                upsert=True,
-            )
+        """Record deliveries not recorded yet; returns how many were new. Plain
+        inserts: one already recorded (a redelivered batch) is a duplicate key,
+        which leaves it as it is."""
+        documents = [
+            {
+                "_id": delivery_id(o.notice.notice_id, o.notice.version, o.channel),
+                **_document(o, now),
+            }
             for o in outbound
         ]
-        if not operations:
+        if not documents:
             return 0
         async with translated():
-            result = await self._deliveries.bulk_write(operations, ordered=False)
-        return result.upserted_count
+            try:
+                result = await self._deliveries.insert_many(documents, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if not all(e.get("code") == _DUPLICATE_KEY for e in errors):
+                    raise
+                return int(exc.details.get("nInserted", 0))
+        return len(result.inserted_ids)
 
     async def earlier_channels(
         self, notice_id: str, before_version: int
