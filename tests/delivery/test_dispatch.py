@@ -9,15 +9,19 @@ exactly once."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
 from adapters.auth.dev_issuer import DevIssuer
-from cli.deliveries import list_dead_letters, replay_dead_letters
+from cli.deliveries import list_dead_letters
 from devstack.mail_sink import MailSink
 from devstack.push_sink import PushServer
 from tests.delivery.support import MOBILE, PORTAL, depositor, fresh, operator
@@ -183,10 +187,10 @@ async def test_a_rejected_token_is_dead_lettered_at_once_and_replayed_once_fixed
     assert [d["_id"] for d in listed] == [dead["_id"]]
 
     await prefer(api, account, channels=["PUSH"], pushToken="fixed")
-    replayed = await replay_dead_letters(
-        herald.services.deliveries, herald.services.preferences, channel="PUSH"
-    )
-    assert replayed == 1
+    listed_by_cli = await herald_cli(herald, "dlq", "list", "--channel", "PUSH")
+    assert dead["_id"] in listed_by_cli and "400" in listed_by_cli
+    replayed = await herald_cli(herald, "dlq", "replay", "--channel", "PUSH", "--id", dead["_id"])
+    assert "requeued 1 deliveries" in replayed
     [done] = await eventually(lambda: deliveries(herald), lambda ds: ds[0]["status"] == "DELIVERED")
     assert [c.body["to"] for c in push.accepted()] == ["fixed"]
     assert done["messageId"] == push.accepted()[0].idempotency_key
@@ -222,6 +226,25 @@ async def test_a_503_spell_opens_the_breaker_and_everything_arrives_once(
         {k: 1 for k in {c.idempotency_key for c in push.accepted()}}
     )
     assert len(push.accepted()) == 6 and await _breaker(herald) == 0.0
+
+
+async def herald_cli(herald: RunningHerald, *args: str) -> str:
+    """Run `herald …` as an operator would, against the test's store."""
+    env = {
+        **os.environ,
+        "HERALD_MONGO_URI": herald.settings.mongo_uri,
+        "HERALD_MONGO_DATABASE": herald.settings.mongo_database,
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("herald")),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, output.decode()
+    return output.decode()
 
 
 async def _len(mail: MailSink) -> int:
