@@ -12,7 +12,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_NOTICE, AGGREGATE_POSITIONS
+from domain.events import (
+    AGGREGATE_CORPORATE_ACTION,
+    AGGREGATE_NOTICE,
+    AGGREGATE_NOTICE_ISSUE,
+    AGGREGATE_POSITIONS,
+    AGGREGATE_PREFERENCES,
+)
 
 # The event streams (aggregate types) each projection follows — its topics. A
 # token names the last event of one stream; only a projection that follows
@@ -20,6 +26,8 @@ from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_NOTICE, AGGREGAT
 PROJECTION_STREAMS: Mapping[str, frozenset[str]] = {
     "cards": frozenset({AGGREGATE_CORPORATE_ACTION}),
     "notices": frozenset({AGGREGATE_CORPORATE_ACTION, AGGREGATE_POSITIONS, AGGREGATE_NOTICE}),
+    "preferences": frozenset({AGGREGATE_PREFERENCES}),
+    "dispatcher": frozenset({AGGREGATE_NOTICE_ISSUE}),
 }
 
 

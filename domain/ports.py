@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Protocol
 
 from domain.dead_letters import DeadLetter, DeadLetterStatus
+from domain.delivery import OutboundNotice
 from domain.events import EventEnvelope
 from domain.positions import PositionsSnapshot
+from domain.preferences import DeliveryChannel
 
 
 class StoreError(Exception):
@@ -142,3 +144,42 @@ class PositionSnapshotStore(Protocol):
     a snapshot of 100 000 accounts is far larger than a Kafka message)."""
 
     async def save(self, snapshot_id: str, snapshot: PositionsSnapshot) -> None: ...
+
+
+# --- delivery to channels (contract: "Delivery to channels") -------------------
+
+
+class ChannelError(Exception):
+    """A channel could not deliver a message. `transient`: worth retrying
+    (timeouts, 408/429/5xx, a refused connection); otherwise permanent (the
+    receiver rejected this message: retrying it unchanged cannot succeed)."""
+
+    transient: bool = True
+
+
+class TransientChannelError(ChannelError):
+    transient = True
+
+
+class PermanentChannelError(ChannelError):
+    transient = False
+
+
+class Channel(Protocol):
+    """One outbound channel (e-mail, push, SWIFT).
+
+    `message_id(notice_id, version)` is the stable downstream identity of a
+    notice version on this channel (Message-ID, Idempotency-Key, SEME): the
+    same on every call, so a re-send after a crash is recognisable. `send`
+    delivers one message carrying `message.message_id`, returning normally
+    only when the receiver accepted it; it raises TransientChannelError or
+    PermanentChannelError, never anything else for a delivery failure.
+    """
+
+    channel: DeliveryChannel
+
+    def message_id(self, notice_id: str, version: int) -> str: ...
+
+    async def send(self, message: OutboundNotice) -> None: ...
+
+    async def close(self) -> None: ...

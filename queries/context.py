@@ -8,9 +8,12 @@ from typing import Any, Protocol
 from strawberry.dataloader import DataLoader
 
 from adapters.mongo.cards import MongoCardStore
+from adapters.mongo.deliveries import MongoDeliveryLog
 from adapters.mongo.notices import MongoNoticeStore
+from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
+from commands.preferences import PreferencesHandlers
 from domain.corporate_action import CorporateAction
 from domain.principal import Principal
 from queries.feeds import CardFanout, NoticeFanout
@@ -26,6 +29,9 @@ class ReadServices(Protocol):
     consistency_wait_seconds: float
     issued_notices: NoticeFanout
     published_cards: CardFanout
+    preference_handlers: PreferencesHandlers
+    preferences: MongoPreferenceStore
+    deliveries: MongoDeliveryLog
 
 
 @dataclass

@@ -63,7 +63,15 @@ from queries.paging import (
     instant_key,
     page_size,
 )
-from queries.permissions import IsApprover, IsBackOffice, IsDepositor, IsOperator, is_operator
+from queries.permissions import (
+    IsAccountHolderOrOperator,
+    IsApprover,
+    IsBackOffice,
+    IsDepositor,
+    IsOperator,
+    is_operator,
+)
+from queries.preferences import notification_preferences, set_notification_preferences
 from queries.views import card, depositor_notice, public_card, visible_version
 
 Ctx = Info[HeraldContext, None]
@@ -190,6 +198,12 @@ class Query:
             doc = await ctx.services.notices.get_for_accounts(str(id), ctx.principal.accounts)
         return None if doc is None else depositor_notice(doc)
 
+    notification_preferences = strawberry.field(
+        resolver=notification_preferences,
+        permission_classes=[IsAccountHolderOrOperator],
+        description="An account's notification preferences (yours, or any for operators).",
+    )
+
     @strawberry.field(permission_classes=[IsBackOffice], description="Each projector's progress.")
     async def projections(self, info: Ctx) -> list[t.Projection]:
         statuses = await info.context.services.projection_state.statuses()
@@ -302,6 +316,12 @@ class Mutation:
         return t.AcknowledgeNoticePayload(
             notice=depositor_notice(result.notice), consistency_token=result.token.encode()
         )
+
+    set_notification_preferences = strawberry.mutation(
+        resolver=set_notification_preferences,
+        permission_classes=[IsAccountHolderOrOperator],
+        description="Where an account's notices go (contract: Delivery to channels).",
+    )
 
 
 @strawberry.type
