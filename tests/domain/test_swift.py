@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -294,3 +297,14 @@ def test_every_mt564_line_fits_its_field_format(n: SwiftNotice) -> None:
         field = only(fields, "CASHMOVE", "19B", "NETT")
         assert amount(field["Amount"]) == n.entitlement.net
     assert head.startswith("{1:F01") and "{2:I564" in head
+
+
+def test_the_domain_renderings_load_no_wire_format_library(repo_root: Path) -> None:
+    """domain/swift stays pure: python-iso20022 (which imports requests, ~3 s)
+    and xsdata belong to the SWIFT adapter."""
+    heavy = ("python_iso20022", "requests", "xsdata")
+    code = f"import sys, domain.swift; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
