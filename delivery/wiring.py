@@ -6,8 +6,8 @@ whose endpoint is not configured is off.
 - SWIFT: `HERALD_SWIFT_SENDER_BIC`, the depository's own BIC, publishing to
   `HERALD_SWIFT_TOPIC` on the event log's brokers (adapters/channels/swift.py).
   It reads the terms of the action version a notice was issued for from the
-  event store. Importing it loads python-iso20022's models (~3 s), so it is
-  imported only when the channel is on.
+  event store, and loads python-iso20022's models (~3 s) on its first send,
+  in a worker thread, so start-up does not wait for them.
 
 The planner records deliveries for the channels returned here, and a
 ChannelWorker drains each with its own breaker.

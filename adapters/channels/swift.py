@@ -38,12 +38,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Final
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from adapters.channels.iso20022 import iso20022_message, render_seev031
 from adapters.kafka.errors import refuses_record
 from adapters.kafka.topics import ensure_topics
 from domain import corporate_action as ca
@@ -62,6 +62,18 @@ from domain.terms import CorporateActionTerms
 
 MT564: Final = "MT564"
 Headers = list[tuple[str, bytes]]
+Render = Callable[[SwiftNotice], str]
+
+
+def _load_iso20022() -> tuple[Render, Render]:
+    """The ISO 20022 renderer and message-name functions. Importing them loads
+    python-iso20022 (~3 s): done on the first send, in a worker thread, so
+    neither start-up nor the event loop waits for it."""
+    from adapters.channels.iso20022 import iso20022_message, render_seev031
+
+    return render_seev031, iso20022_message
+
+
 _TERMS_CACHE: Final = 256  # (action, version) terms kept: they never change once recorded
 
 
@@ -89,6 +101,7 @@ class SwiftChannel:
         self._producer: AIOKafkaProducer | None = None
         self._topic_ready = False
         self._starting = asyncio.Lock()
+        self._iso20022: tuple[Render, Render] | None = None
         self._terms: OrderedDict[tuple[str, int], CorporateActionTerms] = OrderedDict()
 
     def message_id(self, notice_id: str, version: int) -> str:
@@ -115,8 +128,13 @@ class SwiftChannel:
         except ValueError as exc:
             raise PermanentChannelError(f"cannot render as SWIFT: {exc}") from exc
 
-    def records(self, swift: SwiftNotice, message: OutboundNotice) -> list[tuple[bytes, Headers]]:
+    async def records(
+        self, swift: SwiftNotice, message: OutboundNotice
+    ) -> list[tuple[bytes, Headers]]:
         """The two record values (MT564 text, ISO 20022 XML; UTF-8) and their headers."""
+        if self._iso20022 is None:
+            self._iso20022 = await asyncio.to_thread(_load_iso20022)
+        render_iso20022, iso20022_message = self._iso20022
         notice = message.notice
 
         def headers(form: str) -> Headers:
@@ -129,12 +147,12 @@ class SwiftChannel:
 
         return [
             (render_mt564(swift).encode(), headers(MT564)),
-            (render_seev031(swift).encode(), headers(iso20022_message(swift))),
+            (render_iso20022(swift).encode(), headers(iso20022_message(swift))),
         ]
 
     async def send(self, message: OutboundNotice) -> None:
         swift = await self.render(message)
-        records = self.records(swift, message)
+        records = await self.records(swift, message)
         key = swift.seme.encode()
         try:
             # A backstop over aiokafka's own request timeout (metadata, acks).
