@@ -63,6 +63,7 @@ from domain.terms import CorporateActionTerms
 MT564: Final = "MT564"
 Headers = list[tuple[str, bytes]]
 Render = Callable[[SwiftNotice], str]
+_TERMS_CACHE: Final = 256  # (action, version) terms kept: they never change once recorded
 
 
 def _load_iso20022() -> tuple[Render, Render]:
@@ -72,9 +73,6 @@ def _load_iso20022() -> tuple[Render, Render]:
     from adapters.channels.iso20022 import iso20022_message, render_seev031
 
     return render_seev031, iso20022_message
-
-
-_TERMS_CACHE: Final = 256  # (action, version) terms kept: they never change once recorded
 
 
 class SwiftChannel:
@@ -152,7 +150,10 @@ class SwiftChannel:
 
     async def send(self, message: OutboundNotice) -> None:
         swift = await self.render(message)
-        records = await self.records(swift, message)
+        try:
+            records = await self.records(swift, message)
+        except Exception as exc:  # a SwiftNotice always renders: a bug, not worth retrying
+            raise PermanentChannelError(f"cannot render as SWIFT: {exc!r}") from exc
         key = swift.seme.encode()
         try:
             # A backstop over aiokafka's own request timeout (metadata, acks).
@@ -182,6 +183,8 @@ class SwiftChannel:
             state = ca.replay(await self._events.load(action_id))
         except StoreError as exc:
             raise TransientChannelError(f"event store: {exc}") from exc
+        except ValueError as exc:  # a stream the fold refuses: damaged history
+            raise PermanentChannelError(f"corporate action {action_id}: {exc}") from exc
         if state is None or not 1 <= ca_version <= state.latest_version:
             raise PermanentChannelError(f"no version {ca_version} of corporate action {action_id}")
         try:
