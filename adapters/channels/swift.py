@@ -18,13 +18,13 @@ sender is the depository's BIC (`HERALD_SWIFT_SENDER_BIC`), the receiver the
 account's BIC from its preferences (`OutboundNotice.address`); the
 preparation time (98C::PREP) is the version's issue time.
 
-Linkage: an UPDATE (REPL) or CANCELLATION (CANC) names as PREV the SEME of
-version − 1 of the same notice, the version it replaces. Notice versions only
-grow when what the depositor sees changes, so that is the message the
-receiver holds — unless SWIFT was chosen for the account only after version
-− 1 went out; the REPL/CANC then names a message the receiver never got, which
-it treats as a replacement of an unknown notification (ISO 15022 allows a
-REPL for a notification it lacks; the body is complete either way).
+Linkage: an UPDATE (REPL) or CANCELLATION (CANC) names as PREV (MT564 A1
+20C::PREV, seev.031 PrvsNtfctnId, seev.039 CxlRsn) the SEME of version − 1
+of the same notice, the version it replaces: a notice version only exists
+when what the depositor sees changed, so that is the message the receiver
+holds — unless SWIFT was chosen for the account only after version − 1 went
+out. The REPL/CANC then names a message the receiver never got; it still
+restates every field, so it reads as the notice's current state.
 
 Failures: the broker unreachable, slow (`request_timeout_ms`) or the event
 store unavailable → TransientChannelError (retried); a notice that cannot be
