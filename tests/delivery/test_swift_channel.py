@@ -95,6 +95,16 @@ async def settled_deliveries(herald: RunningHerald, account: str, count: int) ->
     )
 
 
+async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+
+
 async def topic_records(
     bootstrap: str, topic: str, *, at_least: int = 0
 ) -> list[ConsumerRecord[bytes, bytes]]:
@@ -102,13 +112,7 @@ async def topic_records(
     only after the broker acknowledged both its records), and at least
     `at_least` of them: Tansu reports the end offset of a partition whose last
     batch holds several records one short."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        [described] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    partitions = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -275,7 +279,12 @@ async def test_the_adapter_creates_its_topic_and_a_resend_repeats_the_identity(
     action = await Portal(api).publish(reference=fresh("RU-SWIFT-ADAPTER"))
     topic = fresh("swift-adapter")  # missing until the first send
     channel = SwiftChannel(
-        broker.bootstrap, topic, SENDER, herald.services.events, idempotent=broker.idempotent
+        broker.bootstrap,
+        topic,
+        SENDER,
+        herald.services.events,
+        idempotent=broker.idempotent,
+        partitions=2,
     )
     try:
         message = outbound(channel, issued(action))
@@ -283,6 +292,9 @@ async def test_the_adapter_creates_its_topic_and_a_resend_repeats_the_identity(
         await channel.send(message)  # a re-send after a crash: the same key and headers
     finally:
         await channel.close()
+    # Created by the channel with its partitions, not auto-created by the broker
+    # (which gives 3 partitions here on Apache Kafka, 4 on Tansu).
+    assert len(await partitions_of(broker.bootstrap, topic)) == 2
     records = await topic_records(broker.bootstrap, topic, at_least=4)
     assert len(records) == 4 and {r.key for r in records} == {message.message_id.encode()}
     assert Counter(headers(r)["format"] for r in records) == {"MT564": 2, "seev.031.001.14": 2}
