@@ -84,6 +84,17 @@ def _at_least_a_day(raw: str) -> int:
     return value
 
 
+def _bic(raw: str) -> str:
+    """An ISO 9362 BIC (8 or 11 characters, python-stdnum), upper-cased."""
+    from stdnum import bic
+    from stdnum.exceptions import ValidationError
+
+    try:
+        return str(bic.validate(raw))
+    except ValidationError as exc:
+        raise ValueError(f"not an ISO 9362 BIC: {exc}") from None
+
+
 def _channels(raw: str) -> str:
     from domain.delivery import parse_channels
 
@@ -153,6 +164,9 @@ class Settings:
     smtp_from: str = "Herald <notices@herald.local>"
     push_url: str | None = None
     swift_topic: str = "herald.swift.outbound"
+    # The depository's own BIC, the sender of every MT564 / seev message: the
+    # SWIFT channel is on only when it is set.
+    swift_sender_bic: str | None = None
     default_channels: str = ""  # comma-separated DeliveryChannel names
     delivery_max_attempts: int = 8
     delivery_retry_seconds: float = 1.0  # first backoff; doubles, with jitter, to 5 min
@@ -235,6 +249,7 @@ class Settings:
             smtp_from=_read(env, "HERALD_SMTP_FROM", str, d.smtp_from),
             push_url=_read(env, "HERALD_PUSH_URL", str, d.push_url),
             swift_topic=_read(env, "HERALD_SWIFT_TOPIC", str, d.swift_topic),
+            swift_sender_bic=_read(env, "HERALD_SWIFT_SENDER_BIC", _bic, d.swift_sender_bic),
             default_channels=_read(env, "HERALD_DEFAULT_CHANNELS", _channels, d.default_channels),
             delivery_max_attempts=_read(
                 env, "HERALD_DELIVERY_MAX_ATTEMPTS", _positive_int, d.delivery_max_attempts
