@@ -99,12 +99,13 @@ class Services:
             s.kafka_bootstrap, s.kafka_topic_prefix, idempotent=s.kafka_idempotent_producer
         )
         holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self.relay_lease = MongoLease(self.db, "outbox-relay", holder)
         self.relay = OutboxRelay(
             self.events,
             self.publisher,
             self.dead_letters,
             poll_seconds=s.relay_poll_seconds,
-            acquire_lease=MongoLease(self.db, "outbox-relay", holder).acquire,
+            acquire_lease=self.relay_lease.acquire,
         )
         self.handlers = CommandHandlers(self.events, self.positions, on_appended=self.relay.notify)
         self.preferences = MongoPreferenceStore(self.db)
@@ -425,6 +426,8 @@ class Services:
         self.tasks.clear()
         for channel in getattr(self, "channels", {}).values():
             await _bounded(channel.close(), f"channel {channel.channel.value}", limit)
+        if self.settings.run_relay:  # a restarted relay publishes at once, not in 10 s
+            await _bounded(self.relay_lease.release(), "relay lease", limit)
         await _bounded(self.publisher.close(), "Kafka producer", limit)
         for topic in self.dead_letter_topics:
             await _bounded(topic.close(), "dead-letter producer", limit)

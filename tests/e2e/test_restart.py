@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient
 
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.cards import CARDS
+from adapters.mongo.lease import LEASES
 from adapters.mongo.notice_projection import NOTICES, SUBSCRIPTIONS
 from adapters.mongo.projection_state import CHECKPOINTS, TRACKING
 from devstack.herald import RunningHerald
@@ -107,6 +108,8 @@ async def test_a_restart_on_an_empty_log_republishes_only_what_is_new(
         await eventually(herald.behind, lambda behind: behind == 0)
         models = await read_models(db)
     assert len(models[CARDS]) == STORED + 1
+    # a clean stop gives the relay's lease up: the next relay publishes at once
+    assert await db[LEASES].count_documents({}) == 0
 
     tansu_of_its_own.restart_empty()
     async with RunningHerald(settings, issuer) as herald, GraphQLClient.of(herald) as client:
