@@ -60,7 +60,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_rebuild(args: argparse.Namespace) -> int:
     _preflight(need_broker=True)
-    from projections.rebuild import run
+    from cli.rebuild import run
 
     run(args.projection, switch=not args.no_switch)
     return 0

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from domain.dead_letters import DeadLetter, DeadLetterStatus
 from domain.events import EventEnvelope
+from domain.idempotency import IdempotencyRecord, StoredResponse
 from domain.positions import PositionsSnapshot
 
 
@@ -28,6 +29,20 @@ class StoreUnavailable(StoreError):
 class StoreRefused(StoreError):
     """The store will never accept this write as it is (a document too large, a
     number it cannot represent): retrying cannot help; park the record."""
+
+
+class DuplicateKey(StoreError):
+    """A write met a record already stored under one of its unique keys.
+
+    `key` names the key's fields and values as the store reported them
+    (empty when it did not say). Adapters raise it for every duplicate, so
+    "already there" is told apart from failure in one place (the Mongo
+    adapters' `translated()`); callers decide what a duplicate means.
+    """
+
+    def __init__(self, message: str, key: Mapping[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.key: Mapping[str, object] = dict(key or {})
 
 
 class ConcurrencyError(StoreError):
@@ -142,3 +157,29 @@ class PositionSnapshotStore(Protocol):
     a snapshot of 100 000 accounts is far larger than a Kafka message)."""
 
     async def save(self, snapshot_id: str, snapshot: PositionsSnapshot) -> None: ...
+
+
+class IdempotencyStore(Protocol):
+    """Where Idempotency-Keys are claimed and responses recorded; raises
+    StoreError when down."""
+
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Store `record` as in flight unless its key is held: None when claimed,
+        else the record that holds the key."""
+        ...
+
+    async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
+        """Replace `held` by `record` (in flight) if `held` is still what is stored
+        (or `record` already is: a resent takeover)."""
+        ...
+
+    async def complete(
+        self, record: IdempotencyRecord, response: StoredResponse, expires_at: datetime
+    ) -> bool:
+        """Record the response of `record`'s claim; False if the claim is no longer ours."""
+        ...
+
+    async def release(self, record: IdempotencyRecord) -> None:
+        """Mark `record`'s in-flight claim (if still ours) released, keeping its
+        command id, so that a retry runs — or finds what the command stored."""
+        ...

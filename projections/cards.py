@@ -13,11 +13,12 @@ from itertools import pairwise
 
 from adapters.mongo.cards import MongoCardStore
 from domain import corporate_action as ca
+from domain.consistency import CARDS_PROJECTION
 from domain.events import AGGREGATE_CORPORATE_ACTION, EventEnvelope
 from domain.ports import EventStore
 from observability import metrics
 
-NAME = "cards"
+NAME = CARDS_PROJECTION
 
 
 class CardProjector:

@@ -10,7 +10,7 @@ from strawberry.dataloader import DataLoader
 from adapters.mongo.cards import MongoCardStore
 from adapters.mongo.notices import MongoNoticeStore
 from adapters.mongo.projection_state import MongoProjectionState
-from commands.handlers import CommandHandlers
+from domain.commands import CommandService
 from domain.corporate_action import CorporateAction
 from domain.principal import Principal
 from queries.feeds import CardFanout, NoticeFanout
@@ -19,7 +19,9 @@ from queries.feeds import CardFanout, NoticeFanout
 class ReadServices(Protocol):
     """What resolvers need from the process's wired services."""
 
-    handlers: CommandHandlers
+    @property
+    def handlers(self) -> CommandService: ...
+
     cards: MongoCardStore
     notices: MongoNoticeStore
     projection_state: MongoProjectionState

@@ -18,12 +18,12 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from adapters.mongo.changes import INSERT, UPDATE, Change
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.corporate_action import ActionVersion, CorporateAction, HistoryEntry
+from domain.ports import DuplicateKey
 
 CARDS = "cards"
 
@@ -196,13 +196,14 @@ class MongoCardStore:
     async def save(self, state: CorporateAction, previous_revision: int) -> bool:
         """Store `state` if the stored card is still at `previous_revision`."""
         doc = to_document(state)
-        async with translated():
-            if previous_revision == 0:
-                try:
+        if previous_revision == 0:
+            try:
+                async with translated():
                     await self._cards.insert_one(doc)
-                except DuplicateKeyError:
-                    return False
-                return True
+            except DuplicateKey:
+                return False
+            return True
+        async with translated():
             # Every field is set (to_document writes them all): the same as a
             # replace, but the change event names only the fields that changed.
             fields = {name: value for name, value in doc.items() if name != "_id"}
