@@ -20,10 +20,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
@@ -36,13 +38,22 @@ from observability.readiness import CachedReadiness
 from queries.allowlist import load_allowlist
 from queries.context import HeraldContext
 from queries.documents import operation_type
+from queries.extensions import code_leftovers
 from queries.schema import PUBLIC_CARD_FIELDS, build_schema
 from services import Services
 from settings import Settings
 from web.auth import AuthenticationMiddleware, principal_from_scope
 from web.correlation import STATE_CORRELATION_ID, CorrelationIdMiddleware
 from web.http_cache import PublicCacheMiddleware
+from web.http_input import (
+    check_query_string,
+    decode_frame,
+    decode_json,
+    graphql_request,
+    problem_for,
+)
 from web.idempotency import IdempotencyMiddleware
+from web.problems import send_problem
 
 log = logging.getLogger("herald")
 
@@ -90,18 +101,56 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
         unset: UnsetType = UNSET
         return unset
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every HTTP-level refusal answers application/problem+json (RFC 9457)."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            if scope["method"] == "GET":
+                check_query_string(scope.get("query_string", b""))
+            response = await self.run(Request(scope, receive))
+        except HTTPException as exc:
+            await send_problem(send, problem_for(exc))
+            return
+        await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """The JSON of a body or GET parameter; a 400 problem for what cannot be read."""
+        return decode_json(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """The JSON of a WebSocket frame; one that cannot be read closes the socket (4400)."""
+        return decode_frame(data)
+
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
-        """A persisted query may be sent by its hash alone
+        """One GraphQL request, checked at the boundary (web.http_input).
+        A persisted query may be sent by its hash alone
         (`extensions.persistedQuery.sha256Hash`) when an allowlist is set."""
-        data = await super().parse_http_body(request)
-        if self.allowlist and isinstance(data, GraphQLRequestData) and data.query is None:
+        if request.method == "GET":
+            raw: object = self.parse_query_params(request.query_params)
+        elif "application/json" in parse_content_type(request.content_type or "")[0]:
+            raw = self.parse_json(await request.get_body())
+        else:
+            raise HTTPException(415, "send the GraphQL request as application/json")
+        data = graphql_request(raw)
+        if self.allowlist and data.query is None:
             persisted = (data.extensions or {}).get("persistedQuery")
             digest = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
             if isinstance(digest, str) and digest in self.allowlist:
                 data.query = self.allowlist[digest]
         return data
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """No error goes out without a code, also one that reached no extension."""
+        if result.errors:
+            correlation_id = request.scope.get("state", {}).get(STATE_CORRELATION_ID, "")
+            result.errors = code_leftovers(result.errors, correlation_id)
+        return await super().process_result(request, result)
 
     async def execute_single(
         self,
@@ -196,7 +245,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # every method: the view answers any but GET and POST with a 405 problem
+            Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

@@ -16,7 +16,7 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,20 +31,28 @@ from adapters.mongo.cards import CARDS, MongoCardStore, is_publication, publicat
 from adapters.mongo.changes import MongoChangeFeed
 from adapters.mongo.client import connect, ping
 from adapters.mongo.dead_letters import MongoDeadLetterStore
+from adapters.mongo.deliveries import MongoDeliveryLog
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.idempotency import MongoIdempotencyStore
 from adapters.mongo.lease import MongoLease
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
 from adapters.mongo.notices import NOTICES, MongoNoticeStore, issued_match
 from adapters.mongo.positions import MongoPositionStore
+from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
 from commands.handlers import CommandHandlers
+from commands.preferences import PreferencesHandlers
 from commands.relay import OutboxRelay, relay_stopped
+from delivery.dispatcher import DeliveryPlanner
+from delivery.wiring import configured_channels
+from delivery.worker import ChannelWorker, Settler, breaker_factory
 from domain.consistency import PROJECTION_STREAMS
+from domain.delivery import OutboundNotice, delivery_id, parse_channels
 from domain.ports import PublishError
 from observability import metrics
 from projections.cards import CardProjector
 from projections.notices import NoticeProjector
+from projections.preferences import PreferencesProjector
 from projections.runner import ProjectionRunner, Projector
 from queries.feeds import CardFanout, NoticeFanout
 from settings import Settings
@@ -93,6 +101,9 @@ class Services:
             acquire_lease=MongoLease(self.db, "outbox-relay", holder).acquire,
         )
         self.handlers = CommandHandlers(self.events, self.positions, on_appended=self.relay.notify)
+        self.preferences = MongoPreferenceStore(self.db)
+        self.deliveries = MongoDeliveryLog(self.db)
+        self.preference_handlers = PreferencesHandlers(self.events, on_appended=self.relay.notify)
         self.consistency_wait_seconds = s.consistency_wait_seconds
         self.runners: list[ProjectionRunner] = []
         if self.verifier is None and s.jwks_location:
@@ -116,6 +127,7 @@ class Services:
         await self.notices.ensure_indexes()
         await self.idempotency.ensure_indexes()
         await self.dead_letters.ensure_indexes()
+        await self.deliveries.ensure_indexes()
         self._topics_ready = asyncio.Event()
         self._topics_task = asyncio.create_task(self._prepare_topics(), name="topics")
         if s.run_relay:
@@ -126,14 +138,58 @@ class Services:
         if s.run_projectors:
             for projector in self.projectors():
                 self._start_projector(projector)
+        if s.run_dispatcher:
+            self._start_dispatcher()
+
+    def _start_dispatcher(self) -> None:
+        """The planner (consumer group `<prefix>.dispatcher` on notice-issues)
+        and one worker per configured channel (see delivery/)."""
+        s = self.settings
+        self.channels = configured_channels(s)
+        breakers = breaker_factory(s.breaker_failures, s.breaker_cooldown_seconds)
+        self.channel_workers = {
+            name: ChannelWorker(
+                channel,
+                self.deliveries,
+                breakers,
+                max_attempts=s.delivery_max_attempts,
+                retry_seconds=s.delivery_retry_seconds,
+                lease_seconds=s.delivery_lease_seconds,
+            )
+            for name, channel in self.channels.items()
+        }
+
+        def wake_workers(planned: Sequence[OutboundNotice]) -> None:
+            for channel, worker in self.channel_workers.items():
+                worker.wake(
+                    [
+                        delivery_id(o.notice.notice_id, o.notice.version, channel)
+                        for o in planned
+                        if o.channel is channel
+                    ]
+                )
+
+        planner = DeliveryPlanner(
+            self.deliveries,
+            self.preferences,
+            self.notice_projection,
+            self.channels,
+            self._topics(DeliveryPlanner.name),
+            defaults=parse_channels(s.default_channels),
+            on_planned=wake_workers,
+        )
+        self._start_projector(planner)
+        settler = Settler(self.deliveries, self.notice_projection)
+        self.tasks["settler"] = asyncio.create_task(
+            self._supervised("settler", settler.run), name="settler"
+        )
+        for channel, worker in self.channel_workers.items():
+            task = f"channel:{channel.value}"
+            self.tasks[task] = asyncio.create_task(self._supervised(task, worker.run), name=task)
 
     def projectors(self) -> list[Projector]:
         """Every projector this process runs, each a consumer group of its own."""
-        prefix = self.settings.kafka_topic_prefix
-
-        def topics(projection: str) -> list[str]:  # what its tokens may name (one place)
-            return sorted(topic_for(prefix, t) for t in PROJECTION_STREAMS[projection])
-
+        topics = self._topics
         return [
             CardProjector(self.cards, self.events, topics(CardProjector.name)),
             NoticeProjector(
@@ -142,7 +198,13 @@ class Services:
                 self.events,
                 topics(NoticeProjector.name),
             ),
+            PreferencesProjector(self.preferences, topics(PreferencesProjector.name)),
         ]
+
+    def _topics(self, projection: str) -> list[str]:
+        """The topics a projection consumes: its streams, as its tokens may name them."""
+        prefix = self.settings.kafka_topic_prefix
+        return sorted(topic_for(prefix, stream) for stream in PROJECTION_STREAMS[projection])
 
     def _start_projector(self, projector: Projector) -> None:
         s = self.settings
@@ -286,6 +348,8 @@ class Services:
                 self.settings.shutdown_timeout_seconds,
             )
         self.tasks.clear()
+        for channel in getattr(self, "channels", {}).values():
+            await _bounded(channel.close(), f"channel {channel.channel.value}", limit)
         await _bounded(self.publisher.close(), "Kafka producer", limit)
         for topic in self.dead_letter_topics:
             await _bounded(topic.close(), "dead-letter producer", limit)

@@ -77,6 +77,12 @@ def _at_least_a_day(raw: str) -> int:
     return value
 
 
+def _channels(raw: str) -> str:
+    from domain.delivery import parse_channels
+
+    return ",".join(parse_channels(raw))
+
+
 @dataclass(frozen=True)
 class Settings:
     environment: str = "development"
@@ -129,6 +135,21 @@ class Settings:
     # revalidating it (the ETag makes revalidation cheap).
     public_cache: bool = True
     public_cache_max_age_seconds: int = 5
+
+    # Delivery to channels (contract: "Delivery to channels"). A channel whose
+    # endpoint is unset is off; the dispatcher runs wherever projectors may.
+    run_dispatcher: bool = True
+    smtp_url: str | None = None
+    smtp_from: str = "Herald <notices@herald.local>"
+    push_url: str | None = None
+    swift_topic: str = "herald.swift.outbound"
+    default_channels: str = ""  # comma-separated DeliveryChannel names
+    delivery_max_attempts: int = 8
+    delivery_retry_seconds: float = 1.0  # first backoff; doubles, with jitter, to 5 min
+    # A claimed delivery whose worker died is claimed again after this (> a send's timeout)
+    delivery_lease_seconds: float = 60.0
+    breaker_failures: int = 5  # consecutive transient failures that open a channel's breaker
+    breaker_cooldown_seconds: float = 30.0  # open → half-open (one probe)
 
     @property
     def is_production(self) -> bool:
@@ -192,5 +213,26 @@ class Settings:
                 "HERALD_PUBLIC_CACHE_MAX_AGE_SECONDS",
                 _non_negative_int,
                 d.public_cache_max_age_seconds,
+            ),
+            run_dispatcher=_read(env, "HERALD_RUN_DISPATCHER", _bool, d.run_dispatcher),
+            smtp_url=_read(env, "HERALD_SMTP_URL", str, d.smtp_url),
+            smtp_from=_read(env, "HERALD_SMTP_FROM", str, d.smtp_from),
+            push_url=_read(env, "HERALD_PUSH_URL", str, d.push_url),
+            swift_topic=_read(env, "HERALD_SWIFT_TOPIC", str, d.swift_topic),
+            default_channels=_read(env, "HERALD_DEFAULT_CHANNELS", _channels, d.default_channels),
+            delivery_max_attempts=_read(
+                env, "HERALD_DELIVERY_MAX_ATTEMPTS", _positive_int, d.delivery_max_attempts
+            ),
+            delivery_retry_seconds=_read(
+                env, "HERALD_DELIVERY_RETRY_SECONDS", _positive_float, d.delivery_retry_seconds
+            ),
+            delivery_lease_seconds=_read(
+                env, "HERALD_DELIVERY_LEASE_SECONDS", _positive_float, d.delivery_lease_seconds
+            ),
+            breaker_failures=_read(
+                env, "HERALD_BREAKER_FAILURES", _positive_int, d.breaker_failures
+            ),
+            breaker_cooldown_seconds=_read(
+                env, "HERALD_BREAKER_COOLDOWN_SECONDS", _positive_float, d.breaker_cooldown_seconds
             ),
         )

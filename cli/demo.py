@@ -3,7 +3,9 @@
 Announces a cash dividend as an operator, approves it as a second person
 (four eyes), records three depositors' positions on the record date, then
 prints the public card (no token) and one depositor's notice (a token with
-that account and the `notices:read` scope). Tokens come from the dev issuer
+that account and the `notices:read` scope). That depositor first asks for
+e-mail notices, so the walk-through ends with the e-mail Herald sent (the
+.eml that `herald dev`'s mail sink kept under DATA_DIR/mail). Tokens come from the dev issuer
 of `--data-dir` (the folder `herald dev` was given); every mutation sends a
 fresh Idempotency-Key; each read passes the consistency token of the write it
 must see, so it waits for the projection instead of showing stale data.
@@ -14,11 +16,14 @@ when Herald refuses a step (the GraphQL error is printed).
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import sys
 import time
 import uuid
 from collections.abc import Mapping
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ ISIN = "RU0009029540"
 RECORD_DATE = "2026-12-15"
 HOLDINGS = {"ACC-1001": "1000", "ACC-1002": "250", "ACC-1003": "40"}
 DEPOSITOR = "ACC-1001"
+DEPOSITOR_EMAIL = "acc-1001@example.com"
 NOT_CAUGHT_UP = "NOT_CAUGHT_UP"  # queries/errors.py: the projection is still behind
 
 ANNOUNCE = """
@@ -47,6 +53,14 @@ mutation Approve($input: ApprovePublicationInput!) {
     corporateAction { id version status publishedAt }
     consistencyToken
   }
+}"""
+SET_PREFERENCES = """
+mutation SetPreferences($input: NotificationPreferencesInput!) {
+  setNotificationPreferences(input: $input) { preferences { accountId channels email } }
+}"""
+NOTICE_DELIVERIES = """
+query NoticeDeliveries($id: ID!) {
+  notice(id: $id) { id deliveries { channel status attempts deliveredAt messageId lastError } }
 }"""
 RECORD_POSITIONS = """
 mutation RecordPositions($input: RecordPositionsInput!) {
@@ -122,13 +136,27 @@ def _show(title: str, value: object) -> None:
     print("   " + json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n   "))
 
 
-def walk_through(herald: _Herald, issuer: DevIssuer, *, notice_timeout: float = 30.0) -> None:
+def walk_through(
+    herald: _Herald,
+    issuer: DevIssuer,
+    *,
+    mail_folder: Path | None = None,
+    notice_timeout: float = 30.0,
+) -> None:
     operator = issuer.mint("olga", roles=[ROLE_OPERATOR])
     approver = issuer.mint("ivan", roles=[ROLE_APPROVER])
     depositor = issuer.mint(
         f"holder-{DEPOSITOR}", accounts=[DEPOSITOR], scopes=[SCOPE_NOTICES_READ]
     )
     reference = f"DEMO-{uuid.uuid4().hex[:8].upper()}"  # a reference is taken once
+
+    herald.graphql(
+        SET_PREFERENCES,
+        {"input": {"accountId": DEPOSITOR, "channels": ["EMAIL"], "email": DEPOSITOR_EMAIL}},
+        token=depositor,
+        mutation=True,
+    )
+    print(f"0. the holder of {DEPOSITOR} asked for notices by e-mail to {DEPOSITOR_EMAIL}")
 
     announced = herald.graphql(
         ANNOUNCE,
@@ -204,6 +232,52 @@ def walk_through(herald: _Herald, issuer: DevIssuer, *, notice_timeout: float = 
             raise DemoError(f"no notice for {DEPOSITOR} after {notice_timeout:.0f}s")
         time.sleep(0.5)
     _show(f"5. the notice of depositor {DEPOSITOR} (a token with its account):", notices[0])
+    _show_email(herald, depositor, notices[0]["id"], mail_folder, notice_timeout)
+
+
+def _show_email(
+    herald: _Herald, token: str, notice_id: str, mail_folder: Path | None, timeout: float
+) -> None:
+    """Wait for the notice's e-mail delivery, then print the .eml the dev mail
+    sink kept for it (found by its Message-ID)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        deliveries = herald.graphql(NOTICE_DELIVERIES, {"id": notice_id}, token=token)["notice"][
+            "deliveries"
+        ]
+        emails = [d for d in deliveries if d["channel"] == "EMAIL"]
+        if emails and emails[0]["status"] in ("DELIVERED", "DEAD_LETTERED"):
+            break
+        if time.monotonic() > deadline:
+            print("6. no e-mail delivery yet (is the dispatcher running with an SMTP server?)")
+            return
+        time.sleep(0.5)
+    delivery = emails[0]
+    if delivery["status"] != "DELIVERED":
+        print(f"6. the e-mail was dead-lettered: {delivery['lastError']} (see herald dlq list)")
+        return
+    print(f"6. e-mailed at {delivery['deliveredAt']}, Message-ID {delivery['messageId']}")
+    kept = _kept_email(mail_folder, delivery["messageId"])
+    if kept is None:
+        return  # a real SMTP server (HERALD_SMTP_URL) got it; nothing kept here
+    message = email.message_from_bytes(kept.read_bytes(), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    body = message.get_body(preferencelist=("plain",))
+    print(f"   kept by the dev mail sink as {kept}")
+    print(f"   Subject: {message['Subject']}")
+    if body is not None:
+        print("   " + body.get_content().strip().replace("\n", "\n   "))
+
+
+def _kept_email(folder: Path | None, message_id: str) -> Path | None:
+    if folder is None or not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.eml"), reverse=True):
+        with path.open("rb") as raw:
+            headers = email.message_from_binary_file(raw, policy=email.policy.default)
+        if str(headers.get("Message-ID", "")).strip() == message_id.strip():
+            return path
+    return None
 
 
 def run_demo(*, port: int, host: str, data_dir: Path) -> int:
@@ -228,7 +302,7 @@ def run_demo(*, port: int, host: str, data_dir: Path) -> int:
             return 2
         print(f"Herald at {base}; tokens from the dev issuer of {issuer.jwks_path.parent.parent}")
         try:
-            walk_through(_Herald(http), issuer)
+            walk_through(_Herald(http), issuer, mail_folder=data_dir / "mail")
         except DemoError as exc:
             print(f"herald demo: {exc}", file=sys.stderr)
             return 1

@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import uvicorn
@@ -31,6 +32,9 @@ from devstack.supervisor import Child, Supervisor
 from observability.log_limits import RepeatLimit
 from services import Services
 from settings import Settings
+
+if TYPE_CHECKING:
+    from devstack.mail_sink import MailSink
 
 log = logging.getLogger("herald.dev")
 
@@ -73,7 +77,11 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
         await event_log.start_async()
         # With the edge, nginx takes the public port and the API an internal one.
         api_port = free_port() if edge else port
-        settings = Settings.from_env().with_overrides(
+        settings = Settings.from_env()
+        mail = _mail_sink(settings, data_dir)
+        if mail is not None:
+            stack.callback(mail.stop)
+        settings = settings.with_overrides(
             host=host,
             port=api_port,
             mongo_uri=store.uri,
@@ -82,6 +90,7 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
             jwks_location=str(issuer.jwks_path),
             jwt_issuer=issuer.issuer,
             jwt_audience=issuer.audience,
+            **({} if mail is None else {"smtp_url": mail.url}),
         )
         services = Services(settings)
         server = uvicorn.Server(
@@ -112,7 +121,7 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
             await asyncio.to_thread(front.start)
             stack.callback(front.stop)
             print(f"idempotency edge on {base} (metrics: {front.metrics_url})", flush=True)
-        print(_banner(time.monotonic() - started, base, host, port, data_dir), flush=True)
+        print(_banner(time.monotonic() - started, base, host, port, data_dir, mail), flush=True)
         await serving
     finally:
         print("stopping …", flush=True)
@@ -153,7 +162,9 @@ async def _refill(services: Services, *, memory_only: bool) -> None:
     services.relay.notify()
 
 
-def _banner(seconds: float, base: str, host: str, port: int, data_dir: Path) -> str:
+def _banner(
+    seconds: float, base: str, host: str, port: int, data_dir: Path, mail: MailSink | None
+) -> str:
     """The ready line and commands that paste as they are: this install's
     `herald`, the same data folder (its dev issuer signs the tokens), this port."""
     herald = Path(sys.executable).with_name("herald")
@@ -168,8 +179,25 @@ def _banner(seconds: float, base: str, host: str, port: int, data_dir: Path) -> 
         f"  health, readiness, metrics       {base}/healthz  /readyz  /metrics\n"
         f"  walk-through:  {cli} demo {where}\n"
         f"  a token:       {cli} token --data-dir {folder} --sub olga --roles ca-operator\n"
-        "  Ctrl-C stops everything."
+        + (
+            ""
+            if mail is None
+            else f"  e-mails Herald sends: {mail.folder}/*.eml (SMTP sink on {mail.url})\n"
+        )
+        + "  Ctrl-C stops everything."
     )
+
+
+def _mail_sink(settings: Settings, data_dir: Path) -> MailSink | None:
+    """Unless HERALD_SMTP_URL names a server: a local SMTP sink keeping each
+    e-mail as an .eml file under DATA_DIR/mail, so a newcomer sees what Herald sends."""
+    if settings.smtp_url or not settings.run_dispatcher:
+        return None
+    from devstack.mail_sink import MailSink
+
+    sink = MailSink(data_dir / "mail")
+    sink.start()
+    return sink
 
 
 def _broker(kind: str, data_dir: Path):  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
-"""`herald dlq list|replay`: the records Herald parked as dead letters.
+"""`herald dlq list|replay`: the records Herald parked as dead letters, and the
+deliveries a channel dead-lettered (`--channel`, see cli/deliveries.py).
 
 `list` prints one line per parked letter (id, source, kind, where, event,
 reason). `replay` applies each letter again — a projection letter through its
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
+from cli.deliveries import list_deliveries, replay_dead_letters
 from domain.dead_letters import (
     PROJECTION_SOURCE_PREFIX,
     SOURCE_OUTBOX,
@@ -28,6 +30,7 @@ from domain.dead_letters import (
     one_line,
     projection_source,
 )
+from domain.preferences import DeliveryChannel
 
 if TYPE_CHECKING:
     from services import Services
@@ -165,9 +168,19 @@ def _run(work: Callable[[Services], Awaitable[int]]) -> int:
     return asyncio.run(main())
 
 
+def _families(args: argparse.Namespace) -> tuple[bool, bool]:
+    """Which families the options choose: (parked records, dead-lettered deliveries).
+    `--channel` names deliveries only, `--projection` parked records only; neither, both."""
+    return args.channel is None, args.projection is None
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
-        await list_letters(services, source_prefix(args), sys.stdout)
+        records, deliveries = _families(args)
+        if records:
+            await list_letters(services, source_prefix(args), sys.stdout)
+        if deliveries:
+            await list_deliveries(services.deliveries, args.channel, sys.stdout)
         return 0
 
     return _run(work)
@@ -175,15 +188,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
-        _, failing = await replay_letters(services, source_prefix(args), args.id or ())
+        records, deliveries = _families(args)
+        failing = 0
+        if records:
+            _, failing = await replay_letters(services, source_prefix(args), args.id or ())
+        if deliveries:
+            count = await replay_dead_letters(
+                services.deliveries,
+                services.preferences,
+                channel=args.channel,
+                ids=args.id or (),
+                progress=True,
+            )
+            print(f"requeued {count} deliveries")
         return 1 if failing else 0
 
     return _run(work)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--projection", metavar="NAME", help="only this projection's letters (cards, notices)"
+    )
+    which.add_argument(
+        "--channel",
+        choices=[channel.value for channel in DeliveryChannel],
+        help="only the dead-lettered deliveries of this channel",
     )
 
 
@@ -196,8 +227,10 @@ def register(
         "dlq",
         help="list or replay the records parked as dead letters",
         description="Records Herald parked because they could not be applied or published "
-        "(a poison Kafka record, an event the broker refuses): list them, and replay them "
-        "once the cause is fixed. Reads HERALD_MONGO_URI / HERALD_MONGO_DATABASE.",
+        "(a poison Kafka record, an event the broker refuses) and deliveries a channel "
+        "refused or failed past HERALD_DELIVERY_MAX_ATTEMPTS: list them, and replay them "
+        "once the cause is fixed (a replayed delivery is sent once, under its original "
+        "message id). Reads HERALD_MONGO_URI / HERALD_MONGO_DATABASE.",
         formatter_class=formatter_class,
     )
     commands = dlq.add_subparsers(

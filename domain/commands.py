@@ -17,6 +17,7 @@ from domain import corporate_action as ca
 from domain.consistency import ConsistencyToken
 from domain.errors import Forbidden
 from domain.events import CommandOrigin
+from domain.preferences import Preferences
 from domain.principal import Principal
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "CommandService",
     "NoticeLookup",
     "PositionsResult",
+    "PreferencesResult",
+    "PreferencesService",
     "RequestCommand",
 ]
 
@@ -84,6 +87,13 @@ class AckResult:
     token: ConsistencyToken
 
 
+@dataclass(frozen=True)
+class PreferencesResult:
+    preferences: Preferences
+    updated_at: datetime
+    token: ConsistencyToken
+
+
 class NoticeLookup(Protocol):
     """The notices read model, as far as acknowledging needs it."""
 
@@ -117,3 +127,13 @@ class CommandService(Protocol):
     async def acknowledge_notice(
         self, notice_id: str, ctx: CommandContext, notices: NoticeLookup
     ) -> AckResult: ...
+
+
+class PreferencesService(Protocol):
+    """Setting an account's notification preferences (commands.preferences)."""
+
+    async def set_preferences(
+        self, payload: Mapping[str, Any], ctx: CommandContext
+    ) -> PreferencesResult:
+        """Replace the account's preferences; raises InvalidInput or Forbidden."""
+        ...

@@ -12,11 +12,18 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_NOTICE, AGGREGATE_POSITIONS
+from domain.events import (
+    AGGREGATE_CORPORATE_ACTION,
+    AGGREGATE_NOTICE,
+    AGGREGATE_NOTICE_ISSUE,
+    AGGREGATE_POSITIONS,
+    AGGREGATE_PREFERENCES,
+)
 
 # The read models' projections, by the name their progress is recorded under.
 CARDS_PROJECTION = "cards"
 NOTICES_PROJECTION = "notices"
+PREFERENCES_PROJECTION = "preferences"
 
 # The event streams (aggregate types) each projection follows — its topics. A
 # token names the last event of one stream; only a projection that follows
@@ -26,6 +33,8 @@ PROJECTION_STREAMS: Mapping[str, frozenset[str]] = {
     NOTICES_PROJECTION: frozenset(
         {AGGREGATE_CORPORATE_ACTION, AGGREGATE_POSITIONS, AGGREGATE_NOTICE}
     ),
+    PREFERENCES_PROJECTION: frozenset({AGGREGATE_PREFERENCES}),
+    "dispatcher": frozenset({AGGREGATE_NOTICE_ISSUE}),
 }
 
 

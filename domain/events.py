@@ -19,6 +19,9 @@ SCHEMA_VERSION = 1
 AGGREGATE_CORPORATE_ACTION = "corporate-action"
 AGGREGATE_POSITIONS = "positions"
 AGGREGATE_NOTICE = "notice"
+AGGREGATE_PREFERENCES = "preferences"
+# Derived by the notices projector (see domain/delivery.py), one per issued notice version
+AGGREGATE_NOTICE_ISSUE = "notice-issue"
 
 # Corporate-action stream
 CORPORATE_ACTION_ANNOUNCED = "CorporateActionAnnounced"
@@ -29,6 +32,10 @@ PUBLICATION_APPROVED = "PublicationApproved"
 POSITIONS_RECORDED = "PositionsRecorded"
 # Notice stream (one per depositor notice): what the depositor did with it
 NOTICE_ACKNOWLEDGED = "NoticeAcknowledged"
+# Preferences stream (one per account): where its notices go
+NOTIFICATION_PREFERENCES_SET = "NotificationPreferencesSet"
+# Notice-issue stream (one per notice): each version the notices projection issued
+NOTICE_ISSUED = "NoticeIssued"
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ from datetime import datetime
 from typing import Protocol
 
 from domain.dead_letters import DeadLetter, DeadLetterStatus
+from domain.delivery import OutboundNotice
 from domain.events import EventEnvelope
 from domain.idempotency import IdempotencyRecord, StoredResponse
 from domain.positions import PositionsSnapshot
+from domain.preferences import DeliveryChannel
 
 
 class StoreError(Exception):
@@ -34,15 +36,19 @@ class StoreRefused(StoreError):
 class DuplicateKey(StoreError):
     """A write met a record already stored under one of its unique keys.
 
-    `key` names the key's fields and values as the store reported them
-    (empty when it did not say). Adapters raise it for every duplicate, so
-    "already there" is told apart from failure in one place (the Mongo
-    adapters' `translated()`); callers decide what a duplicate means.
+    `key` names the key's fields and values as the store reported them (empty
+    when it did not say; of a batch, the first duplicate's). Adapters raise it
+    for every duplicate, so "already there" is told apart from failure in one
+    place (the Mongo adapters' `translated()`); callers decide what it means.
     """
 
-    def __init__(self, message: str, key: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self, message: str, key: Mapping[str, object] | None = None, *, written: int = 0
+    ) -> None:
         super().__init__(message)
         self.key: Mapping[str, object] = dict(key or {})
+        # of a batch written unordered: how many records were stored all the same
+        self.written = written
 
 
 class ConcurrencyError(StoreError):
@@ -183,3 +189,42 @@ class IdempotencyStore(Protocol):
         """Mark `record`'s in-flight claim (if still ours) released, keeping its
         command id, so that a retry runs — or finds what the command stored."""
         ...
+
+
+# --- delivery to channels (contract: "Delivery to channels") -------------------
+
+
+class ChannelError(Exception):
+    """A channel could not deliver a message. `transient`: worth retrying
+    (timeouts, 408/429/5xx, a refused connection); otherwise permanent (the
+    receiver rejected this message: retrying it unchanged cannot succeed)."""
+
+    transient: bool = True
+
+
+class TransientChannelError(ChannelError):
+    transient = True
+
+
+class PermanentChannelError(ChannelError):
+    transient = False
+
+
+class Channel(Protocol):
+    """One outbound channel (e-mail, push, SWIFT).
+
+    `message_id(notice_id, version)` is the stable downstream identity of a
+    notice version on this channel (Message-ID, Idempotency-Key, SEME): the
+    same on every call, so a re-send after a crash is recognisable. `send`
+    delivers one message carrying `message.message_id`, returning normally
+    only when the receiver accepted it; it raises TransientChannelError or
+    PermanentChannelError, never anything else for a delivery failure.
+    """
+
+    channel: DeliveryChannel
+
+    def message_id(self, notice_id: str, version: int) -> str: ...
+
+    async def send(self, message: OutboundNotice) -> None: ...
+
+    async def close(self) -> None: ...

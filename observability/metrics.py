@@ -74,3 +74,30 @@ GRAPHQL_DOCUMENTS = Counter(
     "GraphQL documents parsed, by result (hit: from the cache, miss, uncached: too long)",
     ["result"],
 )
+
+# --- delivery to channels ------------------------------------------------------
+DELIVERIES_PLANNED = Counter(
+    "herald_deliveries_planned_total", "Deliveries recorded in the delivery log"
+)
+DELIVERY_ATTEMPTS = Counter(
+    "herald_delivery_attempts_total", "Calls to an outbound channel", ["channel"]
+)
+DELIVERIES = Counter(
+    "herald_deliveries_total",
+    "Delivery attempt outcomes (delivered, retrying, dead_lettered)",
+    ["channel", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "herald_delivery_dead_lettered", "Deliveries dead-lettered, by channel", ["channel"]
+)
+BREAKER_STATE = Gauge(
+    "herald_channel_breaker_state",
+    "Circuit breaker of an outbound channel: 0 closed, 1 half-open, 2 open",
+    ["channel"],
+)
+DELIVERY_LATENCY = Histogram(
+    "herald_delivery_latency_seconds",
+    "From a notice version's issue to its delivery on a channel",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)

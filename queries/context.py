@@ -8,9 +8,11 @@ from typing import Any, Protocol
 from strawberry.dataloader import DataLoader
 
 from adapters.mongo.cards import MongoCardStore
+from adapters.mongo.deliveries import MongoDeliveryLog
 from adapters.mongo.notices import MongoNoticeStore
+from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
-from domain.commands import CommandService
+from domain.commands import CommandService, PreferencesService
 from domain.corporate_action import CorporateAction
 from domain.principal import Principal
 from queries.feeds import CardFanout, NoticeFanout
@@ -22,12 +24,17 @@ class ReadServices(Protocol):
     @property
     def handlers(self) -> CommandService: ...
 
+    @property
+    def preference_handlers(self) -> PreferencesService: ...
+
     cards: MongoCardStore
     notices: MongoNoticeStore
     projection_state: MongoProjectionState
     consistency_wait_seconds: float
     issued_notices: NoticeFanout
     published_cards: CardFanout
+    preferences: MongoPreferenceStore
+    deliveries: MongoDeliveryLog
 
 
 @dataclass

@@ -18,14 +18,31 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, get_operation_ast
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    ValidationContext,
+    VariableDefinitionNode,
+    get_operation_ast,
+)
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext
+from strawberry.types.execution import StreamExecutionResult
 
-from queries.errors import PUBLIC_CODES
+from queries.errors import (
+    BAD_USER_INPUT,
+    GRAPHQL_PARSE_FAILED,
+    GRAPHQL_VALIDATION_FAILED,
+    PUBLIC_CODES,
+)
 
 log = logging.getLogger("herald.graphql")
 
@@ -75,6 +92,145 @@ class HideSuggestions(MaskErrors):
             path=error.path,
             extensions=error.extensions,
         )
+
+
+# graphql-core's coercion message: "Variable '$input' has invalid value at .positions[0]: …"
+_VARIABLE_PATH = re.compile(r"Variable '\$\w+' has invalid value(?: at )?((?:\.\w+|\[\d+\])*): ")
+_PATH_SEGMENT = re.compile(r"\.(\w+)|\[(\d+)\]")
+
+
+# strawberry's refusals of the operation a request names (none, or of a type not
+# allowed there): the document does not provide what the request asks to run
+_OPERATION_REFUSALS = (CannotGetOperationTypeError, InvalidOperationTypeError, MissingQueryError)
+
+
+def _code(error: GraphQLError) -> object:
+    return (error.extensions or {}).get("code")
+
+
+def _with(error: GraphQLError, extensions: dict[str, Any]) -> GraphQLError:
+    """A copy of `error` with `extensions` added (the original may be cached and shared)."""
+    return GraphQLError(
+        error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=error.original_error,
+        extensions={**(error.extensions or {}), **extensions},
+    )
+
+
+def _variable_input(error: GraphQLError) -> dict[str, Any]:
+    """BAD_USER_INPUT with the path of the variable value that failed coercion,
+    shaped like queries.errors.bad_input (`field`, `problems`)."""
+    node = error.nodes[0] if error.nodes else None
+    if not isinstance(node, VariableDefinitionNode):
+        return {"code": BAD_USER_INPUT}  # e.g. "Variable values are nested too deeply."
+    path: list[str | int] = [node.variable.name.value]
+    inner = _VARIABLE_PATH.match(error.message)
+    if inner:
+        path += [int(index) if index else name for name, index in _PATH_SEGMENT.findall(inner[1])]
+    return {
+        "code": BAD_USER_INPUT,
+        "field": ".".join(str(p) for p in path),
+        "problems": [{"path": path, "message": error.message}],
+    }
+
+
+class CodeEveryError(SchemaExtension):
+    """No error goes out without `extensions.code` (CONTRACT.md, "Errors").
+
+    graphql-core's own errors carry none; they are coded by the phase that
+    refused the operation: a document that does not parse (the token limit
+    included) `GRAPHQL_PARSE_FAILED`; one that does not validate (unknown
+    fields, wrong arguments, the depth and alias limits)
+    `GRAPHQL_VALIDATION_FAILED`; a variable value that cannot be coerced to
+    its type `BAD_USER_INPUT` with the variable's path in `field`. An
+    uncoded error raised while resolving is a bug: `INTERNAL_SERVER_ERROR`.
+    Codes already set are kept.
+
+    List it first: its `on_operation` then finishes last, after the masking
+    extensions, and sees the errors as they go out.
+    """
+
+    def __init__(self) -> None:
+        self._refused_by: str | None = None  # the phase that refused the operation
+
+    def on_parse(self) -> Iterator[None]:
+        yield
+        errors = self.execution_context.pre_execution_errors
+        if errors:
+            self._refused_by = GRAPHQL_PARSE_FAILED
+            for error in errors:  # new per request (never cached): coded before masking
+                if not _code(error):
+                    error.extensions = {**(error.extensions or {}), "code": GRAPHQL_PARSE_FAILED}
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        if self.execution_context.pre_execution_errors:
+            self._refused_by = GRAPHQL_VALIDATION_FAILED
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        self._code_result(self.execution_context.result)
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        """A subscription's results (over the WebSocket) are sent as they come,
+        before the operation ends: each is coded on its way out."""
+        self._code_result(result)
+        yield
+
+    def _code_result(self, result: object) -> None:
+        errors: list[GraphQLError] | None = getattr(result, "errors", None)
+        if result is None or not errors or all(_code(error) for error in errors):
+            return
+        result.errors = [  # type: ignore[attr-defined]
+            error if _code(error) else self._coded(error) for error in errors
+        ]
+
+    def _coded(self, error: GraphQLError) -> GraphQLError:
+        if self._refused_by is not None:
+            return _with(error, {"code": self._refused_by})
+        correlation_id = _correlation_id(self.execution_context.context)
+        if isinstance(error.original_error, _OPERATION_REFUSALS):
+            # (over HTTP these are 400 problems; a stream reports them as errors)
+            return _with(error, {"code": GRAPHQL_VALIDATION_FAILED})
+        if is_unexpected(error):  # an exception (HeraldSchema logged it): masked as such
+            return _with(error, {"code": INTERNAL, "correlationId": correlation_id})
+        if error.path is None:  # graphql-core refused it before any resolver ran: variables
+            return _with(error, _variable_input(error))
+        log.error("uncoded error [correlation id %s] at %s: %s", correlation_id, error.path, error)
+        return _with(error, {"code": INTERNAL, "correlationId": correlation_id})
+
+
+def code_leftovers(errors: list[GraphQLError], correlation_id: str) -> list[GraphQLError]:
+    """`errors` with every uncoded one answered as INTERNAL_SERVER_ERROR ("Internal
+    error", the correlation id to quote): the net for errors that reached no
+    extension — strawberry turns an exception raised around the operation (an
+    extension or a validation rule that failed) into an error after the
+    extensions ran. HeraldSchema.process_errors has logged it already."""
+    masked = {"code": INTERNAL, "correlationId": correlation_id}
+    return [
+        error if _code(error) else GraphQLError("Internal error", extensions=masked)
+        for error in errors
+    ]
+
+
+def tolerant(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    """`rule` (one that does all its work when built, like strawberry's depth
+    limit), skipped on a document it cannot walk: the depth limit raises
+    KeyError on an unknown fragment and ValueError on an empty selection —
+    documents that other rules refuse (KnownFragmentNames, ...) or that have
+    no depth to limit."""
+
+    class Tolerant(ASTValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            with suppress(KeyError, ValueError):
+                rule(context)
+
+    return Tolerant
 
 
 class HeraldSchema(strawberry.Schema):

@@ -67,3 +67,15 @@ class IsDepositor(BasePermission):
         if SCOPE_NOTICES_READ not in principal.scopes:
             raise coded(f"requires scope {SCOPE_NOTICES_READ}", FORBIDDEN)
         return True
+
+
+class IsAccountHolderOrOperator(BasePermission):
+    """Notification preferences: a depositor (scope notices:read) for the
+    accounts in the token, an operator for any; which account is checked by
+    the domain (domain.preferences)."""
+
+    def has_permission(self, source: Any, info: Info[Any, Any], **kwargs: Any) -> bool:
+        principal = _authenticated(info)
+        if principal.has_role(ROLE_OPERATOR) or SCOPE_NOTICES_READ in principal.scopes:
+            return True
+        raise coded(f"requires scope {SCOPE_NOTICES_READ} or role {ROLE_OPERATOR}", FORBIDDEN)

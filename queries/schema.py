@@ -36,7 +36,13 @@ from queries.errors import (
     DomainErrors,
     coded,
 )
-from queries.extensions import HeraldSchema, HideSuggestions, MaskUnexpectedErrors
+from queries.extensions import (
+    CodeEveryError,
+    HeraldSchema,
+    HideSuggestions,
+    MaskUnexpectedErrors,
+    tolerant,
+)
 from queries.feeds import Expired, FellBehind
 from queries.inputs import (
     AmendCorporateActionInput,
@@ -56,7 +62,15 @@ from queries.paging import (
     instant_key,
     page_size,
 )
-from queries.permissions import IsApprover, IsBackOffice, IsDepositor, IsOperator, is_operator
+from queries.permissions import (
+    IsAccountHolderOrOperator,
+    IsApprover,
+    IsBackOffice,
+    IsDepositor,
+    IsOperator,
+    is_operator,
+)
+from queries.preferences import notification_preferences, set_notification_preferences
 from queries.views import card, depositor_notice, public_card, visible_version
 
 Ctx = Info[HeraldContext, None]
@@ -188,6 +202,13 @@ class Query:
         doc = await ctx.services.notices.get_for_accounts(str(id), ctx.principal.accounts)
         return None if doc is None else depositor_notice(doc)
 
+    notification_preferences = strawberry.field(
+        resolver=notification_preferences,
+        permission_classes=[IsAccountHolderOrOperator],
+        description="An account's notification preferences (yours, or any for operators).",
+        extensions=[DomainErrors()],
+    )
+
     @strawberry.field(
         permission_classes=[IsBackOffice],
         description="Each projector's progress.",
@@ -300,6 +321,13 @@ class Mutation:
             notice=depositor_notice(result.notice), consistency_token=result.token.encode()
         )
 
+    set_notification_preferences = strawberry.mutation(
+        resolver=set_notification_preferences,
+        permission_classes=[IsAccountHolderOrOperator],
+        description="Where an account's notices go (contract: Delivery to channels).",
+        extensions=[DomainErrors()],
+    )
+
 
 @strawberry.type
 class Subscription:
@@ -377,10 +405,11 @@ def build_schema(
     # after the cached validation, as a RequestCheck. Parsing and validation are
     # cached together (queries/documents.py), in bounded memory.
     limit_rules: list[type[ASTValidationRule]] = [
-        max_depth_rule(max_depth=MAX_DEPTH, should_ignore=None),
+        tolerant(max_depth_rule(max_depth=MAX_DEPTH, should_ignore=None)),
         max_aliases_rule(max_alias_count=MAX_ALIASES),
     ]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        CodeEveryError,  # first: it finishes last, coding what the others let out
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(limit_rules),
     ]

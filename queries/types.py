@@ -17,6 +17,8 @@ from domain.codes import (
     NoticeKind,
     OptionKind,
 )
+from queries.delivery_types import Delivery
+from queries.errors import DomainErrors
 from queries.permissions import IsBackOffice
 
 # Register the domain's code lists as GraphQL enums under the contract's names;
@@ -163,6 +165,18 @@ class CorporateAction:
         total, delivered, acknowledged = await loader.load(str(self.id))
         return NoticeStats(total=total, delivered=delivered, acknowledged=acknowledged)
 
+    @strawberry.field(
+        permission_classes=[IsBackOffice],
+        description="Operators only: the action's notices, by account, with their deliveries.",
+        extensions=[DomainErrors()],
+    )
+    async def notices(
+        self, info: Info[Any, Any], first: int | None = 20, after: str | None = None
+    ) -> DepositorNoticeConnection | None:
+        from queries.deliveries import notices_of_action
+
+        return await notices_of_action(info, str(self.id), first, after)
+
 
 @strawberry.type
 class CorporateActionEdge:
@@ -245,6 +259,15 @@ class DepositorNotice:
 
         state = await info.context.loaders.cards.load(self._corporate_action_id)
         return None if state is None else public_card(state)
+
+    @strawberry.field(
+        description="Where this version went: one per outbound channel planned.",
+        extensions=[DomainErrors()],
+    )
+    async def deliveries(self, info: Info[Any, Any]) -> list[Delivery]:
+        from queries.deliveries import deliveries_of
+
+        return await deliveries_of(info, str(self.id), self.version)
 
 
 @strawberry.type

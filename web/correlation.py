@@ -29,7 +29,8 @@ class CorrelationIdMiddleware:
         for name, value in scope.get("headers", []):
             if name in (b"x-correlation-id", b"x-request-id"):
                 candidate = value.decode("latin-1")
-                if 0 < len(candidate) <= 128 and candidate.isprintable():
+                # visible ASCII only: it is echoed, logged and stored as given
+                if 0 < len(candidate) <= 128 and candidate.isascii() and candidate.isprintable():
                     correlation_id = candidate
                 break
         correlation_id = correlation_id or uuid.uuid4().hex

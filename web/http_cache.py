@@ -306,7 +306,7 @@ def _key(request: dict[str, Any]) -> str:
         [request["query"], request.get("operationName"), request.get("variables") or {}],
         sort_keys=True,
         separators=(",", ":"),
-        ensure_ascii=False,
+        ensure_ascii=True,  # a lone surrogate must not fail here: the view refuses it
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -12,13 +12,21 @@ from collections.abc import Sequence
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_NOTICE, AGGREGATE_POSITIONS
+from domain.events import (
+    AGGREGATE_CORPORATE_ACTION,
+    AGGREGATE_NOTICE,
+    AGGREGATE_NOTICE_ISSUE,
+    AGGREGATE_POSITIONS,
+    AGGREGATE_PREFERENCES,
+)
 from domain.ports import PublishError
 
 TOPIC_OF_AGGREGATE = {
     AGGREGATE_CORPORATE_ACTION: "corporate-actions",
     AGGREGATE_POSITIONS: "positions",
     AGGREGATE_NOTICE: "notices",
+    AGGREGATE_PREFERENCES: "preferences",
+    AGGREGATE_NOTICE_ISSUE: "notice-issues",
 }
 
 

@@ -56,5 +56,6 @@ def duplicate_key(exc: mongo_errors.PyMongoError) -> DuplicateKey | None:
     if isinstance(exc, mongo_errors.BulkWriteError):
         errors = details.get("writeErrors") or []
         if errors and all(e.get("code") == _DUPLICATE_KEY_CODE for e in errors):
-            return DuplicateKey(str(exc), errors[0].get("keyValue"))
+            written = int(details.get("nInserted") or 0)
+            return DuplicateKey(str(exc), errors[0].get("keyValue"), written=written)
     return None

@@ -25,7 +25,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -248,6 +248,14 @@ class MongoEventStore:
     async def unpublished_count(self) -> int:
         async with translated():
             return await self._events.count_documents({"published": False})
+
+
+def derived_outbox_write(event: EventEnvelope) -> UpdateOne:
+    """Put a derived event (one whose id is a function of what it derives
+    from, e.g. `NoticeIssued`) in the outbox; writing it again is a no-op."""
+    document = _to_document(event)
+    del document["_id"]
+    return UpdateOne({"_id": event.event_id}, {"$setOnInsert": document}, upsert=True)
 
 
 def _with_sequence(event: EventEnvelope, sequence: int) -> EventEnvelope:

@@ -18,26 +18,40 @@ collection switch-over carries them along with the notices.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 
-from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
+from adapters.mongo.event_store import COUNTERS, EVENTS, derived_outbox_write
+from domain.codes import NoticeKind
+from domain.delivery import IssuedNotice, notice_issued_event
 from domain.ports import DuplicateKey
 
 NOTICES = "notices"
 SUBSCRIPTIONS = "notice_subscriptions"
+DELIVERED_VERSIONS = "delivered_versions"
 
 
 class MongoNoticeProjectionStore:
-    def __init__(self, db: AsyncDatabase[Document], notices: str = NOTICES) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], notices: str = NOTICES, *, issue_events: bool = True
+    ) -> None:
         self._db = db
         self._notices = db[notices]
         self._subscriptions = db[SUBSCRIPTIONS]
+        self._events = db[EVENTS]
+        self._counters = db[COUNTERS]
+        # Each issued version also becomes a `NoticeIssued` event in the outbox,
+        # in the same transaction as the notice: the dispatcher's input.
+        self._issue_events = issue_events
+        # (notice, version) pairs every chosen channel delivered: kept apart from
+        # the notices so a rebuilt notice gets its `deliveredAt` back.
+        self._delivered = db[DELIVERED_VERSIONS]
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -90,7 +104,8 @@ class MongoNoticeProjectionStore:
             new: list[Document] = []
             replacing: list[Document] = []
             moves = _Counts()
-            for doc in plan(stored):
+            planned = await self._with_delivery(plan(stored), session)
+            for doc in planned:
                 previous = stored.get(doc["accountId"])
                 if previous is None:
                     new.append(doc)
@@ -108,10 +123,98 @@ class MongoNoticeProjectionStore:
                     session=session,
                 )
             await self._count(action_id, moves, session)
+            if self._issue_events and (new or replacing):
+                await self._record_issues([*new, *replacing], session)
             written = len(new) + len(replacing)
 
         await self._in_transaction(attempt)
         return written
+
+    async def _record_issues(
+        self, notices: Sequence[Document], session: AsyncClientSession
+    ) -> None:
+        """`NoticeIssued` for each written notice version, in the caller's
+        transaction. Global positions are reserved outside it (gaps are
+        harmless); the event id comes from (notice, version), so a rerun of
+        the transaction or a rebuild writes nothing new."""
+        reserved = await self._counters.find_one_and_update(
+            {"_id": EVENTS},
+            {"$inc": {"value": len(notices)}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert reserved is not None
+        first = int(reserved["value"]) - len(notices) + 1
+        writes = []
+        for offset, doc in enumerate(notices):
+            event = notice_issued_event(_issued(doc), doc["issuedAt"])
+            writes.append(derived_outbox_write(replace(event, sequence=first + offset)))
+        await self._events.bulk_write(writes, ordered=False, session=session)
+
+    async def _with_delivery(
+        self, notices: Sequence[Document], session: AsyncClientSession
+    ) -> list[Document]:
+        """The notices, each with `deliveredAt` as recorded for its version."""
+        if not notices:
+            return []
+        keys = [_delivered_key(n["_id"], n["version"]) for n in notices]
+        cursor = self._delivered.find({"_id": {"$in": keys}}, session=session)
+        delivered = {d["_id"]: d["at"] async for d in cursor}
+        return [
+            {**n, "deliveredAt": delivered.get(_delivered_key(n["_id"], n["version"]))}
+            for n in notices
+        ]
+
+    async def mark_delivered(self, versions: Sequence[tuple[str, int]], at: datetime) -> int:
+        """Every chosen channel delivered these (notice, version)s (or they had
+        none): record them, and set each notice's `deliveredAt` and count it
+        while it is still at that version — one transaction for the lot.
+        Returns how many notices were marked."""
+        if not versions:
+            return 0
+        marked = 0
+
+        async def attempt(session: AsyncClientSession) -> None:
+            nonlocal marked
+            await self._delivered.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": _delivered_key(n, v)}, {"$setOnInsert": {"at": at}}, upsert=True
+                    )
+                    for n, v in versions
+                ],
+                ordered=False,
+                session=session,
+            )
+            wanted = dict(versions)
+            cursor = self._notices.find(
+                {"_id": {"$in": list(wanted)}, "deliveredAt": None},
+                {"version": 1, "corporateActionId": 1},
+                session=session,
+            )
+            due = [doc async for doc in cursor if doc["version"] == wanted[doc["_id"]]]
+            if due:
+                await self._notices.bulk_write(
+                    [
+                        UpdateOne(
+                            {"_id": d["_id"], "version": d["version"], "deliveredAt": None},
+                            {"$set": {"deliveredAt": at}},
+                        )
+                        for d in due
+                    ],
+                    ordered=False,
+                    session=session,
+                )
+            per_action: dict[str, int] = {}
+            for doc in due:
+                action = doc["corporateActionId"]
+                per_action[action] = per_action.get(action, 0) + 1
+            for action, count in per_action.items():
+                await self._count(action, _Counts(delivered=count), session)
+            marked = len(due)
+
+        await self._in_transaction(attempt)
+        return marked
 
     async def acknowledge(self, notice_id: str, version: int, at: datetime) -> bool:
         """Mark `version` of the notice acknowledged at `at`.
@@ -170,6 +273,25 @@ _DUPLICATE_RETRIES = 5
 def _replace(notice: Document) -> ReplaceOne[Document]:
     # the transaction read an older version: this guard only repeats it
     return ReplaceOne({"_id": notice["_id"], "version": {"$lt": notice["version"]}}, notice)
+
+
+def _issued(doc: Document) -> IssuedNotice:
+    issued_at: datetime = doc["issuedAt"]
+    return IssuedNotice(
+        notice_id=str(doc["_id"]),
+        version=int(doc["version"]),
+        kind=NoticeKind(doc["kind"]),
+        account_id=str(doc["accountId"]),
+        corporate_action_id=str(doc["corporateActionId"]),
+        ca_version=int(doc.get("caVersion") or 0),
+        issued_at=issued_at if issued_at.tzinfo else issued_at.replace(tzinfo=UTC),
+        content=doc.get("content") or {},
+        changed_fields=tuple(doc.get("changedFields") or ()),
+    )
+
+
+def _delivered_key(notice_id: str, version: int) -> str:
+    return f"{notice_id}|{version}"
 
 
 def stats_id(action_id: str) -> str:

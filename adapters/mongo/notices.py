@@ -118,3 +118,17 @@ class MongoNoticeStore:
             row[STATS_OF]: (int(row["total"]), int(row["delivered"]), int(row["acknowledged"]))
             for row in rows
         }
+
+    async def page_for_action(
+        self, action_id: str, first: int, after: str | None
+    ) -> tuple[list[Document], bool]:
+        """Operators: up to `first` notices of one corporate action in account
+        order (the projection's index), after the account `after`; and whether
+        more follow."""
+        conditions: Document = {"corporateActionId": action_id}
+        if after is not None:
+            conditions["accountId"] = {"$gt": after}
+        async with translated():
+            cursor = self._notices.find(conditions).sort("accountId", ASCENDING).limit(first + 1)
+            docs = [doc async for doc in cursor]
+        return docs[:first], len(docs) > first

@@ -75,9 +75,14 @@ def test_the_banner_walk_through_ends_with_a_depositor_notice(dev: Dev) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "the notice of depositor ACC-1001" in done.stdout
-    notice = json.loads(done.stdout.split("(a token with its account):", 1)[1])
+    shown, emailed = done.stdout.split("(a token with its account):", 1)[1].split("\n6. ", 1)
+    notice = json.loads(shown)
     assert notice["accountId"] == "ACC-1001"
     assert notice["entitlement"]["net"] == {"amount": "28971.00", "currency": "RUB"}
+    # ... and ends with the e-mail Herald sent, as the dev mail sink kept it.
+    assert emailed.startswith("e-mailed at"), emailed
+    assert f"kept by the dev mail sink as {dev.data_dir}" in emailed
+    assert re.search(r"Subject: DEMO-[0-9A-F]{8}: New notice \(DVCA\)", emailed), emailed
 
 
 def _readme_walk_through() -> str:

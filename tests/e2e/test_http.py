@@ -15,6 +15,9 @@ async def test_health_ready_and_metrics(client: GraphQLClient) -> None:
         "relay": True,
         "projector:cards": True,
         "projector:notices": True,
+        "projector:preferences": True,
+        "projector:dispatcher": True,
+        "settler": True,
     }
     metrics = await client.http.get("/metrics")
     assert metrics.status_code == 200

@@ -112,6 +112,8 @@ def test_the_alerts_cover_the_operational_failures() -> None:
         "HeraldProjectionLagHigh": "herald_projection_lag",
         "HeraldHttp5xxRate": "herald_http_requests_total",
         "HeraldFanoutStuck": "herald_fanout_accounts_remaining",
+        "HeraldChannelBreakerOpen": "herald_channel_breaker_state",
+        "HeraldDeadLettersGrowing": "herald_delivery_dead_lettered_total",
     }
     for alert, metric in expected.items():
         assert alert in alerts, f"missing alert {alert}"

@@ -1,0 +1,90 @@
+"""E-mail over SMTP with aiosmtplib (RFC 5321/5322).
+
+`HERALD_SMTP_URL`: `smtp://host:port` (plain, upgraded with STARTTLS when
+`?starttls=true`), `smtps://user:password@host:port` (implicit TLS); user and
+password in the URL log in. One message per delivery: plain text plus an HTML
+alternative, the subject naming the action's reference and the notice kind,
+and a Message-ID derived from (notice, version) — the same on a re-send.
+"""
+
+from __future__ import annotations
+
+import html
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from adapters.channels import render
+from domain.delivery import OutboundNotice, stable_key
+from domain.ports import PermanentChannelError, TransientChannelError
+from domain.preferences import DeliveryChannel
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+
+class SmtpChannel:
+    channel = DeliveryChannel.EMAIL
+
+    def __init__(
+        self, url: str, sender: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError(f"HERALD_SMTP_URL must be smtp://host:port or smtps://…, not {url!r}")
+        query = parse_qs(parts.query)
+        self._implicit_tls = parts.scheme == "smtps"
+        self._starttls = query.get("starttls", ["false"])[0].lower() == "true"
+        self._host = parts.hostname
+        self._port = parts.port or (465 if self._implicit_tls else 25)
+        self._username = unquote(parts.username) if parts.username else None
+        self._password = unquote(parts.password) if parts.password else None
+        self._sender = sender
+        self._domain = parseaddr(sender)[1].rpartition("@")[2] or "herald.local"
+        self._timeout = timeout_seconds
+
+    def message_id(self, notice_id: str, version: int) -> str:
+        return f"<{stable_key(notice_id, version)}@{self._domain}>"
+
+    def build(self, message: OutboundNotice) -> EmailMessage:
+        notice = message.notice
+        email = EmailMessage()
+        email["From"] = self._sender
+        email["To"] = message.address
+        email["Subject"] = render.title(notice)
+        email["Message-ID"] = message.message_id
+        email["Date"] = formatdate(notice.issued_at.timestamp(), usegmt=True)
+        email["X-Herald-Notice"] = f"{notice.notice_id};version={notice.version}"
+        email.set_content(render.body(notice) + "\n")
+        rows = "".join(f"<li>{html.escape(line)}</li>" for line in render.lines(notice))
+        email.add_alternative(
+            f"<html><body><h2>{html.escape(render.title(notice))}</h2><ul>{rows}</ul>"
+            "</body></html>\n",
+            subtype="html",
+        )
+        return email
+
+    async def send(self, message: OutboundNotice) -> None:
+        try:
+            await aiosmtplib.send(
+                self.build(message),
+                hostname=self._host,
+                port=self._port,
+                username=self._username,
+                password=self._password,
+                use_tls=self._implicit_tls,
+                start_tls=self._starttls,
+                timeout=self._timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise PermanentChannelError(f"recipient refused: {exc}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:
+                raise PermanentChannelError(f"SMTP {exc.code}: {exc.message}") from exc
+            raise TransientChannelError(f"SMTP {exc.code}: {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TransientChannelError(f"SMTP: {exc}") from exc
+
+    async def close(self) -> None:
+        return None

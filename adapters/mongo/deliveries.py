@@ -1,0 +1,270 @@
+"""MongoDeliveryLog: the `deliveries` collection, one document per (notice,
+version, channel) — `_id` is `domain.delivery.delivery_id` — the dispatcher's
+record of what goes out and the queue its channel workers drain.
+
+Shape: `noticeId, version, channel, accountId, corporateActionId, kind,
+address, messageId, status (PENDING|RETRYING|DELIVERED|DEAD_LETTERED),
+attempts, nextAttemptAt, claimedUntil, lastError, plannedAt, deliveredAt,
+issuedAt, notice` (the `NoticeIssued` payload the channel renders).
+
+Exactly once: `plan` inserts each delivery once (a re-plan after a crash finds
+it); `due` lists what is waiting (the workers' sweep); `claim` counts the
+attempt and leases the deliveries to one worker *before* the calls, a batch in
+one write; `record` writes the outcomes after them, a batch in one write. `settled` turns true once
+the notice-level outcome (the notice's `deliveredAt`, `noticeStats.delivered`)
+is recorded: the settler finds what a crash left unsettled.
+A worker that dies between the two leaves a lease that runs out, and the next
+claim sends again under the same message id, which the receiver recognises.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from adapters.mongo.client import Document
+from adapters.mongo.errors import translated
+from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice, delivery_id
+from domain.ports import DuplicateKey
+from domain.preferences import DeliveryChannel
+
+DELIVERIES = "deliveries"
+_OPEN = [DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value]
+
+
+class MongoDeliveryLog:
+    def __init__(self, db: AsyncDatabase[Document], collection: str = DELIVERIES) -> None:
+        self._deliveries = db[collection]
+
+    async def ensure_indexes(self) -> None:
+        async with translated():
+            await self._deliveries.create_index(
+                [("channel", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING)]
+            )
+            await self._deliveries.create_index([("noticeId", ASCENDING), ("version", ASCENDING)])
+            await self._deliveries.create_index([("status", ASCENDING), ("settled", ASCENDING)])
+
+    async def plan(self, outbound: Sequence[OutboundNotice], now: datetime) -> int:
+        """Record deliveries not recorded yet; returns how many were new. Plain
+        inserts: one already recorded (a redelivered batch) is a duplicate key,
+        which leaves it as it is."""
+        documents = [
+            {
+                "_id": delivery_id(o.notice.notice_id, o.notice.version, o.channel),
+                **_document(o, now),
+            }
+            for o in outbound
+        ]
+        if not documents:
+            return 0
+        try:
+            async with translated():
+                result = await self._deliveries.insert_many(documents, ordered=False)
+        except DuplicateKey as exc:
+            return exc.written
+        return len(result.inserted_ids)
+
+    async def earlier_channels(
+        self, notice_id: str, before_version: int
+    ) -> dict[DeliveryChannel, str]:
+        """Channels earlier versions were planned on (not dead-lettered), with the
+        address the latest of them used — where a CANCELLATION goes."""
+        async with translated():
+            cursor = self._deliveries.find(
+                {
+                    "noticeId": notice_id,
+                    "version": {"$lt": before_version},
+                    "status": {"$ne": DeliveryStatus.DEAD_LETTERED.value},
+                },
+                {"channel": 1, "address": 1, "version": 1},
+            ).sort("version", ASCENDING)
+            return {DeliveryChannel(d["channel"]): str(d["address"]) async for d in cursor}
+
+    async def due(self, channel: DeliveryChannel, now: datetime, limit: int) -> list[str]:
+        """Ids of up to `limit` deliveries of `channel` due now and not leased,
+        oldest due first (one index range read)."""
+        async with translated():
+            cursor = (
+                self._deliveries.find(
+                    {
+                        "channel": channel.value,
+                        "status": {"$in": _OPEN},
+                        "nextAttemptAt": {"$lte": now},
+                        "claimedUntil": {"$lte": now},
+                    },
+                    {"_id": 1},
+                )
+                .sort("nextAttemptAt", ASCENDING)
+                .limit(limit)
+            )
+            return [str(d["_id"]) async for d in cursor]
+
+    async def claim(self, keys: Sequence[str], now: datetime, lease: timedelta) -> list[Document]:
+        """Take those of `keys` still due and not leased: count an attempt on
+        each and lease them to this caller (one write), then read them back."""
+        if not keys:
+            return []
+        token = uuid.uuid4().hex
+        async with translated():
+            await self._deliveries.update_many(
+                {
+                    "_id": {"$in": list(keys)},
+                    "status": {"$in": _OPEN},
+                    "nextAttemptAt": {"$lte": now},
+                    "claimedUntil": {"$lte": now},
+                },
+                {"$inc": {"attempts": 1}, "$set": {"claimedUntil": now + lease, "claim": token}},
+            )
+            cursor = self._deliveries.find({"_id": {"$in": list(keys)}, "claim": token})
+            return [d async for d in cursor]
+
+    async def record(self, outcomes: Sequence[Outcome]) -> set[str]:
+        """Record the outcomes of claimed deliveries (one write); returns the
+        keys newly recorded as delivered."""
+        if not outcomes:
+            return set()
+        operations = [_outcome_write(o) for o in outcomes]
+        async with translated():
+            await self._deliveries.bulk_write(operations, ordered=False)
+        return {o.key for o in outcomes if o.status is DeliveryStatus.DELIVERED}
+
+    async def unsettled(self, limit: int) -> list[tuple[str, int]]:
+        """(notice, version)s with a delivery delivered but not yet settled."""
+        async with translated():
+            cursor = self._deliveries.find(
+                {"status": DeliveryStatus.DELIVERED.value, "settled": False},
+                {"noticeId": 1, "version": 1},
+            ).limit(limit)
+            return list(dict.fromkeys([(d["noticeId"], d["version"]) async for d in cursor]))
+
+    async def settle(self, versions: Sequence[tuple[str, int]]) -> None:
+        """The notice-level outcome of these versions is recorded."""
+        if not versions:
+            return
+        async with translated():
+            await self._deliveries.update_many(
+                {"$or": [{"noticeId": n, "version": v} for n, v in versions]},
+                {"$set": {"settled": True}},
+            )
+
+    async def of_version(self, notice_id: str, version: int) -> list[Document]:
+        async with translated():
+            cursor = self._deliveries.find({"noticeId": notice_id, "version": version})
+            return [d async for d in cursor.sort("channel", ASCENDING)]
+
+    async def of_notices(
+        self, keys: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], list[Document]]:
+        """The deliveries of each (notice, version), in one round trip."""
+        if not keys:
+            return {}
+        found: dict[tuple[str, int], list[Document]] = {k: [] for k in keys}
+        async with translated():
+            cursor = self._deliveries.find(
+                {"$or": [{"noticeId": n, "version": v} for n, v in keys]}
+            ).sort("channel", ASCENDING)
+            async for doc in cursor:
+                found.setdefault((doc["noticeId"], doc["version"]), []).append(doc)
+        return found
+
+    async def dead_letters(self, channel: DeliveryChannel | None = None) -> list[Document]:
+        query: Document = {"status": DeliveryStatus.DEAD_LETTERED.value}
+        if channel is not None:
+            query["channel"] = channel.value
+        async with translated():
+            cursor = self._deliveries.find(query).sort([("channel", ASCENDING), ("_id", ASCENDING)])
+            return [d async for d in cursor]
+
+    async def requeue(self, key: str, address: str | None, now: datetime) -> bool:
+        """Put a dead letter back in its channel's queue with fresh attempts
+        (and the account's current address, e.g. a fixed push token)."""
+        changes: Document = {
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "nextAttemptAt": now,
+            "claimedUntil": now,
+            "settled": False,
+        }
+        if address:
+            changes["address"] = address
+        async with translated():
+            result = await self._deliveries.update_one(
+                {"_id": key, "status": DeliveryStatus.DEAD_LETTERED.value}, {"$set": changes}
+            )
+        return result.modified_count > 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: DELIVERED; RETRYING at `retry_at`;
+    DEAD_LETTERED; or PENDING again (`retry_at`) — given back uncounted."""
+
+    key: str
+    status: DeliveryStatus
+    at: datetime
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+def _outcome_write(outcome: Outcome) -> UpdateOne:
+    at = outcome.at
+    if outcome.status is DeliveryStatus.DELIVERED:
+        return UpdateOne(
+            {"_id": outcome.key, "status": {"$ne": DeliveryStatus.DELIVERED.value}},
+            {
+                "$set": {
+                    "status": outcome.status.value,
+                    "deliveredAt": at,
+                    "lastError": None,
+                    "claimedUntil": at,
+                }
+            },
+        )
+    if outcome.status is DeliveryStatus.PENDING:  # the breaker was open: not an attempt
+        return UpdateOne(
+            {"_id": outcome.key},
+            {
+                "$inc": {"attempts": -1},
+                "$set": {"claimedUntil": at, "nextAttemptAt": outcome.retry_at},
+            },
+        )
+    return UpdateOne(
+        {"_id": outcome.key, "status": {"$in": _OPEN}},
+        {
+            "$set": {
+                "status": outcome.status.value,
+                "lastError": (outcome.error or "")[:1000],
+                "claimedUntil": at,
+                "nextAttemptAt": outcome.retry_at or at,
+            }
+        },
+    )
+
+
+def _document(outbound: OutboundNotice, now: datetime) -> Document:
+    notice: IssuedNotice = outbound.notice
+    return {
+        "noticeId": notice.notice_id,
+        "version": notice.version,
+        "channel": outbound.channel.value,
+        "accountId": notice.account_id,
+        "corporateActionId": notice.corporate_action_id,
+        "kind": notice.kind.value,
+        "address": outbound.address,
+        "messageId": outbound.message_id,
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "nextAttemptAt": now,
+        "claimedUntil": now,
+        "lastError": None,
+        "plannedAt": now,
+        "deliveredAt": None,
+        "issuedAt": notice.issued_at,
+        "settled": False,  # the notice's deliveredAt is set once all its channels delivered
+        "notice": notice.to_payload(),
+    }

@@ -1,0 +1,199 @@
+"""Delivery fan-out: N notices out to e-mail and push, against the raw clients.
+
+Starts the bench stack (SecantusDB, Apache Kafka 4 or Tansu, one whole Herald
+with its dispatcher) plus a local SMTP sink (aiosmtpd) and push gateway
+(Starlette on uvicorn) on loopback; then, in one run:
+
+1. gives N accounts EMAIL + PUSH preferences (written straight into the read
+   model: setting preferences is not what is measured) and records their
+   positions;
+2. announces and approves a DVCA; from the approval's acceptance, measures
+   until every (notice, channel) delivery is DELIVERED: notices projector →
+   NoticeIssued in the outbox → relay → Kafka → planner → delivery log →
+   channel workers → SMTP / HTTP. Prints deliveries/s per channel (from the
+   first to the last delivery on that channel) and issued → delivered
+   p50/p99 from the delivery log;
+3. baseline: the same N messages (same bodies, same identities) sent to the
+   same servers with the raw clients — `aiosmtplib.send` and one
+   `httpx.AsyncClient`, 8 concurrent each like the channel workers — and the
+   ratio;
+4. peak RSS of this process (Herald, the sinks and the bench in one).
+
+    .venv/bin/python -m bench.deliveries [--notices 20000] [--broker kafka|tansu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import aiosmtplib
+import httpx
+
+from adapters.channels.email import SmtpChannel
+from adapters.channels.push import PushChannel
+from bench.stack import APPROVER, OPERATOR, add_stack_arguments, bench_stack, pct
+from devstack.mail_sink import MailSink
+from devstack.push_sink import PushServer
+from domain.delivery import IssuedNotice, OutboundNotice
+from domain.preferences import DeliveryChannel
+
+ISIN = "RU0009029540"
+AS_OF = "2026-12-15"
+CONCURRENCY = 8
+T = TypeVar("T")
+
+
+async def run(notices: int, broker: str, keep: bool) -> None:
+    mail = MailSink()
+    mail.start()
+    async with PushServer() as push:
+        try:
+            async with bench_stack(
+                "deliveries", broker=broker, keep=keep, smtp_url=mail.url, push_url=push.url
+            ) as stack:
+                await _measure(stack.herald, notices, mail, push)
+        finally:
+            mail.stop()
+
+
+async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> None:
+    db = herald.services.db
+    accounts = [f"ACC-{i:06d}" for i in range(n)]
+    await db["notification_preferences"].insert_many(
+        [
+            {
+                "_id": a,
+                "accountId": a,
+                "channels": ["EMAIL", "PUSH"],
+                "email": f"{a.lower()}@example.com",
+                "pushToken": a,
+                "bic": None,
+                "version": 1,
+                "updatedAt": datetime.now(UTC),
+            }
+            for a in accounts
+        ]
+    )
+    handlers = herald.services.handlers
+    await handlers.record_positions(
+        {
+            "isin": ISIN,
+            "asOf": AS_OF,
+            "positions": [
+                {"accountId": a, "quantity": "100", "taxRatePercent": "13"} for a in accounts
+            ],
+        },
+        OPERATOR,
+    )
+    announced = await handlers.announce(
+        {
+            "reference": "RU-BENCH-DLV",
+            "eventType": "DVCA",
+            "mandatoryVoluntary": "MAND",
+            "isin": ISIN,
+            "announcementDate": "2026-11-20",
+            "recordDate": AS_OF,
+            "paymentDate": "2026-12-29",
+            "grossRate": {"amount": "33.30", "currency": "RUB"},
+        },
+        OPERATOR,
+    )
+    started = time.monotonic()
+    await handlers.approve(announced.action.id, 1, APPROVER)
+    print(f"approved: fanning out {n} notices to EMAIL and PUSH …", flush=True)
+    deliveries = db["deliveries"]
+    while True:
+        await asyncio.sleep(2.0)
+        done = len(mail.messages) + len(push.accepted())
+        print(f"  {done}/{2 * n} delivered ({time.monotonic() - started:.0f}s)", flush=True)
+        if done >= 2 * n and await deliveries.count_documents({"status": "DELIVERED"}) == 2 * n:
+            break
+    total = time.monotonic() - started
+    rows = [d async for d in deliveries.find({}, {"channel": 1, "issuedAt": 1, "deliveredAt": 1})]
+    print(f"\napproval → last delivery: {total:.1f}s for {2 * n} deliveries")
+    rates: dict[str, float] = {}
+    for channel in ("EMAIL", "PUSH"):
+        mine = [r for r in rows if r["channel"] == channel]
+        first = min(r["deliveredAt"] for r in mine)
+        last = max(r["deliveredAt"] for r in mine)
+        span = max((last - first).total_seconds(), 1e-3)
+        latency = [(r["deliveredAt"] - r["issuedAt"]).total_seconds() for r in mine]
+        rates[channel] = len(mine) / span
+        print(
+            f"{channel:5} {rates[channel]:8.0f} deliveries/s   issued → delivered "
+            f"p50 {pct(latency, 50):.2f}s  p99 {pct(latency, 99):.2f}s"
+        )
+
+    # Baseline: the raw clients, the same messages to the same servers.
+    sample = [r async for r in deliveries.find({"channel": "EMAIL"}, {"notice": 1, "address": 1})]
+    issued = [IssuedNotice.from_payload(r["notice"]) for r in sample]
+    smtp = SmtpChannel(mail.url, "Herald <notices@herald.local>")
+    emails = [
+        smtp.build(
+            OutboundNotice(
+                i,
+                DeliveryChannel.EMAIL,
+                f"{i.account_id.lower()}@example.com",
+                smtp.message_id(i.notice_id, i.version),
+            )
+        )
+        for i in issued
+    ]
+    host, port = "127.0.0.1", mail.port
+    raw_mail = await _timed(
+        emails, lambda m: aiosmtplib.send(m, hostname=host, port=port, start_tls=False)
+    )
+    pusher = PushChannel(push.url)
+    key_of = pusher.message_id
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def post(i: IssuedNotice) -> None:
+            body = {
+                "to": i.account_id,
+                "noticeId": i.notice_id,
+                "version": i.version,
+                "kind": i.kind.value,
+                "title": "t",
+                "body": "b",
+            }
+            response = await client.post(
+                push.url, json=body, headers={"Idempotency-Key": key_of(i.notice_id, i.version)}
+            )
+            response.raise_for_status()
+
+        raw_push = await _timed(issued, post)
+    await pusher.close()
+    for channel, raw in (("EMAIL", raw_mail), ("PUSH", raw_push)):
+        print(f"raw {channel:5} {raw:8.0f} messages/s   Herald/raw = {rates[channel] / raw:.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS (Herald + sinks + bench, one process): {peak:.0f} MiB")
+
+
+async def _timed(items: Sequence[T], send: Callable[[T], Awaitable[Any]]) -> float:
+    queue = list(items)
+    started = time.monotonic()
+
+    async def worker() -> None:
+        while queue:
+            await send(queue.pop())
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return len(items) / max(time.monotonic() - started, 1e-3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notices", type=int, default=20_000)
+    add_stack_arguments(parser)
+    args = parser.parse_args()
+    asyncio.run(run(args.notices, args.broker, args.keep))
+
+
+if __name__ == "__main__":
+    main()

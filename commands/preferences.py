@@ -1,0 +1,77 @@
+"""Setting an account's notification preferences: validate, authorize, record.
+
+The preferences are an event stream per account (`NotificationPreferencesSet`,
+each event the whole new state), stored in the outbox like every command's
+events, so the read model and the dispatcher rebuild them from the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from commands.ids import new_event_id
+from domain import events as ev
+from domain.commands import CommandContext, PreferencesResult
+from domain.consistency import ConsistencyToken
+from domain.errors import VersionConflict
+from domain.ports import ConcurrencyError, EventStore
+from domain.preferences import authorize, parse_preferences
+from observability.tracing import traced_command
+
+
+def preferences_aggregate_id(account_id: str) -> str:
+    """The stream of one account's preferences (distinct from every other stream id)."""
+    return f"preferences:{account_id}"
+
+
+class PreferencesHandlers:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        on_appended: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._on_appended = on_appended
+        self._clock = clock
+
+    @traced_command("set_notification_preferences")
+    async def set_preferences(
+        self, payload: Mapping[str, Any], ctx: CommandContext, *, attempts: int = 3
+    ) -> PreferencesResult:
+        """Replace the account's preferences. Raises InvalidInput (nothing
+        stored) or Forbidden (not the caller's account; a BIC set by a
+        non-operator)."""
+        actor = ctx.actor
+        preferences = parse_preferences(payload)
+        authorize(ctx.principal, preferences.account_id, sets_bic=preferences.bic is not None)
+        aggregate_id = preferences_aggregate_id(preferences.account_id)
+        for _ in range(attempts):
+            stream = await self._store.load(aggregate_id)
+            envelope = ev.EventEnvelope(
+                event_id=new_event_id(),
+                event_type=ev.NOTIFICATION_PREFERENCES_SET,
+                aggregate_type=ev.AGGREGATE_PREFERENCES,
+                aggregate_id=aggregate_id,
+                version=(stream[-1].version if stream else 0) + 1,
+                occurred_at=self._clock(),
+                actor=actor,
+                correlation_id=ctx.correlation_id,
+                payload=preferences.to_payload(),
+            )
+            try:
+                [stored] = await self._store.append([envelope])
+            except ConcurrencyError:
+                continue  # another change of the same account won: stack on top of it
+            self._on_appended()
+            # The stores keep milliseconds: answer with the time the read model will show.
+            at = stored.occurred_at
+            at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+            token = ConsistencyToken(
+                stored.aggregate_type, stored.aggregate_id, stored.version, stored.sequence
+            )
+            return PreferencesResult(preferences, at, token)
+        raise VersionConflict(f"preferences of {preferences.account_id} are changing; retry")

@@ -1,0 +1,96 @@
+"""The dispatcher's planner: issued notice versions in, a delivery plan out.
+
+How issued versions reach it (DESIGN.md invariant 6). The notices projector
+writes, in the same MongoDB transaction as each notice version it stores, a
+`NoticeIssued` event into the outbox (adapters.mongo.notice_projection); its
+id is derived from (notice, version), so a rerun or a rebuild writes nothing
+new. The relay publishes it to the `notice-issues` topic like any event, and
+the planner consumes that topic in its own consumer group (`<prefix>.dispatcher`)
+through the same ProjectionRunner as the projectors: offsets are committed
+only after the plan of the batch is stored. A crash anywhere therefore either
+leaves the version unissued (the notice was not stored either) or redelivers
+it from the log — no path skips a version.
+
+For each version the planner reads the account's preferences as they stand
+(the ones in force at issue time, give or take the projection's lag), picks
+the channels with `domain.delivery.plan_channels` and records one delivery per
+channel in the delivery log (adapters.mongo.deliveries) before anything goes
+out; the channel workers (delivery/worker.py) drain it. A version with no
+outbound channel counts as delivered at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime
+
+from adapters.mongo.deliveries import MongoDeliveryLog
+from adapters.mongo.notice_projection import MongoNoticeProjectionStore
+from adapters.mongo.preferences import MongoPreferenceStore
+from domain import events as ev
+from domain.codes import NoticeKind
+from domain.delivery import IssuedNotice, OutboundNotice, plan_channels
+from domain.ports import Channel
+from domain.preferences import DeliveryChannel
+from observability import metrics
+
+NAME = "dispatcher"
+
+
+class DeliveryPlanner:
+    """A Projector (projections.runner) over the `notice-issues` topic."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        deliveries: MongoDeliveryLog,
+        preferences: MongoPreferenceStore,
+        notices: MongoNoticeProjectionStore,
+        channels: Mapping[DeliveryChannel, Channel],
+        topics: Sequence[str],
+        *,
+        defaults: Collection[DeliveryChannel] = (),
+        on_planned: Callable[[Sequence[OutboundNotice]], None] = lambda planned: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._deliveries = deliveries
+        self._preferences = preferences
+        self._notices = notices
+        self._channels = channels
+        self._defaults = tuple(defaults)
+        self._on_planned = on_planned
+        self._clock = clock
+        self.topics = topics
+
+    async def apply(self, events: Sequence[ev.EventEnvelope]) -> None:
+        issued = [
+            IssuedNotice.from_payload(e.payload) for e in events if e.event_type == ev.NOTICE_ISSUED
+        ]
+        if not issued:
+            return
+        preferences = await self._preferences.get_many({n.account_id for n in issued})
+        now = self._clock()
+        outbound: list[OutboundNotice] = []
+        nowhere: list[IssuedNotice] = []
+        for notice in issued:
+            earlier: Mapping[DeliveryChannel, str] = {}
+            if notice.kind is NoticeKind.CANCELLATION:
+                earlier = await self._deliveries.earlier_channels(notice.notice_id, notice.version)
+            planned = plan_channels(
+                notice,
+                preferences.get(notice.account_id),
+                defaults=self._defaults,
+                enabled=self._channels.keys(),
+                earlier=earlier,
+            )
+            if not planned:
+                nowhere.append(notice)
+            for channel, address in planned.items():
+                message_id = self._channels[channel].message_id(notice.notice_id, notice.version)
+                outbound.append(OutboundNotice(notice, channel, address, message_id))
+        new = await self._deliveries.plan(outbound, now)
+        metrics.DELIVERIES_PLANNED.inc(new)
+        await self._notices.mark_delivered([(n.notice_id, n.version) for n in nowhere], now)
+        if outbound:
+            self._on_planned(outbound)

@@ -1,0 +1,166 @@
+"""Delivery of issued notice versions to outbound channels (contract:
+"Delivery to channels"; DESIGN.md invariant 6).
+
+Pure rules: what an issued version is (the `NoticeIssued` payload), which
+channels it goes to, the stable identity a re-send carries, and how a failed
+attempt is classified. The dispatcher (`delivery/`) applies them.
+
+- The preferences in force when the version is planned decide its channels;
+  an account without preferences gets the configured default channels. A
+  channel that is off (no endpoint configured) or has no address for the
+  account is skipped.
+- A CANCELLATION goes to every channel an earlier version of the notice was
+  planned on and not dead-lettered, at the address that version used.
+- Each (notice, version, channel) is one delivery, identified by
+  `delivery_id`; its downstream identity comes from (notice, version) only,
+  so a re-send after a crash is recognisable by the receiver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from domain import events as ev
+from domain.codes import NoticeKind
+from domain.preferences import DeliveryChannel, Preferences
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    RETRYING = "RETRYING"
+    DEAD_LETTERED = "DEAD_LETTERED"
+
+
+@dataclass(frozen=True)
+class IssuedNotice:
+    """One issued version of a depositor notice, as the channels render it."""
+
+    notice_id: str
+    version: int
+    kind: NoticeKind
+    account_id: str
+    corporate_action_id: str
+    ca_version: int
+    issued_at: datetime
+    content: Mapping[str, Any] = field(default_factory=dict)
+    changed_fields: tuple[str, ...] = ()
+
+    @property
+    def reference(self) -> str:
+        return str(self.content.get("reference") or self.corporate_action_id)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "noticeId": self.notice_id,
+            "version": self.version,
+            "kind": self.kind.value,
+            "accountId": self.account_id,
+            "corporateActionId": self.corporate_action_id,
+            "caVersion": self.ca_version,
+            "issuedAt": self.issued_at.isoformat(),
+            "content": dict(self.content),
+            "changedFields": list(self.changed_fields),
+        }
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> IssuedNotice:
+        issued_at = datetime.fromisoformat(str(data["issuedAt"]))
+        return cls(
+            notice_id=str(data["noticeId"]),
+            version=int(data["version"]),
+            kind=NoticeKind(data["kind"]),
+            account_id=str(data["accountId"]),
+            corporate_action_id=str(data["corporateActionId"]),
+            ca_version=int(data["caVersion"]),
+            issued_at=issued_at if issued_at.tzinfo else issued_at.replace(tzinfo=UTC),
+            content=dict(data.get("content") or {}),
+            changed_fields=tuple(data.get("changedFields") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class OutboundNotice:
+    """What one channel sends: the notice version, where to, under which identity."""
+
+    notice: IssuedNotice
+    channel: DeliveryChannel
+    address: str
+    message_id: str
+
+
+def delivery_id(notice_id: str, version: int, channel: DeliveryChannel | str) -> str:
+    """The delivery log's key: one delivery per (notice, version, channel)."""
+    return f"{notice_id}|{version}|{DeliveryChannel(channel).value}"
+
+
+def stable_key(notice_id: str, version: int) -> str:
+    """The downstream identity of a notice version (push Idempotency-Key; the
+    local part of the e-mail Message-ID): the same on every re-send."""
+    return f"herald-{notice_id}-v{version}"
+
+
+def notice_issued_event(notice: IssuedNotice, occurred_at: datetime) -> ev.EventEnvelope:
+    """The `NoticeIssued` event of one version. Its id is derived from (notice,
+    version), so writing it again (a redelivered batch, a rebuild) is the same
+    event; its stream is the notice's issues, versioned like the notice."""
+    digest = hashlib.sha256(f"{notice.notice_id}|{notice.version}".encode()).hexdigest()
+    return ev.EventEnvelope(
+        event_id=f"issued-{digest[:32]}",
+        event_type=ev.NOTICE_ISSUED,
+        aggregate_type=ev.AGGREGATE_NOTICE_ISSUE,
+        aggregate_id=f"{notice.notice_id}:issued",
+        version=notice.version,
+        occurred_at=occurred_at,
+        actor="notices-projector",
+        correlation_id=notice.notice_id,
+        payload=notice.to_payload(),
+    )
+
+
+def plan_channels(
+    notice: IssuedNotice,
+    preferences: Preferences | None,
+    *,
+    defaults: Collection[DeliveryChannel],
+    enabled: Collection[DeliveryChannel],
+    earlier: Mapping[DeliveryChannel, str],
+) -> dict[DeliveryChannel, str]:
+    """The channels (and addresses) this version goes to.
+
+    `earlier`: the channels earlier versions of the notice were planned on
+    (not dead-lettered) and the address each used — what a CANCELLATION follows.
+    """
+    if notice.kind is NoticeKind.CANCELLATION:
+        return {c: a for c, a in earlier.items() if c in enabled}
+    chosen = defaults if preferences is None else preferences.channels
+    planned: dict[DeliveryChannel, str] = {}
+    for channel in chosen:
+        address = None if preferences is None else preferences.address(channel)
+        if channel in enabled and address:
+            planned[channel] = address
+    return planned
+
+
+def is_transient_status(status_code: int) -> bool:
+    """HTTP answers worth retrying (contract: 408/429/5xx); other 4xx are permanent."""
+    return status_code in (408, 429) or status_code >= 500
+
+
+def parse_channels(raw: str) -> tuple[DeliveryChannel, ...]:
+    """A comma-separated channel list (HERALD_DEFAULT_CHANNELS); ValueError names a bad one."""
+    channels: list[DeliveryChannel] = []
+    for part in raw.split(","):
+        name = part.strip().upper()
+        if not name:
+            continue
+        try:
+            channels.append(DeliveryChannel(name))
+        except ValueError:
+            raise ValueError(f"unknown channel {part.strip()!r} (EMAIL, PUSH, SWIFT)") from None
+    return tuple(dict.fromkeys(channels))
