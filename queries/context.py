@@ -7,13 +7,13 @@ from typing import Any, Protocol
 
 from strawberry.dataloader import DataLoader
 
-from adapters.mongo.cards import MongoCardStore
 from adapters.mongo.deliveries import MongoDeliveryLog
 from adapters.mongo.notices import MongoNoticeStore
 from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
 from domain.commands import CommandService, PreferencesService
 from domain.corporate_action import CorporateAction
+from domain.ports import CardStore
 from domain.principal import Principal
 from queries.feeds import CardFanout, NoticeFanout
 
@@ -27,7 +27,9 @@ class ReadServices(Protocol):
     @property
     def preference_handlers(self) -> PreferencesService: ...
 
-    cards: MongoCardStore
+    @property
+    def cards(self) -> CardStore: ...
+
     notices: MongoNoticeStore
     projection_state: MongoProjectionState
     consistency_wait_seconds: float

@@ -20,9 +20,10 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
-from adapters.mongo.cards import CardQuery, from_document
+from adapters.mongo.cards import from_document
 from domain.commands import ActionResult, CommandContext
 from domain.consistency import CARDS_PROJECTION, NOTICES_PROJECTION
+from domain.ports import CardQuery
 from domain.validation import canonical_code
 from queries import types as t
 from queries.allowlist import PersistedQueriesOnly

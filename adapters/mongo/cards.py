@@ -12,7 +12,6 @@ changes of the public view (a version published) at the store.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,22 +22,9 @@ from adapters.mongo.changes import INSERT, UPDATE, Change
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.corporate_action import ActionVersion, CorporateAction, HistoryEntry
-from domain.ports import DuplicateKey
+from domain.ports import CardQuery, DuplicateKey
 
 CARDS = "cards"
-
-
-@dataclass(frozen=True)
-class CardQuery:
-    """Filter of the card list. `public_only` restricts to published cards."""
-
-    public_only: bool = True
-    isin: str | None = None
-    event_types: Sequence[str] = ()
-    statuses: Sequence[str] = ()
-    record_date_from: str | None = None
-    record_date_to: str | None = None
-    ids: Sequence[str] = field(default_factory=tuple)
 
 
 def _utc(value: datetime | None) -> datetime | None:
