@@ -8,10 +8,10 @@ adapter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from domain.corporate_action import CorporateAction
 from domain.dead_letters import DeadLetter, DeadLetterStatus
@@ -273,3 +273,46 @@ class CardStore(Protocol):
         ...
 
     async def count(self, query: CardQuery) -> int: ...
+
+
+# --- the notices read model (depositors' reads, operators' counts) ----------------
+
+# A notice as the notices projector stores it: its id, corporateActionId,
+# accountId, version, kind, content, issuedAt, acknowledgedAt, deliveredAt…
+StoredNotice = Mapping[str, Any]
+
+
+class NoticeReadStore(Protocol):
+    """The notices read model as the API reads it. Every depositor read takes
+    the caller's accounts and applies them in the store's query (invariant 5):
+    a notice of another account is never fetched."""
+
+    async def page_for_accounts(
+        self,
+        accounts: Collection[str],
+        first: int,
+        after: tuple[datetime, str] | None,
+        unread_only: bool,
+    ) -> tuple[Sequence[StoredNotice], bool]:
+        """Up to `first` notices of `accounts`, newest first (issuedAt, then id),
+        strictly after the (issuedAt, id) cursor; and whether more follow."""
+        ...
+
+    async def count_for_accounts(self, accounts: Collection[str], unread_only: bool) -> int: ...
+
+    async def get_for_accounts(
+        self, notice_id: str, accounts: Collection[str]
+    ) -> StoredNotice | None:
+        """The notice if one of `accounts` holds it, else None (indistinguishable)."""
+        ...
+
+    async def by_action(self, action_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+        """(total, delivered, acknowledged) notices per corporate action that has any."""
+        ...
+
+    async def page_for_action(
+        self, action_id: str, first: int, after: str | None
+    ) -> tuple[Sequence[StoredNotice], bool]:
+        """Operators: up to `first` notices of one action in account order,
+        after the account `after`; and whether more follow."""
+        ...

@@ -8,12 +8,11 @@ from typing import Any, Protocol
 from strawberry.dataloader import DataLoader
 
 from adapters.mongo.deliveries import MongoDeliveryLog
-from adapters.mongo.notices import MongoNoticeStore
 from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
 from domain.commands import CommandService, PreferencesService
 from domain.corporate_action import CorporateAction
-from domain.ports import CardStore
+from domain.ports import CardStore, NoticeReadStore
 from domain.principal import Principal
 from queries.feeds import CardFanout, NoticeFanout
 
@@ -30,7 +29,9 @@ class ReadServices(Protocol):
     @property
     def cards(self) -> CardStore: ...
 
-    notices: MongoNoticeStore
+    @property
+    def notices(self) -> NoticeReadStore: ...
+
     projection_state: MongoProjectionState
     consistency_wait_seconds: float
     issued_notices: NoticeFanout
