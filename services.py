@@ -145,7 +145,7 @@ class Services:
         """The planner (consumer group `<prefix>.dispatcher` on notice-issues)
         and one worker per configured channel (see delivery/)."""
         s = self.settings
-        self.channels = configured_channels(s)
+        self.channels = configured_channels(s, self.events)
         breakers = breaker_factory(s.breaker_failures, s.breaker_cooldown_seconds)
         self.channel_workers = {
             name: ChannelWorker(

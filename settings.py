@@ -82,6 +82,17 @@ def _at_least_a_day(raw: str) -> int:
     return value
 
 
+def _bic(raw: str) -> str:
+    """An ISO 9362 BIC (8 or 11 characters, python-stdnum), upper-cased."""
+    from stdnum import bic
+    from stdnum.exceptions import ValidationError
+
+    try:
+        return str(bic.validate(raw))
+    except ValidationError as exc:
+        raise ValueError(f"not an ISO 9362 BIC: {exc}") from None
+
+
 def _channels(raw: str) -> str:
     from domain.delivery import parse_channels
 
@@ -253,6 +264,12 @@ class Settings:
     )
     swift_topic: str = var(
         "HERALD_SWIFT_TOPIC", str, "herald.swift.outbound", "the SWIFT channel's topic"
+    )
+    swift_sender_bic: str | None = var(
+        "HERALD_SWIFT_SENDER_BIC",
+        _bic,
+        None,
+        "the depository's own BIC, sender of every MT564 / seev message (unset: SWIFT off)",
     )
     default_channels: str = var(
         "HERALD_DEFAULT_CHANNELS",

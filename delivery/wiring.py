@@ -1,32 +1,26 @@
 """Which channels a process delivers through, from its settings: a channel
 whose endpoint is not configured is off.
 
-The SWIFT channel joins here as one more `domain.ports.Channel` adapter
-(e.g. adapters/channels/swift.py, on when HERALD_SWIFT_TOPIC is set):
+- EMAIL: `HERALD_SMTP_URL` (adapters/channels/email.py);
+- PUSH: `HERALD_PUSH_URL` (adapters/channels/push.py);
+- SWIFT: `HERALD_SWIFT_SENDER_BIC`, the depository's own BIC, publishing to
+  `HERALD_SWIFT_TOPIC` on the event log's brokers (adapters/channels/swift.py).
+  It reads the terms of the action version a notice was issued for from the
+  event store, and loads python-iso20022's models (~3 s) on its first send,
+  in a worker thread, so start-up does not wait for them.
 
-    channel = DeliveryChannel.SWIFT
-    message_id(notice_id, version) -> seme_for(notice_id, version)
-    send(message: OutboundNotice): build a SwiftNotice from `message.notice`
-        (IssuedNotice: kind → NEWM/REPL/CANC, content, account), the BIC
-        `message.address` and the SEME `message.message_id` (REPL/CANC name
-        seme_for(notice_id, version - 1)); publish render_mt564(...) and
-        render_seev031(...) to settings.swift_topic keyed by the SEME with a
-        `format` header; a broker error raises TransientChannelError, a
-        notice that cannot be rendered PermanentChannelError.
-    close(): stop the producer.
-
-Nothing else changes: the planner records SWIFT deliveries for accounts whose
-preferences list SWIFT with a BIC, and a ChannelWorker drains them with its
-own breaker."""
+The planner records deliveries for the channels returned here, and a
+ChannelWorker drains each with its own breaker.
+"""
 
 from __future__ import annotations
 
-from domain.ports import Channel
+from domain.ports import Channel, EventStore
 from domain.preferences import DeliveryChannel
 from settings import Settings
 
 
-def configured_channels(settings: Settings) -> dict[DeliveryChannel, Channel]:
+def configured_channels(settings: Settings, events: EventStore) -> dict[DeliveryChannel, Channel]:
     from adapters.channels.email import SmtpChannel
     from adapters.channels.push import PushChannel
 
@@ -35,4 +29,15 @@ def configured_channels(settings: Settings) -> dict[DeliveryChannel, Channel]:
         channels[DeliveryChannel.EMAIL] = SmtpChannel(settings.smtp_url, settings.smtp_from)
     if settings.push_url:
         channels[DeliveryChannel.PUSH] = PushChannel(settings.push_url)
+    if settings.swift_sender_bic:
+        from adapters.channels.swift import SwiftChannel
+
+        channels[DeliveryChannel.SWIFT] = SwiftChannel(
+            settings.kafka_bootstrap,
+            settings.swift_topic,
+            settings.swift_sender_bic,
+            events,
+            idempotent=settings.kafka_idempotent_producer,
+            partitions=settings.kafka_partitions,
+        )
     return channels

@@ -1,5 +1,6 @@
 """What a notice says in a message: a title and a plain-text body, shared by
-the e-mail and push channels (the SWIFT renderings are domain/swift)."""
+the e-mail and push channels (the SWIFT renderings are domain/swift and
+adapters/channels/iso20022.py)."""
 
 from __future__ import annotations
 

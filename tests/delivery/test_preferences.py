@@ -64,6 +64,7 @@ async def test_a_depositor_sets_and_reads_back_their_preferences(api: GraphQLCli
         ({"channels": ["EMAIL"]}, "input.email"),
         ({"channels": ["EMAIL"], "email": "not-an-address"}, "input.email"),
         ({"channels": ["PUSH"]}, "input.pushToken"),
+        ({"channels": ["SWIFT"]}, "input.bic"),  # and only an operator may give one
         ({"channels": ["EMAIL", "EMAIL"], "email": "a@example.com"}, "input.channels.1"),
     ],
 )

@@ -1,5 +1,12 @@
 """ISO 20022 renderings of a SwiftNotice, built with typed xsdata models.
 
+Serialisation to the SWIFT channel's wire format, so it lives in the adapter
+layer (domain/swift holds the pure SwiftNotice and MT564). Importing this
+module loads python-iso20022's seev models (~3 s and ~60 MiB once per
+process: its `seev` package imports every seev message, and its base module
+imports `requests`): the SWIFT channel imports it on its first send, in a
+worker thread, so neither start-up nor the event loop waits for it.
+
 The models are the ones `python-iso20022` generates from the ISO 20022
 message catalogue (seev.031.001.14 CorporateActionNotificationV14 and
 seev.039.001.12 CorporateActionCancellationAdviceV12); xsdata serialises
