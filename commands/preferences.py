@@ -8,30 +8,22 @@ events, so the read model and the dispatcher rebuild them from the log.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from commands.handlers import CommandContext
 from commands.ids import new_event_id
 from domain import events as ev
+from domain.commands import CommandContext, PreferencesResult
 from domain.consistency import ConsistencyToken
 from domain.errors import VersionConflict
 from domain.ports import ConcurrencyError, EventStore
-from domain.preferences import Preferences, authorize, parse_preferences
+from domain.preferences import authorize, parse_preferences
 from observability.tracing import traced_command
 
 
 def preferences_aggregate_id(account_id: str) -> str:
     """The stream of one account's preferences (distinct from every other stream id)."""
     return f"preferences:{account_id}"
-
-
-@dataclass(frozen=True)
-class PreferencesResult:
-    preferences: Preferences
-    updated_at: datetime
-    token: ConsistencyToken
 
 
 class PreferencesHandlers:
