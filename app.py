@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -22,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -33,78 +31,31 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from adapters.auth.verifier import InvalidToken, bearer_token
-from commands.idempotency import IdempotencyMiddleware
 from ide import offline_page
 from ide import routes as ide_routes
 from observability import metrics, tracing
 from observability.readiness import CachedReadiness
 from queries.allowlist import load_allowlist
-from queries.auth import AuthenticationMiddleware, principal_from_scope
 from queries.context import HeraldContext
 from queries.documents import operation_type
 from queries.extensions import code_leftovers
-from queries.http_cache import PublicCacheMiddleware
-from queries.http_input import (
+from queries.schema import PUBLIC_CARD_FIELDS, build_schema
+from services import Services
+from settings import Settings
+from web.auth import AuthenticationMiddleware, principal_from_scope
+from web.correlation import STATE_CORRELATION_ID, CorrelationIdMiddleware
+from web.http_cache import PublicCacheMiddleware
+from web.http_input import (
     check_query_string,
     decode_frame,
     decode_json,
     graphql_request,
     problem_for,
 )
-from queries.problems import send_problem
-from queries.schema import PUBLIC_CARD_FIELDS, build_schema
-from services import Services
-from settings import Settings
+from web.idempotency import IdempotencyMiddleware
+from web.problems import send_problem
 
 log = logging.getLogger("herald")
-
-STATE_CORRELATION_ID = "correlation_id"
-
-
-class CorrelationIdMiddleware:
-    """Take the caller's X-Correlation-Id (or make one) and echo it back."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        correlation_id = ""
-        for name, value in scope.get("headers", []):
-            if name in (b"x-correlation-id", b"x-request-id"):
-                candidate = value.decode("latin-1")
-                # visible ASCII only: it is echoed, logged and stored as given
-                if 0 < len(candidate) <= 128 and candidate.isascii() and candidate.isprintable():
-                    correlation_id = candidate
-                break
-        correlation_id = correlation_id or uuid.uuid4().hex
-        scope.setdefault("state", {})[STATE_CORRELATION_ID] = correlation_id
-        tracing.set_correlation_id(correlation_id)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-correlation-id", correlation_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            if scope["type"] == "http":
-                route = scope.get("path", "")
-                route = route if route in _KNOWN_ROUTES else "other"
-                metrics.HTTP_REQUESTS.labels(scope.get("method", ""), route, str(status)).inc()
-                metrics.HTTP_SECONDS.labels(route).observe(time.perf_counter() - started)
-
-
-_KNOWN_ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
 
 
 class HeraldGraphQL(GraphQL[HeraldContext, None]):
@@ -175,7 +126,7 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
-        """One GraphQL request, checked at the boundary (queries.http_input).
+        """One GraphQL request, checked at the boundary (web.http_input).
         A persisted query may be sent by its hash alone
         (`extensions.persistedQuery.sha256Hash`) when an allowlist is set."""
         if request.method == "GET":

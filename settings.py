@@ -4,14 +4,19 @@ Every component gets its configuration from here, so the same code runs on the
 embedded default (`herald dev`) and against production Kafka and MongoDB URIs.
 A missing or malformed variable fails at start-up with a message naming it;
 tests build `Settings.from_env(mapping)` from a plain dict.
+
+Each variable is declared once, as a field: `var(NAME, cast, default, doc)`.
+`from_env` reads them all, `effective()` lists them with their values (secrets
+masked) for `herald config`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -101,79 +106,218 @@ def _channels(raw: str) -> str:
     return ",".join(parse_channels(raw))
 
 
+def var(name: str, cast: Callable[[str], Any], default: T, doc: str, *, secret: bool = False) -> T:
+    """A setting read from the environment variable `name`: `cast` turns the
+    raw text into the value (ValueError names what is wrong), `default` when
+    unset or empty; `doc` is its one line for `herald config`; a `secret`
+    value (a URL may carry a password) is masked there."""
+    metadata = {"env": name, "cast": cast, "doc": doc, "secret": secret}
+    result: T = field(default=default, metadata=metadata)
+    return result
+
+
+def masked(value: object) -> str:
+    """A secret for display: a URL keeps its scheme, host and path, with its
+    password (or, without one, its user) replaced by ***; anything else is ***."""
+    if value is None:
+        return ""
+    text = str(value)
+    parts = urlsplit(text)
+    if not parts.scheme or not parts.netloc:
+        return "***"
+    if "@" not in parts.netloc:
+        return text
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, has_password, _ = userinfo.partition(":")
+    shown = f"{user}:***" if has_password else "***"
+    return urlunsplit(parts._replace(netloc=f"{shown}@{hostport}"))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One effective setting, as `herald config` prints it."""
+
+    env: str
+    value: str
+    doc: str
+
+
 @dataclass(frozen=True)
 class Settings:
-    environment: str = "development"
-    host: str = "127.0.0.1"
-    port: int = 8000
+    environment: str = var(
+        "HERALD_ENV", str, "development", "production: no GraphiQL, introspection or suggestions"
+    )
+    host: str = var("HERALD_HOST", str, "127.0.0.1", "the address the API listens on")
+    port: int = var("HERALD_PORT", int, 8000, "the API's port")
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    # Apache Kafka supports the idempotent producer; Tansu refuses InitProducerId.
-    kafka_idempotent_producer: bool = True
-    kafka_topic_prefix: str = "herald"
-    kafka_partitions: int = 3
-    # Consumer-group session: how fast a dead projector's partitions move on.
-    # Apache Kafka refuses less than 6 s by default; Tansu paces joins by it.
-    kafka_session_timeout_ms: int = 10_000
+    kafka_bootstrap: str = var(
+        "HERALD_KAFKA_BOOTSTRAP", str, "127.0.0.1:9092", "the Kafka brokers (host:port,...)"
+    )
+    kafka_idempotent_producer: bool = var(
+        "HERALD_KAFKA_IDEMPOTENT_PRODUCER",
+        _bool,
+        True,
+        "true for Apache Kafka; Tansu refuses InitProducerId",
+    )
+    kafka_topic_prefix: str = var(
+        "HERALD_KAFKA_TOPIC_PREFIX", str, "herald", "the prefix of Herald's topics"
+    )
+    kafka_partitions: int = var(
+        "HERALD_KAFKA_PARTITIONS", int, 3, "partitions of the topics Herald creates"
+    )
+    kafka_session_timeout_ms: int = var(
+        "HERALD_KAFKA_SESSION_TIMEOUT_MS",
+        int,
+        10_000,
+        "how fast a dead projector's partitions move on (Kafka refuses < 6 s by default)",
+    )
 
-    mongo_uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
-    mongo_database: str = "herald"
+    mongo_uri: str = var(
+        "HERALD_MONGO_URI",
+        str,
+        "mongodb://127.0.0.1:27017/?directConnection=true",
+        "the MongoDB store",
+        secret=True,
+    )
+    mongo_database: str = var("HERALD_MONGO_DATABASE", str, "herald", "the store's database")
 
-    jwt_issuer: str = "herald-dev"
-    jwt_audience: str = "herald"
-    # The issuer's JWKS: an https URL (production) or a file path (dev, tests).
-    jwks_location: str | None = None
-    jwt_leeway_seconds: int = 30
+    jwt_issuer: str = var("HERALD_JWT_ISSUER", str, "herald-dev", "the tokens' expected iss")
+    jwt_audience: str = var("HERALD_JWT_AUDIENCE", str, "herald", "the tokens' expected aud")
+    jwks_location: str | None = var(
+        "HERALD_JWKS", str, None, "the issuer's JWKS: an https URL (production) or a file"
+    )
+    jwt_leeway_seconds: int = var(
+        "HERALD_JWT_LEEWAY_SECONDS", int, 30, "clock skew allowed on exp/nbf"
+    )
 
-    relay_poll_seconds: float = 0.2
-    # A projection's applied-through checkpoint never passes the sequence
-    # counter as it stood this long ago (appends in flight; projections/checkpoint.py).
-    checkpoint_horizon_seconds: float = 60.0
-    shutdown_timeout_seconds: float = 10.0
-    consistency_wait_seconds: float = 3.0
-    projector_group_prefix: str = "herald"
-    # Which background roles this process runs (an API-only replica sets both false).
-    run_relay: bool = True
-    run_projectors: bool = True
+    relay_poll_seconds: float = var(
+        "HERALD_RELAY_POLL_SECONDS", _positive_float, 0.2, "the outbox relay's idle poll"
+    )
+    # Appends in flight: projections/checkpoint.py.
+    checkpoint_horizon_seconds: float = var(
+        "HERALD_CHECKPOINT_HORIZON_SECONDS",
+        _non_negative_float,
+        60.0,
+        "a projection's applied-through checkpoint stays behind the sequence of this long ago",
+    )
+    shutdown_timeout_seconds: float = var(
+        "HERALD_SHUTDOWN_TIMEOUT_SECONDS",
+        _positive_float,
+        10.0,
+        "how long a stop waits for tasks",
+    )
+    consistency_wait_seconds: float = var(
+        "HERALD_CONSISTENCY_WAIT_SECONDS",
+        _positive_float,
+        3.0,
+        "how long a read with a consistencyToken waits for its projection",
+    )
+    projector_group_prefix: str = var(
+        "HERALD_PROJECTOR_GROUP_PREFIX", str, "herald", "the projectors' consumer-group prefix"
+    )
+    run_relay: bool = var(
+        "HERALD_RUN_RELAY", _bool, True, "run the outbox relay (false on API-only replicas)"
+    )
+    run_projectors: bool = var(
+        "HERALD_RUN_PROJECTORS", _bool, True, "run the projectors (false on API-only replicas)"
+    )
 
-    # Idempotency-Key records live this long after the response (contract: >= 24 h);
-    # an in-flight claim older than the lease is taken as abandoned (process died).
-    idempotency_ttl_seconds: int = 86_400
-    idempotency_lease_seconds: float = 60.0
+    idempotency_ttl_seconds: int = var(
+        "HERALD_IDEMPOTENCY_TTL_SECONDS",
+        _at_least_a_day,
+        86_400,
+        "Idempotency-Key records live this long after the response (contract: >= 24 h)",
+    )
+    idempotency_lease_seconds: float = var(
+        "HERALD_IDEMPOTENCY_LEASE_SECONDS",
+        _positive_float,
+        60.0,
+        "an in-flight claim older than this is taken as abandoned",
+    )
 
-    # Where traces go: none (default), console (stdout), or otlp (OTLP/HTTP to
-    # the standard OTEL_EXPORTER_OTLP_ENDPOINT, e.g. a collector on :4318).
-    otel_exporter: str = "none"
+    otel_exporter: str = var(
+        "HERALD_OTEL_EXPORTER",
+        _otel_exporter,
+        "none",
+        "traces: none, console or otlp (to OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
 
-    # GraphQL limits: the cost limit (see queries/cost.py), and an optional
-    # persisted-query allowlist (`python -m queries.allowlist`), enforced for
-    # anonymous callers in production only.
-    max_query_cost: int = 5_000
-    persisted_queries: str | None = None
-    # Anonymous card reads: answered from this process's cache (off: every
-    # read runs the query, e.g. behind a CDN that caches them instead), and
-    # how long clients and shared caches may reuse an answer without
-    # revalidating it (the ETag makes revalidation cheap).
-    public_cache: bool = True
-    public_cache_max_age_seconds: int = 5
+    max_query_cost: int = var(
+        "HERALD_MAX_QUERY_COST", _positive_int, 5_000, "the GraphQL cost limit (queries/cost.py)"
+    )
+    persisted_queries: str | None = var(
+        "HERALD_PERSISTED_QUERIES",
+        str,
+        None,
+        "the allowlist file (herald allowlist), enforced for anonymous callers in production",
+    )
+    public_cache: bool = var(
+        "HERALD_PUBLIC_CACHE",
+        _bool,
+        True,
+        "answer anonymous card reads from memory (off behind a caching CDN)",
+    )
+    public_cache_max_age_seconds: int = var(
+        "HERALD_PUBLIC_CACHE_MAX_AGE_SECONDS",
+        _non_negative_int,
+        5,
+        "how long clients and shared caches may reuse a public answer",
+    )
 
     # Delivery to channels (contract: "Delivery to channels"). A channel whose
     # endpoint is unset is off; the dispatcher runs wherever projectors may.
-    run_dispatcher: bool = True
-    smtp_url: str | None = None
-    smtp_from: str = "Herald <notices@herald.local>"
-    push_url: str | None = None
-    swift_topic: str = "herald.swift.outbound"
-    # The depository's own BIC, the sender of every MT564 / seev message: the
-    # SWIFT channel is on only when it is set.
-    swift_sender_bic: str | None = None
-    default_channels: str = ""  # comma-separated DeliveryChannel names
-    delivery_max_attempts: int = 8
-    delivery_retry_seconds: float = 1.0  # first backoff; doubles, with jitter, to 5 min
-    # A claimed delivery whose worker died is claimed again after this (> a send's timeout)
-    delivery_lease_seconds: float = 60.0
-    breaker_failures: int = 5  # consecutive transient failures that open a channel's breaker
-    breaker_cooldown_seconds: float = 30.0  # open → half-open (one probe)
+    run_dispatcher: bool = var("HERALD_RUN_DISPATCHER", _bool, True, "run the delivery dispatcher")
+    smtp_url: str | None = var(
+        "HERALD_SMTP_URL", str, None, "the e-mail channel's SMTP server (unset: off)", secret=True
+    )
+    smtp_from: str = var(
+        "HERALD_SMTP_FROM", str, "Herald <notices@herald.local>", "the e-mails' From"
+    )
+    push_url: str | None = var(
+        "HERALD_PUSH_URL", str, None, "the push channel's endpoint (unset: off)", secret=True
+    )
+    swift_topic: str = var(
+        "HERALD_SWIFT_TOPIC", str, "herald.swift.outbound", "the SWIFT channel's topic"
+    )
+    swift_sender_bic: str | None = var(
+        "HERALD_SWIFT_SENDER_BIC",
+        _bic,
+        None,
+        "the depository's own BIC, sender of every MT564 / seev message (unset: SWIFT off)",
+    )
+    default_channels: str = var(
+        "HERALD_DEFAULT_CHANNELS",
+        _channels,
+        "",
+        "channels of an account with no preferences (comma-separated)",
+    )
+    delivery_max_attempts: int = var(
+        "HERALD_DELIVERY_MAX_ATTEMPTS", _positive_int, 8, "sends before a dead letter"
+    )
+    delivery_retry_seconds: float = var(
+        "HERALD_DELIVERY_RETRY_SECONDS",
+        _positive_float,
+        1.0,
+        "first backoff; doubles, with jitter, to 5 min",
+    )
+    delivery_lease_seconds: float = var(
+        "HERALD_DELIVERY_LEASE_SECONDS",
+        _positive_float,
+        60.0,
+        "a claimed delivery whose worker died is claimed again after this",
+    )
+    breaker_failures: int = var(
+        "HERALD_BREAKER_FAILURES",
+        _positive_int,
+        5,
+        "consecutive transient failures that open a channel's breaker",
+    )
+    breaker_cooldown_seconds: float = var(
+        "HERALD_BREAKER_COOLDOWN_SECONDS",
+        _positive_float,
+        30.0,
+        "open -> half-open (one probe)",
+    )
 
     @property
     def is_production(self) -> bool:
@@ -184,86 +328,30 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every variable read from `env` (the process environment by default);
+        SettingsError names the first malformed one."""
         env = os.environ if env is None else env
-        d = cls()
-        return cls(
-            environment=_read(env, "HERALD_ENV", str, d.environment),
-            host=_read(env, "HERALD_HOST", str, d.host),
-            port=_read(env, "HERALD_PORT", int, d.port),
-            kafka_bootstrap=_read(env, "HERALD_KAFKA_BOOTSTRAP", str, d.kafka_bootstrap),
-            kafka_idempotent_producer=_read(
-                env, "HERALD_KAFKA_IDEMPOTENT_PRODUCER", _bool, d.kafka_idempotent_producer
-            ),
-            kafka_topic_prefix=_read(env, "HERALD_KAFKA_TOPIC_PREFIX", str, d.kafka_topic_prefix),
-            kafka_partitions=_read(env, "HERALD_KAFKA_PARTITIONS", int, d.kafka_partitions),
-            kafka_session_timeout_ms=_read(
-                env, "HERALD_KAFKA_SESSION_TIMEOUT_MS", int, d.kafka_session_timeout_ms
-            ),
-            mongo_uri=_read(env, "HERALD_MONGO_URI", str, d.mongo_uri),
-            mongo_database=_read(env, "HERALD_MONGO_DATABASE", str, d.mongo_database),
-            jwt_issuer=_read(env, "HERALD_JWT_ISSUER", str, d.jwt_issuer),
-            jwt_audience=_read(env, "HERALD_JWT_AUDIENCE", str, d.jwt_audience),
-            jwks_location=_read(env, "HERALD_JWKS", str, d.jwks_location),
-            jwt_leeway_seconds=_read(env, "HERALD_JWT_LEEWAY_SECONDS", int, d.jwt_leeway_seconds),
-            shutdown_timeout_seconds=_read(
-                env, "HERALD_SHUTDOWN_TIMEOUT_SECONDS", _positive_float, d.shutdown_timeout_seconds
-            ),
-            relay_poll_seconds=_read(
-                env, "HERALD_RELAY_POLL_SECONDS", _positive_float, d.relay_poll_seconds
-            ),
-            checkpoint_horizon_seconds=_read(
-                env,
-                "HERALD_CHECKPOINT_HORIZON_SECONDS",
-                _non_negative_float,
-                d.checkpoint_horizon_seconds,
-            ),
-            consistency_wait_seconds=_read(
-                env, "HERALD_CONSISTENCY_WAIT_SECONDS", _positive_float, d.consistency_wait_seconds
-            ),
-            projector_group_prefix=_read(
-                env, "HERALD_PROJECTOR_GROUP_PREFIX", str, d.projector_group_prefix
-            ),
-            run_relay=_read(env, "HERALD_RUN_RELAY", _bool, d.run_relay),
-            run_projectors=_read(env, "HERALD_RUN_PROJECTORS", _bool, d.run_projectors),
-            idempotency_ttl_seconds=_read(
-                env, "HERALD_IDEMPOTENCY_TTL_SECONDS", _at_least_a_day, d.idempotency_ttl_seconds
-            ),
-            idempotency_lease_seconds=_read(
-                env,
-                "HERALD_IDEMPOTENCY_LEASE_SECONDS",
-                _positive_float,
-                d.idempotency_lease_seconds,
-            ),
-            otel_exporter=_read(env, "HERALD_OTEL_EXPORTER", _otel_exporter, d.otel_exporter),
-            max_query_cost=_read(env, "HERALD_MAX_QUERY_COST", _positive_int, d.max_query_cost),
-            persisted_queries=_read(env, "HERALD_PERSISTED_QUERIES", str, d.persisted_queries),
-            public_cache=_read(env, "HERALD_PUBLIC_CACHE", _bool, d.public_cache),
-            public_cache_max_age_seconds=_read(
-                env,
-                "HERALD_PUBLIC_CACHE_MAX_AGE_SECONDS",
-                _non_negative_int,
-                d.public_cache_max_age_seconds,
-            ),
-            run_dispatcher=_read(env, "HERALD_RUN_DISPATCHER", _bool, d.run_dispatcher),
-            smtp_url=_read(env, "HERALD_SMTP_URL", str, d.smtp_url),
-            smtp_from=_read(env, "HERALD_SMTP_FROM", str, d.smtp_from),
-            push_url=_read(env, "HERALD_PUSH_URL", str, d.push_url),
-            swift_topic=_read(env, "HERALD_SWIFT_TOPIC", str, d.swift_topic),
-            swift_sender_bic=_read(env, "HERALD_SWIFT_SENDER_BIC", _bic, d.swift_sender_bic),
-            default_channels=_read(env, "HERALD_DEFAULT_CHANNELS", _channels, d.default_channels),
-            delivery_max_attempts=_read(
-                env, "HERALD_DELIVERY_MAX_ATTEMPTS", _positive_int, d.delivery_max_attempts
-            ),
-            delivery_retry_seconds=_read(
-                env, "HERALD_DELIVERY_RETRY_SECONDS", _positive_float, d.delivery_retry_seconds
-            ),
-            delivery_lease_seconds=_read(
-                env, "HERALD_DELIVERY_LEASE_SECONDS", _positive_float, d.delivery_lease_seconds
-            ),
-            breaker_failures=_read(
-                env, "HERALD_BREAKER_FAILURES", _positive_int, d.breaker_failures
-            ),
-            breaker_cooldown_seconds=_read(
-                env, "HERALD_BREAKER_COOLDOWN_SECONDS", _positive_float, d.breaker_cooldown_seconds
-            ),
-        )
+        values: dict[str, Any] = {
+            f.name: _read(env, f.metadata["env"], f.metadata["cast"], f.default)
+            for f in fields(cls)
+        }
+        return cls(**values)
+
+    def effective(self) -> list[Setting]:
+        """Each variable with the value in force (secrets masked) and its doc."""
+        return [
+            Setting(
+                f.metadata["env"],
+                _shown(getattr(self, f.name), f.metadata["secret"]),
+                f.metadata["doc"],
+            )
+            for f in fields(self)
+        ]
+
+
+def _shown(value: object, secret: bool) -> str:
+    if secret:
+        return masked(value)
+    if value is None:
+        return ""
+    return str(value).lower() if isinstance(value, bool) else str(value)

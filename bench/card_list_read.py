@@ -49,13 +49,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters.mongo.cards import CardQuery
 from app import create_app
 from bench.stack import APPROVER, OPERATOR, add_stack_arguments, bench_stack, pct
 from devstack.process import free_port
 from domain.corporate_action import CorporateAction
 from domain.identifiers import currency_minor_unit
 from domain.money import format_amount
+from domain.ports import CardQuery
 from queries.allowlist import DEFAULT_OPERATIONS
 from queries.paging import encode_cursor
 from queries.schema import CARD_CURSOR

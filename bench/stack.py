@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from adapters.auth.dev_issuer import DevIssuer
-from commands.handlers import CommandContext
 from devstack.herald import RunningHerald
 from devstack.process import free_port
 from devstack.secantus import SecantusServer
+from domain.commands import CommandContext
 from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, Principal
 from settings import Settings
 

@@ -58,9 +58,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    """Each HERALD_* variable with the value in force, secrets masked."""
+    for setting in Settings.from_env().effective():
+        print(f"{setting.env}={setting.value}  # {setting.doc}")
+    return 0
+
+
 def _cmd_rebuild(args: argparse.Namespace) -> int:
     _preflight(need_broker=True)
-    from projections.rebuild import run
+    from cli.rebuild import run
 
     run(args.projection, switch=not args.no_switch)
     return 0
@@ -276,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.set_defaults(func=_cmd_token)
 
+    config = _command(
+        sub,
+        "config",
+        "print the effective settings: each HERALD_* variable with its value (secrets "
+        "masked) and what it sets",
+    )
+    config.set_defaults(func=_cmd_config)
     export = _command(sub, "export-schema", "print the GraphQL SDL (schema.graphql)")
     export.add_argument("--output", "-o", default="-", help="where to write it (- = stdout)")
     export.set_defaults(func=_cmd_export_schema)

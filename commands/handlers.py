@@ -7,7 +7,7 @@ on one aggregate race for the same stream version; the store lets one win and
 the loser hears VersionConflict (invariant 2).
 
 A command run for a request under an Idempotency-Key (invariant 3; see
-commands/idempotency.py) stores its event under an id derived from the
+web/idempotency.py) stores its event under an id derived from the
 key's command id, with the key and fingerprint (`CommandOrigin`). When the
 request is resumed (its key's earlier execution was abandoned or failed),
 the handler first looks that event up and, found, answers from it what the
@@ -18,89 +18,31 @@ the action it created itself.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from commands.ids import command_event_id, command_snapshot_id, new_action_id, new_event_id
 from domain import corporate_action as ca
 from domain import events as ev
+from domain.commands import (
+    AckResult,
+    ActionResult,
+    CommandContext,
+    NoticeLookup,
+    PositionsResult,
+)
 from domain.consistency import ConsistencyToken
-from domain.errors import DomainError, Forbidden, NotFound, VersionConflict
+from domain.errors import DomainError, NotFound, VersionConflict
 from domain.history import decode_terms
 from domain.ports import ConcurrencyError, EventStore, PositionSnapshotStore, UniqueKeyTaken
 from domain.positions import parse_positions, positions_aggregate_id
-from domain.principal import Principal
 from domain.validation import InvalidInput, Problem, parse_amendment, parse_terms, terms_to_payload
 from observability.tracing import traced_command
 
 REFERENCE_NAMESPACE = "reference"
 
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class RequestCommand:
-    """The command of the request being served under an Idempotency-Key.
-
-    `resumed`: an earlier execution of this key's command may have stored its
-    event (its claim was abandoned, or released after a server failure).
-    """
-
-    origin: ev.CommandOrigin
-    resumed: bool = False
-
-
-# Set by the idempotency middleware for the request it runs.
-CURRENT_COMMAND: ContextVar[RequestCommand | None] = ContextVar("herald_command", default=None)
-
-
-@dataclass(frozen=True)
-class CommandContext:
-    principal: Principal
-    correlation_id: str
-    # the command of the request being served (None outside one)
-    command: RequestCommand | None = field(default_factory=CURRENT_COMMAND.get)
-
-    @property
-    def actor(self) -> str:
-        if self.principal.subject is None:
-            raise Forbidden("commands need an authenticated caller")
-        return self.principal.subject
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    action: ca.CorporateAction
-    # the version this command created (announce/amend/cancel) or published (approve)
-    version: int
-    token: ConsistencyToken
-
-
-@dataclass(frozen=True)
-class PositionsResult:
-    accepted: int
-    token: ConsistencyToken
-
-
-class NoticeLookup(Protocol):
-    """The notices read model, as far as acknowledging needs it."""
-
-    async def get_for_accounts(
-        self, notice_id: str, accounts: Collection[str]
-    ) -> Mapping[str, Any] | None:
-        """The notice if one of `accounts` holds it, else None."""
-        ...
-
-
-@dataclass(frozen=True)
-class AckResult:
-    # the notice as read, with `acknowledgedAt` as the projection will record it
-    notice: Mapping[str, Any]
-    acknowledged_at: datetime
-    token: ConsistencyToken
 
 
 class CommandHandlers:

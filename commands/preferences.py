@@ -8,30 +8,22 @@ events, so the read model and the dispatcher rebuild them from the log.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from commands.handlers import CommandContext
-from commands.ids import new_event_id
+from commands.ids import command_event_id, new_event_id
 from domain import events as ev
+from domain.commands import CommandContext, PreferencesResult
 from domain.consistency import ConsistencyToken
 from domain.errors import VersionConflict
 from domain.ports import ConcurrencyError, EventStore
-from domain.preferences import Preferences, authorize, parse_preferences
+from domain.preferences import Preferences, as_requested_by, authorize, parse_preferences
 from observability.tracing import traced_command
 
 
 def preferences_aggregate_id(account_id: str) -> str:
     """The stream of one account's preferences (distinct from every other stream id)."""
     return f"preferences:{account_id}"
-
-
-@dataclass(frozen=True)
-class PreferencesResult:
-    preferences: Preferences
-    updated_at: datetime
-    token: ConsistencyToken
 
 
 class PreferencesHandlers:
@@ -52,18 +44,31 @@ class PreferencesHandlers:
     ) -> PreferencesResult:
         """Replace the account's preferences. Raises InvalidInput (nothing
         stored) or Forbidden (not the caller's account; a BIC set by a
-        non-operator)."""
+        non-operator; a depositor dropping operator-set SWIFT routing — see
+        `domain.preferences.as_requested_by`)."""
         actor = ctx.actor
-        preferences = parse_preferences(payload)
-        authorize(ctx.principal, preferences.account_id, sets_bic=preferences.bic is not None)
-        aggregate_id = preferences_aggregate_id(preferences.account_id)
+        command = ctx.command
+        # One key, one execution (issue 12): the event id derives from the
+        # key's command, so a resumed command finds what it stored.
+        event_id = (
+            new_event_id() if command is None else command_event_id(command.origin.command_id)
+        )
+        if command is not None and command.resumed:
+            earlier = await self._store.get(event_id)
+            if earlier is not None:
+                return _result(earlier)
+        account_id = str(payload.get("accountId") or "").strip()
+        # Whose account, and who may set a BIC, before reading anything of it.
+        authorize(ctx.principal, account_id, sets_bic=not _blank(payload.get("bic")))
         for _ in range(attempts):
-            stream = await self._store.load(aggregate_id)
+            stream = await self._store.load(preferences_aggregate_id(account_id))
+            current = Preferences.from_payload(stream[-1].payload) if stream else None
+            preferences = parse_preferences(as_requested_by(ctx.principal, payload, current))
             envelope = ev.EventEnvelope(
-                event_id=new_event_id(),
+                event_id=event_id,
                 event_type=ev.NOTIFICATION_PREFERENCES_SET,
                 aggregate_type=ev.AGGREGATE_PREFERENCES,
-                aggregate_id=aggregate_id,
+                aggregate_id=preferences_aggregate_id(preferences.account_id),
                 version=(stream[-1].version if stream else 0) + 1,
                 occurred_at=self._clock(),
                 actor=actor,
@@ -75,11 +80,18 @@ class PreferencesHandlers:
             except ConcurrencyError:
                 continue  # another change of the same account won: stack on top of it
             self._on_appended()
-            # The stores keep milliseconds: answer with the time the read model will show.
-            at = stored.occurred_at
-            at = at.replace(microsecond=at.microsecond // 1000 * 1000)
-            token = ConsistencyToken(
-                stored.aggregate_type, stored.aggregate_id, stored.version, stored.sequence
-            )
-            return PreferencesResult(preferences, at, token)
-        raise VersionConflict(f"preferences of {preferences.account_id} are changing; retry")
+            return _result(stored)
+        raise VersionConflict(f"preferences of {payload.get('accountId')} are changing; retry")
+
+
+def _result(stored: ev.EventEnvelope) -> PreferencesResult:
+    # The stores keep milliseconds: answer with the time the read model will show.
+    at = stored.occurred_at.replace(microsecond=stored.occurred_at.microsecond // 1000 * 1000)
+    token = ConsistencyToken(
+        stored.aggregate_type, stored.aggregate_id, stored.version, stored.sequence
+    )
+    return PreferencesResult(Preferences.from_payload(stored.payload), at, token)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())

@@ -167,7 +167,7 @@ class ChannelWorker:
                 metrics.DELIVERIES.labels(self._name, "retrying").inc()
             elif outcome.status is DeliveryStatus.DEAD_LETTERED:
                 metrics.DELIVERIES.labels(self._name, "dead_lettered").inc()
-                metrics.DEAD_LETTERS.labels(self._name).inc()
+                metrics.DELIVERIES_DEAD_LETTERED.labels(self._name).inc()
                 log.warning("delivery %s dead-lettered: %s", outcome.key, outcome.error)
 
     async def _wait_while_open(self) -> bool:

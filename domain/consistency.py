@@ -20,13 +20,20 @@ from domain.events import (
     AGGREGATE_PREFERENCES,
 )
 
+# The read models' projections, by the name their progress is recorded under.
+CARDS_PROJECTION = "cards"
+NOTICES_PROJECTION = "notices"
+PREFERENCES_PROJECTION = "preferences"
+
 # The event streams (aggregate types) each projection follows — its topics. A
 # token names the last event of one stream; only a projection that follows
 # that stream records its versions, so only such a projection can be waited on.
 PROJECTION_STREAMS: Mapping[str, frozenset[str]] = {
-    "cards": frozenset({AGGREGATE_CORPORATE_ACTION}),
-    "notices": frozenset({AGGREGATE_CORPORATE_ACTION, AGGREGATE_POSITIONS, AGGREGATE_NOTICE}),
-    "preferences": frozenset({AGGREGATE_PREFERENCES}),
+    CARDS_PROJECTION: frozenset({AGGREGATE_CORPORATE_ACTION}),
+    NOTICES_PROJECTION: frozenset(
+        {AGGREGATE_CORPORATE_ACTION, AGGREGATE_POSITIONS, AGGREGATE_NOTICE}
+    ),
+    PREFERENCES_PROJECTION: frozenset({AGGREGATE_PREFERENCES}),
     "dispatcher": frozenset({AGGREGATE_NOTICE_ISSUE}),
 }
 

@@ -8,13 +8,16 @@ adapter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from domain.corporate_action import CorporateAction
 from domain.dead_letters import DeadLetter, DeadLetterStatus
 from domain.delivery import OutboundNotice
 from domain.events import EventEnvelope
+from domain.idempotency import IdempotencyRecord, StoredResponse
 from domain.positions import PositionsSnapshot
 from domain.preferences import DeliveryChannel
 
@@ -30,6 +33,24 @@ class StoreUnavailable(StoreError):
 class StoreRefused(StoreError):
     """The store will never accept this write as it is (a document too large, a
     number it cannot represent): retrying cannot help; park the record."""
+
+
+class DuplicateKey(StoreError):
+    """A write met a record already stored under one of its unique keys.
+
+    `key` names the key's fields and values as the store reported them (empty
+    when it did not say; of a batch, the first duplicate's). Adapters raise it
+    for every duplicate, so "already there" is told apart from failure in one
+    place (the Mongo adapters' `translated()`); callers decide what it means.
+    """
+
+    def __init__(
+        self, message: str, key: Mapping[str, object] | None = None, *, written: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.key: Mapping[str, object] = dict(key or {})
+        # of a batch written unordered: how many records were stored all the same
+        self.written = written
 
 
 class ConcurrencyError(StoreError):
@@ -146,6 +167,32 @@ class PositionSnapshotStore(Protocol):
     async def save(self, snapshot_id: str, snapshot: PositionsSnapshot) -> None: ...
 
 
+class IdempotencyStore(Protocol):
+    """Where Idempotency-Keys are claimed and responses recorded; raises
+    StoreError when down."""
+
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Store `record` as in flight unless its key is held: None when claimed,
+        else the record that holds the key."""
+        ...
+
+    async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
+        """Replace `held` by `record` (in flight) if `held` is still what is stored
+        (or `record` already is: a resent takeover)."""
+        ...
+
+    async def complete(
+        self, record: IdempotencyRecord, response: StoredResponse, expires_at: datetime
+    ) -> bool:
+        """Record the response of `record`'s claim; False if the claim is no longer ours."""
+        ...
+
+    async def release(self, record: IdempotencyRecord) -> None:
+        """Mark `record`'s in-flight claim (if still ours) released, keeping its
+        command id, so that a retry runs — or finds what the command stored."""
+        ...
+
+
 # --- delivery to channels (contract: "Delivery to channels") -------------------
 
 
@@ -183,3 +230,89 @@ class Channel(Protocol):
     async def send(self, message: OutboundNotice) -> None: ...
 
     async def close(self) -> None: ...
+
+
+# --- the cards read model ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardQuery:
+    """Filter of the card list, on the view a reader sees (the published
+    version, else the pending one). `public_only` restricts to published cards;
+    dates are ISO `YYYY-MM-DD`, inclusive."""
+
+    public_only: bool = True
+    isin: str | None = None
+    event_types: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    record_date_from: str | None = None
+    record_date_to: str | None = None
+    ids: Sequence[str] = field(default_factory=tuple)
+
+
+class CardStore(Protocol):
+    """One card per corporate action (its folded state), written by the card
+    projector under a revision guard and read by the API."""
+
+    async def get(self, action_id: str) -> CorporateAction | None: ...
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, CorporateAction]:
+        """The cards of those of `ids` that exist, by id."""
+        ...
+
+    async def save(self, state: CorporateAction, previous_revision: int) -> bool:
+        """Store `state` if the stored card is still at `previous_revision` (0: none
+        stored yet); False when it is not (a stale or repeated apply)."""
+        ...
+
+    async def page(
+        self, query: CardQuery, first: int, after: str | None
+    ) -> tuple[list[CorporateAction], bool]:
+        """Up to `first` cards matching `query`, newest first (ids are
+        time-ordered), after the card `after`; and whether more follow."""
+        ...
+
+    async def count(self, query: CardQuery) -> int: ...
+
+
+# --- the notices read model (depositors' reads, operators' counts) ----------------
+
+# A notice as the notices projector stores it: its id, corporateActionId,
+# accountId, version, kind, content, issuedAt, acknowledgedAt, deliveredAt…
+StoredNotice = Mapping[str, Any]
+
+
+class NoticeReadStore(Protocol):
+    """The notices read model as the API reads it. Every depositor read takes
+    the caller's accounts and applies them in the store's query (invariant 5):
+    a notice of another account is never fetched."""
+
+    async def page_for_accounts(
+        self,
+        accounts: Collection[str],
+        first: int,
+        after: tuple[datetime, str] | None,
+        unread_only: bool,
+    ) -> tuple[Sequence[StoredNotice], bool]:
+        """Up to `first` notices of `accounts`, newest first (issuedAt, then id),
+        strictly after the (issuedAt, id) cursor; and whether more follow."""
+        ...
+
+    async def count_for_accounts(self, accounts: Collection[str], unread_only: bool) -> int: ...
+
+    async def get_for_accounts(
+        self, notice_id: str, accounts: Collection[str]
+    ) -> StoredNotice | None:
+        """The notice if one of `accounts` holds it, else None (indistinguishable)."""
+        ...
+
+    async def by_action(self, action_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+        """(total, delivered, acknowledged) notices per corporate action that has any."""
+        ...
+
+    async def page_for_action(
+        self, action_id: str, first: int, after: str | None
+    ) -> tuple[Sequence[StoredNotice], bool]:
+        """Operators: up to `first` notices of one action in account order,
+        after the account `after`; and whether more follow."""
+        ...

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Final
 
 from domain.money import canonical_string
-from domain.validation import (
+from domain.readers import (
     InvalidInput,
     Problem,
     Problems,

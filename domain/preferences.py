@@ -81,6 +81,35 @@ def authorize(principal: Principal, account_id: str, *, sets_bic: bool) -> None:
         raise Forbidden("only an operator (ca-operator) may set a BIC")
 
 
+def as_requested_by(
+    principal: Principal, data: Mapping[str, Any], current: Preferences | None
+) -> Mapping[str, Any]:
+    """The preferences input to apply, given who asks and what is in force.
+
+    SWIFT routing is the depository's to set (an operator's BIC routes into an
+    institution's SWIFT interface): when an operator has set it, a depositor's
+    change keeps it — SWIFT may be listed without repeating the BIC, which is
+    kept as it is — and a change that would drop SWIFT is refused (Forbidden),
+    so updating an e-mail address never silently stops an institution's
+    MT564s. Raises Forbidden; returns `data` itself when nothing applies.
+    """
+    swift = DeliveryChannel.SWIFT.value
+    if (
+        principal.has_role(ROLE_OPERATOR)
+        or current is None
+        or DeliveryChannel.SWIFT not in current.channels
+    ):
+        return data
+    if swift not in [str(c) for c in data.get("channels") or []]:
+        raise Forbidden(
+            f"SWIFT delivery of account {current.account_id!r} is set by the depository's "
+            "operators: keep SWIFT in channels (its BIC stays as it is)"
+        )
+    if _blank(data.get("bic")):
+        return {**data, "bic": current.bic}
+    return data
+
+
 def may_read(principal: Principal, account_id: str) -> bool:
     """A depositor reads the preferences of their own accounts, an operator any."""
     return principal.has_role(ROLE_OPERATOR) or account_id in principal.accounts

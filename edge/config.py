@@ -12,6 +12,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from web.problems import PROBLEM_TYPE_BASE
+
 __all__ = [
     "DAY_MS",
     "DEFAULT_KEY_PREFIX",
@@ -25,10 +27,10 @@ __all__ = [
 
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_KEY_PREFIX = "herald:idem:"
-PROBLEM_BASE = "https://herald.example/problems/"
+PROBLEM_BASE = PROBLEM_TYPE_BASE  # one base URI for the app and the edge
 
 # The RFC 9457 problem types of the idempotency refusals, shared with the app
-# (commands/idempotency.py answers with the same type URIs and codes). The
+# (web/idempotency.py answers with the same type URIs and codes). The
 # edge never sends "missing": it lets a POST without a key through, and the
 # app refuses a mutation without one.
 PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {

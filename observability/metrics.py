@@ -87,7 +87,7 @@ DELIVERIES = Counter(
     "Delivery attempt outcomes (delivered, retrying, dead_lettered)",
     ["channel", "outcome"],
 )
-DEAD_LETTERS = Counter(
+DELIVERIES_DEAD_LETTERED = Counter(
     "herald_delivery_dead_lettered", "Deliveries dead-lettered, by channel", ["channel"]
 )
 BREAKER_STATE = Gauge(

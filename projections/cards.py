@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 
-from adapters.mongo.cards import MongoCardStore
 from domain import corporate_action as ca
+from domain.consistency import CARDS_PROJECTION
 from domain.events import AGGREGATE_CORPORATE_ACTION, EventEnvelope
-from domain.ports import EventStore
+from domain.ports import CardStore, EventStore
 from observability import metrics
 
-NAME = "cards"
+NAME = CARDS_PROJECTION
 
 
 class CardProjector:
     name = NAME
 
-    def __init__(self, cards: MongoCardStore, events: EventStore, topics: Sequence[str]) -> None:
+    def __init__(self, cards: CardStore, events: EventStore, topics: Sequence[str]) -> None:
         self._cards = cards
         self._events = events
         self.topics = topics

@@ -44,15 +44,50 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Collection
-
-from adapters.mongo.event_store import MongoEventStore
-from adapters.mongo.projection_state import MongoProjectionState
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
 HORIZON_SECONDS = 60.0
 PAGE = 1_000
+
+
+class EventHead(Protocol):
+    """Where one recorded event stands."""
+
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def aggregate_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+
+
+class SequencedRecord(Protocol):
+    """The event record in global sequence order (adapters.mongo.event_store)."""
+
+    async def last_sequence(self) -> int:
+        """The highest sequence allocated so far (0: none)."""
+        ...
+
+    async def heads(
+        self, after_sequence: int, through_sequence: int, aggregate_types: Sequence[str], limit: int
+    ) -> Sequence[EventHead]:
+        """The events in (after, through] of those streams, in sequence order."""
+        ...
+
+
+class AppliedState(Protocol):
+    """What a projection applied (adapters.mongo.projection_state)."""
+
+    async def applied_versions(
+        self, projection: str, aggregate_ids: Iterable[str]
+    ) -> dict[str, int]: ...
+
+    async def applied_through(self, projection: str) -> int: ...
+
+    async def advance_applied_through(self, projection: str, sequence: int) -> None: ...
 
 
 class AppliedThrough:
@@ -62,8 +97,8 @@ class AppliedThrough:
         self,
         projection: str,
         streams: Collection[str],
-        events: MongoEventStore,
-        state: MongoProjectionState,
+        events: SequencedRecord,
+        state: AppliedState,
         *,
         horizon_seconds: float = HORIZON_SECONDS,
         clock: Callable[[], float] = time.monotonic,
@@ -116,7 +151,7 @@ class AppliedThrough:
         return through
 
 
-async def replay_from(state: MongoProjectionState, projections: Collection[str]) -> int:
+async def replay_from(state: AppliedState, projections: Collection[str]) -> int:
     """The lowest applied-through checkpoint of `projections`: every event at
     or below it is in every read model (0: replay everything)."""
     marks = [await state.applied_through(name) for name in projections]

@@ -23,6 +23,7 @@ from adapters.mongo.positions import MongoPositionStore
 from domain import corporate_action as ca
 from domain import events as ev
 from domain import notices as nt
+from domain.consistency import NOTICES_PROJECTION
 from domain.history import decode_terms
 from domain.ports import EventStore
 from domain.positions import positions_aggregate_id
@@ -30,7 +31,7 @@ from observability import metrics
 
 log = logging.getLogger(__name__)
 
-NAME = "notices"
+NAME = NOTICES_PROJECTION
 CHUNK = 5000
 
 

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 from adapters.mongo.preferences import MongoPreferenceStore
 from domain import events as ev
+from domain.consistency import PREFERENCES_PROJECTION
 from domain.preferences import Preferences
 
-NAME = "preferences"
+NAME = PREFERENCES_PROJECTION
 
 
 class PreferencesProjector:

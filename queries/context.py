@@ -7,14 +7,12 @@ from typing import Any, Protocol
 
 from strawberry.dataloader import DataLoader
 
-from adapters.mongo.cards import MongoCardStore
 from adapters.mongo.deliveries import MongoDeliveryLog
-from adapters.mongo.notices import MongoNoticeStore
 from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
-from commands.handlers import CommandHandlers
-from commands.preferences import PreferencesHandlers
+from domain.commands import CommandService, PreferencesService
 from domain.corporate_action import CorporateAction
+from domain.ports import CardStore, NoticeReadStore
 from domain.principal import Principal
 from queries.feeds import CardFanout, NoticeFanout
 
@@ -22,14 +20,22 @@ from queries.feeds import CardFanout, NoticeFanout
 class ReadServices(Protocol):
     """What resolvers need from the process's wired services."""
 
-    handlers: CommandHandlers
-    cards: MongoCardStore
-    notices: MongoNoticeStore
+    @property
+    def handlers(self) -> CommandService: ...
+
+    @property
+    def preference_handlers(self) -> PreferencesService: ...
+
+    @property
+    def cards(self) -> CardStore: ...
+
+    @property
+    def notices(self) -> NoticeReadStore: ...
+
     projection_state: MongoProjectionState
     consistency_wait_seconds: float
     issued_notices: NoticeFanout
     published_cards: CardFanout
-    preference_handlers: PreferencesHandlers
     preferences: MongoPreferenceStore
     deliveries: MongoDeliveryLog
 

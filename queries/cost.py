@@ -40,6 +40,7 @@ from graphql.type import (
     is_interface_type,
 )
 
+from queries.core_schema import core_schema
 from queries.errors import BAD_USER_INPUT
 from queries.extensions import RequestCheck
 from queries.paging import DEFAULT_PAGE, MAX_PAGE
@@ -178,7 +179,7 @@ class CostLimiter(RequestCheck):
         self, document: DocumentNode, operation: OperationDefinitionNode
     ) -> list[GraphQLError]:
         context = self.execution_context
-        cost = operation_cost(context.schema._schema, document, operation, context.variables)
+        cost = operation_cost(core_schema(context.schema), document, operation, context.variables)
         if cost <= self.max_cost:
             return []
         return [

@@ -13,7 +13,6 @@ from domain.delivery import DeliveryStatus
 from domain.preferences import DeliveryChannel
 from queries import types as t
 from queries.delivery_types import Delivery
-from queries.errors import domain_errors_as_graphql
 from queries.paging import decode_cursor, encode_cursor, page_size
 
 ACTION_NOTICE_CURSOR = "an"  # keyed by account id within one action
@@ -21,8 +20,7 @@ ACTION_NOTICE_CURSOR = "an"  # keyed by account id within one action
 
 async def deliveries_of(info: Info[Any, Any], notice_id: str, version: int) -> list[Delivery]:
     """The deliveries of the notice's current version, one per planned channel."""
-    async with domain_errors_as_graphql():
-        docs = await info.context.services.deliveries.of_version(notice_id, version)
+    docs = await info.context.services.deliveries.of_version(notice_id, version)
     return [delivery_view(d) for d in docs]
 
 
@@ -34,8 +32,7 @@ async def notices_of_action(
     services = info.context.services
     size = page_size(first)
     after_account = None if after is None else decode_cursor(after, ACTION_NOTICE_CURSOR, 1)[0]
-    async with domain_errors_as_graphql():
-        docs, has_next = await services.notices.page_for_action(action_id, size, after_account)
+    docs, has_next = await services.notices.page_for_action(action_id, size, after_account)
     total, _, _ = await info.context.loaders.notice_stats.load(action_id)
     edges = [
         t.DepositorNoticeEdge(

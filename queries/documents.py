@@ -35,14 +35,15 @@ from graphql import (
     DocumentNode,
     FieldNode,
     GraphQLError,
-    GraphQLSchema,
     OperationType,
     parse,
 )
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.base import BaseSchema
 
 from observability import metrics
+from queries.core_schema import validate_document
 
 __all__ = [
     "DOCUMENTS",
@@ -67,9 +68,9 @@ SUMMARIES = 1024  # operation summaries kept: under 10 MB of keys
 class _Entry:
     document: DocumentNode
     # validation errors by (schema, rules): the same text may serve two schemas
-    validated: dict[
-        tuple[GraphQLSchema, tuple[type[ASTValidationRule], ...]], list[GraphQLError]
-    ] = field(default_factory=dict)
+    validated: dict[tuple[BaseSchema, tuple[type[ASTValidationRule], ...]], list[GraphQLError]] = (
+        field(default_factory=dict)
+    )
 
 
 class DocumentCache:
@@ -106,14 +107,12 @@ class DocumentCache:
 
     def validate(
         self,
-        schema: GraphQLSchema,
+        schema: BaseSchema,
         query: str,
         options: Mapping[str, Any],
         document: DocumentNode,
         rules: tuple[type[ASTValidationRule], ...],
     ) -> list[GraphQLError]:
-        from strawberry.schema.schema import validate_document  # circular at import time
-
         entry = self._entries.get(_key(query, options))
         if entry is None or entry.document is not document:
             entry = None  # parsed elsewhere, or evicted since: validate, keep nothing
@@ -163,7 +162,7 @@ class CachedDocuments(SchemaExtension):
             and context.pre_execution_errors is None
         ):
             context.pre_execution_errors = DOCUMENTS.validate(
-                context.schema._schema,
+                context.schema,
                 context.query,
                 context.parse_options,
                 document,

@@ -1,11 +1,19 @@
-"""One place that turns Herald's errors into GraphQL errors with `extensions.code`."""
+"""One place that turns Herald's errors into GraphQL errors with `extensions.code`.
+
+`DomainErrors` is the field extension every root field of the schema carries:
+a resolver raises Herald's own errors and never maps them itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from graphql import GraphQLError
+from strawberry.extensions import FieldExtension
+from strawberry.extensions.field_extension import AsyncExtensionResolver
+from strawberry.types import Info
 
 from domain.consistency import MalformedToken
 from domain.errors import Forbidden, IllegalTransition, NotFound, VersionConflict
@@ -83,3 +91,16 @@ async def domain_errors_as_graphql() -> AsyncIterator[None]:
         ) from exc
     except MalformedToken as exc:
         raise coded(str(exc), BAD_USER_INPUT, field="consistencyToken") from exc
+
+
+class DomainErrors(FieldExtension):
+    """A field extension: the field's resolver may raise Herald's errors
+    (InvalidInput, NotFound, VersionConflict, IllegalTransition, Forbidden,
+    StoreUnavailable, MalformedToken); the caller gets them as coded GraphQL
+    errors (`domain_errors_as_graphql`)."""
+
+    async def resolve_async(
+        self, next_: AsyncExtensionResolver, source: Any, info: Info, **kwargs: Any
+    ) -> Any:
+        async with domain_errors_as_graphql():
+            return await next_(source, info, **kwargs)

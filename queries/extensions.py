@@ -37,6 +37,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import StreamExecutionResult
 
+from queries.core_schema import validate_document
 from queries.errors import (
     BAD_USER_INPUT,
     GRAPHQL_PARSE_FAILED,
@@ -282,10 +283,8 @@ class RequestCheck(SchemaExtension):
                 context.pre_execution_errors = self.check(document, operation) or None
         else:
             if context.pre_execution_errors is None:
-                from strawberry.schema.schema import validate_document  # circular at import
-
                 context.pre_execution_errors = validate_document(
-                    context.schema._schema, document, context.validation_rules
+                    context.schema, document, context.validation_rules
                 )
             if not context.pre_execution_errors:
                 refused = self.check(document, operation)

@@ -11,9 +11,9 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from commands.handlers import CommandContext
+from domain.commands import CommandContext
+from domain.consistency import PREFERENCES_PROJECTION
 from domain.preferences import DeliveryChannel, may_read
-from projections.preferences import NAME as PREFERENCES_PROJECTION
 from queries.consistency import wait_until_projected
 from queries.context import HeraldContext
 from queries.delivery_types import (
@@ -21,7 +21,6 @@ from queries.delivery_types import (
     NotificationPreferencesInput,
     SetNotificationPreferencesPayload,
 )
-from queries.errors import domain_errors_as_graphql
 
 Ctx = Info[HeraldContext, None]
 
@@ -37,10 +36,9 @@ async def set_notification_preferences(
         "pushToken": input.push_token,
         "bic": input.bic,
     }
-    async with domain_errors_as_graphql():
-        result = await ctx.services.preference_handlers.set_preferences(
-            payload, CommandContext(ctx.principal, ctx.correlation_id)
-        )
+    result = await ctx.services.preference_handlers.set_preferences(
+        payload, CommandContext(ctx.principal, ctx.correlation_id)
+    )
     return SetNotificationPreferencesPayload(
         preferences=preferences_view(
             {**result.preferences.to_payload(), "updatedAt": result.updated_at}
@@ -56,14 +54,13 @@ async def notification_preferences(
     ctx = info.context
     if not may_read(ctx.principal, str(account_id)):
         return None
-    async with domain_errors_as_graphql():
-        await wait_until_projected(
-            consistency_token,
-            PREFERENCES_PROJECTION,
-            ctx.services.projection_state,
-            ctx.services.consistency_wait_seconds,
-        )
-        doc = await ctx.services.preferences.get(str(account_id))
+    await wait_until_projected(
+        consistency_token,
+        PREFERENCES_PROJECTION,
+        ctx.services.projection_state,
+        ctx.services.consistency_wait_seconds,
+    )
+    doc = await ctx.services.preferences.get(str(account_id))
     return None if doc is None else preferences_view(doc)
 
 

@@ -20,11 +20,11 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
-from adapters.mongo.cards import CardQuery, from_document
-from commands.handlers import ActionResult, CommandContext
+from adapters.mongo.cards import from_document
+from domain.commands import ActionResult, CommandContext
+from domain.consistency import CARDS_PROJECTION, NOTICES_PROJECTION
+from domain.ports import CardQuery
 from domain.validation import canonical_code
-from projections.cards import NAME as CARDS_PROJECTION
-from projections.notices import NAME as NOTICES_PROJECTION
 from queries import types as t
 from queries.allowlist import PersistedQueriesOnly
 from queries.consistency import wait_until_projected
@@ -34,8 +34,8 @@ from queries.documents import MAX_TOKENS, CachedDocuments
 from queries.errors import (
     SERVICE_UNAVAILABLE,
     UNAUTHENTICATED,
+    DomainErrors,
     coded,
-    domain_errors_as_graphql,
 )
 from queries.extensions import (
     CodeEveryError,
@@ -91,13 +91,12 @@ def _notice_after(cursor: str) -> tuple[datetime, str]:
 
 async def _caught_up(info: Ctx, projection: str, consistency_token: str | None) -> None:
     ctx = info.context
-    async with domain_errors_as_graphql():
-        await wait_until_projected(
-            consistency_token,
-            projection,
-            ctx.services.projection_state,
-            ctx.services.consistency_wait_seconds,
-        )
+    await wait_until_projected(
+        consistency_token,
+        projection,
+        ctx.services.projection_state,
+        ctx.services.consistency_wait_seconds,
+    )
 
 
 def _command_context(info: Ctx) -> CommandContext:
@@ -106,7 +105,10 @@ def _command_context(info: Ctx) -> CommandContext:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="One card; null when it does not exist or is not visible to you.")
+    @strawberry.field(
+        description="One card; null when it does not exist or is not visible to you.",
+        extensions=[DomainErrors()],
+    )
     async def corporate_action(
         self, info: Ctx, id: strawberry.ID, consistency_token: str | None = None
     ) -> t.CorporateAction | None:
@@ -119,7 +121,10 @@ class Query:
         shown = visible_version(state, back_office)
         return None if shown is None else card(state, shown, back_office=back_office)
 
-    @strawberry.field(description="Cards, newest first. The public sees published cards only.")
+    @strawberry.field(
+        description="Cards, newest first. The public sees published cards only.",
+        extensions=[DomainErrors()],
+    )
     async def corporate_actions(
         self,
         info: Ctx,
@@ -155,6 +160,7 @@ class Query:
     @strawberry.field(
         permission_classes=[IsDepositor],
         description="Your notices (of the accounts in your token), newest first.",
+        extensions=[DomainErrors()],
     )
     async def my_notices(
         self,
@@ -170,11 +176,10 @@ class Query:
         await _caught_up(info, NOTICES_PROJECTION, consistency_token)
         accounts = ctx.principal.accounts
         unread = bool(unread_only)
-        async with domain_errors_as_graphql():
-            notices, has_next = await ctx.services.notices.page_for_accounts(
-                accounts, size, after_key, unread
-            )
-            total = await ctx.services.notices.count_for_accounts(accounts, unread)
+        notices, has_next = await ctx.services.notices.page_for_accounts(
+            accounts, size, after_key, unread
+        )
+        total = await ctx.services.notices.count_for_accounts(accounts, unread)
         edges = [
             t.DepositorNoticeEdge(cursor=_notice_cursor(doc), node=depositor_notice(doc))
             for doc in notices
@@ -188,23 +193,28 @@ class Query:
     @strawberry.field(
         permission_classes=[IsDepositor],
         description="One of your notices; null when it does not exist or is not yours.",
+        extensions=[DomainErrors()],
     )
     async def notice(
         self, info: Ctx, id: strawberry.ID, consistency_token: str | None = None
     ) -> t.DepositorNotice | None:
         ctx = info.context
         await _caught_up(info, NOTICES_PROJECTION, consistency_token)
-        async with domain_errors_as_graphql():
-            doc = await ctx.services.notices.get_for_accounts(str(id), ctx.principal.accounts)
+        doc = await ctx.services.notices.get_for_accounts(str(id), ctx.principal.accounts)
         return None if doc is None else depositor_notice(doc)
 
     notification_preferences = strawberry.field(
         resolver=notification_preferences,
         permission_classes=[IsAccountHolderOrOperator],
         description="An account's notification preferences (yours, or any for operators).",
+        extensions=[DomainErrors()],
     )
 
-    @strawberry.field(permission_classes=[IsBackOffice], description="Each projector's progress.")
+    @strawberry.field(
+        permission_classes=[IsBackOffice],
+        description="Each projector's progress.",
+        extensions=[DomainErrors()],
+    )
     async def projections(self, info: Ctx) -> list[t.Projection]:
         statuses = await info.context.services.projection_state.statuses()
         return [
@@ -251,54 +261,49 @@ def _payload(result: ActionResult) -> t.CorporateActionPayload:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(permission_classes=[IsOperator])
+    @strawberry.mutation(permission_classes=[IsOperator], extensions=[DomainErrors()])
     async def announce_corporate_action(
         self, info: Ctx, input: AnnounceCorporateActionInput
     ) -> t.CorporateActionPayload:
-        async with domain_errors_as_graphql():
-            result = await info.context.services.handlers.announce(
-                terms_payload(input), _command_context(info)
-            )
+        result = await info.context.services.handlers.announce(
+            terms_payload(input), _command_context(info)
+        )
         return _payload(result)
 
-    @strawberry.mutation(permission_classes=[IsOperator])
+    @strawberry.mutation(permission_classes=[IsOperator], extensions=[DomainErrors()])
     async def amend_corporate_action(
         self, info: Ctx, input: AmendCorporateActionInput
     ) -> t.CorporateActionPayload:
-        async with domain_errors_as_graphql():
-            result = await info.context.services.handlers.amend(
-                str(input.id), input.expected_version, terms_payload(input), _command_context(info)
-            )
+        result = await info.context.services.handlers.amend(
+            str(input.id), input.expected_version, terms_payload(input), _command_context(info)
+        )
         return _payload(result)
 
-    @strawberry.mutation(permission_classes=[IsOperator])
+    @strawberry.mutation(permission_classes=[IsOperator], extensions=[DomainErrors()])
     async def cancel_corporate_action(
         self, info: Ctx, input: CancelCorporateActionInput
     ) -> t.CorporateActionPayload:
-        async with domain_errors_as_graphql():
-            result = await info.context.services.handlers.cancel(
-                str(input.id), input.expected_version, input.reason, _command_context(info)
-            )
+        result = await info.context.services.handlers.cancel(
+            str(input.id), input.expected_version, input.reason, _command_context(info)
+        )
         return _payload(result)
 
-    @strawberry.mutation(permission_classes=[IsApprover])
+    @strawberry.mutation(permission_classes=[IsApprover], extensions=[DomainErrors()])
     async def approve_publication(
         self, info: Ctx, input: ApprovePublicationInput
     ) -> t.CorporateActionPayload:
-        async with domain_errors_as_graphql():
-            result = await info.context.services.handlers.approve(
-                str(input.id), input.version, _command_context(info)
-            )
+        result = await info.context.services.handlers.approve(
+            str(input.id), input.version, _command_context(info)
+        )
         return _payload(result)
 
-    @strawberry.mutation(permission_classes=[IsOperator])
+    @strawberry.mutation(permission_classes=[IsOperator], extensions=[DomainErrors()])
     async def record_positions(
         self, info: Ctx, input: RecordPositionsInput
     ) -> t.RecordPositionsPayload:
-        async with domain_errors_as_graphql():
-            result = await info.context.services.handlers.record_positions(
-                positions_payload(input), _command_context(info)
-            )
+        result = await info.context.services.handlers.record_positions(
+            positions_payload(input), _command_context(info)
+        )
         return t.RecordPositionsPayload(
             accepted=result.accepted, consistency_token=result.token.encode()
         )
@@ -306,13 +311,13 @@ class Mutation:
     @strawberry.mutation(
         permission_classes=[IsDepositor],
         description="Mark the current version of one of your notices as read.",
+        extensions=[DomainErrors()],
     )
     async def acknowledge_notice(self, info: Ctx, id: strawberry.ID) -> t.AcknowledgeNoticePayload:
         ctx = info.context
-        async with domain_errors_as_graphql():
-            result = await ctx.services.handlers.acknowledge_notice(
-                str(id), _command_context(info), ctx.services.notices
-            )
+        result = await ctx.services.handlers.acknowledge_notice(
+            str(id), _command_context(info), ctx.services.notices
+        )
         return t.AcknowledgeNoticePayload(
             notice=depositor_notice(result.notice), consistency_token=result.token.encode()
         )
@@ -321,6 +326,7 @@ class Mutation:
         resolver=set_notification_preferences,
         permission_classes=[IsAccountHolderOrOperator],
         description="Where an account's notices go (contract: Delivery to channels).",
+        extensions=[DomainErrors()],
     )
 
 

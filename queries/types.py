@@ -18,6 +18,7 @@ from domain.codes import (
     OptionKind,
 )
 from queries.delivery_types import Delivery
+from queries.errors import DomainErrors
 from queries.permissions import IsBackOffice
 
 # Register the domain's code lists as GraphQL enums under the contract's names;
@@ -167,6 +168,7 @@ class CorporateAction:
     @strawberry.field(
         permission_classes=[IsBackOffice],
         description="Operators only: the action's notices, by account, with their deliveries.",
+        extensions=[DomainErrors()],
     )
     async def notices(
         self, info: Info[Any, Any], first: int | None = 20, after: str | None = None
@@ -258,7 +260,10 @@ class DepositorNotice:
         state = await info.context.loaders.cards.load(self._corporate_action_id)
         return None if state is None else public_card(state)
 
-    @strawberry.field(description="Where this version went: one per outbound channel planned.")
+    @strawberry.field(
+        description="Where this version went: one per outbound channel planned.",
+        extensions=[DomainErrors()],
+    )
     async def deliveries(self, info: Info[Any, Any]) -> list[Delivery]:
         from queries.deliveries import deliveries_of
 

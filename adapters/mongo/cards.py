@@ -12,33 +12,19 @@ changes of the public view (a version published) at the store.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from adapters.mongo.changes import INSERT, UPDATE, Change
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.corporate_action import ActionVersion, CorporateAction, HistoryEntry
+from domain.ports import CardQuery, DuplicateKey
 
 CARDS = "cards"
-
-
-@dataclass(frozen=True)
-class CardQuery:
-    """Filter of the card list. `public_only` restricts to published cards."""
-
-    public_only: bool = True
-    isin: str | None = None
-    event_types: Sequence[str] = ()
-    statuses: Sequence[str] = ()
-    record_date_from: str | None = None
-    record_date_to: str | None = None
-    ids: Sequence[str] = field(default_factory=tuple)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -196,13 +182,14 @@ class MongoCardStore:
     async def save(self, state: CorporateAction, previous_revision: int) -> bool:
         """Store `state` if the stored card is still at `previous_revision`."""
         doc = to_document(state)
-        async with translated():
-            if previous_revision == 0:
-                try:
+        if previous_revision == 0:
+            try:
+                async with translated():
                     await self._cards.insert_one(doc)
-                except DuplicateKeyError:
-                    return False
-                return True
+            except DuplicateKey:
+                return False
+            return True
+        async with translated():
             # Every field is set (to_document writes them all): the same as a
             # replace, but the change event names only the fields that changed.
             fields = {name: value for name, value in doc.items() if name != "_id"}

@@ -26,15 +26,14 @@ from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice, delivery_id
+from domain.ports import DuplicateKey
 from domain.preferences import DeliveryChannel
 
 DELIVERIES = "deliveries"
-_DUPLICATE_KEY = 11000
 _OPEN = [DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value]
 
 
@@ -63,14 +62,11 @@ class MongoDeliveryLog:
         ]
         if not documents:
             return 0
-        async with translated():
-            try:
+        try:
+            async with translated():
                 result = await self._deliveries.insert_many(documents, ordered=False)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if not all(e.get("code") == _DUPLICATE_KEY for e in errors):
-                    raise
-                return int(exc.details.get("nInserted", 0))
+        except DuplicateKey as exc:
+            return exc.written
         return len(result.inserted_ids)
 
     async def earlier_channels(

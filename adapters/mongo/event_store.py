@@ -28,19 +28,18 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.events import CommandOrigin, EventEnvelope
-from domain.ports import ConcurrencyError, StoreError, UniqueKeyTaken
+from domain.ports import ConcurrencyError, DuplicateKey, StoreError, UniqueKeyTaken
 
 EVENTS = "events"
 RESERVES = "reserves"
 COUNTERS = "counters"
 COMMAND = "command"
 # Attempts at the global sequence counter: a first allocation on a new store
-# can lose an upsert race (DuplicateKeyError, or no document back).
+# can lose an upsert race (DuplicateKey, or no document back).
 ALLOCATION_ATTEMPTS = 5
 # Sequences re-queued per update when the log is re-filled.
 REQUEUE_SLICE = 2_000
@@ -117,9 +116,9 @@ class MongoEventStore:
     async def ensure_counter(self) -> None:
         """Create the global sequence counter once, so that concurrent first
         appends only ever increment it (never race to create it)."""
-        # (DuplicateKeyError: another process created it first)
-        async with translated():
-            with suppress(DuplicateKeyError):
+        # (DuplicateKey: another process created it first)
+        with suppress(DuplicateKey):
+            async with translated():
                 await self._counters.update_one(
                     {"_id": EVENTS}, {"$setOnInsert": {"value": 0}}, upsert=True
                 )
@@ -130,13 +129,14 @@ class MongoEventStore:
         `$inc` is atomic on one document."""
         for _ in range(ALLOCATION_ATTEMPTS):
             try:
-                doc = await self._counters.find_one_and_update(
-                    {"_id": EVENTS},
-                    {"$inc": {"value": count}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
-            except DuplicateKeyError:
+                async with translated():
+                    doc = await self._counters.find_one_and_update(
+                        {"_id": EVENTS},
+                        {"$inc": {"value": count}},
+                        upsert=True,
+                        return_document=ReturnDocument.AFTER,
+                    )
+            except DuplicateKey:
                 continue  # two first upserts raced: the counter exists now
             if doc is not None:
                 return int(doc["value"]) - count + 1
@@ -160,14 +160,13 @@ class MongoEventStore:
                 await self._events.insert_many(documents, ordered=True, session=session)
 
             try:
-                if len(documents) > 1:
-                    async with self._db.client.start_session() as session:
-                        await session.with_transaction(write)
-                else:  # one document is atomic by itself: no transaction's round trips
-                    await self._events.insert_one(documents[0])
-            except (DuplicateKeyError, BulkWriteError) as exc:
-                if not _is_duplicate_key(exc):
-                    raise
+                async with translated():
+                    if len(documents) > 1:
+                        async with self._db.client.start_session() as session:
+                            await session.with_transaction(write)
+                    else:  # one document is atomic by itself: no transaction's round trips
+                        await self._events.insert_one(documents[0])
+            except DuplicateKey as exc:
                 written = await self._already_written(events)
                 if written is not None:
                     return written
@@ -319,23 +318,8 @@ def _with_sequence(event: EventEnvelope, sequence: int) -> EventEnvelope:
     return replace(event, sequence=sequence)
 
 
-_DUPLICATE_KEY = 11000
-
-
-def _is_duplicate_key(exc: DuplicateKeyError | BulkWriteError) -> bool:
-    if isinstance(exc, DuplicateKeyError):
-        return True
-    errors = (exc.details or {}).get("writeErrors") or []
-    return bool(errors) and all(e.get("code") == _DUPLICATE_KEY for e in errors)
-
-
-def _duplicate_error(
-    exc: DuplicateKeyError | BulkWriteError, reservations: Sequence[tuple[str, str]]
-) -> Exception:
-    details: Any = exc.details or {}
-    if isinstance(exc, BulkWriteError):
-        details = (details.get("writeErrors") or [{}])[0]
-    taken = (details.get("keyValue") or {}).get(RESERVES)
+def _duplicate_error(exc: DuplicateKey, reservations: Sequence[tuple[str, str]]) -> Exception:
+    taken = exc.key.get(RESERVES)
     for namespace, key in reservations:
         if taken == _reservation(namespace, key):
             return UniqueKeyTaken(namespace, key)

@@ -20,12 +20,11 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
-from commands.idempotency import CallerKey, IdempotencyRecord, StoredResponse
-from domain.ports import StoreError
+from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
+from domain.ports import DuplicateKey, StoreError
 
 IDEMPOTENCY = "idempotency"
 IN_FLIGHT = "in_flight"
@@ -102,18 +101,19 @@ class MongoIdempotencyStore:
 
     async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
         doc_id = document_id(record.caller_key)
-        async with translated():
-            # The holder may be released between our failed insert and the read.
-            for _ in range(5):
-                try:
+        # The holder may be released between our failed insert and the read.
+        for _ in range(5):
+            try:
+                async with translated():
                     await self._records.insert_one({"_id": doc_id, **_in_flight_fields(record)})
-                    return None
-                except DuplicateKeyError:
+                return None
+            except DuplicateKey:
+                async with translated():
                     held = await self._records.find_one({"_id": doc_id})
-                if held is not None:
-                    found = _from_document(held)
-                    # our own insert, resent by the driver after a lost answer
-                    return None if found.claim_id == record.claim_id else found
+            if held is not None:
+                found = _from_document(held)
+                # our own insert, resent by the driver after a lost answer
+                return None if found.claim_id == record.claim_id else found
         raise StoreError(f"idempotency key {doc_id} keeps changing hands")
 
     async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
+from domain.ports import DuplicateKey
 
 LEASES = "leases"
 
@@ -40,7 +40,7 @@ class MongoLease:
                     {"$set": {"holder": self._holder, "expiresAt": now + self._ttl}},
                     upsert=True,
                 )
-        except DuplicateKeyError:
+        except DuplicateKey:
             return False  # the upsert lost to a live holder's document
         self._renew_after = now + self._ttl / 3
         return True

@@ -24,19 +24,17 @@ from datetime import UTC, date, datetime
 from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from adapters.mongo.event_store import COUNTERS, EVENTS, derived_outbox_write
 from domain.codes import NoticeKind
 from domain.delivery import IssuedNotice, notice_issued_event
-from domain.ports import StoreError
+from domain.ports import DuplicateKey
 
 NOTICES = "notices"
 SUBSCRIPTIONS = "notice_subscriptions"
 DELIVERED_VERSIONS = "delivered_versions"
-_DUPLICATE_KEY = 11000
 
 
 class MongoNoticeProjectionStore:
@@ -262,9 +260,8 @@ class MongoNoticeProjectionStore:
                 async with translated(), self._db.client.start_session() as session:
                     await session.with_transaction(attempt)
                 return
-            except (DuplicateKeyError, StoreError) as exc:
-                cause = exc if isinstance(exc, DuplicateKeyError) else exc.__cause__
-                if remaining == 0 or not _is_duplicate_key(cause):
+            except DuplicateKey:
+                if remaining == 0:
                     raise
 
 
@@ -318,12 +315,3 @@ class _Counts:
 
     def as_update(self) -> dict[str, int]:
         return {"total": self.total, "delivered": self.delivered, "acknowledged": self.acknowledged}
-
-
-def _is_duplicate_key(exc: BaseException | None) -> bool:
-    if isinstance(exc, DuplicateKeyError):
-        return True
-    if isinstance(exc, BulkWriteError):
-        errors = exc.details.get("writeErrors", [])
-        return bool(errors) and all(e.get("code") == _DUPLICATE_KEY for e in errors)
-    return False

@@ -8,16 +8,17 @@ finds the same positions.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from decimal import Decimal
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.money import canonical_string
 from domain.notices import Holding
+from domain.ports import DuplicateKey
 from domain.positions import PositionsSnapshot
 
 POSITIONS = "position_snapshots"
@@ -50,14 +51,11 @@ class MongoPositionStore:
             }
             for p in snapshot.positions
         ]
-        async with translated():
-            for chunk in _chunks(documents, WRITE_CHUNK):
-                try:
+        for chunk in _chunks(documents, WRITE_CHUNK):
+            # DuplicateKey: a retried save, the documents are there
+            with suppress(DuplicateKey):
+                async with translated():
                     await self._positions.insert_many(chunk, ordered=False)
-                except BulkWriteError as exc:  # a retried save: the documents are there
-                    errors = exc.details.get("writeErrors", [])
-                    if any(e.get("code") != 11000 for e in errors):
-                        raise
 
     async def boundaries(self, snapshot_ids: Sequence[str], every: int) -> tuple[list[str], int]:
         """Every `every`-th account id of each snapshot (their sorted union) and the

@@ -9,10 +9,10 @@ from collections.abc import Collection
 from datetime import datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
+from domain.ports import DuplicateKey
 from domain.preferences import Preferences
 
 PREFERENCES = "notification_preferences"
@@ -32,7 +32,7 @@ class MongoPreferenceStore:
                     {"$set": document},
                     upsert=True,
                 )
-        except DuplicateKeyError:
+        except DuplicateKey:
             return False  # the account's document holds this version or a newer one
         return result.modified_count > 0 or result.upserted_id is not None
 

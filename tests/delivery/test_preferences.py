@@ -126,3 +126,50 @@ async def test_an_operator_sets_a_bic_for_any_account_and_a_bad_bic_is_refused(
     assert payload["preferences"]["bic"] == "DEUTDEFFXXX"
     shown = await read(api, depositor(api, account), account, payload["consistencyToken"])
     assert shown["channels"] == ["SWIFT"]
+
+
+async def test_a_depositor_keeps_operator_set_swift_routing(api: GraphQLClient) -> None:
+    """SWIFT routing is the depository's: a depositor may change e-mail and push
+    on an institutional account (listing SWIFT without its BIC, which stays),
+    but a change that would drop SWIFT is refused and changes nothing."""
+    account = fresh("inst")
+    routed = await set_preferences(
+        api,
+        operator(api),
+        PORTAL,
+        "PortalSetPreferences",
+        accountId=account,
+        channels=["SWIFT"],
+        bic="DEUTDEFF",
+    )
+    assert not routed.get("errors"), routed
+    token = depositor(api, account)
+    dropped = await set_preferences(
+        api,
+        token,
+        MOBILE,
+        "MobileSetPreferences",
+        accountId=account,
+        channels=["EMAIL"],
+        email="desk@example.com",
+    )
+    assert dropped["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert "SWIFT" in dropped["errors"][0]["message"]
+    kept = await set_preferences(
+        api,
+        token,
+        MOBILE,
+        "MobileSetPreferences",
+        accountId=account,
+        channels=["EMAIL", "SWIFT"],
+        email="desk@example.com",
+    )
+    assert not kept.get("errors"), kept
+    token_after = kept["data"]["setNotificationPreferences"]["consistencyToken"]
+    shown = await read(api, operator(api), account, token_after)
+    assert shown["channels"] == ["EMAIL", "SWIFT"]
+    assert shown["email"] == "desk@example.com"
+    by_operator = await set_preferences(  # the depository itself may drop SWIFT
+        api, operator(api), PORTAL, "PortalSetPreferences", accountId=account, channels=[]
+    )
+    assert not by_operator.get("errors"), by_operator

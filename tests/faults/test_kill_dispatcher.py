@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 
 from adapters.auth.dev_issuer import DevIssuer
-from commands.handlers import CommandContext
 from devstack.apache_kafka import ApacheKafkaBroker
 from devstack.mail_sink import MailSink
 from devstack.process import ManagedProcess
 from devstack.push_sink import PushServer
+from domain.commands import CommandContext
 from domain.principal import ROLE_OPERATOR, Principal
 from tests.faults.test_kill_projector import worker_env
 from tests.projections.scenario import Portal

@@ -27,10 +27,10 @@ from adapters.auth.dev_issuer import DevIssuer
 from adapters.kafka.topics import topic_for
 from adapters.mongo.cards import CARDS
 from adapters.mongo.notice_projection import NOTICES, SUBSCRIPTIONS
-from commands.handlers import CommandContext
 from devstack.apache_kafka import ApacheKafkaBroker
 from devstack.process import ManagedProcess
 from devstack.secantus import SecantusServer
+from domain.commands import CommandContext
 from domain.events import AGGREGATE_POSITIONS
 from domain.positions import positions_aggregate_id
 from domain.principal import ROLE_OPERATOR, Principal

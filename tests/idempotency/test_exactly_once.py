@@ -30,10 +30,10 @@ from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.client import Document, connect
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.positions import POSITIONS as POSITION_SNAPSHOTS
-from commands.handlers import CommandContext, RequestCommand
-from commands.idempotency import CallerKey, IdempotencyRecord, request_fingerprint
 from commands.ids import new_event_id
 from domain import events as ev
+from domain.commands import CommandContext, RequestCommand
+from domain.idempotency import CallerKey, IdempotencyRecord
 from domain.ports import ConcurrencyError, EventStore, StoreUnavailable, UniqueKeyTaken
 from domain.principal import ROLE_OPERATOR, Principal
 from tests.faults.keyed import (
@@ -45,6 +45,7 @@ from tests.faults.keyed import (
     until_answered,
 )
 from tests.support import Broker, GraphQLClient, RunningHerald, herald_settings
+from web.idempotency import request_fingerprint
 
 OPERATOR = Principal(subject="olga", roles=frozenset({ROLE_OPERATOR}))
 

@@ -26,20 +26,18 @@ from websockets import Subprotocol
 
 from adapters.mongo.client import Document, connect
 from adapters.mongo.idempotency import MongoIdempotencyStore
-from commands.idempotency import (
-    CallerKey,
+from devstack.process import free_port
+from domain.events import CORPORATE_ACTION_ANNOUNCED
+from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
+from tests.support import DIVIDEND, GraphQLClient, RunningHerald, operation_document
+from web.idempotency import (
     IdempotencyMiddleware,
-    IdempotencyRecord,
     InvalidIdempotencyKey,
-    StoredResponse,
     idempotency_key,
     is_mutation_request,
     is_server_failure,
     request_fingerprint,
 )
-from devstack.process import free_port
-from domain.events import CORPORATE_ACTION_ANNOUNCED
-from tests.support import DIVIDEND, GraphQLClient, RunningHerald, operation_document
 
 PORTAL = operation_document("portal")
 PROBLEMS = "https://herald.example/problems/"

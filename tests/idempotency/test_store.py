@@ -15,7 +15,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document, connect
 from adapters.mongo.idempotency import IDEMPOTENCY, MongoIdempotencyStore
-from commands.idempotency import CallerKey, IdempotencyRecord, IdempotencyStore, StoredResponse
+from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
+from domain.ports import IdempotencyStore
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 RESPONSE = StoredResponse(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cli.rebuild import rebuild
 from devstack.herald import RunningHerald
-from projections.rebuild import rebuild
 from tests.projections.scenario import Portal, assert_counts_exact, notices_of, settled
 from tests.support import GraphQLClient, eventually, operation_document
 

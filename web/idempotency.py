@@ -50,10 +50,10 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from graphql import (
     FieldNode,
@@ -68,10 +68,9 @@ from graphql import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commands.handlers import CURRENT_COMMAND, RequestCommand
-from domain.events import CommandOrigin
-from domain.ports import StoreError
-from queries.auth import principal_from_scope
+from domain.commands import CURRENT_COMMAND, RequestCommand
+from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
+from domain.ports import IdempotencyStore, StoreError
 from queries.documents import MAX_TOKENS, operation_type
 from queries.errors import (
     BAD_USER_INPUT,
@@ -80,19 +79,21 @@ from queries.errors import (
     SERVICE_UNAVAILABLE,
 )
 from queries.extensions import INTERNAL
-from queries.problems import PROBLEM_TYPE_BASE, Problem, malformed
-from queries.problems import send_problem as _send_problem
+from web.asgi import (
+    BodyEnd,
+    CapturedResponse,
+    buffer_body,
+    declared_too_large,
+    replaying,
+    send_response,
+)
+from web.auth import principal_from_scope
+from web.problems import Problem, malformed, send_problem
 
 __all__ = [
     "MAX_KEY_LENGTH",
-    "PROBLEM_TYPE_BASE",
-    "CallerKey",
     "IdempotencyMiddleware",
-    "IdempotencyRecord",
-    "IdempotencyStore",
     "InvalidIdempotencyKey",
-    "Problem",
-    "StoredResponse",
     "idempotency_key",
     "is_mutation_request",
     "is_server_failure",
@@ -227,126 +228,16 @@ def _root_mutation_fields(query: str, operation_name: str | None) -> int:
     return count(operation.selection_set, frozenset())
 
 
-# --- the store port ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CallerKey:
-    """An Idempotency-Key in the scope of its caller (None: no token)."""
-
-    subject: str | None
-    key: str
-
-    @property
-    def scoped(self) -> str:
-        """The key in its caller's scope, unambiguous for any subject (a JSON
-        pair; no token is null, not a name)."""
-        return json.dumps([self.subject, self.key], separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class StoredResponse:
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
-@dataclass(frozen=True)
-class IdempotencyRecord:
-    """One claim of a key; `claim_id` tells this claim from a later takeover.
-
-    `command_id` names the one execution of the key's command: a takeover of
-    an abandoned or released claim of the same body keeps it. `released`: the
-    claim ended in a server failure; the key is free, its command id kept.
-    """
-
-    caller_key: CallerKey
-    fingerprint: str
-    claim_id: str
-    claimed_at: datetime
-    expires_at: datetime
-    response: StoredResponse | None = None
-    command_id: str = field(default_factory=_new_id)
-    released: bool = False
-
-    @property
-    def in_flight(self) -> bool:
-        return self.response is None and not self.released
-
-    def origin(self) -> CommandOrigin:
-        return CommandOrigin(self.command_id, self.caller_key.scoped, self.fingerprint)
-
-
-class IdempotencyStore(Protocol):
-    """Where keys are claimed and responses recorded; raises StoreError when down."""
-
-    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
-        """Store `record` as in flight unless its key is held: None when claimed,
-        else the record that holds the key."""
-        ...
-
-    async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
-        """Replace `held` by `record` (in flight) if `held` is still what is stored
-        (or `record` already is: a resent takeover)."""
-        ...
-
-    async def complete(
-        self, record: IdempotencyRecord, response: StoredResponse, expires_at: datetime
-    ) -> bool:
-        """Record the response of `record`'s claim; False if the claim is no longer ours."""
-        ...
-
-    async def release(self, record: IdempotencyRecord) -> None:
-        """Mark `record`'s in-flight claim (if still ours) released, keeping its
-        command id, so that a retry runs — or finds what the command stored."""
-        ...
-
-
 # --- the middleware ----------------------------------------------------------------
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _Disconnected(Exception):
-    pass
-
-
-@dataclass
-class _CapturedResponse:
-    """The inner app's messages, held back until the response is recorded."""
-
-    messages: list[Message] = field(default_factory=list)
-    status: int = 0
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytearray = field(default_factory=bytearray)
-    complete: bool = False
-
-    async def send(self, message: Message) -> None:
-        self.messages.append(message)
-        if message["type"] == "http.response.start":
-            self.status = int(message["status"])
-            self.headers = list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            self.body += message.get("body", b"")
-            self.complete = not message.get("more_body", False)
-
-    def to_stored(self) -> StoredResponse:
-        headers = tuple(
-            (name.decode("latin-1").lower(), value.decode("latin-1"))
-            for name, value in self.headers
-            if name.decode("latin-1").lower() in RECORDED_HEADERS
-        )
-        return StoredResponse(self.status, headers, bytes(self.body))
-
-    async def flush(self, send: Send) -> None:
-        for message in self.messages:
-            await send(message)
+def _to_stored(captured: CapturedResponse) -> StoredResponse:
+    headers = tuple(
+        (name.decode("latin-1").lower(), value.decode("latin-1"))
+        for name, value in captured.headers
+        if name.decode("latin-1").lower() in RECORDED_HEADERS
+    )
+    return StoredResponse(captured.status, headers, bytes(captured.body))
 
 
 def is_server_failure(response: StoredResponse) -> bool:
@@ -405,18 +296,20 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
             await self.app(scope, receive, send)
             return
-        try:
-            body = await self._read_body(scope, receive)
-        except _BodyTooLarge:
-            await _send_problem(send, _too_large(self.max_body_bytes))
+        buffered = None
+        if not declared_too_large(scope, self.max_body_bytes):
+            buffered = await buffer_body(receive, self.max_body_bytes)
+        if buffered is None or buffered.end is BodyEnd.TOO_LARGE:
+            await send_problem(send, _too_large(self.max_body_bytes))
             return
-        except _Disconnected:
+        if buffered.end is BodyEnd.DISCONNECTED:
             return
-        replay_receive = _replaying(body, receive)
+        body = buffered.body
+        replay_receive = replaying(body, receive)
         try:
             payload = _json_or_none(body)
         except RecursionError:  # the GraphQL layer's own json.loads would answer 500
-            await _send_problem(send, _too_deep())
+            await send_problem(send, _too_deep())
             return
         if payload is None or not is_mutation_request(payload):
             await self.app(scope, replay_receive, send)
@@ -424,10 +317,10 @@ class IdempotencyMiddleware:
         try:
             key = idempotency_key(scope.get("headers", []))
         except InvalidIdempotencyKey as exc:
-            await _send_problem(send, exc.problem)
+            await send_problem(send, exc.problem)
             return
         if mutation_field_count(payload) > 1:
-            await _send_problem(send, _several_mutations())
+            await send_problem(send, _several_mutations())
             return
         now = self.clock()
         record = IdempotencyRecord(
@@ -443,27 +336,12 @@ class IdempotencyMiddleware:
             # Fail closed: without the store we cannot tell a retry from a first
             # request, and a bank would rather refuse a command than run it twice.
             log.warning("idempotency store unavailable, refusing the mutation: %s", exc)
-            await _send_problem(send, _store_unavailable())
+            await send_problem(send, _store_unavailable())
             return
         if isinstance(claim, _Held):
             await self._answer_repeat(claim.record, record, send)
             return
         await self._execute(claim, scope, replay_receive, send)
-
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                raise _BodyTooLarge
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            body += message.get("body", b"")
-            if len(body) > self.max_body_bytes:
-                raise _BodyTooLarge
-            if not message.get("more_body", False):
-                return bytes(body)
 
     async def _claim(self, record: IdempotencyRecord) -> _Claimed | _Held:
         """Claim the key, taking over a claim that expired, was abandoned or was
@@ -506,15 +384,15 @@ class IdempotencyMiddleware:
         self, held: IdempotencyRecord, record: IdempotencyRecord, send: Send
     ) -> None:
         if held.fingerprint != record.fingerprint:
-            await _send_problem(send, _key_reused())
+            await send_problem(send, _key_reused())
         elif held.response is None:
-            await _send_problem(send, _in_progress())
+            await send_problem(send, _in_progress())
         else:
             await _send_replay(send, held.response)
 
     async def _execute(self, claim: _Claimed, scope: Scope, receive: Receive, send: Send) -> None:
         record = claim.record
-        captured = _CapturedResponse()
+        captured = CapturedResponse()
         command = CURRENT_COMMAND.set(RequestCommand(record.origin(), resumed=claim.resumed))
         try:
             await self.app(scope, receive, captured.send)
@@ -523,7 +401,7 @@ class IdempotencyMiddleware:
             raise
         finally:
             CURRENT_COMMAND.reset(command)
-        response = captured.to_stored()
+        response = _to_stored(captured)
         if not captured.complete or is_server_failure(response):
             await self._release(record)
         else:
@@ -569,21 +447,6 @@ def _json_or_none(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:  # not JSON: the GraphQL layer refuses it without executing
         return None
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the buffered body to the inner app, then waits on
-    the real one (for `http.disconnect`)."""
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _without_mutations(receive: Receive, send: Send) -> Receive:
@@ -681,6 +544,4 @@ async def _send_replay(send: Send, response: StoredResponse) -> None:
     headers = [
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
     ]
-    headers += [(b"content-length", str(len(response.body)).encode()), REPLAYED_HEADER]
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    await send_response(send, response.status, [*headers, REPLAYED_HEADER], response.body)

@@ -29,7 +29,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -37,8 +37,16 @@ from graphql import OperationType
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from observability import metrics
-from queries.auth import principal_from_scope
 from queries.documents import read_operation
+from web.asgi import (
+    BodyEnd,
+    CapturedResponse,
+    buffer_body,
+    declared_too_large,
+    replaying,
+    send_response,
+)
+from web.auth import principal_from_scope
 
 __all__ = ["CACHE_STATUS_HEADER", "PublicCacheMiddleware"]
 
@@ -60,20 +68,6 @@ class _Entry:
     @property
     def size(self) -> int:
         return len(self.body) + 256
-
-
-@dataclass
-class _Captured:
-    status: int = 500
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytearray = field(default_factory=bytearray)
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            self.body += message.get("body", b"")
 
 
 class PublicCacheMiddleware:
@@ -150,22 +144,16 @@ class PublicCacheMiddleware:
         headers = dict(scope.get("headers", []))
         if b"application/json" not in headers.get(b"content-type", b"").lower():
             return None, receive
-        length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_body_bytes:
+        if declared_too_large(scope, self.max_body_bytes):
             return None, receive
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None, _replaying(bytes(body), receive, disconnected=True)
-            body += message.get("body", b"")
-            if len(body) > self.max_body_bytes or not message.get("more_body", False):
-                break
-        replay = _replaying(bytes(body), receive)
-        if len(body) > self.max_body_bytes:
+        buffered = await buffer_body(receive, self.max_body_bytes)
+        if buffered.end is BodyEnd.DISCONNECTED:
+            return None, replaying(buffered.body, receive, disconnected=True)
+        replay = replaying(buffered.body, receive)
+        if buffered.end is BodyEnd.TOO_LARGE:
             return None, replay
         try:
-            payload = json.loads(body)
+            payload = json.loads(buffered.body)
         except (ValueError, RecursionError):
             return None, replay
         return (payload if isinstance(payload, dict) else None), replay
@@ -219,7 +207,7 @@ class PublicCacheMiddleware:
             self._inflight.setdefault(key, future)
         entry = None
         try:
-            captured = _Captured()
+            captured = CapturedResponse()
             await self.app(scope, receive, captured.send)
             entry = _cacheable(captured, watermark)
             if entry is None:
@@ -247,13 +235,10 @@ class PublicCacheMiddleware:
         ]
         if if_none_match is not None and _matches(if_none_match, entry.etag):
             metrics.PUBLIC_CACHE.labels("not_modified").inc()
-            await send({"type": "http.response.start", "status": 304, "headers": extra})
-            await send({"type": "http.response.body", "body": b""})
+            await send_response(send, 304, extra, b"")
             return
         metrics.PUBLIC_CACHE.labels(cache).inc()
-        headers = [*entry.headers, (b"content-length", str(len(entry.body)).encode()), *extra]
-        await send({"type": "http.response.start", "status": entry.status, "headers": headers})
-        await send({"type": "http.response.body", "body": entry.body})
+        await send_response(send, entry.status, [*entry.headers, *extra], entry.body)
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -261,7 +246,7 @@ class PublicCacheMiddleware:
 _REPLACED = frozenset({b"cache-control", b"vary", b"content-length", b"etag"})
 
 
-def _cacheable(captured: _Captured, watermark: Hashable | None) -> _Entry | None:
+def _cacheable(captured: CapturedResponse, watermark: Hashable | None) -> _Entry | None:
     if captured.status != 200:
         return None
     headers = tuple((n, v) for n, v in captured.headers if n.lower() not in _REPLACED)
@@ -278,12 +263,8 @@ def _cacheable(captured: _Captured, watermark: Hashable | None) -> _Entry | None
     return _Entry(watermark, captured.status, headers, body, etag)
 
 
-async def _send_captured(captured: _Captured, send: Send) -> None:
-    marked = _marked(send, NO_STORE, cache="bypass")
-    await marked(
-        {"type": "http.response.start", "status": captured.status, "headers": captured.headers}
-    )
-    await marked({"type": "http.response.body", "body": bytes(captured.body)})
+async def _send_captured(captured: CapturedResponse, send: Send) -> None:
+    await captured.flush(_marked(send, NO_STORE, cache="bypass"))
 
 
 def _marked(send: Send, cache_control: bytes, *, cache: str | None = None) -> Send:
@@ -303,21 +284,6 @@ def _marked(send: Send, cache_control: bytes, *, cache: str | None = None) -> Se
         await send(message)
 
     return send_marked
-
-
-def _replaying(body: bytes, receive: Receive, *, disconnected: bool = False) -> Receive:
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            if disconnected:
-                return {"type": "http.disconnect"}
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _from_query_string(raw: bytes) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.auth.verifier import InvalidToken, TokenVerifier, bearer_token
 from domain.principal import ANONYMOUS, Principal
+from web.asgi import send_response
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,11 @@ async def _unauthorized(send: Send, reason: str) -> None:
         }
     ).encode()
     challenge = f'Bearer error="invalid_token", error_description="{_quote(reason)}"'
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", challenge.encode("latin-1", "replace")),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"www-authenticate", challenge.encode("latin-1", "replace")),
+    ]
+    await send_response(send, 401, headers, body)
 
 
 def _quote(text: str) -> str:

@@ -4,8 +4,8 @@ Every refusal of the /graphql endpoint that is not a GraphQL answer — a body
 that cannot be read, a missing Idempotency-Key, a key reused — is one
 `Problem`: `type` (a URI under `PROBLEM_TYPE_BASE`), `title`, `status`,
 `detail` (what is wrong, for a person) and `code` (the contract's error code,
-for a program). Shared by the GraphQL view (queries.http_input) and the
-idempotency middleware.
+for a program). The nginx edge (edge/config.py) answers with the same type
+URIs, built from the same base.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from http import HTTPStatus
 
 from starlette.types import Send
 
+from web.asgi import send_response
+
 __all__ = [
     "BAD_REQUEST",
     "PROBLEM_CONTENT_TYPE",
     "PROBLEM_TYPE_BASE",
     "Problem",
     "malformed",
+    "problem_type",
     "send_problem",
 ]
 
@@ -30,6 +33,11 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 BAD_REQUEST = "BAD_REQUEST"
 # Refusals a retry may clear: the client is told when to come back.
 _RETRY_LATER = frozenset({HTTPStatus.CONFLICT, HTTPStatus.SERVICE_UNAVAILABLE})
+
+
+def problem_type(slug: str) -> str:
+    """The problem type URI of `slug` (e.g. "idempotency-key-reused")."""
+    return PROBLEM_TYPE_BASE + slug
 
 
 @dataclass(frozen=True)
@@ -45,10 +53,9 @@ class Problem:
 
     @property
     def type(self) -> str:
-        return PROBLEM_TYPE_BASE + self.slug
+        return problem_type(self.slug)
 
     def body(self) -> bytes:
-        # ensure_ascii: a detail may quote the caller's text, which need not be encodable
         return json.dumps(
             {
                 "type": self.type,
@@ -60,12 +67,9 @@ class Problem:
         ).encode()
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        """The response headers: content type and length, Retry-After for 409/503,
-        and the problem's own (`extra_headers`, e.g. Allow for a 405)."""
-        headers = [
-            (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-            (b"content-length", str(len(self.body())).encode()),
-        ]
+        """The response headers but the length: the content type, Retry-After
+        for 409/503, and the problem's own (`extra_headers`)."""
+        headers = [(b"content-type", PROBLEM_CONTENT_TYPE.encode())]
         if self.status in _RETRY_LATER:
             headers.append((b"retry-after", b"1"))
         return [*headers, *self.extra_headers]
@@ -78,7 +82,4 @@ def malformed(detail: str) -> Problem:
 
 async def send_problem(send: Send, problem: Problem) -> None:
     """Answer `problem` on an ASGI `send`."""
-    await send(
-        {"type": "http.response.start", "status": problem.status, "headers": problem.headers()}
-    )
-    await send({"type": "http.response.body", "body": problem.body()})
+    await send_response(send, problem.status, problem.headers(), problem.body())

@@ -1,7 +1,7 @@
 """The /graphql endpoint's input boundary: what a request must be to reach the schema.
 
 A request is read here, once, and refused with an RFC 9457 problem
-(queries.problems) when it is not a GraphQL request — never with a 500 and
+(web.problems) when it is not a GraphQL request — never with a 500 and
 never half-read by a later encoder:
 
 - the body is JSON (RFC 8259) in UTF-8, numbers within Python's integer
@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl
 from cross_web import HTTPException
 from strawberry.http import GraphQLRequestData
 
-from queries.problems import BAD_REQUEST, Problem, malformed
+from web.problems import BAD_REQUEST, Problem, malformed
 
 __all__ = [
     "RequestRefused",

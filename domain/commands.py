@@ -1,0 +1,139 @@
+"""The write side as the API sees it: the commands, their context and answers.
+
+`CommandService` is the port the GraphQL mutations call; `commands.handlers.
+CommandHandlers` implements it, and the composition root (services.py) hands
+it to the API — so queries/ never imports commands/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from domain import corporate_action as ca
+from domain.consistency import ConsistencyToken
+from domain.errors import Forbidden
+from domain.events import CommandOrigin
+from domain.preferences import Preferences
+from domain.principal import Principal
+
+__all__ = [
+    "CURRENT_COMMAND",
+    "AckResult",
+    "ActionResult",
+    "CommandContext",
+    "CommandService",
+    "NoticeLookup",
+    "PositionsResult",
+    "PreferencesResult",
+    "PreferencesService",
+    "RequestCommand",
+]
+
+
+@dataclass(frozen=True)
+class RequestCommand:
+    """The command of the request being served under an Idempotency-Key.
+
+    `resumed`: an earlier execution of this key's command may have stored its
+    event (its claim was abandoned, or released after a server failure).
+    """
+
+    origin: CommandOrigin
+    resumed: bool = False
+
+
+# Set by the idempotency middleware (web.idempotency) for the request it runs.
+CURRENT_COMMAND: ContextVar[RequestCommand | None] = ContextVar("herald_command", default=None)
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    principal: Principal
+    correlation_id: str
+    # the command of the request being served (None outside one)
+    command: RequestCommand | None = field(default_factory=CURRENT_COMMAND.get)
+
+    @property
+    def actor(self) -> str:
+        """The caller's subject; Forbidden for an anonymous caller."""
+        if self.principal.subject is None:
+            raise Forbidden("commands need an authenticated caller")
+        return self.principal.subject
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: ca.CorporateAction
+    # the version this command created (announce/amend/cancel) or published (approve)
+    version: int
+    token: ConsistencyToken
+
+
+@dataclass(frozen=True)
+class PositionsResult:
+    accepted: int
+    token: ConsistencyToken
+
+
+@dataclass(frozen=True)
+class AckResult:
+    # the notice as read, with `acknowledgedAt` as the projection will record it
+    notice: Mapping[str, Any]
+    acknowledged_at: datetime
+    token: ConsistencyToken
+
+
+@dataclass(frozen=True)
+class PreferencesResult:
+    preferences: Preferences
+    updated_at: datetime
+    token: ConsistencyToken
+
+
+class NoticeLookup(Protocol):
+    """The notices read model, as far as acknowledging needs it."""
+
+    async def get_for_accounts(
+        self, notice_id: str, accounts: Collection[str]
+    ) -> Mapping[str, Any] | None:
+        """The notice if one of `accounts` holds it, else None."""
+        ...
+
+
+class CommandService(Protocol):
+    """The commands of the API. Each raises InvalidInput, NotFound,
+    VersionConflict / IllegalTransition, Forbidden or StoreUnavailable."""
+
+    async def announce(self, payload: Mapping[str, Any], ctx: CommandContext) -> ActionResult: ...
+
+    async def amend(
+        self, action_id: str, expected_version: int, changes: Mapping[str, Any], ctx: CommandContext
+    ) -> ActionResult: ...
+
+    async def cancel(
+        self, action_id: str, expected_version: int, reason: str, ctx: CommandContext
+    ) -> ActionResult: ...
+
+    async def approve(self, action_id: str, version: int, ctx: CommandContext) -> ActionResult: ...
+
+    async def record_positions(
+        self, payload: Mapping[str, Any], ctx: CommandContext
+    ) -> PositionsResult: ...
+
+    async def acknowledge_notice(
+        self, notice_id: str, ctx: CommandContext, notices: NoticeLookup
+    ) -> AckResult: ...
+
+
+class PreferencesService(Protocol):
+    """Setting an account's notification preferences (commands.preferences)."""
+
+    async def set_preferences(
+        self, payload: Mapping[str, Any], ctx: CommandContext
+    ) -> PreferencesResult:
+        """Replace the account's preferences; raises InvalidInput or Forbidden."""
+        ...

@@ -1,0 +1,88 @@
+"""The EventStore port's contract, run against every adapter: the in-memory
+store and MongoDB (eventsourcing's one-recorder-suite-per-store model)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from adapters.memory.event_store import MemoryEventStore
+from adapters.mongo.client import connect
+from adapters.mongo.event_store import MongoEventStore
+from domain.events import EventEnvelope
+from domain.ports import ConcurrencyError, EventStore, UniqueKeyTaken
+
+
+@pytest.fixture(params=["memory", "mongo"])
+async def store(request: pytest.FixtureRequest, mongo_uri: str) -> AsyncIterator[EventStore]:
+    if request.param == "memory":
+        yield MemoryEventStore()
+        return
+    client = connect(mongo_uri)
+    name = f"herald_contract_{uuid.uuid4().hex[:10]}"
+    mongo = MongoEventStore(client[name])
+    await mongo.ensure_indexes()
+    yield mongo
+    await client.drop_database(name)
+    await client.close()
+
+
+def _event(aggregate_id: str, version: int) -> EventEnvelope:
+    return EventEnvelope(
+        event_id=uuid.uuid4().hex,
+        event_type="Tested",
+        aggregate_type="test",
+        aggregate_id=aggregate_id,
+        version=version,
+        occurred_at=datetime(2026, 11, 30, tzinfo=UTC),
+        actor="olga",
+        correlation_id="c",
+        payload={"n": version},
+    )
+
+
+async def test_appended_events_load_in_version_order_with_rising_sequences(
+    store: EventStore,
+) -> None:
+    a1, b1, a2 = _event("A", 1), _event("B", 1), _event("A", 2)
+    stored = [*await store.append([a1]), *await store.append([b1]), *await store.append([a2])]
+    sequences = [e.sequence for e in stored]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 3
+    assert [e.event_id for e in await store.load("A")] == [a1.event_id, a2.event_id]
+    assert [e.version for e in await store.load("A", after_version=1)] == [2]
+    assert await store.get(b1.event_id) == stored[1]
+    assert await store.get("no-such-event") is None
+
+
+async def test_an_append_resent_returns_what_was_stored(store: EventStore) -> None:
+    pair = [_event("A", 1), _event("A", 2)]
+    first = await store.append(pair, [("reference", "R-1")])
+    assert await store.append(pair, [("reference", "R-1")]) == first
+    assert len(await store.load("A")) == 2
+
+
+async def test_a_taken_version_conflicts_and_a_held_reservation_is_refused(
+    store: EventStore,
+) -> None:
+    await store.append([_event("A", 1)], [("reference", "R-1")])
+    with pytest.raises(ConcurrencyError):
+        await store.append([_event("A", 1)])
+    with pytest.raises(UniqueKeyTaken) as taken:
+        await store.append([_event("B", 1)], [("reference", "R-1")])
+    assert (taken.value.namespace, taken.value.key) == ("reference", "R-1")
+    assert await store.load("B") == []  # the refused event was not stored
+
+
+async def test_the_outbox_drains_in_order_parks_and_unparks(store: EventStore) -> None:
+    events = await store.append([_event("A", 1), _event("A", 2), _event("A", 3)])
+    ids = [e.event_id for e in events]
+    assert [e.event_id for e in await store.unpublished(10)] == ids
+    await store.mark_published(ids[:1])
+    await store.park(ids[1:2], datetime(2026, 11, 30, tzinfo=UTC))
+    assert [e.event_id for e in await store.unpublished(10)] == ids[2:]
+    assert await store.unpark(ids[1:2]) == 1
+    assert [e.event_id for e in await store.unpublished(10)] == ids[1:]
+    assert [e.event_id for e in await store.read_all(events[0].sequence, 10)] == ids[1:]
