@@ -25,6 +25,7 @@ relay lease was released on stop, so "readable" includes waiting for it):
      10000  new             0      6.6        1.41
      10000  old         10001     77.0        0.32
      50000  new             0      6.1        2.25
+     10000  new             0      7.3        0.06   (lease released on stop)
 
 (old at 50 000 not run: projecting the record took 2 238 s here.)
 """
