@@ -219,7 +219,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         checks = await readiness.current()
         ok = all(checks.values())
         return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": checks},
+            {"status": "ready" if ok else "not ready", "checks": checks}
+            | ({} if ok or services.progress is None else {"progress": services.progress}),
             status_code=200 if ok else 503,
         )
 

@@ -48,9 +48,10 @@ from delivery.wiring import configured_channels
 from delivery.worker import ChannelWorker, Settler, breaker_factory
 from domain.consistency import PROJECTION_STREAMS
 from domain.delivery import OutboundNotice, delivery_id, parse_channels
-from domain.ports import PublishError
+from domain.ports import PublishError, is_transient
 from observability import metrics
 from projections.cards import CardProjector
+from projections.checkpoint import AppliedThrough, replay_from
 from projections.notices import NoticeProjector
 from projections.preferences import PreferencesProjector
 from projections.runner import ProjectionRunner, Projector
@@ -69,6 +70,11 @@ class Services:
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     # False from a supervised task's failure until it runs again.
     healthy: dict[str, bool] = field(default_factory=dict)
+    # While not ready: "catching up: N events behind" (/readyz shows it).
+    progress: str | None = None
+    # The last sequence re-published into an empty log, until the relay has
+    # published through it.
+    _refill_through: int | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -93,12 +99,13 @@ class Services:
             s.kafka_bootstrap, s.kafka_topic_prefix, idempotent=s.kafka_idempotent_producer
         )
         holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self.relay_lease = MongoLease(self.db, "outbox-relay", holder)
         self.relay = OutboxRelay(
             self.events,
             self.publisher,
             self.dead_letters,
             poll_seconds=s.relay_poll_seconds,
-            acquire_lease=MongoLease(self.db, "outbox-relay", holder).acquire,
+            acquire_lease=self.relay_lease.acquire,
         )
         self.handlers = CommandHandlers(self.events, self.positions, on_appended=self.relay.notify)
         self.preferences = MongoPreferenceStore(self.db)
@@ -223,14 +230,28 @@ class Services:
             self.projection_state,
             dead_letters=self.dead_letters,
             dead_letter_topic=topic,
+            checkpoint=self._checkpoint(projector.name),
         )
         self.runners.append(runner)
         name = f"projector:{runner.name}"
         self.tasks[name] = asyncio.create_task(self._supervised(name, runner.run), name=name)
 
+    def _checkpoint(self, projection: str) -> AppliedThrough | None:
+        streams = PROJECTION_STREAMS.get(projection)
+        if streams is None:  # not one whose tokens and re-publishing we track
+            return None
+        return AppliedThrough(
+            projection,
+            streams,
+            self.events,
+            self.projection_state,
+            horizon_seconds=self.settings.checkpoint_horizon_seconds,
+        )
+
     async def _prepare_topics(self) -> None:
         """Create the topics; if they had to be created while the record holds
-        events (a new or memory-only broker), publish the whole record again."""
+        events (a new or memory-only broker), publish again what some
+        projection has not applied (projections/checkpoint.py)."""
         s = self.settings
         while True:
             try:
@@ -249,11 +270,34 @@ class Services:
             except PublishError as exc:
                 log.warning("cannot create the dead-letter topics yet (%s); retrying", exc)
                 await asyncio.sleep(1.0)
-        if created:
-            refilled = await self.events.mark_all_unpublished()
-            if refilled:
-                log.info("event log was empty: re-publishing %d recorded events", refilled)
+        while created:
+            try:
+                await self.republish_unapplied()
+                break
+            except Exception as exc:  # store not up yet: queueing again changes nothing
+                if not is_transient(exc):
+                    raise
+                log.warning("cannot queue the record for the new event log yet (%s); retrying", exc)
+                await asyncio.sleep(1.0)
         self._topics_ready.set()
+
+    async def republish_unapplied(self) -> int:
+        """The event log is empty (a new or memory-only broker): queue for the
+        relay every recorded event past the lowest applied-through checkpoint
+        of the projections — what some read model may lack — and hold /readyz
+        until it is published and consumed. Returns how many were queued."""
+        through = await replay_from(self.projection_state, PROJECTION_STREAMS)
+        queued = await self.events.mark_unpublished_after(through)
+        if queued:
+            self._refill_through = await self.events.last_sequence()
+            log.info(
+                "event log was empty: re-publishing %d recorded events past sequence %d "
+                "(every projection applied those up to it)",
+                queued,
+                through,
+            )
+        self.relay.notify()
+        return queued
 
     async def _supervised(
         self,
@@ -308,8 +352,10 @@ class Services:
     async def ready(self) -> dict[str, bool]:
         """What /readyz reports: store and event log reachable, every supervised
         task running (after the topics are prepared) and healthy, and every projector with its
-        partitions and caught up with the log as it was when they came — so a
-        command accepted now is readable within the normal delay."""
+        partitions and caught up with the log as it was when they came, after
+        any record re-published into an empty log — so a command accepted now
+        is readable within the normal delay. While catching up, `progress`
+        says how many events a new command would queue behind."""
         checks: dict[str, bool] = {}
         try:
             await ping(self.db)
@@ -321,10 +367,40 @@ class Services:
         # for the topics: no separate check for them.
         for name, task in self.tasks.items():
             checks[name] = not task.done() and self.healthy.get(name, False)
+        catching_up = self._refill_through is not None or not all(
+            runner.ready for runner in self.runners
+        )
+        behind: int | None = None
+        if catching_up and checks["store"]:
+            try:  # (first: it may find the re-published record all in the log)
+                behind = await self._behind()
+            except Exception as exc:  # unknown for now; the other checks say why
+                log.debug("cannot count the events behind: %s", exc)
         for runner in self.runners:
             name = f"projector:{runner.name}"
             checks[name] = checks.get(name, False) and runner.ready
+        if self._refill_through is not None:  # the relay is re-publishing
+            checks["relay"] = False
+        ready = all(checks.values())
+        self.progress = None if ready or behind is None else f"catching up: {behind} events behind"
         return checks
+
+    async def _behind(self) -> int:
+        """Events a command accepted now would queue behind: those re-published
+        into an empty log that the relay has still to publish, and those the
+        projectors that are not caught up have still to consume."""
+        pending = 0
+        if self._refill_through is not None:
+            pending = await self.events.unpublished_through(self._refill_through)
+            if pending == 0:  # all in the log now: catch up with its new end
+                self._refill_through = None
+                for runner in self.runners:
+                    runner.retarget()
+        for runner in self.runners:
+            if not runner.ready:
+                progress = await runner.lag()
+                pending += 0 if progress is None else progress[1]
+        return pending
 
     async def start_read_feeds(self) -> None:
         """The API's change streams: the cards one runs always (the cache
@@ -350,6 +426,8 @@ class Services:
         self.tasks.clear()
         for channel in getattr(self, "channels", {}).values():
             await _bounded(channel.close(), f"channel {channel.channel.value}", limit)
+        if self.settings.run_relay:  # a restarted relay publishes at once, not in 10 s
+            await _bounded(self.relay_lease.release(), "relay lease", limit)
         await _bounded(self.publisher.close(), "Kafka producer", limit)
         for topic in self.dead_letter_topics:
             await _bounded(topic.close(), "dead-letter producer", limit)

@@ -68,6 +68,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
 def _non_negative_int(raw: str) -> int:
     value = int(raw)
     if value < 0:
@@ -185,6 +192,13 @@ class Settings:
 
     relay_poll_seconds: float = var(
         "HERALD_RELAY_POLL_SECONDS", _positive_float, 0.2, "the outbox relay's idle poll"
+    )
+    # Appends in flight: projections/checkpoint.py.
+    checkpoint_horizon_seconds: float = var(
+        "HERALD_CHECKPOINT_HORIZON_SECONDS",
+        _non_negative_float,
+        60.0,
+        "a projection's applied-through checkpoint stays behind the sequence of this long ago",
     )
     shutdown_timeout_seconds: float = var(
         "HERALD_SHUTDOWN_TIMEOUT_SECONDS",

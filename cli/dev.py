@@ -151,13 +151,14 @@ class _SigtermStops:
 
 
 async def _refill(services: Services, *, memory_only: bool) -> None:
-    """A broker that came back empty: create the topics again and queue the
-    whole durable record for the relay to re-publish. Tansu (`memory_only`)
-    always comes back empty, even if a publish already re-created a topic."""
+    """A broker that came back empty: create the topics again and queue what
+    some projection has not applied for the relay to re-publish. Tansu
+    (`memory_only`) always comes back empty, even if a publish already
+    re-created a topic."""
     s = services.settings
     created = await ensure_topics(s.kafka_bootstrap, s.kafka_topic_prefix, s.kafka_partitions)
     if created or memory_only:
-        queued = await services.events.mark_all_unpublished()
+        queued = await services.republish_unapplied()
         log.info("the broker came back empty: re-publishing %d recorded events", queued)
     services.relay.notify()
 

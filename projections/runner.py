@@ -41,6 +41,7 @@ from domain.dead_letters import (
 from domain.events import EventEnvelope
 from domain.ports import DeadLetterStore, DeadLetterTopic, PublishError, is_transient
 from observability import metrics, tracing
+from projections.checkpoint import AppliedThrough
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class ProjectionRunner:
         dead_letter_topic: DeadLetterTopic | None = None,
         report_every_seconds: float = 1.0,
         name: str | None = None,
+        checkpoint: AppliedThrough | None = None,
     ) -> None:
         self._projector = projector
         self._name = name or projector.name
@@ -85,9 +87,11 @@ class ProjectionRunner:
         self._dead_letters = dead_letters
         self._dead_letter_topic = dead_letter_topic
         self._report_every = report_every_seconds
+        self._checkpoint = checkpoint
         self._last_report = 0.0
         self._caught_up = False
         self._targets: dict[str, int] | None = None
+        self._retargeted = 0  # ends measured before a retarget are stale
         self.applied_total = 0
         self.parked_total = 0
         self.failing: str | None = None  # the error being retried, while it lasts
@@ -108,6 +112,13 @@ class ProjectionRunner:
         where the log ended when they were assigned, and nothing is failing:
         an event written now is projected within the normal delay."""
         return self._caught_up and self.failing is None
+
+    def retarget(self) -> None:
+        """Catch up again, with the log as it ends from now (more was published
+        into it — e.g. the record re-published into an empty log — after this
+        member measured where it ended)."""
+        self._caught_up, self._targets = False, None
+        self._retargeted += 1
 
     async def lag(self) -> tuple[int, int] | None:
         """(position, lag) of this member's partitions; None when unknown."""
@@ -228,9 +239,12 @@ class ProjectionRunner:
     async def _check_caught_up(self) -> None:
         if not self._consumer.joined():
             return
+        retargeted = self._retargeted
         try:
             committed, ends = await self._consumer.progress()
         except PublishError:
+            return
+        if retargeted != self._retargeted:
             return
         if self._targets is None:
             self._targets = ends  # where the log ended when the partitions came
@@ -243,6 +257,13 @@ class ProjectionRunner:
         if now - self._last_report < self._report_every:
             return
         self._last_report = now
+        if self._checkpoint is not None:
+            try:
+                await self._checkpoint.advance()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("cannot advance %s checkpoint: %s", self.name, exc)
         progress = await self._consumer.lag()
         metrics.PROJECTION_UP.labels(self.name).set(0 if progress is None else 1)
         if progress is None:  # broker unreachable: unknown, never a reassuring 0

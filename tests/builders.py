@@ -9,9 +9,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.notice_projection import STATS_OF, stats_id
-from commands.ids import new_event_id
+from commands.ids import new_action_id, new_event_id
+from domain import corporate_action as ca
 from domain import events as ev
+from domain.validation import parse_terms, terms_to_payload
 from tests.support import DIVIDEND, RunningHerald
 
 T0 = datetime(2026, 12, 16, 9, 0, tzinfo=UTC)
@@ -108,3 +111,16 @@ def envelope(action_id: str, version: int, decided: ev.NewEvent, actor: str) -> 
         correlation_id="test",
         payload=decided.payload,
     )
+
+
+def announcement(n: int) -> ev.EventEnvelope:
+    """Version 1 of a new dividend announced by olga (no reference reserved):
+    the record a restart test or benchmark starts from."""
+    terms = {**DIVIDEND, "reference": f"RU-SEED-{uuid.uuid4().hex[:10]}-{n}"}
+    return envelope(new_action_id(), 1, ca.announce(terms_to_payload(parse_terms(terms))), "olga")
+
+
+async def seed_announcements(events: MongoEventStore, count: int, batch: int = 500) -> None:
+    """Store `count` announcements, `batch` per append (one transaction each)."""
+    for start in range(0, count, batch):
+        await events.append([announcement(n) for n in range(start, min(start + batch, count))])

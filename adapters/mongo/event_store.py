@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,8 @@ COMMAND = "command"
 # Attempts at the global sequence counter: a first allocation on a new store
 # can lose an upsert race (DuplicateKey, or no document back).
 ALLOCATION_ATTEMPTS = 5
+# Sequences re-queued per update when the log is re-filled.
+REQUEUE_SLICE = 2_000
 
 
 def _to_document(event: EventEnvelope) -> Document:
@@ -228,13 +230,58 @@ class MongoEventStore:
             )
         return result.modified_count
 
-    async def mark_all_unpublished(self) -> int:
-        """Queue the whole record for publishing again (the log was lost)."""
+    async def mark_unpublished_after(self, sequence: int) -> int:
+        """Queue the events past global `sequence` for publishing again (the
+        log was lost; every event up to `sequence` is in every read model).
+        In slices of REQUEUE_SLICE sequences: one update of the whole record
+        can outlast the socket timeout (an update of many documents is not
+        retried by the driver), and a repeated slice changes nothing."""
+        top = await self.last_sequence()
+        queued = 0
         async with translated():
-            result = await self._events.update_many(
-                {"published": True}, {"$set": {"published": False}}
+            for low in range(sequence, top, REQUEUE_SLICE):
+                result = await self._events.update_many(
+                    {"published": True, "sequence": {"$gt": low, "$lte": low + REQUEUE_SLICE}},
+                    {"$set": {"published": False}},
+                )
+                queued += result.modified_count
+        return queued
+
+    async def last_sequence(self) -> int:
+        """The highest global sequence allocated so far (0 on an empty record);
+        an append holding a lower one may still be in flight."""
+        async with translated():
+            doc = await self._counters.find_one({"_id": EVENTS})
+        return 0 if doc is None else int(doc["value"])
+
+    async def heads(
+        self, after_sequence: int, through_sequence: int, aggregate_types: Sequence[str], limit: int
+    ) -> list[EventHead]:
+        """Where each event past `after_sequence` (up to `through_sequence`) of
+        `aggregate_types` stands, in sequence order, at most `limit`."""
+        async with translated():
+            cursor = (
+                self._events.find(
+                    {
+                        "sequence": {"$gt": after_sequence, "$lte": through_sequence},
+                        "aggregateType": {"$in": list(aggregate_types)},
+                    },
+                    {"sequence": 1, "aggregateId": 1, "version": 1},
+                )
+                .sort("sequence", ASCENDING)
+                .limit(limit)
             )
-        return result.modified_count
+            return [
+                EventHead(int(doc["sequence"]), doc["aggregateId"], int(doc["version"]))
+                async for doc in cursor
+            ]
+
+    async def unpublished_through(self, sequence: int) -> int:
+        """How many events up to global `sequence` the relay has still to publish."""
+        async with translated():
+            return await self._events.count_documents(
+                {"published": False, "sequence": {"$lte": sequence}}
+            )
 
     async def read_all(self, after_sequence: int, limit: int) -> list[EventEnvelope]:
         async with translated():
@@ -248,6 +295,15 @@ class MongoEventStore:
     async def unpublished_count(self) -> int:
         async with translated():
             return await self._events.count_documents({"published": False})
+
+
+@dataclass(frozen=True)
+class EventHead:
+    """An event's place: its global sequence and its stream version."""
+
+    sequence: int
+    aggregate_id: str
+    version: int
 
 
 def derived_outbox_write(event: EventEnvelope) -> UpdateOne:

@@ -44,3 +44,10 @@ class MongoLease:
             return False  # the upsert lost to a live holder's document
         self._renew_after = now + self._ttl / 3
         return True
+
+    async def release(self) -> None:
+        """Give the lease up if held (a clean stop): the next holder — e.g. the
+        same service restarted — need not wait for it to expire."""
+        async with translated():
+            await self._leases.delete_one({"_id": self._name, "holder": self._holder})
+        self._renew_after = datetime.min.replace(tzinfo=UTC)

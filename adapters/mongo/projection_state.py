@@ -3,11 +3,14 @@
 `projection_tracking` holds, per projection and aggregate, the highest stream
 version applied — what read-your-writes waits on. `projections` holds each
 projector's position, lag and last update, as `projections { … }` shows.
+`projection_checkpoints` holds, per projection, the global sequence through
+which every event of its streams is applied (projections/checkpoint.py):
+what a start against an empty event log has to publish again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +22,7 @@ from adapters.mongo.errors import translated
 
 TRACKING = "projection_tracking"
 PROJECTIONS = "projections"
+CHECKPOINTS = "projection_checkpoints"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class MongoProjectionState:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._tracking = db[TRACKING]
         self._projections = db[PROJECTIONS]
+        self._checkpoints = db[CHECKPOINTS]
 
     async def record_applied(self, projection: str, versions: Mapping[str, int]) -> None:
         if not versions:
@@ -54,6 +59,35 @@ class MongoProjectionState:
         async with translated():
             doc = await self._tracking.find_one({"_id": f"{projection}|{aggregate_id}"})
         return 0 if doc is None else int(doc["version"])
+
+    async def applied_versions(
+        self, projection: str, aggregate_ids: Iterable[str]
+    ) -> dict[str, int]:
+        """The highest version `projection` applied of each of `aggregate_ids`
+        (absent: none)."""
+        ids = [f"{projection}|{aggregate_id}" for aggregate_id in set(aggregate_ids)]
+        prefix = len(projection) + 1
+        async with translated():
+            return {
+                doc["_id"][prefix:]: int(doc["version"])
+                async for doc in self._tracking.find({"_id": {"$in": ids}})
+            }
+
+    async def applied_through(self, projection: str) -> int:
+        """The global sequence through which `projection` applied every event
+        of its streams (0: none known)."""
+        async with translated():
+            doc = await self._checkpoints.find_one({"_id": projection})
+        return 0 if doc is None else int(doc["sequence"])
+
+    async def advance_applied_through(self, projection: str, sequence: int) -> None:
+        """Raise the checkpoint to `sequence` (never lowers it: `$max`)."""
+        async with translated():
+            await self._checkpoints.update_one(
+                {"_id": projection},
+                {"$max": {"sequence": sequence}, "$set": {"updatedAt": datetime.now(UTC)}},
+                upsert=True,
+            )
 
     async def report(self, projection: str, position: int, lag: int) -> None:
         async with translated():

@@ -34,6 +34,10 @@ APPROVE = (
     "mutation P($input: ApprovePublicationInput!) { approvePublication(input: $input) "
     "{ corporateAction { id version status publishedAt } consistencyToken } }"
 )
+ACKNOWLEDGE = (
+    "mutation K($id: ID!) { acknowledgeNotice(id: $id) "
+    "{ notice { id version acknowledgedAt } consistencyToken } }"
+)
 POSITIONS = (
     "mutation R($input: RecordPositionsInput!) { recordPositions(input: $input) "
     "{ accepted consistencyToken } }"
@@ -61,6 +65,10 @@ def amend_body(action_id: str, reference: str) -> dict[str, Any]:
 
 def approve_body(action_id: str, version: int = 1) -> dict[str, Any]:
     return {"query": APPROVE, "variables": {"input": {"id": action_id, "version": version}}}
+
+
+def acknowledge_body(notice_id: str) -> dict[str, Any]:
+    return {"query": ACKNOWLEDGE, "variables": {"id": notice_id}}
 
 
 def positions_body(security: str, accounts: int, as_of: str = "2026-12-15") -> dict[str, Any]:

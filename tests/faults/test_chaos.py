@@ -1,19 +1,28 @@
-"""Chaos: Herald SIGKILLed mid-command, and its store paused mid-command, under
-clients that retry every unanswered request with the same Idempotency-Key
-(invariants 1 and 3, issue 12).
+"""Chaos: a random process of the stack SIGKILLed mid-command, and the store
+paused mid-command, under clients that retry every unanswered request with
+the same Idempotency-Key (invariants 1, 3 and 4, issue 12).
 
 - Rounds of a mixed load (announce, amend, then approve each action; record
-  positions) against `herald serve` as a child process; at a random moment
-  Herald (two rounds in three) or its store (SecantusDB, on disk; every
-  third round) is SIGKILLed and started again. HERALD_CHAOS_ROUNDS rounds
-  (default 5: the CI's short run; 100 for the long one).
+  positions; each holder's notice acknowledged) against `herald serve` (API,
+  relay, projectors) and a `herald worker` (projectors, the same consumer
+  groups) as child processes. At a random moment one process is SIGKILLed
+  and started again, in turn: Herald, the worker, the store (SecantusDB, on
+  disk), the broker (Tansu: its log is in memory, so it comes back empty and
+  Herald — SIGKILLed with it and started after it, as `herald dev` would —
+  re-publishes what some projection has not applied). HERALD_CHAOS_ROUNDS
+  rounds (default 6, what fits in the CI's ~90 s on a loaded 2-core machine:
+  8 rounds, every kind killed twice, took 120 s; 100 for the long run).
 - The store (its own SecantusDB process) SIGSTOPped for longer than the
   driver's socket timeout during concurrent recordPositions, then resumed.
 
 After each round: every key was answered, with a success, and the same
 answer when asked again (a replay); every key's command stored exactly one
 event (none twice, none lost), matching what was answered; every stream
-holds exactly the versions the answers name.
+holds exactly the versions the answers name; every holder has exactly one
+notice of each published action, at version 1 (one issue, NEW), with exactly
+one `NoticeIssued` event for that version; and each action's `noticeStats`
+(total, acknowledged, delivered) equal the counts taken from the store
+(holders, notices with an acknowledgement event, notices delivered).
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import random
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +44,13 @@ from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.client import Document, connect
 from devstack.process import ManagedProcess
 from devstack.secantus import SecantusServer
+from devstack.tansu import TansuBroker
 from domain import events as ev
-from domain.principal import ROLE_APPROVER, ROLE_OPERATOR
+from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, SCOPE_NOTICES_READ
 from settings import Settings
 from tests.faults.keyed import (
     Sent,
+    acknowledge_body,
     amend_body,
     announce_body,
     approve_body,
@@ -51,13 +62,18 @@ from tests.faults.keyed import (
     until_answered,
 )
 from tests.faults.test_kill_projector import worker_env
-from tests.support import Broker, RunningHerald, herald_settings
+from tests.support import DIVIDEND, Broker, RunningHerald, eventually, herald_settings
 
 HERALD = Path(sys.executable).with_name("herald")
-ROUNDS = int(os.environ.get("HERALD_CHAOS_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("HERALD_CHAOS_ROUNDS", "6"))
+KILLED = ("herald", "worker", "store", "broker")  # in turn, round after round
 PAUSES = int(os.environ.get("HERALD_PAUSE_ROUNDS", "1"))
 ACTIONS_PER_ROUND = 10
 POSITIONS_PER_ROUND = 6
+# Holders of the announced security on the record date: every published
+# action issues each a notice; ACKNOWLEDGED of them acknowledge theirs.
+HOLDERS = 4
+ACKNOWLEDGED = 2
 # An abandoned claim is taken over after this long: short, so rounds stay short.
 LEASE_SECONDS = 2.0
 PAUSE_CLIENTS = 20
@@ -99,11 +115,21 @@ class ChildHerald:
 
 
 @pytest.fixture
+def own_tansu(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A broker of its own (it is killed), memory-only."""
+    broker = TansuBroker(log_dir=tmp_path / "tansu-logs")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
 async def child_herald(
-    tansu_broker: Broker, own_store: SecantusServer, issuer: DevIssuer, tmp_path: Path
+    own_tansu: TansuBroker, own_store: SecantusServer, issuer: DevIssuer, tmp_path: Path
 ) -> AsyncIterator[ChildHerald]:
+    broker = Broker("tansu", own_tansu.bootstrap_servers, idempotent=False)
     settings = herald_settings(
-        tansu_broker, own_store.uri, issuer, idempotency_lease_seconds=LEASE_SECONDS
+        broker, own_store.uri, issuer, idempotency_lease_seconds=LEASE_SECONDS
     )
     herald = ChildHerald(settings, tmp_path)
     await herald.start()
@@ -111,13 +137,122 @@ async def child_herald(
     herald.process.stop()
 
 
-async def action_flow(http: httpx.AsyncClient, olga: str, ivan: str, reference: str) -> list[Sent]:
-    """Announce, amend (a new reference), then approve version 2 (another caller)."""
+@pytest.fixture
+def child_worker(child_herald: ChildHerald, tmp_path: Path) -> Iterator[ManagedProcess]:
+    """`herald worker`: projectors only, members of Herald's consumer groups."""
+    worker = ManagedProcess(
+        "worker", [str(HERALD), "worker"], tmp_path, env=worker_env(child_herald.settings)
+    )
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+Holders = dict[str, str]  # account -> a token of its depositor
+
+
+async def action_flow(
+    http: httpx.AsyncClient, olga: str, ivan: str, reference: str, holders: Holders, db: Any
+) -> list[Sent]:
+    """Announce, amend (a new reference), approve version 2 (another caller),
+    then the first ACKNOWLEDGED holders acknowledge their notices."""
     announce = await until_answered(http, keyed("olga", olga, announce_body(reference)))
     action_id = announce.data("announceCorporateAction")["corporateAction"]["id"]
     amend = await until_answered(http, keyed("olga", olga, amend_body(action_id, reference + "A")))
     approve = await until_answered(http, keyed("ivan", ivan, approve_body(action_id, 2)))
-    return [announce, amend, approve]
+    sent = [announce, amend, approve]
+    for account in sorted(holders)[:ACKNOWLEDGED]:
+        notice = await eventually(
+            lambda a=account: db["notices"].find_one(  # type: ignore[misc]
+                {"corporateActionId": action_id, "accountId": a}
+            ),
+            lambda found: found is not None,
+            timeout=180,
+        )
+        ack = keyed(account, holders[account], acknowledge_body(notice["_id"]))
+        sent.append(await until_answered(http, ack))
+    return sent
+
+
+async def check_notices(
+    http: httpx.AsyncClient, db: Any, olga: str, actions: list[str], holders: Holders
+) -> dict[str, int]:
+    """Every holder has exactly one notice of each published action, at
+    version 1; each action's noticeStats equal the counts from the store —
+    once the projections have caught up (they may be restarting)."""
+    acknowledged: dict[str, int] = {}
+    async for event in db["events"].find({"eventType": ev.NOTICE_ACKNOWLEDGED}):
+        acknowledged[event["aggregateId"]] = acknowledged.get(event["aggregateId"], 0) + 1
+    assert all(n == 1 for n in acknowledged.values()), acknowledged  # one per notice version
+    counts = {"notices": 0, "issued events": 0, "acknowledgements": 0, "stats": 0}
+    for action_id in actions:
+        notices = await eventually(
+            lambda a=action_id: _notices_of(db, a),  # type: ignore[misc]
+            lambda found: len(found) >= len(holders),
+            timeout=120,
+        )
+        assert sorted(n["accountId"] for n in notices) == sorted(holders), notices
+        assert all(n["version"] == 1 and n["kind"] == "NEW" for n in notices), notices
+        # each version issued once: one NoticeIssued event per (notice, version)
+        issued = [
+            (doc["aggregateId"], doc["version"])
+            async for doc in db["events"].find(
+                {
+                    "eventType": ev.NOTICE_ISSUED,
+                    "correlationId": {"$in": [n["_id"] for n in notices]},
+                }
+            )
+        ]
+        assert sorted(issued) == sorted((f"{n['_id']}:issued", 1) for n in notices), issued
+        # the stats and the store's counts, read together until they agree
+        # (acknowledgements are projected, deliveries settled, meanwhile)
+        stats, expected = await eventually(
+            lambda a=action_id: _stats_and_counts(http, db, olga, a, acknowledged),  # type: ignore[misc]
+            lambda both: both[0] == both[1],
+            timeout=120,
+        )
+        assert stats == expected
+        assert expected["total"] == len(holders)
+        assert expected["acknowledged"] == sum(1 for n in notices if n["_id"] in acknowledged)
+        counts["notices"] += len(notices)
+        counts["issued events"] += len(issued)
+        counts["acknowledgements"] += expected["acknowledged"]
+        counts["stats"] += 1
+    return counts
+
+
+async def _stats_and_counts(
+    http: httpx.AsyncClient, db: Any, olga: str, action_id: str, acknowledged: Mapping[str, int]
+) -> tuple[Any, dict[str, int]]:
+    """(noticeStats as Herald answers, the same counted in the store: notices,
+    those with an acknowledgement event, those delivered)."""
+    stats = await _notice_stats(http, olga, action_id)
+    notices = await _notices_of(db, action_id)
+    return stats, {
+        "total": len(notices),
+        "acknowledged": sum(1 for n in notices if n["_id"] in acknowledged),
+        "delivered": sum(1 for n in notices if n.get("deliveredAt") is not None),
+    }
+
+
+async def _notices_of(db: Any, action_id: str) -> list[Document]:
+    return [doc async for doc in db["notices"].find({"corporateActionId": action_id})]
+
+
+async def _notice_stats(http: httpx.AsyncClient, olga: str, action_id: str) -> Any:
+    query = (
+        "query($id: ID!) { corporateAction(id: $id) "
+        "{ noticeStats { total acknowledged delivered } } }"
+    )
+    try:
+        response = await http.post(
+            "/graphql",
+            json={"query": query, "variables": {"id": action_id}},
+            headers={"Authorization": f"Bearer {olga}"},
+        )
+        return response.json()["data"]["corporateAction"]["noticeStats"]
+    except (httpx.TransportError, KeyError, TypeError, ValueError) as exc:
+        return repr(exc)  # Herald restarting: not yet
 
 
 async def _listed(request: Awaitable[Sent]) -> list[Sent]:
@@ -149,6 +284,11 @@ async def check_round(
             assert event["eventType"] == ev.CORPORATE_ACTION_AMENDED
             assert event["aggregateId"] == answer["corporateAction"]["id"]
             assert answer["corporateAction"]["version"] == 2
+        elif "acknowledgeNotice" in request.body["query"]:
+            answer = request.data("acknowledgeNotice")
+            assert event["eventType"] == ev.NOTICE_ACKNOWLEDGED
+            assert event["aggregateId"] == answer["notice"]["id"]
+            assert answer["notice"]["acknowledgedAt"] is not None
         elif "approvePublication" in request.body["query"]:
             answer = request.data("approvePublication")
             assert event["eventType"] == ev.PUBLICATION_APPROVED
@@ -164,29 +304,67 @@ async def check_round(
         streams.setdefault(doc["aggregateId"], []).append(doc["version"])
     for versions in streams.values():
         assert sorted(versions) == list(range(1, len(versions) + 1)), versions
-    total = await db["events"].count_documents({})
+    # (a command's events carry its key; derived NoticeIssued events none)
+    total = await db["events"].count_documents({"command": {"$exists": True}})
     assert total == len(by_key) == counts["events"], (total, len(by_key))
     counts["streams"] = len(streams)
     return counts
 
 
 async def test_sigkill_mid_command_executes_every_key_once(
-    child_herald: ChildHerald, own_store: SecantusServer, issuer: DevIssuer
+    child_herald: ChildHerald,
+    child_worker: ManagedProcess,
+    own_store: SecantusServer,
+    own_tansu: TansuBroker,
+    issuer: DevIssuer,
 ) -> None:
-    """Each round SIGKILLs Herald, or (every third round) its store."""
+    """Each round SIGKILLs, in turn, Herald, the worker, the store or the broker."""
     olga = issuer.mint("olga", roles=[ROLE_OPERATOR])
     ivan = issuer.mint("ivan", roles=[ROLE_APPROVER])
+    holders = {
+        f"ACC-{n:05d}": issuer.mint(  # the depositor's subject: its account, here
+            f"ACC-{n:05d}", accounts=[f"ACC-{n:05d}"], scopes=[SCOPE_NOTICES_READ]
+        )
+        for n in range(HOLDERS)
+    }
     store = connect(child_herald.settings.mongo_uri)
     db = store[child_herald.settings.mongo_database]
     rng = random.Random(os.environ.get("HERALD_CHAOS_SEED", uuid.uuid4().hex))
-    totals = {"keys": 0, "events": 0, "herald kills": 0, "store kills": 0, "retried": 0}
+    totals = {"keys": 0, "events": 0, "retried": 0}
+    checked = {
+        kind: {"rounds": 0, "notices": 0, "issued events": 0, "acknowledgements": 0, "stats": 0}
+        for kind in KILLED
+    }
     everything: list[Sent] = []
+    actions: list[str] = []
+
+    async def kill(kind: str) -> None:
+        if kind == "herald":
+            child_herald.process.kill()
+            await child_herald.start()
+        elif kind == "worker":
+            child_worker.kill()
+            child_worker.start()
+        elif kind == "store":
+            own_store.kill()
+            await own_store.start_async()
+        else:  # the log is lost: start the stack again in order, as `herald dev` would
+            own_tansu.kill()
+            child_herald.process.kill()
+            child_worker.kill()
+            await own_tansu.start_async()
+            await child_herald.start()
+            child_worker.start()
+
     try:
         async with httpx.AsyncClient(base_url=child_herald.base_url, timeout=30) as http:
+            # the holders of the announced security on the record date
+            holdings = keyed("olga", olga, positions_body(DIVIDEND["isin"], HOLDERS))
+            everything.append(await until_answered(http, holdings))
             for round_ in range(ROUNDS):
                 tag = f"{round_}-{uuid.uuid4().hex[:6]}"
                 flows = [
-                    action_flow(http, olga, ivan, f"RU-CHAOS-{tag}-{n}")
+                    action_flow(http, olga, ivan, f"RU-CHAOS-{tag}-{n}", holders, db)
                     for n in range(ACTIONS_PER_ROUND)
                 ]
                 positions = [
@@ -198,15 +376,9 @@ async def test_sigkill_mid_command_executes_every_key_once(
                 ]
                 load = asyncio.gather(*flows, *(_listed(p) for p in positions))
                 await asyncio.sleep(rng.uniform(0.05, 0.5))  # while the load runs
-                if round_ % 3 != 2:
-                    child_herald.process.kill()
-                    totals["herald kills"] += 1
-                    await child_herald.start()
-                else:
-                    own_store.kill()
-                    totals["store kills"] += 1
-                    await own_store.start_async()
-                results = await asyncio.wait_for(load, 180)
+                killed = KILLED[round_ % len(KILLED)]
+                await kill(killed)
+                results = await asyncio.wait_for(load, 240)
                 this_round: list[Sent] = []
                 for result in results:
                     this_round.extend(result)
@@ -214,12 +386,29 @@ async def test_sigkill_mid_command_executes_every_key_once(
                 everything.extend(this_round)
                 counts = await check_round(http, db, this_round, everything)
                 totals["keys"], totals["events"] = counts["keys"], counts["events"]
+                announced = [
+                    r.data("announceCorporateAction")["corporateAction"]["id"]
+                    for r in this_round
+                    if "announceCorporateAction" in r.body["query"]
+                ]
+                actions.extend(announced)
+                counted = await check_notices(http, db, olga, announced, holders)
+                for name, value in counted.items():
+                    checked[killed][name] += value
+                checked[killed]["rounds"] += 1
+            # every action again: a later round's kill must not have undone one
+            final = await check_notices(http, db, olga, actions, holders)
     finally:
         await store.close()
     log = child_herald.process.log_path.read_text(errors="replace")
     totals["resumed"] = log.count("resuming its command")
-    print(f"chaos: {ROUNDS} rounds, {totals}")
-    assert totals["keys"] == ROUNDS * (3 * ACTIONS_PER_ROUND + POSITIONS_PER_ROUND)
+    print(
+        f"chaos: {ROUNDS} rounds, {totals}; checked after each kind of kill: {checked}; "
+        f"at the end, all again: {final}"
+    )
+    assert totals["keys"] == 1 + ROUNDS * (
+        (3 + ACKNOWLEDGED) * ACTIONS_PER_ROUND + POSITIONS_PER_ROUND
+    )
 
 
 async def test_store_paused_mid_command_records_every_key_once(

@@ -1,0 +1,164 @@
+"""Restart cost: Herald started again against an empty event log (Tansu keeps
+its log in memory) with N events in its record (issue 12, item 6).
+
+For each N: seed N announcements, let one Herald project them all (and its
+projections record their applied-through checkpoints), stop it, empty the log
+(restart Tansu), then start Herald again and measure
+
+- ready: from the start until /readyz answers 200;
+- readable: from ready until a new announcement is in the cards read model
+  (what a read with its consistency token waits for).
+
+`--old` also measures the path before checkpoints (they are deleted before
+the start: the whole record is re-published). Readiness there is truthful
+now (it waits for the re-published record), so its "ready" is what the
+first readable write used to take.
+
+    .venv/bin/python -m bench.restart                  # 10 000 and 50 000 events
+    .venv/bin/python -m bench.restart --events 10000 --old
+    .venv/bin/python -m bench.restart --large          # adds 500 000 (long)
+
+Measured on the shared 2-core dev machine (Tansu, SecantusDB; before the
+relay lease was released on stop, so "readable" includes waiting for it):
+
+    events  path  republished  ready s  readable s
+     10000  new             0      6.6        1.41
+     10000  old         10001     77.0        0.32
+     50000  new             0      6.1        2.25
+     10000  new             0      7.3        0.06   (lease released on stop)
+
+(old at 50 000 not run: projecting the record took 2 238 s here.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.auth.dev_issuer import DevIssuer
+from adapters.mongo.client import connect
+from adapters.mongo.projection_state import CHECKPOINTS
+from bench.stack import OPERATOR, settled
+from devstack.herald import RunningHerald
+from devstack.process import free_port
+from devstack.secantus import SecantusServer
+from devstack.tansu import TansuBroker
+from domain.consistency import PROJECTION_STREAMS
+from settings import Settings
+from tests.builders import seed_announcements
+from tests.support import DIVIDEND
+
+
+@dataclass(frozen=True)
+class Figures:
+    events: int
+    path: str
+    republished: int
+    ready_seconds: float
+    readable_seconds: float
+
+
+async def checkpoints_at_end(herald: RunningHerald) -> None:
+    services = herald.services
+    end = await services.events.last_sequence()
+    for projection in PROJECTION_STREAMS:
+        while await services.projection_state.applied_through(projection) < end:  # noqa: ASYNC110 - polls the store
+            await asyncio.sleep(0.2)
+
+
+async def restart(settings: Settings, issuer: DevIssuer, events: int, path: str) -> Figures:
+    started = time.perf_counter()
+    herald = RunningHerald(settings, issuer)
+    await herald.start(timeout=3_600)
+    ready = time.perf_counter() - started
+    try:
+        services = herald.services
+        republished = services.relay.published_total
+        written = time.perf_counter()
+        terms = {**DIVIDEND, "reference": f"RU-RESTART-{path}-{events}-{free_port()}"}
+        announced = await services.handlers.announce(terms, OPERATOR)
+        while await services.projection_state.applied_version("cards", announced.action.id) < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        readable = time.perf_counter() - written
+        await checkpoints_at_end(herald)
+    finally:
+        await herald.stop()
+    return Figures(events, path, republished, ready, readable)
+
+
+async def measure(events: int, *, old: bool, keep: bool) -> list[Figures]:
+    work = Path(tempfile.mkdtemp(prefix="herald-bench-restart-"))
+    store = SecantusServer(work / "store", sync_on_commit=True)
+    await store.start_async()
+    tansu = TansuBroker(log_dir=work)
+    await tansu.start_async()
+    issuer = DevIssuer(work / "issuer")
+    settings = Settings(
+        port=free_port(),
+        mongo_uri=store.uri,
+        mongo_database="herald",
+        kafka_bootstrap=tansu.bootstrap_servers,
+        kafka_idempotent_producer=False,
+        jwks_location=str(issuer.jwks_path),
+        jwt_issuer=issuer.issuer,
+        jwt_audience=issuer.audience,
+        relay_poll_seconds=0.05,
+        checkpoint_horizon_seconds=0.0,  # nothing in flight: checkpoints follow at once
+    )
+    figures: list[Figures] = []
+    try:
+        seeding = time.perf_counter()
+        async with RunningHerald(settings, issuer) as herald:
+            await seed_announcements(herald.services.events, events)
+            herald.services.relay.notify()
+            await settled(herald)
+            await checkpoints_at_end(herald)
+        print(f"  {events} events seeded and projected in {time.perf_counter() - seeding:.0f}s")
+        for path in ("new", "old") if old else ("new",):
+            tansu.stop()
+            tansu = TansuBroker(tansu.port, log_dir=work)  # an empty log
+            await tansu.start_async()
+            if path == "old":  # as before checkpoints: the whole record again
+                client = connect(store.uri)
+                await client[settings.mongo_database][CHECKPOINTS].delete_many({})
+                await client.close()
+            figures.append(await restart(settings, issuer, events, path))
+            print(f"  {figures[-1]}")
+    finally:
+        tansu.stop()
+        store.stop()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("services").setLevel(logging.INFO)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument("--large", action="store_true", help="also 500 000 events (long)")
+    parser.add_argument("--old", action="store_true", help="also the path before checkpoints")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    sizes = [*args.events, *([500_000] if args.large else [])]
+    results: list[Figures] = []
+    for events in sizes:
+        print(f"{events} stored events:")
+        results.extend(await measure(events, old=args.old, keep=args.keep))
+    print(f"\n{'events':>8} {'path':>4} {'republished':>11} {'ready s':>8} {'readable s':>10}")
+    for f in results:
+        print(
+            f"{f.events:>8} {f.path:>4} {f.republished:>11} "
+            f"{f.ready_seconds:>8.1f} {f.readable_seconds:>10.2f}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,130 @@
+"""The applied-through checkpoint (projections/checkpoint.py) on the real
+store: it stands just before the first event of the projection's streams the
+tracking does not cover, never passes the sequence counter as it stood
+`horizon_seconds` ago, and never goes back."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pymongo import AsyncMongoClient
+
+from adapters.mongo import event_store
+from adapters.mongo.event_store import MongoEventStore
+from adapters.mongo.projection_state import MongoProjectionState
+from domain import events as ev
+from projections.checkpoint import AppliedThrough, replay_from
+from tests.builders import announcement
+
+CARDS = frozenset({ev.AGGREGATE_CORPORATE_ACTION})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def db(mongo_uri: str) -> AsyncIterator[Any]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+    name = f"checkpoint_{uuid.uuid4().hex[:10]}"
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+async def stores(db: Any) -> tuple[MongoEventStore, MongoProjectionState]:
+    events = MongoEventStore(db)
+    await events.ensure_indexes()
+    return events, MongoProjectionState(db)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(applied=st.lists(st.booleans(), min_size=1, max_size=12))
+async def test_the_checkpoint_stops_before_the_first_event_not_applied(
+    db: Any, applied: list[bool]
+) -> None:
+    events, state = await stores(db)
+    projection = f"cards-{uuid.uuid4().hex[:6]}"  # a projection of its own per example
+    start = await events.last_sequence()
+    stored = [(await events.append([announcement(n)]))[0] for n in range(len(applied))]
+    await state.record_applied(
+        projection,
+        {e.aggregate_id: e.version for e, done in zip(stored, applied, strict=True) if done},
+    )
+    checkpoint = AppliedThrough(projection, CARDS, events, state, horizon_seconds=0.0)
+    await state.advance_applied_through(projection, start)
+    through = await checkpoint.advance()
+    first_missing = next(
+        (e.sequence for e, done in zip(stored, applied, strict=True) if not done), None
+    )
+    expected = stored[-1].sequence if first_missing is None else first_missing - 1
+    assert through == expected == await state.applied_through(projection)
+
+
+async def test_the_checkpoint_waits_for_appends_that_may_be_in_flight(db: Any) -> None:
+    events, state = await stores(db)
+    clock = Clock()
+    checkpoint = AppliedThrough("cards", CARDS, events, state, horizon_seconds=60.0, clock=clock)
+    first = await events.append([announcement(0)])
+    await state.record_applied("cards", {first[0].aggregate_id: 1})
+    assert await checkpoint.advance() == 0  # the counter is not a minute old yet
+    clock.now += 30
+    later = await events.append([announcement(1)])
+    await state.record_applied("cards", {later[0].aggregate_id: 1})
+    clock.now += 30  # the first sample is a minute old: up to it, not past it
+    assert await checkpoint.advance() == first[0].sequence
+    clock.now += 30  # the counter was last seen at the second sample: not yet
+    assert await checkpoint.advance() == first[0].sequence
+    clock.now += 30
+    assert await checkpoint.advance() == later[0].sequence
+
+
+async def test_other_streams_do_not_hold_the_checkpoint_back_and_it_never_goes_back(
+    db: Any,
+) -> None:
+    events, state = await stores(db)
+    action = await events.append([announcement(0)])
+    positions = ev.EventEnvelope(
+        event_id=uuid.uuid4().hex,
+        event_type=ev.POSITIONS_RECORDED,
+        aggregate_type=ev.AGGREGATE_POSITIONS,
+        aggregate_id="RU0009029540|2026-12-15",
+        version=1,
+        occurred_at=action[0].occurred_at,
+        actor="olga",
+        correlation_id="test",
+        payload={},
+    )
+    await events.append([positions])  # not a cards stream, never applied by cards
+    await state.record_applied("cards", {action[0].aggregate_id: 1})
+    checkpoint = AppliedThrough("cards", CARDS, events, state, horizon_seconds=0.0)
+    end = await events.last_sequence()
+    assert await checkpoint.advance() == end
+    await state.advance_applied_through("cards", 1)  # an older value arrives late
+    assert await state.applied_through("cards") == end
+    # the notices projection never ran: the whole record is re-published
+    assert await replay_from(state, ["cards", "notices"]) == 0
+
+
+async def test_an_empty_log_gets_again_only_the_events_past_the_checkpoint(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(event_store, "REQUEUE_SLICE", 3)  # several slices, one partial
+    events, _ = await stores(db)
+    stored = [(await events.append([announcement(n)]))[0] for n in range(10)]
+    await events.mark_published([e.event_id for e in stored])
+    through = stored[3].sequence
+    assert await events.mark_unpublished_after(through) == 6
+    assert [e.sequence for e in await events.unpublished(100)] == [e.sequence for e in stored[4:]]
+    assert await events.unpublished_through(stored[5].sequence) == 2
