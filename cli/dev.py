@@ -16,6 +16,7 @@ import contextlib
 import logging
 import shlex
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ import uvicorn
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.kafka.topics import ensure_topics
 from app import create_app
+from cli.preflight import EXIT_UNREACHABLE
 from devstack.process import free_port
 from devstack.supervisor import Child, Supervisor
 from observability.log_limits import RepeatLimit
@@ -41,13 +43,22 @@ log = logging.getLogger("herald.dev")
 
 def run_dev(*, port: int, host: str, data_dir: Path, broker: str, edge: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("httpx", "aiokafka"):  # their INFO lines drown Herald's own
+    # Their INFO lines drown Herald's own (mail.log: the dev mail sink's
+    # aiosmtpd, a dozen connection lines per e-mail).
+    for noisy in ("httpx", "aiokafka", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:  # a dead broker: one line per 10 s and kind
         handler.addFilter(RepeatLimit("aiokafka"))
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()  # --port 0: any free port, named in the banner
+    if not _port_free(host, port):  # else another server's /readyz would pass for ours
+        print(
+            f"herald dev: {host}:{port} is in use (another herald dev?): stop it, "
+            "or pass another --port (0: any free port)",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
     if edge:
         from edge.dev import edge_available
 
@@ -100,7 +111,7 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
         )
         serving = asyncio.create_task(server.serve())
         stopping.server = server
-        await _wait_ready(f"http://{host}:{api_port}", serving)
+        await _wait_ready(f"http://{host}:{api_port}", serving, server)
         supervisor = Supervisor(
             [
                 Child("SecantusDB", store),
@@ -121,7 +132,10 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
             await asyncio.to_thread(front.start)
             stack.callback(front.stop)
             print(f"idempotency edge on {base} (metrics: {front.metrics_url})", flush=True)
-        print(_banner(time.monotonic() - started, base, host, port, data_dir, mail), flush=True)
+        print(
+            _banner(time.monotonic() - started, base, host, port, data_dir, mail, store.uri),
+            flush=True,
+        )
         await serving
     finally:
         print("stopping …", flush=True)
@@ -164,7 +178,13 @@ async def _refill(services: Services, *, memory_only: bool) -> None:
 
 
 def _banner(
-    seconds: float, base: str, host: str, port: int, data_dir: Path, mail: MailSink | None
+    seconds: float,
+    base: str,
+    host: str,
+    port: int,
+    data_dir: Path,
+    mail: MailSink | None,
+    store_uri: str,
 ) -> str:
     """The ready line and commands that paste as they are: this install's
     `herald`, the same data folder (its dev issuer signs the tokens), this port."""
@@ -180,6 +200,7 @@ def _banner(
         f"  health, readiness, metrics       {base}/healthz  /readyz  /metrics\n"
         f"  walk-through:  {cli} demo {where}\n"
         f"  a token:       {cli} token --data-dir {folder} --sub olga --roles ca-operator\n"
+        f"  dead letters:  HERALD_MONGO_URI={shlex.quote(store_uri)} {cli} dlq list\n"
         + (
             ""
             if mail is None
@@ -211,13 +232,27 @@ def _broker(kind: str, data_dir: Path):  # type: ignore[no-untyped-def]
     return TansuBroker(log_dir=data_dir / "logs")
 
 
-async def _wait_ready(base: str, serving: asyncio.Task[None], timeout: float = 120.0) -> None:
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+async def _wait_ready(
+    base: str, serving: asyncio.Task[None], server: uvicorn.Server, timeout: float = 120.0
+) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=5.0) as client:
         while time.monotonic() < deadline:
             if serving.done():
                 serving.result()
                 raise RuntimeError("the API stopped during start-up")
+            if not server.started:  # its socket is not bound yet: nothing of ours answers
+                await asyncio.sleep(0.2)
+                continue
             with contextlib.suppress(httpx.HTTPError):
                 response = await client.get(f"{base}/readyz")
                 if response.status_code == 200:

@@ -155,7 +155,7 @@ def _run(work: Callable[[Services], Awaitable[int]]) -> int:
     from settings import Settings
 
     settings = Settings.from_env().with_overrides(run_relay=False, run_projectors=False)
-    for warning in check_reachable(settings, need_broker=False):
+    for warning in check_reachable(settings, need_broker=False, ask_broker=False):
         print(f"herald: {warning}", file=sys.stderr)
 
     async def main() -> int:

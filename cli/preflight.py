@@ -98,12 +98,18 @@ async def _broker_answers(settings: Settings) -> bool:
         return await kafka_ping(settings.kafka_bootstrap, timeout=BROKER_TIMEOUT_SECONDS)
 
 
-def check_reachable(settings: Settings, *, need_broker: bool = True) -> list[str]:
+def check_reachable(
+    settings: Settings, *, need_broker: bool = True, ask_broker: bool = True
+) -> list[str]:
     """Raise `StartupFailure` when the store (or, if needed, the broker) does
-    not answer; return warning lines for what may be down at start."""
+    not answer; return warning lines for what may be down at start. A command
+    that uses only the store (`herald dlq`) passes `ask_broker=False`."""
+
+    async def broker() -> bool:
+        return await _broker_answers(settings) if ask_broker else True
 
     async def probe() -> tuple[bool, bool]:
-        return await asyncio.gather(_store_answers(settings), _broker_answers(settings))
+        return await asyncio.gather(_store_answers(settings), broker())
 
     store_ok, broker_ok = asyncio.run(probe())
     if not store_ok:

@@ -175,7 +175,9 @@ def _push_token(value: Any, needed: bool, problems: Problems) -> str | None:
 def _bic(value: Any, needed: bool, problems: Problems) -> str | None:
     if _blank(value):
         if needed:
-            problems.add(("bic",), "SWIFT needs a BIC (ISO 9362)")
+            problems.add(
+                ("bic",), "SWIFT needs a BIC (ISO 9362), which the depository's operators set"
+            )
         return None
     try:
         return str(iso9362.validate(str(value)))

@@ -123,3 +123,18 @@ def test_serve_starts_without_the_broker_after_one_warning_line(
     warning = next(line for line in log.splitlines() if line.startswith("herald: "))
     assert "HERALD_KAFKA_BOOTSTRAP" in warning and "outbox" in warning
     assert "Traceback" not in log
+
+
+def test_dev_on_a_port_in_use_says_so_and_never_claims_ready(tmp_path: Path) -> None:
+    """Another server on the port would answer /readyz: `herald dev` must not
+    take that for its own start (seen: a banner, then 'address already in use')."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _run("dev", "--port", str(port), "--data-dir", str(tmp_path / "data"))
+    assert done.returncode == EXIT_UNREACHABLE, done.stdout + done.stderr
+    assert f"127.0.0.1:{port} is in use" in done.stderr
+    assert "ready" not in done.stdout
