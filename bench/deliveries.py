@@ -17,7 +17,11 @@ with its dispatcher) plus a local SMTP sink (aiosmtpd) and push gateway
    same servers with the raw clients — `aiosmtplib.send` and one
    `httpx.AsyncClient`, 8 concurrent each like the channel workers — and the
    ratio;
-4. peak RSS of this process (Herald, the sinks and the bench in one).
+4. peak RSS of this process (Herald, the sinks and the bench in one);
+5. the fault: once a quarter of the pushes arrived the push gateway answers
+   503 for SPELL_SECONDS; the breaker opens, and the recovery time is from the
+   gateway answering 200 again to the first push delivered after it
+   (bounded below by what is left of the breaker's cool-down).
 
     .venv/bin/python -m bench.deliveries [--notices 20000] [--broker kafka|tansu]
 """
@@ -46,6 +50,7 @@ from domain.preferences import DeliveryChannel
 ISIN = "RU0009029540"
 AS_OF = "2026-12-15"
 CONCURRENCY = 8
+SPELL_SECONDS = 5.0
 T = TypeVar("T")
 
 
@@ -108,6 +113,7 @@ async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> Non
     await handlers.approve(announced.action.id, 1, APPROVER)
     print(f"approved: fanning out {n} notices to EMAIL and PUSH …", flush=True)
     deliveries = db["deliveries"]
+    spell = asyncio.create_task(_fault(push, n // 4))
     while True:
         await asyncio.sleep(2.0)
         done = len(mail.messages) + len(push.accepted())
@@ -115,7 +121,13 @@ async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> Non
         if done >= 2 * n and await deliveries.count_documents({"status": "DELIVERED"}) == 2 * n:
             break
     total = time.monotonic() - started
-    rows = [d async for d in deliveries.find({}, {"channel": 1, "issuedAt": 1, "deliveredAt": 1})]
+    recovered_at = await spell
+    rows = [
+        d
+        async for d in deliveries.find(
+            {}, {"channel": 1, "issuedAt": 1, "plannedAt": 1, "deliveredAt": 1}
+        )
+    ]
     print(f"\napproval → last delivery: {total:.1f}s for {2 * n} deliveries")
     rates: dict[str, float] = {}
     for channel in ("EMAIL", "PUSH"):
@@ -125,9 +137,11 @@ async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> Non
         span = max((last - first).total_seconds(), 1e-3)
         latency = [(r["deliveredAt"] - r["issuedAt"]).total_seconds() for r in mine]
         rates[channel] = len(mine) / span
+        planned = [(r["plannedAt"] - r["issuedAt"]).total_seconds() for r in mine]
         print(
             f"{channel:5} {rates[channel]:8.0f} deliveries/s   issued → delivered "
-            f"p50 {pct(latency, 50):.2f}s  p99 {pct(latency, 99):.2f}s"
+            f"p50 {pct(latency, 50):.2f}s  p99 {pct(latency, 99):.2f}s   "
+            f"(of which issued → planned p50 {pct(planned, 50):.2f}s  p99 {pct(planned, 99):.2f}s)"
         )
 
     # Baseline: the raw clients, the same messages to the same servers.
@@ -171,8 +185,24 @@ async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> Non
     await pusher.close()
     for channel, raw in (("EMAIL", raw_mail), ("PUSH", raw_push)):
         print(f"raw {channel:5} {raw:8.0f} messages/s   Herald/raw = {rates[channel] / raw:.2f}")
+    failed = sum(1 for c in push.calls if c.status == 503)
+    first = min(c.at for c in push.accepted() if c.at >= recovered_at)
+    print(
+        f"fault: push gateway 503 for {SPELL_SECONDS:.0f}s ({failed} calls refused); "
+        f"breaker recovery (gateway back → first push delivered): {first - recovered_at:.1f}s"
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS (Herald + sinks + bench, one process): {peak:.0f} MiB")
+
+
+async def _fault(push: PushServer, after: int) -> float:
+    """A 503 spell once `after` pushes arrived; returns when it ended (epoch s)."""
+    while len(push.accepted()) < after:  # noqa: ASYNC110 (the sink has no event to wait on)
+        await asyncio.sleep(0.1)
+    push.answer = lambda body: 503
+    await asyncio.sleep(SPELL_SECONDS)
+    push.answer = lambda body: 200
+    return time.time()
 
 
 async def _timed(items: Sequence[T], send: Callable[[T], Awaitable[Any]]) -> float:

@@ -142,14 +142,14 @@ class MongoDeliveryLog:
             ).limit(limit)
             return list(dict.fromkeys([(d["noticeId"], d["version"]) async for d in cursor]))
 
-    async def settle(self, versions: Sequence[tuple[str, int]]) -> None:
-        """The notice-level outcome of these versions is recorded."""
-        if not versions:
+    async def settle(self, keys: Sequence[str]) -> None:
+        """The notice-level outcome of these deliveries' versions is recorded
+        (`keys`: delivery ids, every delivery of each settled version)."""
+        if not keys:
             return
         async with translated():
             await self._deliveries.update_many(
-                {"$or": [{"noticeId": n, "version": v} for n, v in versions]},
-                {"$set": {"settled": True}},
+                {"_id": {"$in": list(keys)}}, {"$set": {"settled": True}}
             )
 
     async def of_version(self, notice_id: str, version: int) -> list[Document]:
@@ -164,12 +164,17 @@ class MongoDeliveryLog:
         if not keys:
             return {}
         found: dict[tuple[str, int], list[Document]] = {k: [] for k in keys}
+        # One index range per notice ($in), the versions picked here: a
+        # thousand-clause $or costs the store a plan per clause.
         async with translated():
             cursor = self._deliveries.find(
-                {"$or": [{"noticeId": n, "version": v} for n, v in keys]}
+                {"noticeId": {"$in": list({n for n, _ in keys})}},
+                {"notice": 0},
             ).sort("channel", ASCENDING)
             async for doc in cursor:
-                found.setdefault((doc["noticeId"], doc["version"]), []).append(doc)
+                key = (doc["noticeId"], doc["version"])
+                if key in found:
+                    found[key].append(doc)
         return found
 
     async def dead_letters(self, channel: DeliveryChannel | None = None) -> list[Document]:
