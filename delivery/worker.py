@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 _BREAKER_LEVEL = {"closed": 0, "half-opened": 1, "opened": 2}
 _QUEUE = 10_000  # delivery ids waiting in memory per channel; the rest wait in the log
 _SWEEP_LIMIT = 1_000
+_SWEEP_WOKEN = 10  # polls between sweeps while the planner wakes the worker
 # A batch (claimed in one write, its outcomes recorded in one write) is at most
 # this many rounds of `concurrency` sends: with the channels' 10 s timeouts a
 # hung endpoint finishes it in 40 s, inside the 60 s lease.
@@ -100,11 +101,13 @@ class ChannelWorker:
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=_QUEUE)
         self._sending = asyncio.Semaphore(concurrency)
         self._queued: set[str] = set()
+        self._woken = False  # the planner queued deliveries since the last sweep
 
     def wake(self, keys: Sequence[str] = ()) -> None:
         """Deliveries were planned: queue them now rather than at the next sweep."""
         for key in keys:
             self._enqueue(key)
+        self._woken = self._woken or bool(keys)
 
     def _enqueue(self, key: str) -> None:
         if key in self._queued or self._queue.full():
@@ -119,10 +122,19 @@ class ChannelWorker:
 
     async def _sweep(self) -> None:
         """Queue what the log holds due: retries whose time came, leases of a
-        dead worker that ran out, deliveries planned by another process."""
+        dead worker that ran out, deliveries planned by another process.
+
+        While the planner keeps waking this worker the sweep runs only every
+        `_SWEEP_WOKEN` polls: the log's due range is read by fetching every open
+        delivery of the channel (the store sorts them), and during a fan-out that
+        read would cost the store more than the deliveries themselves."""
+        polls = 0
         while True:
+            polls += 1
             try:
-                if self._queue.qsize() < self._concurrency:
+                woken, self._woken = self._woken, False
+                if self._queue.qsize() < self._concurrency and (not woken or polls >= _SWEEP_WOKEN):
+                    polls = 0
                     room = self._queue.maxsize - self._queue.qsize()
                     for key in await self._deliveries.due(
                         self._channel.channel, self._clock(), min(room, _SWEEP_LIMIT)

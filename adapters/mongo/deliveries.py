@@ -35,6 +35,7 @@ from domain.preferences import DeliveryChannel
 
 DELIVERIES = "deliveries"
 _OPEN = [DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value]
+_DUE_INDEX = [("channel", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING)]
 
 
 class MongoDeliveryLog:
@@ -43,9 +44,7 @@ class MongoDeliveryLog:
 
     async def ensure_indexes(self) -> None:
         async with translated():
-            await self._deliveries.create_index(
-                [("channel", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING)]
-            )
+            await self._deliveries.create_index(_DUE_INDEX)
             await self._deliveries.create_index([("noticeId", ASCENDING), ("version", ASCENDING)])
             await self._deliveries.create_index([("status", ASCENDING), ("settled", ASCENDING)])
 
@@ -87,22 +86,28 @@ class MongoDeliveryLog:
 
     async def due(self, channel: DeliveryChannel, now: datetime, limit: int) -> list[str]:
         """Ids of up to `limit` deliveries of `channel` due now and not leased,
-        oldest due first (one index range read)."""
+        oldest due first: one index range read per open status (equalities on
+        the (channel, status, nextAttemptAt) index — a `$in` on the status
+        makes the store scan the whole collection)."""
+        found: list[tuple[datetime, str]] = []
         async with translated():
-            cursor = (
-                self._deliveries.find(
-                    {
-                        "channel": channel.value,
-                        "status": {"$in": _OPEN},
-                        "nextAttemptAt": {"$lte": now},
-                        "claimedUntil": {"$lte": now},
-                    },
-                    {"_id": 1},
+            for status in _OPEN:
+                cursor = (
+                    self._deliveries.find(
+                        {
+                            "channel": channel.value,
+                            "status": status,
+                            "nextAttemptAt": {"$lte": now},
+                            "claimedUntil": {"$lte": now},
+                        },
+                        {"_id": 1, "nextAttemptAt": 1},
+                    )
+                    .hint(_DUE_INDEX)
+                    .sort("nextAttemptAt", ASCENDING)
+                    .limit(limit)
                 )
-                .sort("nextAttemptAt", ASCENDING)
-                .limit(limit)
-            )
-            return [str(d["_id"]) async for d in cursor]
+                found.extend([(d["nextAttemptAt"], str(d["_id"])) async for d in cursor])
+        return [key for _, key in sorted(found)[:limit]]
 
     async def claim(self, keys: Sequence[str], now: datetime, lease: timedelta) -> list[Document]:
         """Take those of `keys` still due and not leased: count an attempt on
