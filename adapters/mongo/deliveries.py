@@ -115,18 +115,29 @@ class MongoDeliveryLog:
         if not keys:
             return []
         token = uuid.uuid4().hex
+        due = {
+            "$and": [
+                {"$in": ["$status", _OPEN]},
+                {"$lte": ["$nextAttemptAt", now]},
+                {"$lte": ["$claimedUntil", now]},
+            ]
+        }
         async with translated():
             await self._deliveries.update_many(
-                {
-                    "_id": {"$in": list(keys)},
-                    "status": {"$in": _OPEN},
-                    "nextAttemptAt": {"$lte": now},
-                    "claimedUntil": {"$lte": now},
-                },
-                {"$inc": {"attempts": 1}, "$set": {"claimedUntil": now + lease, "claim": token}},
+                {"_id": {"$in": list(keys)}},
+                [
+                    _set_when(
+                        due,
+                        {
+                            "attempts": {"$add": ["$attempts", 1]},
+                            "claimedUntil": {"$literal": now + lease},
+                            "claim": {"$literal": token},
+                        },
+                    )
+                ],
             )
-            cursor = self._deliveries.find({"_id": {"$in": list(keys)}, "claim": token})
-            return [d async for d in cursor]
+            cursor = self._deliveries.find({"_id": {"$in": list(keys)}})
+            return [d async for d in cursor if d.get("claim") == token]
 
     async def record(self, outcomes: Sequence[Outcome]) -> set[str]:
         """Record the outcomes of claimed deliveries (one write); returns the
@@ -221,19 +232,35 @@ class Outcome:
     retry_at: datetime | None = None
 
 
+def _set_when(condition: Document, values: Document) -> Document:
+    """An update-pipeline stage setting `values` where `condition` holds on the
+    document, leaving it as it is elsewhere. The condition sits in the update,
+    not in the filter, so the filter is `_id` alone: SecantusDB serves that
+    as a primary-key lookup, but scans the collection for `_id` plus any other
+    field. Still atomic per document."""
+    return {
+        "$set": {
+            field: {"$cond": [condition, value, f"${field}"]} for field, value in values.items()
+        }
+    }
+
+
 def _outcome_write(outcome: Outcome) -> UpdateOne:
     at = outcome.at
     if outcome.status is DeliveryStatus.DELIVERED:
         return UpdateOne(
-            {"_id": outcome.key, "status": {"$ne": DeliveryStatus.DELIVERED.value}},
-            {
-                "$set": {
-                    "status": outcome.status.value,
-                    "deliveredAt": at,
-                    "lastError": None,
-                    "claimedUntil": at,
-                }
-            },
+            {"_id": outcome.key},
+            [
+                _set_when(
+                    {"$ne": ["$status", DeliveryStatus.DELIVERED.value]},
+                    {
+                        "status": {"$literal": outcome.status.value},
+                        "deliveredAt": {"$literal": at},
+                        "lastError": {"$literal": None},
+                        "claimedUntil": {"$literal": at},
+                    },
+                )
+            ],
         )
     if outcome.status is DeliveryStatus.PENDING:  # the breaker was open: not an attempt
         return UpdateOne(
@@ -244,15 +271,18 @@ def _outcome_write(outcome: Outcome) -> UpdateOne:
             },
         )
     return UpdateOne(
-        {"_id": outcome.key, "status": {"$in": _OPEN}},
-        {
-            "$set": {
-                "status": outcome.status.value,
-                "lastError": (outcome.error or "")[:1000],
-                "claimedUntil": at,
-                "nextAttemptAt": outcome.retry_at or at,
-            }
-        },
+        {"_id": outcome.key},
+        [
+            _set_when(
+                {"$in": ["$status", _OPEN]},
+                {
+                    "status": {"$literal": outcome.status.value},
+                    "lastError": {"$literal": (outcome.error or "")[:1000]},
+                    "claimedUntil": {"$literal": at},
+                    "nextAttemptAt": {"$literal": outcome.retry_at or at},
+                },
+            )
+        ],
     )
 
 
