@@ -17,7 +17,12 @@ with its dispatcher) plus a local SMTP sink (aiosmtpd) and push gateway
    same servers with the raw clients — `aiosmtplib.send` and one
    `httpx.AsyncClient`, 8 concurrent each like the channel workers — and the
    ratio;
-4. peak RSS of this process (Herald, the sinks and the bench in one).
+4. peak RSS of this process (Herald, the sinks and the bench in one);
+5. the fault, after the fan-out (so it does not blur the rates): the push
+   gateway answers 503 for SPELL_SECONDS while a second action's FAULT_NOTICES
+   notices go out; the breaker opens, and the recovery time is from the
+   gateway answering 200 again to the first push delivered after it (bounded
+   below by what is left of the breaker's cool-down, HERALD_BREAKER_COOLDOWN_SECONDS).
 
     .venv/bin/python -m bench.deliveries [--notices 20000] [--broker kafka|tansu]
 """
@@ -46,6 +51,9 @@ from domain.preferences import DeliveryChannel
 ISIN = "RU0009029540"
 AS_OF = "2026-12-15"
 CONCURRENCY = 8
+SPELL_SECONDS = 5.0
+FAULT_ISIN = "RU0007661625"
+FAULT_NOTICES = 50
 T = TypeVar("T")
 
 
@@ -115,7 +123,12 @@ async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> Non
         if done >= 2 * n and await deliveries.count_documents({"status": "DELIVERED"}) == 2 * n:
             break
     total = time.monotonic() - started
-    rows = [d async for d in deliveries.find({}, {"channel": 1, "issuedAt": 1, "deliveredAt": 1})]
+    rows = [
+        d
+        async for d in deliveries.find(
+            {}, {"channel": 1, "issuedAt": 1, "plannedAt": 1, "deliveredAt": 1}
+        )
+    ]
     print(f"\napproval → last delivery: {total:.1f}s for {2 * n} deliveries")
     rates: dict[str, float] = {}
     for channel in ("EMAIL", "PUSH"):
@@ -125,9 +138,11 @@ async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> Non
         span = max((last - first).total_seconds(), 1e-3)
         latency = [(r["deliveredAt"] - r["issuedAt"]).total_seconds() for r in mine]
         rates[channel] = len(mine) / span
+        planned = [(r["plannedAt"] - r["issuedAt"]).total_seconds() for r in mine]
         print(
             f"{channel:5} {rates[channel]:8.0f} deliveries/s   issued → delivered "
-            f"p50 {pct(latency, 50):.2f}s  p99 {pct(latency, 99):.2f}s"
+            f"p50 {pct(latency, 50):.2f}s  p99 {pct(latency, 99):.2f}s   "
+            f"(of which issued → planned p50 {pct(planned, 50):.2f}s  p99 {pct(planned, 99):.2f}s)"
         )
 
     # Baseline: the raw clients, the same messages to the same servers.
@@ -171,8 +186,53 @@ async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> Non
     await pusher.close()
     for channel, raw in (("EMAIL", raw_mail), ("PUSH", raw_push)):
         print(f"raw {channel:5} {raw:8.0f} messages/s   Herald/raw = {rates[channel] / raw:.2f}")
+    await _fault(herald, push)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS (Herald + sinks + bench, one process): {peak:.0f} MiB")
+
+
+async def _fault(herald: Any, push: PushServer) -> None:
+    """A 503 spell while a second action's notices go out; prints how long
+    after the gateway recovered the first push was delivered."""
+    accounts = [f"ACC-{i:06d}" for i in range(FAULT_NOTICES)]
+    handlers = herald.services.handlers
+    await handlers.record_positions(
+        {
+            "isin": FAULT_ISIN,
+            "asOf": AS_OF,
+            "positions": [
+                {"accountId": a, "quantity": "10", "taxRatePercent": "13"} for a in accounts
+            ],
+        },
+        OPERATOR,
+    )
+    announced = await handlers.announce(
+        {
+            "reference": "RU-BENCH-FAULT",
+            "eventType": "DVCA",
+            "mandatoryVoluntary": "MAND",
+            "isin": FAULT_ISIN,
+            "announcementDate": "2026-11-20",
+            "recordDate": AS_OF,
+            "paymentDate": "2026-12-29",
+            "grossRate": {"amount": "1.00", "currency": "RUB"},
+        },
+        OPERATOR,
+    )
+    before = len(push.calls)
+    push.answer = lambda body: 503
+    await handlers.approve(announced.action.id, 1, APPROVER)
+    await asyncio.sleep(SPELL_SECONDS)
+    push.answer = lambda body: 200
+    recovered_at = time.time()
+    refused = sum(1 for c in push.calls[before:] if c.status == 503)
+    while not any(c.at >= recovered_at for c in push.accepted()):  # noqa: ASYNC110 (no event)
+        await asyncio.sleep(0.05)
+    first = min(c.at for c in push.accepted() if c.at >= recovered_at)
+    print(
+        f"fault: push gateway 503 for {SPELL_SECONDS:.0f}s ({refused} calls refused), "
+        f"breaker recovery (gateway back → first push delivered): {first - recovered_at:.1f}s"
+    )
 
 
 async def _timed(items: Sequence[T], send: Callable[[T], Awaitable[Any]]) -> float:

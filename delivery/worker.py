@@ -8,9 +8,11 @@ write the log). A delivery goes through:
    sweep of the log every `poll_seconds` queues what else is due (retries,
    leases of a dead worker that ran out, another process's plans);
 1. `claim`: the attempt is counted and the delivery leased to this worker in
-   the log — before the call (a batch of up to 32 in one write);
-2. the call, inside the channel's circuit breaker (`purgatory`; a permanent
-   failure does not count against the channel);
+   the log — before the call (a batch in one write: what is queued, up to
+   4 × `concurrency`, so a deep queue costs few writes);
+2. the call (up to `concurrency` at once per channel), inside the channel's
+   circuit breaker (`purgatory`; a permanent failure does not count against
+   the channel);
 3. the outcome (the batch's in one write): DELIVERED; or RETRYING at now + exponential backoff with
    jitter (tenacity's `wait_exponential_jitter`), stored in the log so a retry
    survives a restart; or DEAD_LETTERED with `lastError` after a permanent
@@ -46,7 +48,11 @@ log = logging.getLogger(__name__)
 _BREAKER_LEVEL = {"closed": 0, "half-opened": 1, "opened": 2}
 _QUEUE = 10_000  # delivery ids waiting in memory per channel; the rest wait in the log
 _SWEEP_LIMIT = 1_000
-_BATCH = 32  # deliveries claimed in one write, their outcomes recorded in one write
+_SWEEP_WOKEN = 10  # polls between sweeps while the planner wakes the worker
+# A batch (claimed in one write, its outcomes recorded in one write) is at most
+# this many rounds of `concurrency` sends: with the channels' 10 s timeouts a
+# hung endpoint finishes it in 40 s, inside the 60 s lease.
+_ROUNDS = 4
 
 
 def breaker_factory(failures: int, cooldown_seconds: float) -> AsyncCircuitBreakerFactory:
@@ -75,7 +81,7 @@ class ChannelWorker:
         *,
         max_attempts: int,
         retry_seconds: float,
-        concurrency: int = 8,
+        concurrency: int = 16,
         lease_seconds: float = 60.0,
         poll_seconds: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -95,11 +101,13 @@ class ChannelWorker:
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=_QUEUE)
         self._sending = asyncio.Semaphore(concurrency)
         self._queued: set[str] = set()
+        self._woken = False  # the planner queued deliveries since the last sweep
 
     def wake(self, keys: Sequence[str] = ()) -> None:
         """Deliveries were planned: queue them now rather than at the next sweep."""
         for key in keys:
             self._enqueue(key)
+        self._woken = self._woken or bool(keys)
 
     def _enqueue(self, key: str) -> None:
         if key in self._queued or self._queue.full():
@@ -114,10 +122,19 @@ class ChannelWorker:
 
     async def _sweep(self) -> None:
         """Queue what the log holds due: retries whose time came, leases of a
-        dead worker that ran out, deliveries planned by another process."""
+        dead worker that ran out, deliveries planned by another process.
+
+        While the planner keeps waking this worker the sweep runs only every
+        `_SWEEP_WOKEN` polls: the log's due range is read by fetching every open
+        delivery of the channel (the store sorts them), and during a fan-out that
+        read would cost the store more than the deliveries themselves."""
+        polls = 0
         while True:
+            polls += 1
             try:
-                if self._queue.qsize() < self._concurrency:
+                woken, self._woken = self._woken, False
+                if self._queue.qsize() < self._concurrency and (not woken or polls >= _SWEEP_WOKEN):
+                    polls = 0
                     room = self._queue.maxsize - self._queue.qsize()
                     for key in await self._deliveries.due(
                         self._channel.channel, self._clock(), min(room, _SWEEP_LIMIT)
@@ -132,7 +149,7 @@ class ChannelWorker:
     async def _batches(self) -> None:
         while True:
             keys = [await self._queue.get()]
-            while len(keys) < _BATCH and not self._queue.empty():
+            while len(keys) < _ROUNDS * self._concurrency and not self._queue.empty():
                 keys.append(self._queue.get_nowait())
             self._queued.difference_update(keys)
             try:
@@ -257,13 +274,17 @@ class Settler:
         if not versions:
             return 0
         planned = await self._deliveries.of_notices(versions)
-        complete, stuck = [], []
+        complete: list[tuple[str, int]] = []
+        settled: list[str] = []  # delivery ids of every settled version
+        count = 0
         for key, docs in planned.items():
             statuses = {d["status"] for d in docs}
             if statuses == {DeliveryStatus.DELIVERED.value}:
                 complete.append(key)
-            elif DeliveryStatus.DEAD_LETTERED.value in statuses:
-                stuck.append(key)
+            elif DeliveryStatus.DEAD_LETTERED.value not in statuses:
+                continue  # still in flight
+            count += 1
+            settled.extend(str(d["_id"]) for d in docs)
         await self._notices.mark_delivered(complete, self._clock())
-        await self._deliveries.settle([*complete, *stuck])
-        return len(complete) + len(stuck)
+        await self._deliveries.settle(settled)
+        return count

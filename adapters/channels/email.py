@@ -5,10 +5,15 @@
 password in the URL log in. One message per delivery: plain text plus an HTML
 alternative, the subject naming the action's reference and the notice kind,
 and a Message-ID derived from (notice, version) — the same on a re-send.
+
+Connections are kept open and reused (a pool of up to `connections`): a
+session's connect, EHLO, STARTTLS and login cost more than the message itself.
+A connection that failed in any way is closed, never reused mid-dialogue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -28,7 +33,12 @@ class SmtpChannel:
     channel = DeliveryChannel.EMAIL
 
     def __init__(
-        self, url: str, sender: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+        self,
+        url: str,
+        sender: str,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        connections: int = 16,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
@@ -43,6 +53,8 @@ class SmtpChannel:
         self._sender = sender
         self._domain = parseaddr(sender)[1].rpartition("@")[2] or "herald.local"
         self._timeout = timeout_seconds
+        self._slots = asyncio.Semaphore(connections)
+        self._idle: list[aiosmtplib.SMTP] = []
 
     def message_id(self, notice_id: str, version: int) -> str:
         return f"<{stable_key(notice_id, version)}@{self._domain}>"
@@ -66,25 +78,59 @@ class SmtpChannel:
         return email
 
     async def send(self, message: OutboundNotice) -> None:
-        try:
-            await aiosmtplib.send(
-                self.build(message),
-                hostname=self._host,
-                port=self._port,
-                username=self._username,
-                password=self._password,
-                use_tls=self._implicit_tls,
-                start_tls=self._starttls,
-                timeout=self._timeout,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise PermanentChannelError(f"recipient refused: {exc}") from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
-                raise PermanentChannelError(f"SMTP {exc.code}: {exc.message}") from exc
-            raise TransientChannelError(f"SMTP {exc.code}: {exc.message}") from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise TransientChannelError(f"SMTP: {exc}") from exc
+        email = self.build(message)
+        async with self._slots:
+            smtp = self._idle.pop() if self._idle else None
+            try:
+                if smtp is None or not smtp.is_connected:
+                    smtp = await self._connect()
+                    await smtp.send_message(email)
+                else:
+                    try:
+                        await smtp.send_message(email)
+                    except aiosmtplib.SMTPServerDisconnected:
+                        # An idle connection the server dropped: once more on a new one.
+                        _discard(smtp)
+                        smtp = await self._connect()
+                        await smtp.send_message(email)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                _discard(smtp)
+                raise PermanentChannelError(f"recipient refused: {exc}") from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                _discard(smtp)
+                if 500 <= exc.code < 600:
+                    raise PermanentChannelError(f"SMTP {exc.code}: {exc.message}") from exc
+                raise TransientChannelError(f"SMTP {exc.code}: {exc.message}") from exc
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                _discard(smtp)
+                raise TransientChannelError(f"SMTP: {exc}") from exc
+            except BaseException:
+                _discard(smtp)  # cancelled mid-dialogue: the session's state is unknown
+                raise
+            self._idle.append(smtp)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            username=self._username,
+            password=self._password,
+            use_tls=self._implicit_tls,
+            start_tls=self._starttls,
+            timeout=self._timeout,
+        )
+        await smtp.connect()
+        return smtp
 
     async def close(self) -> None:
-        return None
+        idle, self._idle = self._idle, []
+        for smtp in idle:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                smtp.close()
+
+
+def _discard(smtp: aiosmtplib.SMTP | None) -> None:
+    if smtp is not None and smtp.is_connected:
+        smtp.close()

@@ -35,6 +35,7 @@ from domain.preferences import DeliveryChannel
 
 DELIVERIES = "deliveries"
 _OPEN = [DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value]
+_DUE_INDEX = [("channel", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING)]
 
 
 class MongoDeliveryLog:
@@ -43,9 +44,7 @@ class MongoDeliveryLog:
 
     async def ensure_indexes(self) -> None:
         async with translated():
-            await self._deliveries.create_index(
-                [("channel", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING)]
-            )
+            await self._deliveries.create_index(_DUE_INDEX)
             await self._deliveries.create_index([("noticeId", ASCENDING), ("version", ASCENDING)])
             await self._deliveries.create_index([("status", ASCENDING), ("settled", ASCENDING)])
 
@@ -87,22 +86,28 @@ class MongoDeliveryLog:
 
     async def due(self, channel: DeliveryChannel, now: datetime, limit: int) -> list[str]:
         """Ids of up to `limit` deliveries of `channel` due now and not leased,
-        oldest due first (one index range read)."""
+        oldest due first: one index range read per open status (equalities on
+        the (channel, status, nextAttemptAt) index — a `$in` on the status
+        makes the store scan the whole collection)."""
+        found: list[tuple[datetime, str]] = []
         async with translated():
-            cursor = (
-                self._deliveries.find(
-                    {
-                        "channel": channel.value,
-                        "status": {"$in": _OPEN},
-                        "nextAttemptAt": {"$lte": now},
-                        "claimedUntil": {"$lte": now},
-                    },
-                    {"_id": 1},
+            for status in _OPEN:
+                cursor = (
+                    self._deliveries.find(
+                        {
+                            "channel": channel.value,
+                            "status": status,
+                            "nextAttemptAt": {"$lte": now},
+                            "claimedUntil": {"$lte": now},
+                        },
+                        {"_id": 1, "nextAttemptAt": 1},
+                    )
+                    .hint(_DUE_INDEX)
+                    .sort("nextAttemptAt", ASCENDING)
+                    .limit(limit)
                 )
-                .sort("nextAttemptAt", ASCENDING)
-                .limit(limit)
-            )
-            return [str(d["_id"]) async for d in cursor]
+                found.extend([(d["nextAttemptAt"], str(d["_id"])) async for d in cursor])
+        return [key for _, key in sorted(found)[:limit]]
 
     async def claim(self, keys: Sequence[str], now: datetime, lease: timedelta) -> list[Document]:
         """Take those of `keys` still due and not leased: count an attempt on
@@ -110,18 +115,29 @@ class MongoDeliveryLog:
         if not keys:
             return []
         token = uuid.uuid4().hex
+        due = {
+            "$and": [
+                {"$in": ["$status", _OPEN]},
+                {"$lte": ["$nextAttemptAt", now]},
+                {"$lte": ["$claimedUntil", now]},
+            ]
+        }
         async with translated():
             await self._deliveries.update_many(
-                {
-                    "_id": {"$in": list(keys)},
-                    "status": {"$in": _OPEN},
-                    "nextAttemptAt": {"$lte": now},
-                    "claimedUntil": {"$lte": now},
-                },
-                {"$inc": {"attempts": 1}, "$set": {"claimedUntil": now + lease, "claim": token}},
+                {"_id": {"$in": list(keys)}},
+                [
+                    _set_when(
+                        due,
+                        {
+                            "attempts": {"$add": ["$attempts", 1]},
+                            "claimedUntil": {"$literal": now + lease},
+                            "claim": {"$literal": token},
+                        },
+                    )
+                ],
             )
-            cursor = self._deliveries.find({"_id": {"$in": list(keys)}, "claim": token})
-            return [d async for d in cursor]
+            cursor = self._deliveries.find({"_id": {"$in": list(keys)}})
+            return [d async for d in cursor if d.get("claim") == token]
 
     async def record(self, outcomes: Sequence[Outcome]) -> set[str]:
         """Record the outcomes of claimed deliveries (one write); returns the
@@ -142,14 +158,14 @@ class MongoDeliveryLog:
             ).limit(limit)
             return list(dict.fromkeys([(d["noticeId"], d["version"]) async for d in cursor]))
 
-    async def settle(self, versions: Sequence[tuple[str, int]]) -> None:
-        """The notice-level outcome of these versions is recorded."""
-        if not versions:
+    async def settle(self, keys: Sequence[str]) -> None:
+        """The notice-level outcome of these deliveries' versions is recorded
+        (`keys`: delivery ids, every delivery of each settled version)."""
+        if not keys:
             return
         async with translated():
             await self._deliveries.update_many(
-                {"$or": [{"noticeId": n, "version": v} for n, v in versions]},
-                {"$set": {"settled": True}},
+                {"_id": {"$in": list(keys)}}, {"$set": {"settled": True}}
             )
 
     async def of_version(self, notice_id: str, version: int) -> list[Document]:
@@ -164,12 +180,17 @@ class MongoDeliveryLog:
         if not keys:
             return {}
         found: dict[tuple[str, int], list[Document]] = {k: [] for k in keys}
+        # One index range per notice ($in), the versions picked here: a
+        # thousand-clause $or costs the store a plan per clause.
         async with translated():
             cursor = self._deliveries.find(
-                {"$or": [{"noticeId": n, "version": v} for n, v in keys]}
+                {"noticeId": {"$in": list({n for n, _ in keys})}},
+                {"notice": 0},
             ).sort("channel", ASCENDING)
             async for doc in cursor:
-                found.setdefault((doc["noticeId"], doc["version"]), []).append(doc)
+                key = (doc["noticeId"], doc["version"])
+                if key in found:
+                    found[key].append(doc)
         return found
 
     async def dead_letters(self, channel: DeliveryChannel | None = None) -> list[Document]:
@@ -211,19 +232,35 @@ class Outcome:
     retry_at: datetime | None = None
 
 
+def _set_when(condition: Document, values: Document) -> Document:
+    """An update-pipeline stage setting `values` where `condition` holds on the
+    document, leaving it as it is elsewhere. The condition sits in the update,
+    not in the filter, so the filter is `_id` alone: SecantusDB serves that
+    as a primary-key lookup, but scans the collection for `_id` plus any other
+    field. Still atomic per document."""
+    return {
+        "$set": {
+            field: {"$cond": [condition, value, f"${field}"]} for field, value in values.items()
+        }
+    }
+
+
 def _outcome_write(outcome: Outcome) -> UpdateOne:
     at = outcome.at
     if outcome.status is DeliveryStatus.DELIVERED:
         return UpdateOne(
-            {"_id": outcome.key, "status": {"$ne": DeliveryStatus.DELIVERED.value}},
-            {
-                "$set": {
-                    "status": outcome.status.value,
-                    "deliveredAt": at,
-                    "lastError": None,
-                    "claimedUntil": at,
-                }
-            },
+            {"_id": outcome.key},
+            [
+                _set_when(
+                    {"$ne": ["$status", DeliveryStatus.DELIVERED.value]},
+                    {
+                        "status": {"$literal": outcome.status.value},
+                        "deliveredAt": {"$literal": at},
+                        "lastError": {"$literal": None},
+                        "claimedUntil": {"$literal": at},
+                    },
+                )
+            ],
         )
     if outcome.status is DeliveryStatus.PENDING:  # the breaker was open: not an attempt
         return UpdateOne(
@@ -234,15 +271,18 @@ def _outcome_write(outcome: Outcome) -> UpdateOne:
             },
         )
     return UpdateOne(
-        {"_id": outcome.key, "status": {"$in": _OPEN}},
-        {
-            "$set": {
-                "status": outcome.status.value,
-                "lastError": (outcome.error or "")[:1000],
-                "claimedUntil": at,
-                "nextAttemptAt": outcome.retry_at or at,
-            }
-        },
+        {"_id": outcome.key},
+        [
+            _set_when(
+                {"$in": ["$status", _OPEN]},
+                {
+                    "status": {"$literal": outcome.status.value},
+                    "lastError": {"$literal": (outcome.error or "")[:1000]},
+                    "claimedUntil": {"$literal": at},
+                    "nextAttemptAt": {"$literal": outcome.retry_at or at},
+                },
+            )
+        ],
     )
 
 

@@ -187,18 +187,47 @@ class MongoNoticeProjectionStore:
                 session=session,
             )
             wanted = dict(versions)
+            # Filters on `_id` alone, the guards checked here and in the update:
+            # SecantusDB serves `_id` alone as a key lookup but scans the
+            # collection for `_id` plus any other field.
             cursor = self._notices.find(
-                {"_id": {"$in": list(wanted)}, "deliveredAt": None},
-                {"version": 1, "corporateActionId": 1},
+                {"_id": {"$in": list(wanted)}},
+                {"version": 1, "corporateActionId": 1, "deliveredAt": 1},
                 session=session,
             )
-            due = [doc async for doc in cursor if doc["version"] == wanted[doc["_id"]]]
+            due = [
+                doc
+                async for doc in cursor
+                if doc["version"] == wanted[doc["_id"]] and doc.get("deliveredAt") is None
+            ]
             if due:
                 await self._notices.bulk_write(
                     [
                         UpdateOne(
-                            {"_id": d["_id"], "version": d["version"], "deliveredAt": None},
-                            {"$set": {"deliveredAt": at}},
+                            {"_id": d["_id"]},
+                            [
+                                {
+                                    "$set": {
+                                        "deliveredAt": {
+                                            "$cond": [
+                                                {
+                                                    "$and": [
+                                                        {"$eq": ["$version", d["version"]]},
+                                                        {
+                                                            "$eq": [
+                                                                {"$ifNull": ["$deliveredAt", None]},
+                                                                None,
+                                                            ]
+                                                        },
+                                                    ]
+                                                },
+                                                {"$literal": at},
+                                                "$deliveredAt",
+                                            ]
+                                        }
+                                    }
+                                }
+                            ],
                         )
                         for d in due
                     ],
