@@ -142,7 +142,9 @@ async def replay_letters(
             print(f"still failing: {letter.id}: {reason}", file=out)
         else:
             replayed += 1
-            await services.dead_letters.replayed(letter.id, datetime.now(UTC))
+            await services.dead_letters.replayed(
+                letter.id, datetime.now(UTC), attempts=letter.attempts
+            )
         if len(letters) >= PROGRESS_FROM and (done % 10 == 0 or done == len(letters)):
             print(f"replayed {replayed}, failing {failing} of {len(letters)}", file=progress)
     print(f"{replayed} replayed, {failing} still failing", file=out)

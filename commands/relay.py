@@ -64,7 +64,8 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._retrying = AsyncRetrying(
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
-            retry=retry_if_exception(is_transient),
+            # A cancellation a driver turned into a timeout is no failure to retry.
+            retry=retry_if_exception(lambda exc: is_transient(exc) and not _being_cancelled()),
             before_sleep=_record_failure,
             reraise=True,
         )
@@ -129,15 +130,26 @@ class OutboxRelay:
     async def run(self) -> None:
         """Drain the outbox forever; retry failures with capped exponential backoff."""
         while True:
+            if _being_cancelled():  # a driver swallowed our CancelledError: stop anyway
+                raise asyncio.CancelledError
             async for attempt in self._retrying:
                 with attempt:
                     published = await self.run_once()
             metrics.RELAY_UP.set(1)
             if published == self._batch_size:
                 continue  # more waiting: keep draining
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a
+            # cancellation that arrives as the wakeup fires (a notify() per
+            # command makes that likely), and the relay could never be stopped.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
+                async with asyncio.timeout(self._poll_seconds):
+                    await self._wakeup.wait()
             self._wakeup.clear()
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def relay_stopped() -> None:

@@ -143,7 +143,12 @@ class DeadLetterStore(Protocol):
         limited to `ids` when given, in the order they were parked."""
         ...
 
-    async def replayed(self, letter_id: str, at: datetime) -> None: ...
+    async def replayed(self, letter_id: str, at: datetime, *, attempts: int) -> None:
+        """Mark the letter replayed, unless it was parked again (its attempts
+        moved past `attempts`) while the replay ran: a replayed outbox event
+        goes back to an asynchronous relay, which may refuse and re-park it
+        before this call."""
+        ...
 
     async def failed_again(self, letter_id: str, reason: str, at: datetime) -> None: ...
 

@@ -39,7 +39,8 @@ class CachedReadiness:
     async def refresh(self) -> Checks:
         """Run the checks once (bounded by `timeout`) and keep their answer."""
         try:
-            self._last = await asyncio.wait_for(self._check(), self.timeout)
+            async with asyncio.timeout(self.timeout):  # (wait_for may swallow a cancel)
+                self._last = await self._check()
         except TimeoutError:
             self._last = {"checks": False}
         except Exception:  # a failing check is a failed check, not a failed probe

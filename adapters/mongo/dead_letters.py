@@ -104,10 +104,10 @@ class MongoDeadLetterStore:
             cursor = self._letters.find(query).sort([("parkedAt", ASCENDING), ("_id", ASCENDING)])
             return [_from_document(doc) async for doc in cursor]
 
-    async def replayed(self, letter_id: str, at: datetime) -> None:
+    async def replayed(self, letter_id: str, at: datetime, *, attempts: int) -> None:
         async with translated():
             await self._letters.update_one(
-                {"_id": letter_id},
+                {"_id": letter_id, "attempts": attempts},
                 {"$set": {"status": DeadLetterStatus.REPLAYED.value, "replayedAt": at}},
             )
 

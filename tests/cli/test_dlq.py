@@ -46,7 +46,9 @@ async def test_parking_again_counts_an_attempt_and_keeps_the_first_time(
     [stored] = await store.find("delivery:")
     assert stored.attempts == 2 and stored.parked_at == at + timedelta(seconds=1)
     assert await store.find("projection:") == []
-    await store.replayed(stored.id, at)
+    await store.replayed(stored.id, at, attempts=1)  # parked again since: stays parked
+    assert [kept.id for kept in await store.find(SOURCE)] == [stored.id]
+    await store.replayed(stored.id, at, attempts=stored.attempts)
     assert await store.find(SOURCE) == []
     [done] = await store.find(SOURCE, status=DeadLetterStatus.REPLAYED)
     assert done.replayed_at == at

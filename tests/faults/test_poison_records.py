@@ -262,7 +262,9 @@ async def test_a_snapshot_the_projector_cannot_apply_is_parked_and_later_notices
             lambda: services.dead_letters.find(source, [f"{source}|{acks}|0|0"]), bool
         )
         assert ack_letter.event_id == "blank-ack" and ack_letter.kind == "KeyError"
-        await services.dead_letters.replayed(ack_letter.id, datetime.now(UTC))  # handled
+        await services.dead_letters.replayed(
+            ack_letter.id, datetime.now(UTC), attempts=ack_letter.attempts
+        )  # handled
         letters = await eventually(lambda: services.dead_letters.find(source), bool)
         assert poison.event_id in {letter.event_id for letter in letters}
         assert {letter.kind for letter in letters} == {"InvalidOperation"}
