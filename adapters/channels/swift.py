@@ -36,7 +36,6 @@ undecodable) or a record the broker refuses for its size → PermanentChannelErr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
@@ -45,6 +44,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from adapters.kafka.errors import refuses_record
+from adapters.kafka.producer import started_producer, stop_quietly
 from adapters.kafka.topics import ensure_topics
 from domain import corporate_action as ca
 from domain.delivery import OutboundNotice
@@ -209,22 +209,13 @@ class SwiftChannel:
                 )
                 self._topic_ready = True
             if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap,
-                    acks="all",
-                    enable_idempotence=self._idempotent,
+                self._producer = await started_producer(
+                    self._bootstrap,
                     request_timeout_ms=self._timeout_ms,
+                    idempotent=self._idempotent,
                 )
-                try:
-                    await producer.start()
-                except BaseException:
-                    await producer.stop()
-                    raise
-                self._producer = producer
             return self._producer
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+        await stop_quietly(producer)

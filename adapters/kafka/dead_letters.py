@@ -8,13 +8,13 @@ or re-drive it. The durable, queryable record is the store's `dead_letters`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from adapters.kafka.errors import refuses_record
+from adapters.kafka.producer import started_producer, stop_quietly
 from domain.dead_letters import DeadLetter
 from domain.ports import PublishError
 
@@ -51,17 +51,9 @@ class KafkaDeadLetterTopic:
         ]
         try:
             if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap,
-                    request_timeout_ms=self._timeout_ms,
-                    acks="all",
+                self._producer = await started_producer(
+                    self._bootstrap, request_timeout_ms=self._timeout_ms
                 )
-                try:
-                    await producer.start()
-                except BaseException:
-                    await producer.stop()
-                    raise
-                self._producer = producer
             await self._producer.send_and_wait(
                 self.topic,
                 value=value,
@@ -80,6 +72,4 @@ class KafkaDeadLetterTopic:
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+        await stop_quietly(producer)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -11,6 +10,7 @@ from aiokafka.errors import KafkaError
 
 from adapters.kafka.codec import encode
 from adapters.kafka.errors import refuses_record
+from adapters.kafka.producer import started_producer, stop_quietly
 from adapters.kafka.topics import topic_for
 from domain.events import EventEnvelope
 from domain.ports import PublishError, PublishRefused
@@ -35,20 +35,13 @@ class KafkaEventPublisher:
 
     async def _ensure_started(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap,
-                acks="all",
-                enable_idempotence=self._idempotent,
+            self._producer = await started_producer(
+                self._bootstrap,
                 request_timeout_ms=self._timeout_ms,
+                idempotent=self._idempotent,
                 linger_ms=2,
                 max_request_size=self._max_request_size,
             )
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
         return self._producer
 
     async def publish(self, events: Sequence[EventEnvelope]) -> None:
@@ -96,7 +89,4 @@ class KafkaEventPublisher:
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            # closing a broken producer must not mask the real error
-            with contextlib.suppress(Exception):
-                await producer.stop()
+        await stop_quietly(producer)
