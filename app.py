@@ -292,9 +292,13 @@ def main(argv: Any = None) -> None:
     """`python app.py` serves on the configured host and port."""
     import uvicorn
 
+    from observability.logs import configure_logging
+
     settings = Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    if not logging.getLogger().handlers:  # `herald serve --debug` configured it already
+        configure_logging(settings.log_format or "json")
+    # log_config=None: uvicorn's lines go through Herald's handler (format, redaction)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
 
 
 if __name__ == "__main__":

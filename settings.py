@@ -61,6 +61,16 @@ def _otel_exporter(raw: str) -> str:
     return value
 
 
+LOG_FORMATS = ("json", "console")
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
@@ -240,6 +250,14 @@ class Settings:
         _otel_exporter,
         "none",
         "traces: none, console or otlp (to OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+
+    log_format: str | None = var(
+        "HERALD_LOG_FORMAT",
+        _log_format,
+        None,
+        "log lines: json (one object per line) or console; unset: console for herald dev, "
+        "json for serve, worker and rebuild",
     )
 
     max_query_cost: int = var(

@@ -31,7 +31,7 @@ from app import create_app
 from cli.preflight import EXIT_UNREACHABLE
 from devstack.process import free_port
 from devstack.supervisor import Child, Supervisor
-from observability.log_limits import RepeatLimit
+from observability.logs import configure_logging
 from services import Services
 from settings import Settings
 
@@ -42,13 +42,11 @@ log = logging.getLogger("herald.dev")
 
 
 def run_dev(*, port: int, host: str, data_dir: Path, broker: str, edge: bool = False) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(Settings.from_env().log_format or "console")
     # Their INFO lines drown Herald's own (mail.log: the dev mail sink's
     # aiosmtpd, a dozen connection lines per e-mail).
     for noisy in ("httpx", "aiokafka", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:  # a dead broker: one line per 10 s and kind
-        handler.addFilter(RepeatLimit("aiokafka"))
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()  # --port 0: any free port, named in the banner
@@ -106,7 +104,11 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
         services = Services(settings)
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(settings, services), host=host, port=api_port, log_level="warning"
+                create_app(settings, services),
+                host=host,
+                port=api_port,
+                log_level="warning",
+                log_config=None,  # through Herald's handler (format, redaction)
             )
         )
         serving = asyncio.create_task(server.serve())

@@ -66,8 +66,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_rebuild(args: argparse.Namespace) -> int:
-    _preflight(need_broker=True)
+    checked = _preflight(need_broker=True)
     from cli.rebuild import run
+    from observability.logs import configure_logging
+
+    configure_logging(checked.log_format or "json", level=_log_level(args))
 
     run(args.projection, switch=not args.no_switch)
     return 0
@@ -77,13 +80,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     """Projectors (and, with --relay, the outbox relay) without the HTTP API."""
     import asyncio
     import contextlib
-    import logging
 
+    from observability.logs import configure_logging
     from observability.tracing import configure_tracing
     from services import Services
 
     checked = _preflight(need_broker=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(checked.log_format or "json", level=_log_level(args))
 
     async def main() -> None:
         settings = checked.with_overrides(run_relay=args.relay, run_projectors=True)
@@ -98,6 +101,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
     return 0
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    import logging
+
+    return logging.DEBUG if getattr(args, "debug", False) else logging.INFO
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
@@ -316,11 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     if debug:
-        import logging
+        from observability.logs import configure_logging
 
-        logging.basicConfig(
-            level=logging.DEBUG, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+        configure_logging("console", level=_log_level(args))
     try:
         result: int = args.func(args)
     except (StartupFailure, SettingsError) as exc:

@@ -34,6 +34,7 @@ from domain.ports import (
     is_transient,
 )
 from observability import metrics, tracing
+from observability.logs import aggregate_ids
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,10 @@ class OutboxRelay:
             )
             metrics.DEAD_LETTERS.labels(SOURCE_OUTBOX, reason.split(":", 1)[0]).inc()
             log.error(
-                "relay: the broker refuses event %s for good, parked: %s", event.event_id, reason
+                "relay: the broker refuses event %s for good, parked: %s",
+                event.event_id,
+                reason,
+                extra=aggregate_ids(event.aggregate_type, event.aggregate_id),
             )
         await self._store.park([event.event_id for event in events], now)
         metrics.RELAY_PARKED.inc(len(events))

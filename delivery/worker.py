@@ -185,7 +185,12 @@ class ChannelWorker:
             elif outcome.status is DeliveryStatus.DEAD_LETTERED:
                 metrics.DELIVERIES.labels(self._name, "dead_lettered").inc()
                 metrics.DELIVERIES_DEAD_LETTERED.labels(self._name).inc()
-                log.warning("delivery %s dead-lettered: %s", outcome.key, outcome.error)
+                log.warning(
+                    "delivery %s dead-lettered: %s",
+                    outcome.key,
+                    outcome.error,
+                    extra={"delivery_id": outcome.key},
+                )
 
     async def _wait_while_open(self) -> bool:
         """Sleep out an open breaker's cool-down (no claim, no attempt meanwhile)."""

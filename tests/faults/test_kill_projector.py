@@ -46,7 +46,8 @@ AS_OF = "2026-12-15"
 HERALD = Path(sys.executable).with_name("herald")
 OPERATOR = CommandContext(Principal(subject="olga", roles=frozenset({ROLE_OPERATOR})), "kill")
 
-_ASSIGNED = re.compile(r"Setting newly assigned partitions (.*) for group (\S+)\s*$")
+# a console line or a JSON one (the worker's default format)
+_ASSIGNED = re.compile(r"Setting newly assigned partitions (.*) for group ([^\s\"]+)")
 _PARTITION = re.compile(r"TopicPartition\(topic='([^']+)', partition=(\d+)\)")
 
 Partition = tuple[str, int]
