@@ -106,6 +106,7 @@ class Services:
             self.dead_letters,
             poll_seconds=s.relay_poll_seconds,
             acquire_lease=self.relay_lease.acquire,
+            count_backlog=self.events.unpublished_count,
         )
         self.handlers = CommandHandlers(self.events, self.positions, on_appended=self.relay.notify)
         self.preferences = MongoPreferenceStore(self.db)

@@ -228,6 +228,12 @@ class Settings:
     run_relay: bool = var(
         "HERALD_RUN_RELAY", _bool, True, "run the outbox relay (false on API-only replicas)"
     )
+    worker_metrics_port: int = var(
+        "HERALD_WORKER_METRICS_PORT",
+        _non_negative_int,
+        9464,
+        "herald worker's /metrics, /healthz and /readyz port, on HERALD_HOST (0: none)",
+    )
     run_projectors: bool = var(
         "HERALD_RUN_PROJECTORS", _bool, True, "run the projectors (false on API-only replicas)"
     )

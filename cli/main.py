@@ -82,6 +82,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     import contextlib
 
     from observability.logs import configure_logging
+    from observability.probes import Probes, ProbeServer
     from observability.tracing import configure_tracing
     from services import Services
 
@@ -92,11 +93,16 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         settings = checked.with_overrides(run_relay=args.relay, run_projectors=True)
         configure_tracing(settings)  # before Services: PyMongo traces clients made afterwards
         services = Services(settings)
+        port = settings.worker_metrics_port if args.metrics_port is None else args.metrics_port
+        probes = ProbeServer(Probes(services.ready, lambda: services.progress), settings.host, port)
+        if port:  # listening first: a taken port stops the worker before it joins groups
+            await probes.start()
         await services.start()
         try:
             await asyncio.gather(*services.tasks.values())
         finally:
             await services.stop()
+            await probes.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
@@ -265,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[debug],
     )
     worker.add_argument("--relay", action="store_true", help="also run the outbox relay")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz and /readyz on this port of HERALD_HOST (0: none; "
+        "default: HERALD_WORKER_METRICS_PORT, 9464)",
+    )
     worker.set_defaults(func=_cmd_worker)
 
     token = _command(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -55,6 +56,8 @@ class OutboxRelay:
         poll_seconds: float = 0.2,
         batch_size: int = 500,
         acquire_lease: LeaseAcquirer = _always_leader,
+        count_backlog: Callable[[], Awaitable[int]] | None = None,
+        backlog_every_seconds: float = 5.0,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -71,6 +74,9 @@ class OutboxRelay:
             reraise=True,
         )
         self.published_total = 0
+        self._count_backlog = count_backlog
+        self._backlog_every = backlog_every_seconds
+        self._backlog_counted_at = -math.inf
 
     def notify(self) -> None:
         """Wake the relay now (a command just appended events in this process)."""
@@ -82,6 +88,7 @@ class OutboxRelay:
             if not await self._acquire_lease():
                 return 0
             batch = await self._store.unpublished(self._batch_size)
+            await self._sample_backlog(len(batch))
         if not batch:
             return 0
         started = time.perf_counter()
@@ -103,6 +110,23 @@ class OutboxRelay:
             metrics.RELAY_EVENT_LATENCY.observe(max(now - event.occurred_at.timestamp(), 0.0))
         self.published_total += len(batch)
         return len(batch)
+
+    async def _sample_backlog(self, fetched: int) -> None:
+        """herald_outbox_pending, measured by the relay that holds the lease
+        (every `backlog_every_seconds`, and at once when the outbox is empty),
+        before it publishes: a backlog the broker does not take still shows."""
+        if fetched == 0:
+            metrics.OUTBOX_PENDING.set(0)
+            return
+        now = time.monotonic()
+        if self._count_backlog is None or now - self._backlog_counted_at < self._backlog_every:
+            return
+        self._backlog_counted_at = now
+        try:
+            metrics.OUTBOX_PENDING.set(await self._count_backlog())
+        except Exception as exc:  # the gauge keeps its last value; publishing goes on
+            metrics.OUTBOX_SAMPLE_FAILURES.inc()
+            log.debug("cannot count the outbox backlog: %s", exc)
 
     async def _park(self, events: Sequence[EventEnvelope], reasons: Mapping[str, str]) -> None:
         now = datetime.now(UTC)

@@ -71,6 +71,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from domain.commands import CURRENT_COMMAND, RequestCommand
 from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
 from domain.ports import IdempotencyStore, StoreError
+from observability import metrics
 from queries.documents import MAX_TOKENS, operation_type
 from queries.errors import (
     BAD_USER_INPUT,
@@ -336,11 +337,13 @@ class IdempotencyMiddleware:
             # Fail closed: without the store we cannot tell a retry from a first
             # request, and a bank would rather refuse a command than run it twice.
             log.warning("idempotency store unavailable, refusing the mutation: %s", exc)
+            metrics.IDEMPOTENCY.labels("store_unavailable").inc()
             await send_problem(send, _store_unavailable())
             return
         if isinstance(claim, _Held):
             await self._answer_repeat(claim.record, record, send)
             return
+        metrics.IDEMPOTENCY.labels("executed").inc()
         await self._execute(claim, scope, replay_receive, send)
 
     async def _claim(self, record: IdempotencyRecord) -> _Claimed | _Held:
@@ -384,10 +387,13 @@ class IdempotencyMiddleware:
         self, held: IdempotencyRecord, record: IdempotencyRecord, send: Send
     ) -> None:
         if held.fingerprint != record.fingerprint:
+            metrics.IDEMPOTENCY.labels("mismatch").inc()
             await send_problem(send, _key_reused())
         elif held.response is None:
+            metrics.IDEMPOTENCY.labels("in_flight").inc()
             await send_problem(send, _in_progress())
         else:
+            metrics.IDEMPOTENCY.labels("replay").inc()
             await _send_replay(send, held.response)
 
     async def _execute(self, claim: _Claimed, scope: Scope, receive: Receive, send: Send) -> None:

@@ -31,6 +31,7 @@ from adapters.mongo.event_store import COUNTERS, EVENTS, derived_outbox_write
 from domain.codes import NoticeKind
 from domain.delivery import IssuedNotice, notice_issued_event
 from domain.ports import DuplicateKey
+from observability import metrics
 
 NOTICES = "notices"
 SUBSCRIPTIONS = "notice_subscriptions"
@@ -91,7 +92,7 @@ class MongoNoticeProjectionStore:
         move the action's counts by the difference. Returns how many were
         written. `plan` may run more than once (a conflicting concurrent
         write makes the transaction start over) and must be pure."""
-        written = 0
+        written: list[Document] = []
 
         async def attempt(session: AsyncClientSession) -> None:
             nonlocal written
@@ -125,10 +126,12 @@ class MongoNoticeProjectionStore:
             await self._count(action_id, moves, session)
             if self._issue_events and (new or replacing):
                 await self._record_issues([*new, *replacing], session)
-            written = len(new) + len(replacing)
+            written = [*new, *replacing]  # (an attempt started over forgets its own)
 
         await self._in_transaction(attempt)
-        return written
+        for doc in written:
+            metrics.NOTICES_ISSUED.labels(doc["kind"]).inc()
+        return len(written)
 
     async def _record_issues(
         self, notices: Sequence[Document], session: AsyncClientSession

@@ -76,6 +76,8 @@ def worker_env(s: Settings) -> dict[str, str]:
         "HERALD_JWT_ISSUER": s.jwt_issuer,
         "HERALD_JWT_AUDIENCE": s.jwt_audience,
         "HERALD_RUN_DISPATCHER": str(s.run_dispatcher).lower(),
+        # no probe server: several workers share a host (and a test may give one a port)
+        "HERALD_WORKER_METRICS_PORT": "0",
     }
 
 

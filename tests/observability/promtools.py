@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,15 @@ def require(binary: str) -> None:
     """Fail (never skip) when a Prometheus binary is missing."""
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         pytest.fail(f"{binary} not found: {INSTALL_HINT}", pytrace=False)
+
+
+def check_config(config: Path) -> None:
+    """`promtool check config` accepts `config` (its rule files beside it)."""
+    require(PROMTOOL)
+    result = subprocess.run(
+        [PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 class PrometheusServer:
