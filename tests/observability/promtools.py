@@ -39,8 +39,11 @@ def check_config(config: Path) -> None:
 class PrometheusServer:
     """`/usr/bin/prometheus` scraping the given targets every second."""
 
-    def __init__(self, workdir: Path, targets: dict[str, tuple[str, str]]) -> None:
-        """targets: job name -> (host:port, metrics path)."""
+    def __init__(
+        self, workdir: Path, targets: dict[str, tuple[str, str]], rules: Path | None = None
+    ) -> None:
+        """targets: job name -> (host:port, metrics path); rules: a rule file,
+        evaluated every second."""
         require(PROMETHEUS)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -60,6 +63,7 @@ class PrometheusServer:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
+{f"rule_files: [{str(rules)!r}]" if rules else ""}
 scrape_configs:{jobs}"""
         )
         self.process = ManagedProcess(
