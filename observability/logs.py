@@ -15,7 +15,8 @@ ids of what is being worked on, and nothing secret.
 A `Redact` filter on the handler is the safety net behind careful log calls:
 it masks e-mail addresses, bearer tokens and JWTs, URL passwords and
 `pushToken=`-like pairs in the message, in the traceback and in extra string
-fields, whatever logger wrote them (uvicorn, httpx, aiosmtplib…).
+fields, whatever logger wrote them (uvicorn, httpx, aiosmtplib…), and drops
+the query string of uvicorn's access lines (a GET request's variables).
 """
 
 from __future__ import annotations
@@ -135,6 +136,15 @@ class Redact(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            # (client, method, path?query, version, status): a GET's variables
+            # arrive URL-encoded in the query, where no pattern would see them
+            record.args = tuple(
+                arg.split("?", 1)[0] + "?…"
+                if n == 2 and isinstance(arg, str) and "?" in arg
+                else arg
+                for n, arg in enumerate(record.args)
+            )
         if isinstance(record.msg, str) or record.args:
             try:
                 message = record.getMessage()

@@ -1,6 +1,8 @@
 """Herald's log lines (observability/logs.py): a real `herald serve` writes one
-JSON object per line, and none of its lines — while every mutation runs and
-every channel (e-mail, push, SWIFT) delivers — shows a bearer token, a stored
+JSON object per line, and none of its lines — while every mutation runs
+(announce, amend, cancel, approve, positions, acknowledge, preferences) and
+every channel (e-mail, push, SWIFT) delivers a new notice and its
+cancellation — shows a bearer token, a stored
 Idempotency-Key answer, an e-mail address or a push token. In process: the
 redaction filter's patterns, and trace/span ids of the active span."""
 
@@ -91,6 +93,15 @@ def test_a_line_written_inside_a_span_carries_its_trace_and_span_ids(
     context = span.get_span_context()
     assert line["trace_id"] == format(context.trace_id, "032x")
     assert line["span_id"] == format(context.span_id, "016x")
+
+
+def test_an_access_line_shows_the_path_without_the_query(captured: io.StringIO) -> None:
+    query = "/graphql?query=%7B%7D&variables=%7B%22pushToken%22%3A%22tok-7%22%7D"
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", query, "1.1", 200
+    )
+    [line] = lines(captured)
+    assert line["message"] == '127.0.0.1:5 - "GET /graphql?… HTTP/1.1" 200'
 
 
 @pytest.mark.parametrize(
@@ -209,6 +220,19 @@ async def test_herald_serve_logs_json_and_no_secret_while_every_mutation_and_cha
 
             notices = await eventually(my_notices, lambda found: len(found) == 3)
             await mutate(MOBILE_OPS, "MobileAcknowledge", {"id": notices[0]["id"]}, depositor)
+            amend = {"id": action_id, "expectedVersion": 1, "securityName": "renamed"}
+            await mutate(PORTAL_OPS, "PortalAmend", {"input": amend}, olga)
+            await mutate(
+                PORTAL_OPS, "PortalApprove", {"input": {"id": action_id, "version": 2}}, ivan
+            )
+            cancel = {"id": action_id, "expectedVersion": 2, "reason": "withdrawn"}
+            await mutate(PORTAL_OPS, "PortalCancel", {"input": cancel}, olga)
+            await mutate(
+                PORTAL_OPS, "PortalApprove", {"input": {"id": action_id, "version": 3}}, ivan
+            )
+            await delivered_on_every_channel(
+                settings.mongo_uri, settings.mongo_database, kind="CANCELLATION"
+            )
             # a refused token is logged as such, not as itself
             refused = await api.post(PORTAL_OPS, {}, token=olga + "x", operation_name="X")
             assert refused.status_code in (200, 401), refused.text
@@ -226,12 +250,12 @@ async def test_herald_serve_logs_json_and_no_secret_while_every_mutation_and_cha
     assert any(r.get("correlation_id") for r in records)  # the access log of a request
 
 
-async def delivered_on_every_channel(mongo_uri: str, database: str) -> None:
+async def delivered_on_every_channel(mongo_uri: str, database: str, kind: str = "NEW") -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
     try:
 
         async def delivered() -> set[str]:
-            cursor = client[database]["deliveries"].find({"status": "DELIVERED"})
+            cursor = client[database]["deliveries"].find({"status": "DELIVERED", "kind": kind})
             return {d["channel"] async for d in cursor}
 
         await eventually(delivered, lambda channels: channels == {"EMAIL", "PUSH", "SWIFT"})
