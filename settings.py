@@ -25,14 +25,17 @@ class SettingsError(ValueError):
     """An environment variable is missing or malformed."""
 
 
-def _read(env: Mapping[str, str], key: str, cast: Callable[[str], T], default: T) -> T:
+def _read(
+    env: Mapping[str, str], key: str, cast: Callable[[str], T], default: T, secret: bool
+) -> T:
     raw = env.get(key)
     if raw is None or raw == "":
         return default
     try:
         return cast(raw)
     except ValueError as exc:
-        raise SettingsError(f"{key}={raw!r}: {exc}") from exc
+        shown = masked(raw) if secret else raw  # a malformed URL may still carry a password
+        raise SettingsError(f"{key}={shown!r}: {exc}") from exc
 
 
 def _bool(raw: str) -> bool:
@@ -98,6 +101,15 @@ def _bic(raw: str) -> str:
         return str(bic.validate(raw))
     except ValidationError as exc:
         raise ValueError(f"not an ISO 9362 BIC: {exc}") from None
+
+
+def _mongo_uri(raw: str) -> str:
+    """A MongoDB connection string (mongodb:// or mongodb+srv://): PyMongo
+    would take any other word for a host name and answer only after its
+    server-selection timeout, as if the store were down."""
+    if not raw.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError("not a MongoDB URI: it must start with mongodb:// or mongodb+srv://")
+    return raw
 
 
 def _channels(raw: str) -> str:
@@ -174,7 +186,7 @@ class Settings:
 
     mongo_uri: str = var(
         "HERALD_MONGO_URI",
-        str,
+        _mongo_uri,
         "mongodb://127.0.0.1:27017/?directConnection=true",
         "the MongoDB store",
         secret=True,
@@ -332,7 +344,9 @@ class Settings:
         SettingsError names the first malformed one."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {
-            f.name: _read(env, f.metadata["env"], f.metadata["cast"], f.default)
+            f.name: _read(
+                env, f.metadata["env"], f.metadata["cast"], f.default, f.metadata["secret"]
+            )
             for f in fields(cls)
         }
         return cls(**values)

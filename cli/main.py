@@ -110,6 +110,15 @@ def _cmd_token(args: argparse.Namespace) -> int:
             "(a depositor has no role: --accounts and --scope notices:read)"
         )
     issuer = DevIssuer(Path(args.data_dir))
+    if not issuer.key_path.exists():
+        # A typo in --data-dir would otherwise mint, silently, a token that the
+        # running Herald (which trusts its own folder's key) refuses as 401.
+        print(
+            f"herald token: no signing key in {args.data_dir}; created a new one at "
+            f"{issuer.key_path}: only a Herald started with --data-dir {args.data_dir} "
+            "accepts this token",
+            file=sys.stderr,
+        )
     token = issuer.mint(
         args.sub,
         roles=args.roles,
