@@ -1,9 +1,10 @@
 """Traces: HERALD_OTEL_EXPORTER, the idempotent configuration, and the spans
 a real Herald makes — one ``herald.command`` per command (name, aggregate id,
 outcome, correlation id) inside the request's server span with its store calls
-beneath, one ``herald.relay.batch`` per published batch with the Kafka sends
-beneath, one ``herald.projection.batch`` per projector batch — and none for a
-Prometheus scrape."""
+beneath, one ``herald.relay.batch`` per published batch linked to its events
+(each Kafka send beneath its own event's command), one
+``herald.projection.batch`` per projector batch — and none for a Prometheus
+scrape."""
 
 from __future__ import annotations
 
@@ -249,14 +250,27 @@ async def test_relay_and_projector_batches_are_spans(
         )
 
     [send] = await wait_for_spans(spans, sends_our_event)
+    # each record's send continues its own event's trace: a child of the command
     assert send.parent is not None
-    parent_id = send.parent.span_id
-    # the batch span ends after the sends (it also marks the events published)
-    [batch] = await wait_for_spans(
-        spans, lambda s: s.context is not None and s.context.span_id == parent_id
+    [command] = await wait_for_spans(
+        spans,
+        lambda s: (
+            s.name == tracing.COMMAND_SPAN and attr(s, tracing.ATTR_AGGREGATE_ID) == action_id
+        ),
     )
-    assert batch.name == tracing.RELAY_BATCH_SPAN
+    assert command.context is not None
+    assert send.parent.span_id == command.context.span_id
+    # the batch span (it also marks the events published) links to the events' contexts
+    [batch] = await wait_for_spans(
+        spans,
+        lambda s: (
+            s.name == tracing.RELAY_BATCH_SPAN
+            and any(link.context.span_id == command.context.span_id for link in s.links)  # type: ignore[union-attr]
+        ),
+    )
+    assert batch.kind is SpanKind.PRODUCER
     assert isinstance(attr(batch, "herald.relay.events"), int)
+    assert attr(batch, "messaging.batch.message_count") == attr(batch, "herald.relay.events")
     assert str(attr(send, "messaging.destination.name")).startswith(
         herald.settings.kafka_topic_prefix
     )
