@@ -1,15 +1,21 @@
 """Herald's OpenTelemetry traces: one tracer provider, the official
 instrumentations, and the few manual spans where the design's story lives.
 
-`configure_tracing(settings)` is called by `app.create_app`. HERALD_OTEL_EXPORTER
-chooses where spans go:
+`configure_tracing(settings)` is called by `app.create_app` and `herald worker`.
+The OpenTelemetry SDK's standard variables (declared in settings.py) choose:
 
-- ``none`` (default): no provider is installed; the manual spans below are the
-  API's no-op spans and nothing is instrumented, so tracing costs nothing;
-- ``console``: spans are printed to stdout (a dev convenience);
-- ``otlp``: spans are batched to an OTLP/HTTP collector at the standard
-  ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default ``http://localhost:4318``; the
-  other ``OTEL_EXPORTER_OTLP_*`` variables apply too).
+- ``OTEL_TRACES_EXPORTER`` — where spans go: unset or ``none`` (Herald's
+  default, unlike the SDK's): no provider is installed; the manual spans below
+  are the API's no-op spans and nothing is instrumented, so tracing costs
+  nothing; ``console``: spans printed to stdout; ``otlp``: batched to an
+  OTLP/HTTP collector at ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default
+  ``http://localhost:4318``; the exporter reads the other
+  ``OTEL_EXPORTER_OTLP_*`` variables — headers, timeout, the traces-only
+  endpoint — itself). ``HERALD_OTEL_EXPORTER`` is its deprecated alias, read
+  only when it is unset (a warning says so);
+- ``OTEL_SERVICE_NAME`` (default ``herald``) and ``OTEL_RESOURCE_ATTRIBUTES``:
+  the resource of every span;
+- ``OTEL_SDK_DISABLED=true``: nothing at all, whatever else is set.
 
 Once a provider is installed it stays for the life of the process (OpenTelemetry
 allows one global provider): a later call adds the exporter it names if it is not
@@ -48,6 +54,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from urllib.parse import unquote
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -62,6 +69,8 @@ from observability import metrics
 from settings import OTEL_EXPORTERS, Settings, SettingsError
 
 if TYPE_CHECKING:
+    import httpx
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from starlette.applications import Starlette
@@ -112,16 +121,25 @@ def configure_tracing(settings: Settings, *, exporter: SpanExporter | None = Non
     `exporter` adds one more exporter, exported synchronously (tests pass an
     in-memory one). Idempotent: see the module docstring.
     """
-    kind = settings.otel_exporter
-    if kind not in OTEL_EXPORTERS:
+    if settings.otel_exporter not in OTEL_EXPORTERS:
         raise SettingsError(
-            f"HERALD_OTEL_EXPORTER={kind!r}: expected one of {', '.join(OTEL_EXPORTERS)}"
+            f"HERALD_OTEL_EXPORTER={settings.otel_exporter!r}: "
+            f"expected one of {', '.join(OTEL_EXPORTERS)}"
+        )
+    if settings.otel_sdk_disabled:
+        return _state.provider is not None
+    kinds = settings.traces_exporters
+    if settings.otel_traces_exporter is None and kinds:
+        log.warning(
+            "HERALD_OTEL_EXPORTER is deprecated: set OTEL_TRACES_EXPORTER=%s instead", kinds[0]
         )
     with _lock:
-        if kind == "none" and exporter is None:
+        if not kinds and exporter is None:
             return _state.provider is not None
         provider = _ensure_provider(settings)
-        if kind != "none" and kind not in _state.exporter_kinds:
+        for kind in kinds:
+            if kind in _state.exporter_kinds:
+                continue
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
             provider.add_span_processor(BatchSpanProcessor(span_exporter(kind)))
@@ -144,7 +162,6 @@ def tracing_enabled() -> bool:
 def _ensure_provider(settings: Settings) -> TracerProvider:
     if _state.provider is not None:
         return _state.provider
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
     current = trace.get_tracer_provider()
@@ -153,22 +170,34 @@ def _ensure_provider(settings: Settings) -> TracerProvider:
         # already: add to it rather than fight over the global.
         provider = current
     else:
-        provider = TracerProvider(
-            resource=Resource.create(
-                {
-                    "service.name": SERVICE_NAME,
-                    "service.version": _herald_version(),
-                    "deployment.environment.name": settings.environment,
-                }
-            )
-        )
+        provider = TracerProvider(resource=resource(settings))
         trace.set_tracer_provider(provider)
     _state.provider = provider
     return provider
 
 
+def resource(settings: Settings) -> Resource:
+    """The resource of Herald's spans: service.name (OTEL_SERVICE_NAME,
+    default herald), service.version, deployment.environment.name (HERALD_ENV),
+    then OTEL_RESOURCE_ATTRIBUTES, which win over the defaults (but
+    OTEL_SERVICE_NAME wins over a service.name in it, as the SDK spec says)."""
+    from opentelemetry.sdk.resources import Resource
+
+    attributes: dict[str, AttributeValue] = {
+        "service.version": _herald_version(),
+        "deployment.environment.name": settings.environment,
+    }
+    for pair in (settings.otel_resource_attributes or "").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip():
+            attributes[key.strip()] = unquote(value.strip())
+    attributes["service.name"] = settings.otel_service_name
+    # Resource.create adds the SDK's telemetry.sdk.* attributes
+    return Resource.create(attributes)
+
+
 def span_exporter(kind: str) -> SpanExporter:
-    """A new exporter of the kind HERALD_OTEL_EXPORTER names (console or otlp)."""
+    """A new exporter of a kind OTEL_TRACES_EXPORTER names (console or otlp)."""
     if kind == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -178,7 +207,7 @@ def span_exporter(kind: str) -> SpanExporter:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter()
-    raise SettingsError(f"HERALD_OTEL_EXPORTER={kind!r}: no exporter")
+    raise SettingsError(f"OTEL_TRACES_EXPORTER={kind!r}: no exporter")
 
 
 def _instrument_libraries(provider: TracerProvider) -> None:
@@ -201,6 +230,21 @@ def _herald_version() -> str:
 
 
 # --- HTTP ----------------------------------------------------------------------
+
+
+def instrument_http_client(client: httpx.AsyncClient) -> bool:
+    """Give one httpx client (the push channel's) a CLIENT span per request,
+    with the trace context in the request's headers, when tracing is on.
+    One client, not httpx process-wide: a JWKS fetch or a test's client is
+    not the story. The URL in the span is the instrumentation's redacted one
+    (no credentials)."""
+    provider = _state.provider
+    if provider is None:
+        return False
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+    return True
 
 
 def instrument_app(app: Starlette) -> bool:
@@ -583,6 +627,7 @@ __all__ = [
     "current_trace_context",
     "delivering",
     "instrument_app",
+    "instrument_http_client",
     "links_to",
     "processing",
     "producing",

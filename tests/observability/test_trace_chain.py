@@ -22,6 +22,7 @@ from adapters.auth.dev_issuer import DevIssuer
 from adapters.channels.email import SMTP_SPAN
 from adapters.mongo.preferences import PREFERENCES
 from devstack.mail_sink import MailSink
+from devstack.push_sink import PushServer
 from observability import tracing
 from tests.delivery.support import MOBILE, depositor, fresh
 from tests.observability.test_tracing import attr
@@ -38,15 +39,22 @@ async def mail() -> AsyncIterator[MailSink]:
 
 
 @pytest.fixture
+async def push() -> AsyncIterator[PushServer]:
+    async with PushServer() as server:
+        yield server
+
+
+@pytest.fixture
 async def traced_herald(
     spans: InMemorySpanExporter,
     apache_kafka: Any,
     mongo_uri: str,
     issuer: DevIssuer,
     mail: MailSink,
+    push: PushServer,
 ) -> AsyncIterator[RunningHerald]:
     broker = Broker("kafka", apache_kafka.bootstrap_servers, idempotent=True)
-    settings = herald_settings(broker, mongo_uri, issuer, smtp_url=mail.url)
+    settings = herald_settings(broker, mongo_uri, issuer, smtp_url=mail.url, push_url=push.url)
     async with RunningHerald(settings, issuer) as running:
         yield running
 
@@ -68,26 +76,33 @@ def path_up(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[Readable
     return chain
 
 
+def top_of(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> ReadableSpan:
+    return path_up(span, by_id)[-1]
+
+
 def linked(span: ReadableSpan, target: ReadableSpan) -> bool:
     assert target.context is not None
     return any(link.context.span_id == target.context.span_id for link in span.links)
 
 
 async def test_one_trace_runs_from_the_approval_to_each_smtp_send(
-    traced_herald: RunningHerald, spans: InMemorySpanExporter, mail: MailSink
+    traced_herald: RunningHerald, spans: InMemorySpanExporter, mail: MailSink, push: PushServer
 ) -> None:
     herald = traced_herald
     prefix = herald.settings.kafka_topic_prefix
     async with GraphQLClient.of(herald) as api:
         accounts = [fresh("trc") for _ in range(3)]
-        for account in accounts:
+        for index, account in enumerate(accounts):
+            # the first also wants push notifications
+            channels = ["EMAIL", "PUSH"] if index == 0 else ["EMAIL"]
             await api.data(
                 MOBILE,
                 {
                     "input": {
                         "accountId": account,
-                        "channels": ["EMAIL"],
+                        "channels": channels,
                         "email": f"{account}@example.com",
+                        "pushToken": f"secret-token-{account}",
                     }
                 },
                 token=depositor(api, account),
@@ -102,7 +117,7 @@ async def test_one_trace_runs_from_the_approval_to_each_smtp_send(
             lambda n: n == 3,
         )
         await portal.approve(action_id, 1)
-        await eventually(lambda: _count(mail), lambda n: n >= 3)
+        await eventually(lambda: _count(mail, push), lambda n: n >= 4)
 
     def approval(span: ReadableSpan) -> bool:
         return (
@@ -170,6 +185,37 @@ async def test_one_trace_runs_from_the_approval_to_each_smtp_send(
         assert command in chain
     assert len(recipients) == 3
 
+    # the push goes out as an HTTP client span (httpx) beneath its delivery
+    pushes = await eventually(
+        lambda: _async(trace_of(spans, trace_id)),
+        lambda t: any(attr(s, "herald.delivery.channel") == "PUSH" for s in t.values()),
+    )
+    [push_delivery] = [s for s in pushes.values() if attr(s, "herald.delivery.channel") == "PUSH"]
+    [http_call] = [
+        s
+        for s in pushes.values()
+        if s.kind is SpanKind.CLIENT
+        and s.parent is not None
+        and push_delivery.context is not None
+        and s.parent.span_id == push_delivery.context.span_id
+    ]
+    assert http_call.name == "POST"
+    [call] = push.accepted()
+    assert call.idempotency_key  # the gateway saw the request the span describes
+
+    # GraphQL spans name the operation; no variable value is an attribute anywhere
+    [operation] = [s for s in by_id.values() if s.name == "mutation PortalApprove"]
+    assert attr(operation, "graphql.operation.type") == "mutation"
+    assert attr(operation, "graphql.operation.name") == "PortalApprove"
+    assert top_of(operation, by_id).name == "POST /graphql"
+    leaked = [
+        (s.name, key)
+        for s in spans.get_finished_spans()
+        for key, value in (s.attributes or {}).items()
+        if any(secret in str(value) for secret in ("@example.com", "secret-token-"))
+    ]
+    assert not leaked
+
     # the notices are written beneath the projector's record span (PyMongo spans)
     projector_spans = {
         s.context.span_id
@@ -205,8 +251,8 @@ async def test_one_trace_runs_from_the_approval_to_each_smtp_send(
     )
 
 
-async def _count(mail: MailSink) -> int:
-    return len(mail.messages)
+async def _count(mail: MailSink, push: PushServer) -> int:
+    return len(mail.messages) + len(push.accepted())
 
 
 async def _async(value: dict[int, ReadableSpan]) -> dict[int, ReadableSpan]:

@@ -43,6 +43,47 @@ def test_the_exporter_setting_is_validated() -> None:
         tracing.configure_tracing(Settings(otel_exporter="zipkin"))
 
 
+def test_the_standard_opentelemetry_variables_choose_the_exporters() -> None:
+    def exporters(**env: str) -> tuple[str, ...]:
+        return Settings.from_env(env).traces_exporters
+
+    assert exporters() == ()  # unset: nothing exported
+    assert exporters(OTEL_TRACES_EXPORTER="otlp, Console") == ("otlp", "console")
+    assert exporters(OTEL_TRACES_EXPORTER="none") == ()
+    # the deprecated alias counts only while the standard variable is unset
+    assert exporters(HERALD_OTEL_EXPORTER="console") == ("console",)
+    assert exporters(HERALD_OTEL_EXPORTER="console", OTEL_TRACES_EXPORTER="none") == ()
+    assert exporters(OTEL_TRACES_EXPORTER="otlp", OTEL_SDK_DISABLED="true") == ()
+    with pytest.raises(SettingsError, match="OTEL_TRACES_EXPORTER='otlp,jaeger'"):
+        Settings.from_env({"OTEL_TRACES_EXPORTER": "otlp,jaeger"})
+    with pytest.raises(SettingsError, match="OTEL_EXPORTER_OTLP_PROTOCOL='grpc'"):
+        Settings.from_env({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    with pytest.raises(SettingsError, match="OTEL_RESOURCE_ATTRIBUTES"):
+        Settings.from_env({"OTEL_RESOURCE_ATTRIBUTES": "team"})
+    # a disabled SDK installs nothing (the provider of this session stays as it was)
+    before = tracing.tracing_enabled()
+    assert tracing.configure_tracing(Settings.from_env({"OTEL_SDK_DISABLED": "true"})) is before
+
+
+def test_the_resource_follows_the_service_name_and_resource_attributes() -> None:
+    settings = Settings.from_env(
+        {
+            "OTEL_SERVICE_NAME": "herald-api-1",
+            "OTEL_RESOURCE_ATTRIBUTES": (
+                "service.name=overridden,deployment.environment.name=prod,k8s.pod.name=api%2C1"
+            ),
+        }
+    )
+    attributes = tracing.resource(settings).attributes
+    assert attributes["service.name"] == "herald-api-1"  # OTEL_SERVICE_NAME wins
+    assert attributes["deployment.environment.name"] == "prod"
+    assert attributes["k8s.pod.name"] == "api,1"
+    assert attributes["telemetry.sdk.language"] == "python"
+    default = tracing.resource(Settings()).attributes
+    assert default["service.name"] == "herald"
+    assert default["deployment.environment.name"] == "development"
+
+
 def test_configuring_again_is_safe_and_adds_nothing_twice(
     spans: InMemorySpanExporter,
 ) -> None:
