@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from adapters.channels.email import SMTP_SPAN
 from adapters.mongo.preferences import PREFERENCES
 from devstack.mail_sink import MailSink
 from devstack.push_sink import PushServer
-from observability import tracing
+from observability import trace_file, tracing
 from tests.delivery.support import MOBILE, depositor, fresh
 from tests.observability.test_tracing import attr
 from tests.projections.scenario import Portal
@@ -86,7 +87,11 @@ def linked(span: ReadableSpan, target: ReadableSpan) -> bool:
 
 
 async def test_one_trace_runs_from_the_approval_to_each_smtp_send(
-    traced_herald: RunningHerald, spans: InMemorySpanExporter, mail: MailSink, push: PushServer
+    traced_herald: RunningHerald,
+    spans: InMemorySpanExporter,
+    mail: MailSink,
+    push: PushServer,
+    tmp_path: Path,
 ) -> None:
     herald = traced_herald
     prefix = herald.settings.kafka_topic_prefix
@@ -234,6 +239,18 @@ async def test_one_trace_runs_from_the_approval_to_each_smtp_send(
         assert write.kind is SpanKind.CLIENT
         assert attr(write, "db.system") == "mongodb"
         assert attr(write, "db.name") == herald.settings.mongo_database
+
+    # `herald trace` of it, as `herald dev --traces` records it: SMTP sends deep down
+    recorded = tmp_path / "traces.jsonl"
+    trace_file.JsonLinesSpanExporter(recorded).export(list(by_id.values()))
+    hex_id = f"{trace_id:032x}"
+    read_back = trace_file.read(recorded)
+    assert trace_file.matching_traces(read_back, action_id)[-1] == hex_id
+    printed = list(trace_file.render(trace_file.tree(read_back, hex_id), hex_id))
+    assert printed[1].startswith("POST /graphql  ")
+    smtp_lines = [line for line in printed if line.lstrip().startswith(f"{SMTP_SPAN}  ")]
+    assert len(smtp_lines) == 3
+    assert all(len(line) - len(line.lstrip()) >= 2 * 8 for line in smtp_lines)
 
     # batch spans (relay, projectors) carry links to the records they handled
     everything = spans.get_finished_spans()
