@@ -33,8 +33,20 @@ Manual spans:
 - ``herald.command`` per command handler call (`traced_command`), with the
   command name, the aggregate id, the outcome and the correlation id; the same
   wrapper counts ``herald_commands_total`` and times ``herald_command_seconds``;
-- ``herald.relay.batch`` per published outbox batch (commands/relay.py);
-- ``herald.projection.batch`` per applied projector batch (projections/runner.py).
+- ``herald.relay.batch`` per published outbox batch (commands/relay.py), a
+  PRODUCER span linked to each event's stored context; each record's send
+  (the aiokafka instrumentation's) is a child of its own event's context;
+- ``herald.projection.batch`` per applied projector batch (projections/runner.py),
+  a CONSUMER span linked to every record, and ``process <topic>`` per record,
+  a child of the record's context (`processing`: why both is told there);
+- ``herald.delivery.send`` per delivery attempt (delivery/worker.py), a child
+  of the context the plan stored; beneath it ``smtp send`` (a CLIENT span of
+  the e-mail channel), the push channel's httpx CLIENT span, or the SWIFT
+  record's Kafka send;
+- the GraphQL operation and resolver spans (queries.extensions.GraphQLSpans).
+
+The trace goes through the outbox and Kafka as W3C Trace Context: see
+"trace context through the outbox and Kafka" below.
 
 Idle polling (the relay's lease and outbox query, the projectors' periodic lag
 report) runs `untraced()`, and so do the probe routes (/metrics, /healthz,
@@ -521,6 +533,13 @@ def processing(
 ) -> Iterator[list[EventEnvelope]]:
     """Around a projector's application of one consumed batch; yields the
     batch's events to apply.
+
+    Why both kinds of span: the projectors apply a batch at once (one
+    transaction, bulk writes — per-record application would cost their
+    throughput), which the conventions' batch span with links describes; but a
+    link does not continue a trace, and the story of one approval is a single
+    trace down to the e-mail. The per-record spans cost nothing when tracing
+    is off (no span is made) and one span per record when it is on.
 
     Spans (OpenTelemetry messaging conventions, "process" operation): one
     CONSUMER batch span (``herald.projection.batch``, current inside, so the
