@@ -64,6 +64,31 @@ def _otel_exporter(raw: str) -> str:
     return value
 
 
+def _otel_exporters(raw: str) -> tuple[str, ...]:
+    """OTEL_TRACES_EXPORTER: a comma-separated list (OpenTelemetry SDK
+    environment variables spec); `none` alone means no exporter."""
+    values = tuple(dict.fromkeys(v.strip().lower() for v in raw.split(",") if v.strip()))
+    unknown = [v for v in values if v not in OTEL_EXPORTERS]
+    if unknown:
+        raise ValueError(f"expected one of {', '.join(OTEL_EXPORTERS)} (comma-separated)")
+    return tuple(v for v in values if v != "none")
+
+
+def _otlp_protocol(raw: str) -> str:
+    value = raw.strip().lower()
+    if value != "http/protobuf":
+        raise ValueError("Herald's OTLP exporter speaks http/protobuf only")
+    return value
+
+
+def _resource_attributes(raw: str) -> str:
+    """OTEL_RESOURCE_ATTRIBUTES: `key=value,key2=value2` (values percent-encoded)."""
+    for pair in raw.split(","):
+        if pair.strip() and "=" not in pair:
+            raise ValueError(f"{pair.strip()!r} is not key=value")
+    return raw
+
+
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
@@ -247,11 +272,41 @@ class Settings:
         "an in-flight claim older than this is taken as abandoned",
     )
 
+    # Traces: the OpenTelemetry SDK's standard variables (observability/tracing.py).
+    # OTEL_EXPORTER_OTLP_* beyond these are read by the OTLP exporter itself.
+    otel_sdk_disabled: bool = var(
+        "OTEL_SDK_DISABLED", _bool, False, "true: no tracing at all, whatever else is set"
+    )
+    otel_traces_exporter: tuple[str, ...] | None = var(
+        "OTEL_TRACES_EXPORTER",
+        _otel_exporters,
+        None,
+        "where spans go: otlp, console, none (comma-separated); unset: nowhere",
+    )
+    otel_service_name: str = var(
+        "OTEL_SERVICE_NAME", str, "herald", "the service.name of every span's resource"
+    )
+    otel_resource_attributes: str | None = var(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        _resource_attributes,
+        None,
+        "more resource attributes: key=value,... (e.g. deployment.environment.name=prod)",
+    )
+    otel_exporter_otlp_endpoint: str | None = var(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        str,
+        None,
+        "the OTLP/HTTP collector (default http://localhost:4318; /v1/traces is appended)",
+        secret=True,
+    )
+    otel_exporter_otlp_protocol: str = var(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", _otlp_protocol, "http/protobuf", "only http/protobuf"
+    )
     otel_exporter: str = var(
         "HERALD_OTEL_EXPORTER",
         _otel_exporter,
         "none",
-        "traces: none, console or otlp (to OTEL_EXPORTER_OTLP_ENDPOINT)",
+        "deprecated alias of OTEL_TRACES_EXPORTER (used only when that is unset)",
     )
 
     max_query_cost: int = var(
@@ -334,6 +389,16 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def traces_exporters(self) -> tuple[str, ...]:
+        """The span exporters in force: none when OTEL_SDK_DISABLED, else
+        OTEL_TRACES_EXPORTER, else the deprecated HERALD_OTEL_EXPORTER."""
+        if self.otel_sdk_disabled:
+            return ()
+        if self.otel_traces_exporter is not None:
+            return self.otel_traces_exporter
+        return () if self.otel_exporter == "none" else (self.otel_exporter,)
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
