@@ -71,6 +71,7 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
                 production=settings.is_production,
                 max_cost=settings.max_query_cost,
                 allowlist=self.allowlist,
+                traced=tracing.tracing_enabled(),
             ),
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
             graphql_ide="graphiql" if not settings.is_production else None,

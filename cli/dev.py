@@ -41,7 +41,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("herald.dev")
 
 
-def run_dev(*, port: int, host: str, data_dir: Path, broker: str, edge: bool = False) -> int:
+def run_dev(
+    *,
+    port: int,
+    host: str,
+    data_dir: Path,
+    broker: str,
+    edge: bool = False,
+    traces: Path | None = None,
+) -> int:
     configure_logging(Settings.from_env().log_format or "console")
     # Their INFO lines drown Herald's own (mail.log: the dev mail sink's
     # aiosmtpd, a dozen connection lines per e-mail).
@@ -65,11 +73,15 @@ def run_dev(*, port: int, host: str, data_dir: Path, broker: str, edge: bool = F
             print("  run scripts/install-edge-packages")
             return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(port=port, host=host, data_dir=data_dir, broker=broker, edge=edge))
+        asyncio.run(
+            _run(port=port, host=host, data_dir=data_dir, broker=broker, edge=edge, traces=traces)
+        )
     return 0
 
 
-async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool) -> None:
+async def _run(
+    *, port: int, host: str, data_dir: Path, broker: str, edge: bool, traces: Path | None
+) -> None:
     from devstack.secantus import SecantusServer
 
     started = time.monotonic()
@@ -101,6 +113,8 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
             jwt_audience=issuer.audience,
             **({} if mail is None else {"smtp_url": mail.url}),
         )
+        if traces is not None:  # before Services: PyMongo traces clients made afterwards
+            _trace_to(settings, traces)
         services = Services(settings)
         server = uvicorn.Server(
             uvicorn.Config(
@@ -210,6 +224,14 @@ def _banner(
         )
         + "  Ctrl-C stops everything."
     )
+
+
+def _trace_to(settings: Settings, path: Path) -> None:
+    from observability.trace_file import JsonLinesSpanExporter
+    from observability.tracing import configure_tracing
+
+    configure_tracing(settings, exporter=JsonLinesSpanExporter(path.resolve()))
+    print(f"spans go to {path} as JSON lines: `herald trace ID` prints one trace", flush=True)
 
 
 def _mail_sink(settings: Settings, data_dir: Path) -> MailSink | None:

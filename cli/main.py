@@ -19,6 +19,7 @@ from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, SCOPE_NOTICES_READ
 from settings import Settings, SettingsError
 
 DEFAULT_DATA_DIR = Path(".herald")
+TRACES_FILE = "traces.jsonl"  # in the data dir, unless `--traces FILE` names one
 ROLES = (ROLE_OPERATOR, ROLE_APPROVER)
 
 
@@ -31,7 +32,33 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir),
         broker=args.broker,
         edge=args.edge,
+        traces=None if args.traces is None else Path(args.traces or _traces_file(args)),
     )
+
+
+def _traces_file(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir) / TRACES_FILE
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    """One trace of a `herald dev --traces` file as an indented tree."""
+    from observability import trace_file
+
+    path = Path(args.file) if args.file else _traces_file(args)
+    if not path.exists():
+        print(f"herald trace: no {path} (run `herald dev --traces {path}`)", file=sys.stderr)
+        return 66  # EX_NOINPUT
+    spans = trace_file.read(path)
+    found = trace_file.matching_traces(spans, args.id)
+    if not found:
+        print(f"herald trace: no trace in {path} has {args.id!r}", file=sys.stderr)
+        return 1
+    for index, trace_id in enumerate(found):
+        if index:
+            print()
+        for line in trace_file.render(trace_file.tree(spans, trace_id), trace_id):
+            print(line)
+    return 0
 
 
 def _preflight(*, need_broker: bool) -> Settings:
@@ -125,6 +152,15 @@ def _cmd_token(args: argparse.Namespace) -> int:
             "(a depositor has no role: --accounts and --scope notices:read)"
         )
     issuer = DevIssuer(Path(args.data_dir))
+    if not issuer.key_path.exists():
+        # A typo in --data-dir would otherwise mint, silently, a token that the
+        # running Herald (which trusts its own folder's key) refuses as 401.
+        print(
+            f"herald token: no signing key in {args.data_dir}; created a new one at "
+            f"{issuer.key_path}: only a Herald started with --data-dir {args.data_dir} "
+            "accepts this token",
+            file=sys.stderr,
+        )
     token = issuer.mint(
         args.sub,
         roles=args.roles,
@@ -222,7 +258,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="put the nginx+Lua+Redis idempotency edge on --port, in front of the API",
     )
+    dev.add_argument(
+        "--traces",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help=f"write every span as a JSON line to FILE (default <data-dir>/{TRACES_FILE}); "
+        "`herald trace ID` prints one trace",
+    )
     dev.set_defaults(func=_cmd_dev)
+
+    trace_cmd = _command(
+        sub,
+        "trace",
+        "print one trace of a `herald dev --traces` file as a tree with durations",
+        "ID is a trace id, or a value a span carries (a correlation id, an action id, a "
+        "notice id): every trace holding it is printed, oldest first.",
+        parents=[data_dir],
+    )
+    trace_cmd.add_argument("id", metavar="ID", help="trace id, correlation id, action id …")
+    trace_cmd.add_argument("--file", help=f"the spans file (default <data-dir>/{TRACES_FILE})")
+    trace_cmd.set_defaults(func=_cmd_trace)
 
     demo = _command(
         sub,

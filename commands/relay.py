@@ -92,7 +92,7 @@ class OutboxRelay:
         if not batch:
             return 0
         started = time.perf_counter()
-        with tracing.span(tracing.RELAY_BATCH_SPAN, {"herald.relay.events": len(batch)}):
+        with tracing.relay_batch(batch):
             refused: Mapping[str, str] = {}
             try:
                 await self._publisher.publish(batch)

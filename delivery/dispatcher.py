@@ -65,15 +65,17 @@ class DeliveryPlanner:
 
     async def apply(self, events: Sequence[ev.EventEnvelope]) -> None:
         issued = [
-            IssuedNotice.from_payload(e.payload) for e in events if e.event_type == ev.NOTICE_ISSUED
+            (IssuedNotice.from_payload(e.payload), e.trace_context)
+            for e in events
+            if e.event_type == ev.NOTICE_ISSUED
         ]
         if not issued:
             return
-        preferences = await self._preferences.get_many({n.account_id for n in issued})
+        preferences = await self._preferences.get_many({n.account_id for n, _ in issued})
         now = self._clock()
         outbound: list[OutboundNotice] = []
         nowhere: list[IssuedNotice] = []
-        for notice in issued:
+        for notice, trace_context in issued:
             earlier: Mapping[DeliveryChannel, str] = {}
             if notice.kind is NoticeKind.CANCELLATION:
                 earlier = await self._deliveries.earlier_channels(notice.notice_id, notice.version)
@@ -88,7 +90,7 @@ class DeliveryPlanner:
                 nowhere.append(notice)
             for channel, address in planned.items():
                 message_id = self._channels[channel].message_id(notice.notice_id, notice.version)
-                outbound.append(OutboundNotice(notice, channel, address, message_id))
+                outbound.append(OutboundNotice(notice, channel, address, message_id, trace_context))
         new = await self._deliveries.plan(outbound, now)
         metrics.DELIVERIES_PLANNED.inc(new)
         await self._notices.mark_delivered([(n.notice_id, n.version) for n in nowhere], now)

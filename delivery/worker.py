@@ -41,7 +41,7 @@ from adapters.mongo.deliveries import MongoDeliveryLog, Outcome
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
 from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice
 from domain.ports import Channel, ChannelError, PermanentChannelError, StoreError
-from observability import metrics
+from observability import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,10 @@ class ChannelWorker:
             try:
                 async with breaker:
                     metrics.DELIVERY_ATTEMPTS.labels(self._name).inc()
-                    await self._channel.send(message)
+                    with tracing.delivering(
+                        self._name, claimed.get("traceContext"), _attributes(claimed)
+                    ):
+                        await self._channel.send(message)
             except OpenedState as opened:
                 # The breaker opened while this batch waited: this claim does not count.
                 retry_at = datetime.fromtimestamp(opened.opened_at + breaker.context.ttl, UTC)
@@ -236,6 +239,15 @@ class ChannelWorker:
         state = RetryCallState(cast(BaseRetrying, None), None, (), {})
         state.attempt_number = attempts
         return float(self._backoff(state))
+
+
+def _attributes(claimed: Document) -> dict[str, str | int]:
+    return {
+        "herald.delivery.id": str(claimed["_id"]),
+        "herald.notice.id": str(claimed["noticeId"]),
+        "herald.notice.version": int(claimed["version"]),
+        "herald.delivery.attempt": int(claimed["attempts"]),
+    }
 
 
 class Settler:

@@ -92,6 +92,8 @@ class OutboundNotice:
     channel: DeliveryChannel
     address: str
     message_id: str
+    # W3C trace context of the planning (kept in the delivery log): the send continues it
+    trace_context: Mapping[str, str] = field(default_factory=dict)
 
 
 def delivery_id(notice_id: str, version: int, channel: DeliveryChannel | str) -> str:

@@ -27,7 +27,7 @@ from domain.consistency import NOTICES_PROJECTION
 from domain.history import decode_terms
 from domain.ports import EventStore
 from domain.positions import positions_aggregate_id
-from observability import metrics
+from observability import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +54,23 @@ class NoticeProjector:
         self.topics = topics
 
     async def apply(self, events: Sequence[ev.EventEnvelope]) -> None:
-        affected: dict[str, None] = {}
+        # each affected action, with the (latest) event that affects it
+        affected: dict[str, ev.EventEnvelope] = {}
         acknowledgements: list[ev.EventEnvelope] = []
         for event in events:
             if event.event_type == ev.NOTICE_ACKNOWLEDGED:
                 acknowledgements.append(event)
             elif event.event_type == ev.PUBLICATION_APPROVED:
-                affected[event.aggregate_id] = None
+                affected[event.aggregate_id] = event
             elif event.event_type == ev.POSITIONS_RECORDED:
                 isin, as_of = str(event.payload["isin"]), str(event.payload["asOf"])
                 for action_id in await self._notices.subscribers(isin, as_of):
-                    affected[action_id] = None
-        for action_id in affected:
-            await self.reconcile(action_id)
+                    affected[action_id] = event
+        for action_id, cause in affected.items():
+            # in the trace of the event that caused it: the notices written and
+            # the NoticeIssued events recorded with them continue that trace
+            with tracing.continued(cause.trace_context):
+                await self.reconcile(action_id)
         # After the notices of this batch exist: an ack only applies to its issue.
         for event in acknowledgements:
             await self._notices.acknowledge(

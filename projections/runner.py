@@ -140,12 +140,10 @@ class ProjectionRunner:
         for record in batch.undecodable:
             await self._park(record, UNDECODABLE, record.error or "does not decode")
             parked += 1
-        events = batch.events
-        if events:
-            with tracing.span(
-                tracing.PROJECTION_BATCH_SPAN,
-                {"herald.projection": self.name, "herald.projection.events": len(events)},
-            ):
+        if batch.events:
+            # per-record spans continue each record's trace (see tracing.processing)
+            group = getattr(self._consumer, "group_id", None)
+            with tracing.processing(self.name, group, batch.records) as events:
                 try:
                     await self._retrying(lambda: self._projector.apply(events))
                 except Exception:

@@ -39,6 +39,7 @@ from queries.errors import (
 )
 from queries.extensions import (
     CodeEveryError,
+    GraphQLSpans,
     HeraldSchema,
     HideSuggestions,
     MaskUnexpectedErrors,
@@ -395,11 +396,13 @@ def build_schema(
     production: bool = False,
     max_cost: int = DEFAULT_MAX_COST,
     allowlist: Mapping[str, str] | None = None,
+    traced: bool = False,
 ) -> strawberry.Schema:
     """The schema with its limits. In production introspection and "did you
     mean" suggestions are off, and
     with an `allowlist` (sha256 -> document, see queries.allowlist) anonymous
-    callers may run only the listed operations."""
+    callers may run only the listed operations. `traced`: GraphQL spans
+    (operation, resolvers; see queries.extensions.GraphQLSpans)."""
     # The limit rules are built once, here: validation is cached per (document,
     # rules), so rules built per request would never hit. What depends on the
     # request (the cost, on its variables; the allowlist, on its caller) runs
@@ -411,6 +414,7 @@ def build_schema(
     ]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         CodeEveryError,  # first: it finishes last, coding what the others let out
+        *([GraphQLSpans] if traced else []),  # spans around everything else
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(limit_rules),
     ]

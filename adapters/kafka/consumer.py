@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 from adapters.kafka.codec import decode
 from domain.events import EventEnvelope
 from domain.ports import PublishError
+from observability.tracing import TRACE_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class KafkaEventConsumer:
     ) -> None:
         self._session_timeout_ms = session_timeout_ms
         self._topics = list(topics)
+        self.group_id = group_id
         self._options = {
             "bootstrap_servers": bootstrap,
             "group_id": group_id,
@@ -109,6 +111,9 @@ class KafkaEventConsumer:
                     if message.value is None:
                         raise ValueError("the record has no value")
                     event = decode(message.value)
+                    carried = _trace_context(message.headers)
+                    if carried:
+                        event = replace(event, trace_context=carried)
                 except Exception as exc:  # parked by the runner: must not stop the projector
                     error = f"{type(exc).__name__}: {exc}"
                 consumed.append(
@@ -186,6 +191,17 @@ class KafkaEventConsumer:
                 await asyncio.wait_for(consumer.stop(), timeout=10)
             except (TimeoutError, KafkaError) as exc:
                 log.warning("consumer did not stop cleanly: %r", exc)
+
+
+def _trace_context(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """The W3C trace context a record's headers carry (the first of each key);
+    extracted here because the aiokafka instrumentation leaves none active
+    after `getmany`."""
+    found: dict[str, str] = {}
+    for key, value in headers or ():
+        if key in TRACE_HEADERS and key not in found and value:
+            found[key] = value.decode("latin-1")
+    return found
 
 
 def _key(tp: TopicPartition) -> str:

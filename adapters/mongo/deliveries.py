@@ -307,4 +307,6 @@ def _document(outbound: OutboundNotice, now: datetime) -> Document:
         "issuedAt": notice.issued_at,
         "settled": False,  # the notice's deliveredAt is set once all its channels delivered
         "notice": notice.to_payload(),
+        # W3C trace context of the plan: the channel worker's send continues it
+        "traceContext": dict(outbound.trace_context),
     }

@@ -33,11 +33,14 @@ from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.events import CommandOrigin, EventEnvelope
 from domain.ports import ConcurrencyError, DuplicateKey, StoreError, UniqueKeyTaken
+from observability.tracing import trace_context_of
 
 EVENTS = "events"
 RESERVES = "reserves"
 COUNTERS = "counters"
 COMMAND = "command"
+# The event's metadata: the W3C trace context of the work that recorded it.
+METADATA = "metadata"
 # Attempts at the global sequence counter: a first allocation on a new store
 # can lose an upsert race (DuplicateKey, or no document back).
 ALLOCATION_ATTEMPTS = 5
@@ -66,6 +69,8 @@ def _to_document(event: EventEnvelope) -> Document:
             "key": event.origin.key,
             "fingerprint": event.origin.fingerprint,
         }
+    if event.trace_context:
+        document[METADATA] = dict(event.trace_context)
     return document
 
 
@@ -86,6 +91,8 @@ def _from_document(doc: Document) -> EventEnvelope:
         sequence=doc["sequence"],
         payload=doc["payload"],
         origin=_origin(doc.get(COMMAND)),
+        # events stored before traces were kept have no metadata
+        trace_context=trace_context_of(doc.get(METADATA)),
     )
 
 

@@ -32,6 +32,7 @@ from domain.codes import NoticeKind
 from domain.delivery import IssuedNotice, notice_issued_event
 from domain.ports import DuplicateKey
 from observability import metrics
+from observability.tracing import current_trace_context
 
 NOTICES = "notices"
 SUBSCRIPTIONS = "notice_subscriptions"
@@ -149,9 +150,15 @@ class MongoNoticeProjectionStore:
         assert reserved is not None
         first = int(reserved["value"]) - len(notices) + 1
         writes = []
+        # the trace of the work that wrote the notices goes on to the dispatcher
+        trace_context = current_trace_context()
         for offset, doc in enumerate(notices):
             event = notice_issued_event(_issued(doc), doc["issuedAt"])
-            writes.append(derived_outbox_write(replace(event, sequence=first + offset)))
+            writes.append(
+                derived_outbox_write(
+                    replace(event, sequence=first + offset, trace_context=trace_context)
+                )
+            )
         await self._events.bulk_write(writes, ordered=False, session=session)
 
     async def _with_delivery(

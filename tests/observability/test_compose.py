@@ -1,6 +1,6 @@
 """deploy/compose.yml, the production topology: it sets only Herald's real
-settings (each HERALD_* variable is declared in settings.py, each value one
-`Settings.from_env` accepts), references only services, configs and volumes
+settings (each HERALD_* and OTEL_* variable is declared in settings.py, each
+value one `Settings.from_env` accepts), references only services, configs and volumes
 it defines, has the topology it claims, and Prometheus (its own config,
 checked by promtool) scrapes every API process, worker and edge in it."""
 
@@ -53,7 +53,7 @@ def test_every_herald_variable_is_a_declared_setting_with_a_valid_value() -> Non
     checked = 0
     for name, service in services().items():
         env = environment(service)
-        herald = {k: v for k, v in env.items() if k.startswith("HERALD_")}
+        herald = {k: v for k, v in env.items() if k.startswith(("HERALD_", "OTEL_"))}
         unknown = set(herald) - DECLARED
         assert not unknown, f"{name} sets variables settings.py does not declare: {unknown}"
         # The value as compose would pass it with each ${...} left at its
