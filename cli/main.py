@@ -108,6 +108,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
 
+    from cli.preflight import StartupFailure
     from observability.logs import configure_logging
     from observability.probes import Probes, ProbeServer
     from observability.tracing import configure_tracing
@@ -123,7 +124,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         port = settings.worker_metrics_port if args.metrics_port is None else args.metrics_port
         probes = ProbeServer(Probes(services.ready, lambda: services.progress), settings.host, port)
         if port:  # listening first: a taken port stops the worker before it joins groups
-            await probes.start()
+            try:
+                await probes.start()
+            except OSError as exc:
+                raise StartupFailure(
+                    f"cannot serve /metrics on {settings.host}:{port} ({exc}); choose "
+                    "another with --metrics-port or HERALD_WORKER_METRICS_PORT (0: none)"
+                ) from exc
         await services.start()
         try:
             await asyncio.gather(*services.tasks.values())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 
@@ -99,13 +100,15 @@ class ProbeServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Listen; OSError when the port is taken."""
-        self._task = asyncio.create_task(self._server.serve(), name="probes")
+        """Listen; OSError (not uvicorn's SystemExit) when the port is taken."""
+        config = self._server.config
+        family = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)[0][0]
+        listening = socket.create_server((config.host, config.port), family=family)
+        self._task = asyncio.create_task(self._server.serve([listening]), name="probes")
         while not self._server.started:
-            if self._task.done():  # it could not bind: uvicorn exits with SystemExit(1)
-                with contextlib.suppress(BaseException):
-                    self._task.result()
-                raise OSError(f"cannot serve the probes on port {self._server.config.port}")
+            if self._task.done():
+                self._task.result()  # what stopped it
+                raise OSError(f"the probe server on port {config.port} did not start")
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
