@@ -42,6 +42,7 @@ from adapters.mongo.notice_projection import MongoNoticeProjectionStore
 from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice
 from domain.ports import Channel, ChannelError, PermanentChannelError, StoreError
 from observability import metrics, tracing
+from observability.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +219,15 @@ class ChannelWorker:
             try:
                 async with breaker:
                     metrics.DELIVERY_ATTEMPTS.labels(self._name).inc()
-                    with tracing.delivering(
-                        self._name, claimed.get("traceContext"), _attributes(claimed)
+                    with (
+                        tracing.delivering(
+                            self._name, claimed.get("traceContext"), _attributes(claimed)
+                        ),
+                        log_context(  # on the channel client's own lines (httpx, SMTP)
+                            action_id=message.notice.corporate_action_id,
+                            notice_id=message.notice.notice_id,
+                            delivery_id=key,
+                        ),
                     ):
                         await self._channel.send(message)
             except OpenedState as opened:

@@ -248,6 +248,11 @@ async def test_herald_serve_logs_json_and_no_secret_while_every_mutation_and_cha
     assert len(records) > 10, log[-2000:]
     assert all({"timestamp", "level", "logger", "message"} <= set(r) for r in records)
     assert any(r.get("correlation_id") for r in records)  # the access log of a request
+    # the push channel's HTTP client line names what it delivers
+    pushed = [r for r in records if r["logger"] == "httpx" and "/push" in r["message"]]
+    assert pushed, log[-2000:]
+    for line in pushed:
+        assert line["action_id"] == action_id and line["notice_id"] and line["delivery_id"]
 
 
 async def delivered_on_every_channel(mongo_uri: str, database: str, kind: str = "NEW") -> None:
