@@ -30,7 +30,6 @@ from tenacity import (
 )
 
 from adapters.kafka.consumer import ConsumedRecord, KafkaEventConsumer
-from adapters.mongo.projection_state import MongoProjectionState
 from domain.dead_letters import (
     MAX_PAYLOAD_CHARS,
     DeadLetter,
@@ -39,7 +38,13 @@ from domain.dead_letters import (
     projection_source,
 )
 from domain.events import EventEnvelope
-from domain.ports import DeadLetterStore, DeadLetterTopic, PublishError, is_transient
+from domain.ports import (
+    DeadLetterStore,
+    DeadLetterTopic,
+    ProjectionStateStore,
+    PublishError,
+    is_transient,
+)
 from observability import metrics, tracing
 from projections.checkpoint import AppliedThrough
 
@@ -72,7 +77,7 @@ class ProjectionRunner:
         self,
         projector: Projector,
         consumer: KafkaEventConsumer,
-        state: MongoProjectionState,
+        state: ProjectionStateStore,
         *,
         dead_letters: DeadLetterStore,
         dead_letter_topic: DeadLetterTopic | None = None,
