@@ -29,7 +29,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from adapters.kafka.consumer import ConsumedRecord, KafkaEventConsumer
 from domain.dead_letters import (
     MAX_PAYLOAD_CHARS,
     DeadLetter,
@@ -39,8 +38,10 @@ from domain.dead_letters import (
 )
 from domain.events import EventEnvelope
 from domain.ports import (
+    ConsumedRecord,
     DeadLetterStore,
     DeadLetterTopic,
+    EventConsumer,
     ProjectionStateStore,
     PublishError,
     is_transient,
@@ -76,7 +77,7 @@ class ProjectionRunner:
     def __init__(
         self,
         projector: Projector,
-        consumer: KafkaEventConsumer,
+        consumer: EventConsumer,
         state: ProjectionStateStore,
         *,
         dead_letters: DeadLetterStore,
