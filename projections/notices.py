@@ -19,13 +19,12 @@ from typing import Any
 
 from adapters.mongo.client import Document
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
-from adapters.mongo.positions import MongoPositionStore
 from domain import corporate_action as ca
 from domain import events as ev
 from domain import notices as nt
 from domain.consistency import NOTICES_PROJECTION
 from domain.history import decode_terms
-from domain.ports import EventStore
+from domain.ports import EventStore, PositionSnapshotReader
 from domain.positions import positions_aggregate_id
 from observability import metrics
 
@@ -41,7 +40,7 @@ class NoticeProjector:
     def __init__(
         self,
         notices: MongoNoticeProjectionStore,
-        positions: MongoPositionStore,
+        positions: PositionSnapshotReader,
         events: EventStore,
         topics: Sequence[str],
         *,
