@@ -16,6 +16,7 @@ from domain import corporate_action as ca
 from domain import events as ev
 from domain import notices as nt
 from domain.codes import NoticeKind
+from domain.events import EventEnvelope
 from domain.ports import NoticeRecord
 from domain.validation import parse_terms, terms_to_payload
 from tests.support import DIVIDEND, RunningHerald
@@ -23,6 +24,22 @@ from tests.support import DIVIDEND, RunningHerald
 T0 = datetime(2026, 12, 16, 9, 0, tzinfo=UTC)
 
 _ids = itertools.count()
+
+
+def bare_event(aggregate_id: str, version: int, aggregate_type: str = "test") -> EventEnvelope:
+    """A bare event of an aggregate's stream (payload: its version), for the
+    suites of the event record and the event log."""
+    return EventEnvelope(
+        event_id=uuid.uuid4().hex,
+        event_type="Tested",
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        version=version,
+        occurred_at=datetime(2026, 11, 30, tzinfo=UTC),
+        actor="olga",
+        correlation_id="c",
+        payload={"n": version},
+    )
 
 
 def notice_record(
