@@ -219,6 +219,8 @@ class ConsumedRecord:
 
 @dataclass(frozen=True)
 class ConsumedBatch:
+    """What one poll of the log returned, in partition order."""
+
     records: list[ConsumedRecord]
     # next offset to consume per partition, committed once the batch is applied
     offsets: dict[LogPartition, int]
@@ -539,6 +541,8 @@ T_co = TypeVar("T_co", covariant=True)
 
 
 class FeedSignal(StrEnum):
+    """What a change feed says: a marker of its stream's state, or a change."""
+
     OPENED = "opened"  # (re)opened by resuming: nothing was missed
     RESET = "reset"  # opened at "now": changes before this may have been missed
     CLOSED = "closed"  # interrupted: nothing arrives until the next OPENED or RESET
