@@ -28,7 +28,7 @@ _ids = itertools.count()
 
 def bare_event(aggregate_id: str, version: int, aggregate_type: str = "test") -> EventEnvelope:
     """A bare event of an aggregate's stream (payload: its version), for the
-    suites of the event record and the event log."""
+    event log's suites."""
     return EventEnvelope(
         event_id=uuid.uuid4().hex,
         event_type="Tested",

@@ -12,6 +12,7 @@ import pytest
 from adapters.memory.event_store import MemoryEventStore
 from adapters.mongo.client import connect
 from adapters.mongo.event_store import MongoEventStore
+from domain.events import EventEnvelope
 from domain.ports import ConcurrencyError, EventStore, UniqueKeyTaken
 from tests.builders import bare_event
 
@@ -30,10 +31,14 @@ async def store(request: pytest.FixtureRequest, mongo_uri: str) -> AsyncIterator
     await client.close()
 
 
+def _event(aggregate_id: str, version: int) -> EventEnvelope:
+    return bare_event(aggregate_id, version)
+
+
 async def test_appended_events_load_in_version_order_with_rising_sequences(
     store: EventStore,
 ) -> None:
-    a1, b1, a2 = bare_event("A", 1), bare_event("B", 1), bare_event("A", 2)
+    a1, b1, a2 = _event("A", 1), _event("B", 1), _event("A", 2)
     stored = [*await store.append([a1]), *await store.append([b1]), *await store.append([a2])]
     sequences = [e.sequence for e in stored]
     assert sequences == sorted(sequences) and len(set(sequences)) == 3
@@ -44,7 +49,7 @@ async def test_appended_events_load_in_version_order_with_rising_sequences(
 
 
 async def test_an_append_resent_returns_what_was_stored(store: EventStore) -> None:
-    pair = [bare_event("A", 1), bare_event("A", 2)]
+    pair = [_event("A", 1), _event("A", 2)]
     first = await store.append(pair, [("reference", "R-1")])
     assert await store.append(pair, [("reference", "R-1")]) == first
     assert len(await store.load("A")) == 2
@@ -53,17 +58,17 @@ async def test_an_append_resent_returns_what_was_stored(store: EventStore) -> No
 async def test_a_taken_version_conflicts_and_a_held_reservation_is_refused(
     store: EventStore,
 ) -> None:
-    await store.append([bare_event("A", 1)], [("reference", "R-1")])
+    await store.append([_event("A", 1)], [("reference", "R-1")])
     with pytest.raises(ConcurrencyError):
-        await store.append([bare_event("A", 1)])
+        await store.append([_event("A", 1)])
     with pytest.raises(UniqueKeyTaken) as taken:
-        await store.append([bare_event("B", 1)], [("reference", "R-1")])
+        await store.append([_event("B", 1)], [("reference", "R-1")])
     assert (taken.value.namespace, taken.value.key) == ("reference", "R-1")
     assert await store.load("B") == []  # the refused event was not stored
 
 
 async def test_the_outbox_drains_in_order_parks_and_unparks(store: EventStore) -> None:
-    events = await store.append([bare_event("A", 1), bare_event("A", 2), bare_event("A", 3)])
+    events = await store.append([_event("A", 1), _event("A", 2), _event("A", 3)])
     ids = [e.event_id for e in events]
     assert [e.event_id for e in await store.unpublished(10)] == ids
     await store.mark_published(ids[:1])
