@@ -27,8 +27,7 @@ from adapters.kafka.consumer import KafkaEventConsumer
 from adapters.kafka.dead_letters import KafkaDeadLetterTopic, dead_letter_topic
 from adapters.kafka.publisher import KafkaEventPublisher
 from adapters.kafka.topics import ensure_topics, kafka_ping, topic_for
-from adapters.mongo.cards import CARDS, MongoCardStore, is_publication, publication_match
-from adapters.mongo.changes import MongoChangeFeed
+from adapters.mongo.cards import MongoCardPublicationFeed, MongoCardStore
 from adapters.mongo.client import connect, ping
 from adapters.mongo.dead_letters import MongoDeadLetterStore
 from adapters.mongo.deliveries import MongoDeliveryLog
@@ -36,7 +35,7 @@ from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.idempotency import MongoIdempotencyStore
 from adapters.mongo.lease import MongoLease
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
-from adapters.mongo.notices import NOTICES, MongoNoticeStore, issued_match
+from adapters.mongo.notices import MongoNoticeIssueFeed, MongoNoticeStore
 from adapters.mongo.positions import MongoPositionStore
 from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
@@ -91,10 +90,8 @@ class Services:
         self.dead_letter_topics: list[KafkaDeadLetterTopic] = []
         # Subscriptions and the public-cache watermark: one change stream per
         # collection and process (see queries/feeds.py); started by the API.
-        self.issued_notices = NoticeFanout(MongoChangeFeed(self.db, NOTICES), issued_match)
-        self.published_cards = CardFanout(
-            MongoChangeFeed(self.db, CARDS), publication_match, is_publication
-        )
+        self.issued_notices = NoticeFanout(MongoNoticeIssueFeed(self.db))
+        self.published_cards = CardFanout(MongoCardPublicationFeed(self.db))
         self.publisher = KafkaEventPublisher(
             s.kafka_bootstrap, s.kafka_topic_prefix, idempotent=s.kafka_idempotent_producer
         )

@@ -7,7 +7,7 @@ on one aggregate race for the same stream version; the store lets one win and
 the loser hears VersionConflict (invariant 2).
 
 A command run for a request under an Idempotency-Key (invariant 3; see
-web/idempotency.py) stores its event under an id derived from the
+web/idempotency/middleware.py) stores its event under an id derived from the
 key's command id, with the key and fingerprint (`CommandOrigin`). When the
 request is resumed (its key's earlier execution was abandoned or failed),
 the handler first looks that event up and, found, answers from it what the

@@ -91,8 +91,10 @@ class EventEnvelope:
     sequence: int = 0
     # Stored with the event, not published: which request recorded it.
     origin: CommandOrigin | None = None
-    # Stored and sent as headers, not in the value: where the event's trace continues.
-    trace_context: Mapping[str, str] = field(default_factory=dict)
+    # Stored and sent as headers, not in the value: where the event's trace
+    # continues. Not part of the event's identity (compare=False): a record
+    # read back carries the context of the send that carried it.
+    trace_context: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def to_json(event: EventEnvelope) -> dict[str, Any]:

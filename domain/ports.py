@@ -8,16 +8,19 @@ adapter.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from domain.corporate_action import CorporateAction
 from domain.dead_letters import DeadLetter, DeadLetterStatus
 from domain.delivery import OutboundNotice
 from domain.events import EventEnvelope
 from domain.idempotency import IdempotencyRecord, StoredResponse
+from domain.notices import Holding, NoticeState
 from domain.positions import PositionsSnapshot
 from domain.preferences import DeliveryChannel
 
@@ -172,6 +175,148 @@ class PositionSnapshotStore(Protocol):
     async def save(self, snapshot_id: str, snapshot: PositionsSnapshot) -> None: ...
 
 
+class PositionSnapshotReader(Protocol):
+    """The stored snapshots' positions as the notices projector reads them: in
+    account order, by bounded ranges, so 100 000 holders never sit in memory
+    at once. Raises StoreError when the store fails."""
+
+    async def boundaries(self, snapshot_ids: Sequence[str], every: int) -> tuple[list[str], int]:
+        """Every `every`-th account id of each snapshot (their sorted union), and
+        how many positions the snapshots hold in all."""
+        ...
+
+    async def between(
+        self, snapshot_ids: Sequence[str], first: str, before: str | None
+    ) -> tuple[list[str], dict[str, dict[str, Holding]]]:
+        """The accounts `first` <= id < `before` (None: to the end) that any of
+        the snapshots lists, sorted; and each snapshot's holdings of them
+        (snapshot id -> account id -> holding)."""
+        ...
+
+
+# --- consuming the event log (a consumer-group member feeding a projector) --------
+
+
+class LogPartition(NamedTuple):
+    """One partition of one topic of the event log."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True)
+class ConsumedRecord:
+    """One record as read: where it is, its value, and the envelope it decodes
+    to — or, for a record that does not decode, why not (`event` is None)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    event: EventEnvelope | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsumedBatch:
+    """What one poll of the log returned, in partition order."""
+
+    records: list[ConsumedRecord]
+    # next offset to consume per partition, committed once the batch is applied
+    offsets: dict[LogPartition, int]
+
+    @property
+    def events(self) -> list[EventEnvelope]:
+        return [record.event for record in self.records if record.event is not None]
+
+    @property
+    def undecodable(self) -> list[ConsumedRecord]:
+        return [record for record in self.records if record.event is None]
+
+
+class EventConsumer(Protocol):
+    """A member of one consumer group on the event log. Offsets are committed
+    only when the caller says so (after the batch's effects are stored); a
+    failure to reach the log raises PublishError."""
+
+    async def start(self) -> None:
+        """Join the group (PublishError when the log cannot be reached)."""
+        ...
+
+    async def next_batch(self, timeout_ms: int = 500, max_records: int = 500) -> ConsumedBatch:
+        """The records fetched within `timeout_ms` (possibly none)."""
+        ...
+
+    async def commit(self, offsets: Mapping[LogPartition, int]) -> None:
+        """Commit these next offsets; a commit lost to a rebalance is only logged
+        (the new owner re-applies from the last committed offset)."""
+        ...
+
+    async def lag(self) -> tuple[int, int] | None:
+        """(position, lag) summed over this member's partitions; None when unknown."""
+        ...
+
+    def joined(self) -> bool:
+        """True once the group gave this member its partitions (possibly none)."""
+        ...
+
+    async def progress(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(committed, end) offsets of this member's partitions, keyed "topic:partition"."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+# --- what each projection applied (read-your-writes, checkpoints, progress) -------
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    """A projector's last reported progress: its consumer group's committed
+    `position` and `lag` (events, summed over its partitions), and when."""
+
+    name: str
+    position: int
+    lag: int
+    updated_at: datetime
+
+
+class ProjectionStateStore(Protocol):
+    """Per projection: the highest stream version applied of each aggregate
+    (what consistency tokens wait on), the global sequence through which every
+    event of its streams is applied (projections/checkpoint.py), and its
+    reported progress. Raises StoreError when the store fails."""
+
+    async def record_applied(self, projection: str, versions: Mapping[str, int]) -> None:
+        """Raise each aggregate's applied version to the one given (never lowers it)."""
+        ...
+
+    async def applied_version(self, projection: str, aggregate_id: str) -> int:
+        """The highest version of the aggregate `projection` applied (0: none)."""
+        ...
+
+    async def applied_versions(
+        self, projection: str, aggregate_ids: Iterable[str]
+    ) -> dict[str, int]:
+        """The highest version applied of each of `aggregate_ids` (absent: none)."""
+        ...
+
+    async def applied_through(self, projection: str) -> int:
+        """The global sequence through which `projection` applied every event
+        of its streams (0: none known)."""
+        ...
+
+    async def advance_applied_through(self, projection: str, sequence: int) -> None:
+        """Raise the checkpoint to `sequence` (never lowers it)."""
+        ...
+
+    async def report(self, projection: str, position: int, lag: int) -> None: ...
+
+    async def statuses(self) -> list[ProjectionStatus]:
+        """Every projection's last report, by name."""
+        ...
+
+
 class IdempotencyStore(Protocol):
     """Where Idempotency-Keys are claimed and responses recorded; raises
     StoreError when down."""
@@ -280,6 +425,73 @@ class CardStore(Protocol):
     async def count(self, query: CardQuery) -> int: ...
 
 
+# --- the notices read model as the notices projector writes it --------------------
+
+
+@dataclass(frozen=True)
+class StoredIssue:
+    """What the read model holds of one account's notice, as a reconcile plan
+    reads it: the issue stored (version, content hash) and its acknowledgement."""
+
+    version: int
+    content_hash: str
+    acknowledged_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NoticeRecord:
+    """One notice as the notices projector writes it: the latest issue
+    (`notice`) of one account's notice of one corporate action.
+    `acknowledged_at` is kept from the stored notice of the same issue; when
+    every chosen channel delivered the issue is the store's own record."""
+
+    notice_id: str
+    corporate_action_id: str
+    notice: NoticeState
+    acknowledged_at: datetime | None = None
+
+    @property
+    def account_id(self) -> str:
+        return self.notice.account_id
+
+    @property
+    def version(self) -> int:
+        return self.notice.version
+
+
+# Of one range of accounts: the notices to write, given what is stored of them
+# (by account id). Pure: it may run more than once (a transaction started over).
+NoticePlan = Callable[[Mapping[str, StoredIssue]], Sequence[NoticeRecord]]
+
+
+class NoticeProjectionStore(Protocol):
+    """The notices read model as the notices projector writes it, and which
+    corporate actions follow which (ISIN, record date). Writes are guarded by
+    the notice version: a stale or repeated write never replaces a newer
+    notice, and the per-action counts move with the notices. Raises
+    StoreError when the store fails."""
+
+    async def subscribe(self, action_id: str, pairs: Iterable[tuple[str, date]]) -> None:
+        """Remember that the action follows the positions of these (ISIN, record date)s."""
+        ...
+
+    async def subscribers(self, isin: str, as_of: str) -> list[str]:
+        """The actions following the positions of `isin` on `as_of` (YYYY-MM-DD)."""
+        ...
+
+    async def reconcile_range(self, action_id: str, first: str, last: str, plan: NoticePlan) -> int:
+        """Atomically: read what is stored of the action's notices of accounts
+        `first`..`last` (inclusive), ask `plan` for the notices to write, write
+        each that is absent or newer than the stored one (and its NoticeIssued
+        event, where the store records them). Returns how many were written."""
+        ...
+
+    async def acknowledge(self, notice_id: str, version: int, at: datetime) -> bool:
+        """Mark `version` of the notice acknowledged at `at`, only while it is
+        still the stored version and unacknowledged; True when it was marked."""
+        ...
+
+
 # --- the notices read model (depositors' reads, operators' counts) ----------------
 
 # A notice as the notices projector stores it: its id, corporateActionId,
@@ -320,4 +532,59 @@ class NoticeReadStore(Protocol):
     ) -> tuple[Sequence[StoredNotice], bool]:
         """Operators: up to `first` notices of one action in account order,
         after the account `after`; and whether more follow."""
+        ...
+
+
+# --- change feeds of the read models (subscriptions, the public-cache watermark) ----
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class FeedSignal(StrEnum):
+    """What a change feed says: a marker of its stream's state, or a change."""
+
+    OPENED = "opened"  # (re)opened by resuming: nothing was missed
+    RESET = "reset"  # opened at "now": changes before this may have been missed
+    CLOSED = "closed"  # interrupted: nothing arrives until the next OPENED or RESET
+    CHANGED = "changed"  # a watched record changed
+
+
+@dataclass(frozen=True)
+class FeedChange(Generic[T_co]):
+    """One change of a watched read model, or an OPENED / RESET / CLOSED marker.
+    `item` (of a CHANGED): what subscribers receive — None for a change that
+    matters only as a change (e.g. to a cache watermark)."""
+
+    signal: FeedSignal
+    item: T_co | None = None
+
+
+class NoticeIssueFeed(Protocol):
+    """Notices of the followed accounts as they are issued (NEW, UPDATE or
+    CANCELLATION: stored, or stored at a new version; an acknowledgement is
+    not an issue). The accounts are applied by the store, as in every other
+    read (invariant 5)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def follow(
+        self, accounts: Callable[[], Collection[str]], reopen: asyncio.Event
+    ) -> AsyncGenerator[FeedChange[StoredNotice], None]:
+        """The issues for as long as the caller iterates. Each (re)open yields
+        OPENED or RESET first and an interruption CLOSED; `accounts()` is read
+        at every open, and setting `reopen` makes the next one."""
+        ...
+
+
+class CardPublicationFeed(Protocol):
+    """Changes of the public view of the cards as they happen: `item` is the
+    card when a version of it was published, None for another change of its
+    public view (a card stored over by another writer)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def follow(self, reopen: asyncio.Event) -> AsyncGenerator[FeedChange[CorporateAction], None]:
+        """As NoticeIssueFeed.follow, for every card."""
         ...

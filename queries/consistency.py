@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from adapters.mongo.projection_state import MongoProjectionState
 from domain.consistency import ConsistencyToken
+from domain.ports import ProjectionStateStore
 from observability import metrics
 from queries.errors import NOT_CAUGHT_UP, coded
 
@@ -20,7 +20,7 @@ from queries.errors import NOT_CAUGHT_UP, coded
 async def wait_until_projected(
     token_text: str | None,
     projection: str,
-    state: MongoProjectionState,
+    state: ProjectionStateStore,
     timeout_seconds: float,
     poll_seconds: float = 0.02,
 ) -> None:

@@ -9,10 +9,9 @@ from strawberry.dataloader import DataLoader
 
 from adapters.mongo.deliveries import MongoDeliveryLog
 from adapters.mongo.preferences import MongoPreferenceStore
-from adapters.mongo.projection_state import MongoProjectionState
 from domain.commands import CommandService, PreferencesService
 from domain.corporate_action import CorporateAction
-from domain.ports import CardStore, NoticeReadStore
+from domain.ports import CardStore, NoticeReadStore, ProjectionStateStore
 from domain.principal import Principal
 from queries.feeds import CardFanout, NoticeFanout
 
@@ -32,7 +31,9 @@ class ReadServices(Protocol):
     @property
     def notices(self) -> NoticeReadStore: ...
 
-    projection_state: MongoProjectionState
+    @property
+    def projection_state(self) -> ProjectionStateStore: ...
+
     consistency_wait_seconds: float
     issued_notices: NoticeFanout
     published_cards: CardFanout

@@ -20,7 +20,6 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
-from adapters.mongo.cards import from_document
 from domain.commands import ActionResult, CommandContext
 from domain.consistency import CARDS_PROJECTION, NOTICES_PROJECTION
 from domain.ports import CardQuery
@@ -346,11 +345,11 @@ class Subscription:
         principal = ctx.principal
         feed = ctx.services.issued_notices
         # The token is checked once, at connection_init: the feed ends when it expires.
-        async with feed.subscribe(principal.accounts, until=principal.expires_at) as documents:
+        async with feed.subscribe(principal.accounts, until=principal.expires_at) as notices:
             try:
-                async for document in documents:
+                async for notice in notices:
                     ctx.renew_loaders()  # each notice shows its card as it is now
-                    yield depositor_notice(document)
+                    yield depositor_notice(notice)
             except FellBehind as exc:
                 raise _fell_behind("myNotices") from exc
             except Expired as exc:
@@ -362,10 +361,10 @@ class Subscription:
         description="Each card as the public sees it, when a version of it is published."
     )
     async def card_published(self, info: Ctx) -> AsyncGenerator[t.CorporateAction, None]:
-        async with info.context.services.published_cards.subscribe() as documents:
+        async with info.context.services.published_cards.subscribe() as cards:
             try:
-                async for document in documents:
-                    shown = public_card(from_document(document))
+                async for card in cards:
+                    shown = public_card(card)
                     if shown is not None:
                         yield shown
             except FellBehind as exc:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from adapters.kafka.codec import decode
 from domain.events import EventEnvelope
-from domain.ports import PublishError
+from domain.ports import ConsumedBatch, ConsumedRecord, LogPartition, PublishError
 from observability.tracing import TRACE_HEADERS
 
 log = logging.getLogger(__name__)
@@ -21,35 +21,9 @@ log = logging.getLogger(__name__)
 LAG_TIMEOUT_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class ConsumedRecord:
-    """One record as read: where it is, its value, and the envelope it decodes
-    to — or, for a record that does not decode, why not (`event` is None)."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    event: EventEnvelope | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Batch:
-    records: list[ConsumedRecord]
-    # next offset to consume per partition, committed once the batch is applied
-    offsets: dict[TopicPartition, int]
-
-    @property
-    def events(self) -> list[EventEnvelope]:
-        return [record.event for record in self.records if record.event is not None]
-
-    @property
-    def undecodable(self) -> list[ConsumedRecord]:
-        return [record for record in self.records if record.event is None]
-
-
 class KafkaEventConsumer:
+    """The EventConsumer port on Apache Kafka (or Tansu), through aiokafka."""
+
     def __init__(
         self,
         bootstrap: str,
@@ -95,16 +69,16 @@ class KafkaEventConsumer:
             await self.stop()
             raise
 
-    async def next_batch(self, timeout_ms: int = 500, max_records: int = 500) -> Batch:
+    async def next_batch(self, timeout_ms: int = 500, max_records: int = 500) -> ConsumedBatch:
         try:
             records = await self._started.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
             raise PublishError(f"consume failed: {exc!r}") from exc
         consumed: list[ConsumedRecord] = []
-        offsets: dict[TopicPartition, int] = {}
+        offsets: dict[LogPartition, int] = {}
         for partition, messages in records.items():
             for message in messages:
-                offsets[partition] = message.offset + 1
+                offsets[LogPartition(partition.topic, partition.partition)] = message.offset + 1
                 event: EventEnvelope | None = None
                 error: str | None = None
                 try:
@@ -126,13 +100,15 @@ class KafkaEventConsumer:
                         error,
                     )
                 )
-        return Batch(consumed, offsets)
+        return ConsumedBatch(consumed, offsets)
 
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def commit(self, offsets: Mapping[LogPartition, int]) -> None:
         if not offsets:
             return
         try:
-            await self._started.commit(offsets)
+            await self._started.commit(
+                {TopicPartition(p.topic, p.partition): offset for p, offset in offsets.items()}
+            )
         except KafkaError as exc:
             # A rebalance took the partition away; the new owner re-applies
             # idempotently from the last committed offset.

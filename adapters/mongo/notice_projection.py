@@ -17,7 +17,7 @@ collection switch-over carries them along with the notices.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
@@ -30,7 +30,7 @@ from adapters.mongo.errors import translated
 from adapters.mongo.event_store import COUNTERS, EVENTS, derived_outbox_write
 from domain.codes import NoticeKind
 from domain.delivery import IssuedNotice, notice_issued_event
-from domain.ports import DuplicateKey
+from domain.ports import DuplicateKey, NoticePlan, NoticeRecord, StoredIssue
 from observability import metrics
 from observability.tracing import current_trace_context
 
@@ -40,6 +40,9 @@ DELIVERED_VERSIONS = "delivered_versions"
 
 
 class MongoNoticeProjectionStore:
+    """The NoticeProjectionStore port on MongoDB (and what the dispatcher marks
+    delivered)."""
+
     def __init__(
         self, db: AsyncDatabase[Document], notices: str = NOTICES, *, issue_events: bool = True
     ) -> None:
@@ -85,7 +88,7 @@ class MongoNoticeProjectionStore:
         action_id: str,
         first: str,
         last: str,
-        plan: Callable[[Mapping[str, Document]], Sequence[Document]],
+        plan: NoticePlan,
     ) -> int:
         """In one transaction: read the stored notices of accounts first..last
         (inclusive) of this action, ask `plan` for the notices to store given
@@ -106,7 +109,10 @@ class MongoNoticeProjectionStore:
             new: list[Document] = []
             replacing: list[Document] = []
             moves = _Counts()
-            planned = await self._with_delivery(plan(stored), session)
+            issues = {account: _stored_issue(doc) for account, doc in stored.items()}
+            planned = await self._with_delivery(
+                [_document(record) for record in plan(issues)], session
+            )
             for doc in planned:
                 previous = stored.get(doc["accountId"])
                 if previous is None:
@@ -307,6 +313,29 @@ class MongoNoticeProjectionStore:
 STATS_OF = "statsOf"
 _COUNTED = {"acknowledgedAt": 1, "deliveredAt": 1}
 _DUPLICATE_RETRIES = 5
+
+
+def _stored_issue(doc: Document) -> StoredIssue:
+    return StoredIssue(int(doc["version"]), str(doc.get("contentHash")), doc.get("acknowledgedAt"))
+
+
+def _document(record: NoticeRecord) -> Document:
+    """The stored notice (`deliveredAt` is filled in from the delivered versions)."""
+    notice = record.notice
+    return {
+        "_id": record.notice_id,
+        "corporateActionId": record.corporate_action_id,
+        "accountId": notice.account_id,
+        "version": notice.version,
+        "kind": notice.kind.value,
+        "changedFields": list(notice.changed_fields),
+        "caVersion": notice.ca_version,
+        "content": dict(notice.content),
+        "contentHash": notice.content_hash,
+        "issuedAt": notice.issued_at,
+        "acknowledgedAt": record.acknowledged_at,
+        "deliveredAt": None,
+    }
 
 
 def _replace(notice: Document) -> ReplaceOne[Document]:

@@ -15,6 +15,7 @@ from adapters.mongo.client import connect
 from adapters.mongo.event_store import EVENTS, MongoEventStore
 from domain.events import EventEnvelope
 from domain.ports import ConcurrencyError, EventStore, UniqueKeyTaken
+from tests.builders import bare_event
 
 
 @pytest.fixture(params=["memory", "mongo"])
@@ -32,17 +33,7 @@ async def store(request: pytest.FixtureRequest, mongo_uri: str) -> AsyncIterator
 
 
 def _event(aggregate_id: str, version: int) -> EventEnvelope:
-    return EventEnvelope(
-        event_id=uuid.uuid4().hex,
-        event_type="Tested",
-        aggregate_type="test",
-        aggregate_id=aggregate_id,
-        version=version,
-        occurred_at=datetime(2026, 11, 30, tzinfo=UTC),
-        actor="olga",
-        correlation_id="c",
-        payload={"n": version},
-    )
+    return bare_event(aggregate_id, version)
 
 
 async def test_appended_events_load_in_version_order_with_rising_sequences(
