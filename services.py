@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,14 +96,13 @@ class Services:
         self.publisher = KafkaEventPublisher(
             s.kafka_bootstrap, s.kafka_topic_prefix, idempotent=s.kafka_idempotent_producer
         )
-        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
-        self.relay_lease = MongoLease(self.db, "outbox-relay", holder)
+        self.relay_lease = MongoLease(self.db, "outbox-relay")
         self.relay = OutboxRelay(
             self.events,
             self.publisher,
             self.dead_letters,
             poll_seconds=s.relay_poll_seconds,
-            acquire_lease=self.relay_lease.acquire,
+            lease=self.relay_lease,
         )
         self.handlers = CommandHandlers(self.events, self.positions, on_appended=self.relay.notify)
         self.preferences = MongoPreferenceStore(self.db)
@@ -381,8 +378,13 @@ class Services:
             checks[name] = checks.get(name, False) and runner.ready
         if self._refill_through is not None:  # the relay is re-publishing
             checks["relay"] = False
+        notes = [] if behind is None else [f"catching up: {behind} events behind"]
+        stalled = self.relay_lease.stalled_holder() if "relay" in self.tasks else None
+        if stalled is not None:  # nothing is published until it expires
+            checks["relay"] = False
+            notes.insert(0, f"relay: waiting for the outbox lease {stalled.describe()}")
         ready = all(checks.values())
-        self.progress = None if ready or behind is None else f"catching up: {behind} events behind"
+        self.progress = None if ready or not notes else "; ".join(notes)
         return checks
 
     async def _behind(self) -> int:
