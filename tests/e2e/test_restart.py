@@ -92,10 +92,13 @@ async def seeded(herald: RunningHerald) -> None:
 async def test_a_restart_on_an_empty_log_republishes_only_what_is_new(
     tansu_of_its_own: Tansu, mongo_uri: str, issuer: DevIssuer, store: Any
 ) -> None:
-    # The production wait for tokens and horizon: with no gap in the record,
-    # the checkpoints follow the projections at once.
+    # The production wait for tokens; checkpoints advance at once (no appends in flight).
     settings = herald_settings(
-        tansu_of_its_own.broker, mongo_uri, issuer, consistency_wait_seconds=3.0
+        tansu_of_its_own.broker,
+        mongo_uri,
+        issuer,
+        consistency_wait_seconds=3.0,
+        checkpoint_horizon_seconds=0.0,
     )
     db = store[settings.mongo_database]
     async with RunningHerald(settings, issuer) as herald, GraphQLClient.of(herald) as client:
