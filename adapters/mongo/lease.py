@@ -55,7 +55,10 @@ class LeaseWait:
     renewed_at: float | None
 
     def describe(self) -> str:
-        return f"held by {self.holder} until {self.expires_at.isoformat(timespec='seconds')}"
+        """E.g. "held by host-a pid 4242 until 2026-11-30T08:30:39+00:00"."""
+        parts = self.holder.split("|")
+        who = f"{parts[0].split('/')[0]} pid {parts[1]}" if len(parts) == 4 else self.holder
+        return f"held by {who} until {self.expires_at.isoformat(timespec='seconds')}"
 
 
 class MongoLease:

@@ -119,7 +119,7 @@ async def test_readiness_names_a_stalled_holder_until_its_lease_expires(
         assert not checks["relay"]
         assert services.progress is not None
         assert services.progress.startswith(
-            f"relay: waiting for the outbox lease held by {stalled} "
+            "relay: waiting for the outbox lease held by relay-on-another-host pid 1 "
             f"until {expires_at.isoformat(timespec='seconds')}"
         )
         assert services.relay.published_total == 0
