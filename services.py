@@ -261,7 +261,7 @@ class Services:
                 await asyncio.sleep(1.0)
         self._topics_ready.set()
 
-    async def prepare_log(self, *, emptied: bool = False) -> None:
+    async def prepare_log(self, *, emptied: bool = False) -> int | None:
         """Create the topics and, if the log is new — its topics were missing,
         or `emptied` (a memory-only broker restarted) — publish again what some
         projection has not applied (`republish_unapplied`).
@@ -273,6 +273,7 @@ class Services:
         re-queue, during it — leaves a pending re-fill that the next start
         (of any process) performs, even though the topics exist by then.
         Re-queueing twice only publishes duplicates, which consumers drop.
+        Returns how many events were queued again (None: no re-fill was due).
         Raises PublishError or a store error (both transient) to be retried."""
         s = self.settings
         if emptied:
@@ -286,11 +287,13 @@ class Services:
         dead_letter_topics = [topic.topic for topic in self.dead_letter_topics]
         if dead_letter_topics:
             await ensure_topics(s.kafka_bootstrap, "", 1, topics=dead_letter_topics)
+        queued = None
         covered = await self.log_refills.pending()
         if covered is not None:
-            await self.republish_unapplied()
+            queued = await self.republish_unapplied()
             await self.log_refills.done(covered)
         self.relay.notify()
+        return queued
 
     async def republish_unapplied(self) -> int:
         """The event log is empty (a new or memory-only broker): queue for the

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pymongo import AsyncMongoClient
+
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.client import Document, connect
 from adapters.mongo.event_store import COUNTERS, EVENTS
@@ -109,7 +111,11 @@ async def bulk_seed(settings: Settings, issuer: DevIssuer, events: int) -> None:
         template_id = announced.action.id
         await settled(herald)
         await checkpoints_at_end(herald)
-    client = connect(settings.mongo_uri)
+    # A long socket timeout and no driver retry: a bulk insert outlasting the
+    # usual 10 s would be sent again (SecantusDB does not deduplicate retries).
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        settings.mongo_uri, retryWrites=False, socketTimeoutMS=600_000
+    )
     db = client[settings.mongo_database]
     try:
         template_event = await db[EVENTS].find_one({"aggregateId": template_id})
@@ -135,7 +141,7 @@ async def bulk_seed(settings: Settings, issuer: DevIssuer, events: int) -> None:
                     if not isinstance(copy["_id"], str):  # an ObjectId: a new one
                         del copy["_id"]
                     clones[name].append(copy)
-            if n % 5_000 == 0 or n == events - 1:
+            if n % 2_000 == 0 or n == events - 1:
                 for name, documents in clones.items():
                     if documents:
                         await db[name].insert_many(documents, ordered=False)

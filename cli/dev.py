@@ -169,7 +169,9 @@ async def _refill(services: Services, *, memory_only: bool) -> None:
     re-publish. Tansu (`memory_only`) always comes back empty, even if a
     publish already re-created a topic; the decision is stored first, so a
     crash mid-way re-fills on the next start (Services.prepare_log)."""
-    await services.prepare_log(emptied=memory_only)
+    queued = await services.prepare_log(emptied=memory_only)
+    if queued is not None:
+        log.info("the broker came back empty: re-publishing %d recorded events", queued)
 
 
 def _banner(
