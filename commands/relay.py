@@ -201,8 +201,9 @@ class OutboxRelay:
         try:
             await self._drain()
         finally:
-            if heartbeat is not None:
+            if heartbeat is not None:  # ended before a stop releases the lease
                 heartbeat.cancel()
+                await asyncio.wait({heartbeat})
 
     async def _drain(self) -> None:
         while True:
