@@ -28,6 +28,15 @@ relay lease was released on stop, so "readable" includes waiting for it):
      10000  new             0      7.3        0.06   (lease released on stop)
 
 (old at 50 000 not run: projecting the record took 2 238 s here.)
+
+Seeded in bulk (the default now; the machine at load 12-18 from other
+benchmarks; SecantusDB, a Python process, took the 50 000 in 206 s):
+
+    events  path  republished  ready s  readable s
+     10000  new             0      7.4        0.30
+     50000  new             0      7.9        0.51
+
+500 000 not run: at that rate its seeding alone would take ~35 min.
 """
 
 from __future__ import annotations
