@@ -302,8 +302,10 @@ class Services:
         until it is published and consumed. Returns how many were queued."""
         through = await replay_from(self.projection_state, PROJECTION_STREAMS)
         queued = await self.events.mark_unpublished_after(through)
+        top = await self.events.last_sequence()
         # (also when a re-queue cut short by a crash left nothing to flip)
-        self._refill_through = await self.events.last_sequence()
+        if queued or await self.events.unpublished_through(top):
+            self._refill_through = top
         if queued:
             log.info(
                 "event log was empty: re-publishing %d recorded events past sequence %d "
