@@ -245,7 +245,7 @@ class Settings:
         "HERALD_CHECKPOINT_HORIZON_SECONDS",
         _non_negative_float,
         60.0,
-        "a projection's applied-through checkpoint stays behind the sequence of this long ago",
+        "a projection's checkpoint passes a gap in the event sequence once it is this old",
     )
     shutdown_timeout_seconds: float = var(
         "HERALD_SHUTDOWN_TIMEOUT_SECONDS",

@@ -26,7 +26,6 @@ import httpx
 import uvicorn
 
 from adapters.auth.dev_issuer import DevIssuer
-from adapters.kafka.topics import ensure_topics
 from app import create_app
 from cli.preflight import EXIT_UNREACHABLE
 from devstack.process import free_port
@@ -181,16 +180,14 @@ class _SigtermStops:
 
 
 async def _refill(services: Services, *, memory_only: bool) -> None:
-    """A broker that came back empty: create the topics again and queue what
-    some projection has not applied for the relay to re-publish. Tansu
-    (`memory_only`) always comes back empty, even if a publish already
-    re-created a topic."""
-    s = services.settings
-    created = await ensure_topics(s.kafka_bootstrap, s.kafka_topic_prefix, s.kafka_partitions)
-    if created or memory_only:
-        queued = await services.republish_unapplied()
+    """A broker that came back: create the topics again and, if it came back
+    empty, queue what some projection has not applied for the relay to
+    re-publish. Tansu (`memory_only`) always comes back empty, even if a
+    publish already re-created a topic; the decision is stored first, so a
+    crash mid-way re-fills on the next start (Services.prepare_log)."""
+    queued = await services.prepare_log(emptied=memory_only)
+    if queued is not None:
         log.info("the broker came back empty: re-publishing %d recorded events", queued)
-    services.relay.notify()
 
 
 def _banner(

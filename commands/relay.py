@@ -6,6 +6,18 @@ idempotent). While Kafka is down, commands are still accepted and the relay
 retries with capped exponential backoff; when Kafka returns, every event
 arrives once more in order. A lease in the store keeps one relay active at a
 time, so that two API processes never interleave one aggregate's events.
+
+The lease (adapters/mongo/lease.py) is renewed by a heartbeat beside the
+publishing, so a slow batch never lets it lapse, and it moves to another
+relay only when its holder is gone (a dead process of the same host: at
+once) or has not renewed it for its TTL. The holder starts a batch only
+while its lease is valid and abandons a batch whose lease ran out mid-way
+(`_fenced`), before any other relay may take it; the batch stays unmarked
+and its next holder publishes it again, in sequence order. Records the
+abandoned batch had already handed to the Kafka client may still land: they
+are earlier copies of what the next holder publishes, in the same order per
+aggregate, which the consumers drop by version — never a reordering, never
+a lost or doubled application.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -39,11 +52,25 @@ from observability.logs import aggregate_ids
 
 log = logging.getLogger(__name__)
 
-LeaseAcquirer = Callable[[], Awaitable[bool]]
+T = TypeVar("T")
 
 
-async def _always_leader() -> bool:
-    return True
+class RelayLease(Protocol):
+    """The relay's lease (adapters.mongo.lease.MongoLease)."""
+
+    renew_seconds: float
+
+    async def acquire(self) -> bool:
+        """Take or renew the lease; False when another holder has it."""
+        ...
+
+    def valid_for(self) -> float:
+        """Seconds this holder may still act on the lease (0: not held)."""
+        ...
+
+
+class LeaseLost(Exception):
+    """The lease ran out while a batch was being published."""
 
 
 class OutboxRelay:
@@ -55,16 +82,16 @@ class OutboxRelay:
         *,
         poll_seconds: float = 0.2,
         batch_size: int = 500,
-        acquire_lease: LeaseAcquirer = _always_leader,
         count_backlog: Callable[[], Awaitable[int]] | None = None,
         backlog_every_seconds: float = 5.0,
+        lease: RelayLease | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._dead_letters = dead_letters
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
-        self._acquire_lease = acquire_lease
+        self._lease = lease  # None: the only relay
         self._wakeup = asyncio.Event()
         self._retrying = AsyncRetrying(
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
@@ -85,7 +112,7 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """Publish one batch; returns how many events were published."""
         with tracing.untraced():  # an idle poll leaves no trace
-            if not await self._acquire_lease():
+            if self._lease is not None and not await self._lease.acquire():
                 return 0
             batch = await self._store.unpublished(self._batch_size)
             await self._sample_backlog(len(batch))
@@ -95,7 +122,14 @@ class OutboxRelay:
         with tracing.relay_batch(batch):
             refused: Mapping[str, str] = {}
             try:
-                await self._publisher.publish(batch)
+                await self._fenced(self._publisher.publish(batch))
+            except LeaseLost:
+                log.warning(
+                    "relay: the outbox lease ran out during a batch of %d events (not renewed "
+                    "in time); left for its next holder",
+                    len(batch),
+                )
+                return 0
             except PublishRefused as refusal:
                 refused = refusal.refused
                 await self._park([e for e in batch if e.event_id in refused], refused)
@@ -155,8 +189,51 @@ class OutboxRelay:
         await self._store.park([event.event_id for event in events], now)
         metrics.RELAY_PARKED.inc(len(events))
 
+    async def _fenced(self, publishing: Awaitable[T]) -> T:
+        """`publishing`, abandoned (LeaseLost) once the lease is no longer valid."""
+        task = asyncio.ensure_future(publishing)
+        if self._lease is None:
+            return await task
+        try:
+            while not task.done():
+                remaining = self._lease.valid_for()
+                if remaining <= 0:
+                    task.cancel()
+                    await asyncio.wait({task})
+                    raise LeaseLost
+                # the heartbeat may renew meanwhile: look again when this runs out
+                await asyncio.wait({task}, timeout=remaining)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        return task.result()
+
+    async def _keep_lease(self, lease: RelayLease) -> None:
+        """The heartbeat: renew the lease while a batch is being published
+        (each batch also takes or renews it first)."""
+        while True:
+            await asyncio.sleep(lease.renew_seconds)
+            try:
+                with tracing.untraced():  # a heartbeat leaves no trace
+                    await lease.acquire()
+            except Exception as exc:  # the store is away: the lease lapses, the fence stops us
+                log.debug("relay: cannot renew the outbox lease: %s", exc)
+
     async def run(self) -> None:
         """Drain the outbox forever; retry failures with capped exponential backoff."""
+        heartbeat = (
+            None
+            if self._lease is None
+            else asyncio.create_task(self._keep_lease(self._lease), name="relay:lease")
+        )
+        try:
+            await self._drain()
+        finally:
+            if heartbeat is not None:  # ended before a stop releases the lease
+                heartbeat.cancel()
+                await asyncio.wait({heartbeat})
+
+    async def _drain(self) -> None:
         while True:
             if _being_cancelled():  # a driver swallowed our CancelledError: stop anyway
                 raise asyncio.CancelledError

@@ -262,24 +262,26 @@ class MongoEventStore:
         return 0 if doc is None else int(doc["value"])
 
     async def heads(
-        self, after_sequence: int, through_sequence: int, aggregate_types: Sequence[str], limit: int
+        self, after_sequence: int, through_sequence: int, limit: int
     ) -> list[EventHead]:
-        """Where each event past `after_sequence` (up to `through_sequence`) of
-        `aggregate_types` stands, in sequence order, at most `limit`."""
+        """Where each stored event past `after_sequence` (up to
+        `through_sequence`) stands, in sequence order, at most `limit`."""
         async with translated():
             cursor = (
                 self._events.find(
-                    {
-                        "sequence": {"$gt": after_sequence, "$lte": through_sequence},
-                        "aggregateType": {"$in": list(aggregate_types)},
-                    },
-                    {"sequence": 1, "aggregateId": 1, "version": 1},
+                    {"sequence": {"$gt": after_sequence, "$lte": through_sequence}},
+                    {"sequence": 1, "aggregateType": 1, "aggregateId": 1, "version": 1},
                 )
                 .sort("sequence", ASCENDING)
                 .limit(limit)
             )
             return [
-                EventHead(int(doc["sequence"]), doc["aggregateId"], int(doc["version"]))
+                EventHead(
+                    int(doc["sequence"]),
+                    doc["aggregateType"],
+                    doc["aggregateId"],
+                    int(doc["version"]),
+                )
                 async for doc in cursor
             ]
 
@@ -306,9 +308,10 @@ class MongoEventStore:
 
 @dataclass(frozen=True)
 class EventHead:
-    """An event's place: its global sequence and its stream version."""
+    """An event's place: its global sequence, its stream and its version there."""
 
     sequence: int
+    aggregate_type: str
     aggregate_id: str
     version: int
 
