@@ -73,16 +73,16 @@ class DeliveryPlanner:
         now = self._clock()
         outbound: list[OutboundNotice] = []
         nowhere: list[IssuedNotice] = []
+        earlier = await self._deliveries.earlier_channels(
+            [(n.notice_id, n.version) for n in issued if n.kind is NoticeKind.CANCELLATION]
+        )
         for notice in issued:
-            earlier: Mapping[DeliveryChannel, str] = {}
-            if notice.kind is NoticeKind.CANCELLATION:
-                earlier = await self._deliveries.earlier_channels(notice.notice_id, notice.version)
             planned = plan_channels(
                 notice,
                 preferences.get(notice.account_id),
                 defaults=self._defaults,
                 enabled=self._channels.keys(),
-                earlier=earlier,
+                earlier=earlier.get((notice.notice_id, notice.version), {}),
             )
             if not planned:
                 nowhere.append(notice)

@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 _BREAKER_LEVEL = {"closed": 0, "half-opened": 1, "opened": 2}
 _QUEUE = 10_000  # delivery ids waiting in memory per channel; the rest wait in the log
-_SWEEP_LIMIT = 1_000
 _SWEEP_WOKEN = 10  # polls between sweeps while the planner wakes the worker
 # A batch (claimed in one write, its outcomes recorded in one write) is at most
 # this many rounds of `concurrency` sends: with the channels' 10 s timeouts a
@@ -125,9 +124,9 @@ class ChannelWorker:
         dead worker that ran out, deliveries planned by another process.
 
         While the planner keeps waking this worker the sweep runs only every
-        `_SWEEP_WOKEN` polls: the log's due range is read by fetching every open
-        delivery of the channel (the store sorts them), and during a fan-out that
-        read would cost the store more than the deliveries themselves."""
+        `_SWEEP_WOKEN` polls: the store reads every due delivery of the channel
+        whatever the limit, and during a fan-out that read would cost it more
+        than the deliveries themselves."""
         polls = 0
         while True:
             polls += 1
@@ -136,8 +135,10 @@ class ChannelWorker:
                 if self._queue.qsize() < self._concurrency and (not woken or polls >= _SWEEP_WOKEN):
                     polls = 0
                     room = self._queue.maxsize - self._queue.qsize()
+                    # As many as the queue holds: the read costs what is due
+                    # whatever the limit, so one sweep serves many batches.
                     for key in await self._deliveries.due(
-                        self._channel.channel, self._clock(), min(room, _SWEEP_LIMIT)
+                        self._channel.channel, self._clock(), room
                     ):
                         self._enqueue(key)
             except asyncio.CancelledError:

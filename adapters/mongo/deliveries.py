@@ -69,44 +69,57 @@ class MongoDeliveryLog:
         return len(result.inserted_ids)
 
     async def earlier_channels(
-        self, notice_id: str, before_version: int
-    ) -> dict[DeliveryChannel, str]:
-        """Channels earlier versions were planned on (not dead-lettered), with the
-        address the latest of them used — where a CANCELLATION goes."""
+        self, versions: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], dict[DeliveryChannel, str]]:
+        """For each (notice, version): the channels earlier versions were
+        planned on (not dead-lettered), with the address the latest of them
+        used — where a CANCELLATION goes. One read for the lot, by `noticeId`
+        alone (the (noticeId, version) index; versions and statuses are
+        picked here: a second condition in the filter makes SecantusDB scan
+        the collection)."""
+        if not versions:
+            return {}
+        found: dict[tuple[str, int], dict[DeliveryChannel, str]] = {v: {} for v in versions}
         async with translated():
             cursor = self._deliveries.find(
-                {
-                    "noticeId": notice_id,
-                    "version": {"$lt": before_version},
-                    "status": {"$ne": DeliveryStatus.DEAD_LETTERED.value},
-                },
-                {"channel": 1, "address": 1, "version": 1},
-            ).sort("version", ASCENDING)
-            return {DeliveryChannel(d["channel"]): str(d["address"]) async for d in cursor}
+                {"noticeId": {"$in": list({n for n, _ in versions})}},
+                {"noticeId": 1, "channel": 1, "address": 1, "version": 1, "status": 1},
+            )
+            earlier = [d async for d in cursor if d["status"] != DeliveryStatus.DEAD_LETTERED.value]
+        wanted: dict[str, list[int]] = {}
+        for notice_id, version in versions:
+            wanted.setdefault(notice_id, []).append(version)
+        for doc in sorted(earlier, key=lambda d: int(d["version"])):
+            for version in wanted[doc["noticeId"]]:
+                if doc["version"] < version:
+                    found[doc["noticeId"], version][DeliveryChannel(doc["channel"])] = str(
+                        doc["address"]
+                    )
+        return found
 
     async def due(self, channel: DeliveryChannel, now: datetime, limit: int) -> list[str]:
         """Ids of up to `limit` deliveries of `channel` due now and not leased,
-        oldest due first: one index range read per open status (equalities on
-        the (channel, status, nextAttemptAt) index — a `$in` on the status
-        makes the store scan the whole collection)."""
+        oldest due first: one index range read per open status — equalities
+        on `channel` and `status` and the one range on `nextAttemptAt`, the
+        shape SecantusDB serves from the (channel, status, nextAttemptAt)
+        index. It reads only the open deliveries due now; the lease is checked
+        here. (A second range in the filter, or a `$in` on the status, makes
+        it scan the collection; a `hint` makes it walk the whole index — every
+        delivery ever made — on each sweep.)"""
         found: list[tuple[datetime, str]] = []
         async with translated():
             for status in _OPEN:
-                cursor = (
-                    self._deliveries.find(
-                        {
-                            "channel": channel.value,
-                            "status": status,
-                            "nextAttemptAt": {"$lte": now},
-                            "claimedUntil": {"$lte": now},
-                        },
-                        {"_id": 1, "nextAttemptAt": 1},
-                    )
-                    .hint(_DUE_INDEX)
-                    .sort("nextAttemptAt", ASCENDING)
-                    .limit(limit)
+                cursor = self._deliveries.find(
+                    {"channel": channel.value, "status": status, "nextAttemptAt": {"$lte": now}},
+                    {"_id": 1, "nextAttemptAt": 1, "claimedUntil": 1},
                 )
-                found.extend([(d["nextAttemptAt"], str(d["_id"])) async for d in cursor])
+                found.extend(
+                    [
+                        (d["nextAttemptAt"], str(d["_id"]))
+                        async for d in cursor
+                        if d["claimedUntil"] <= now
+                    ]
+                )
         return [key for _, key in sorted(found)[:limit]]
 
     async def claim(self, keys: Sequence[str], now: datetime, lease: timedelta) -> list[Document]:
@@ -140,14 +153,34 @@ class MongoDeliveryLog:
             return [d async for d in cursor if d.get("claim") == token]
 
     async def record(self, outcomes: Sequence[Outcome]) -> set[str]:
-        """Record the outcomes of claimed deliveries (one write); returns the
-        keys newly recorded as delivered."""
+        """Record the outcomes of claimed deliveries; returns the keys newly
+        recorded as delivered. The deliveries go in one `update_many` by `_id`
+        (`deliveredAt` the latest of their times: the batch is recorded once
+        its last send returned); the rarer other outcomes in one bulk write."""
         if not outcomes:
             return set()
-        operations = [_outcome_write(o) for o in outcomes]
+        delivered = [o for o in outcomes if o.status is DeliveryStatus.DELIVERED]
+        others = [_outcome_write(o) for o in outcomes if o.status is not DeliveryStatus.DELIVERED]
         async with translated():
-            await self._deliveries.bulk_write(operations, ordered=False)
-        return {o.key for o in outcomes if o.status is DeliveryStatus.DELIVERED}
+            if delivered:
+                at = max(o.at for o in delivered)
+                await self._deliveries.update_many(
+                    {"_id": {"$in": [o.key for o in delivered]}},
+                    [
+                        _set_when(
+                            {"$ne": ["$status", DeliveryStatus.DELIVERED.value]},
+                            {
+                                "status": {"$literal": DeliveryStatus.DELIVERED.value},
+                                "deliveredAt": {"$literal": at},
+                                "lastError": {"$literal": None},
+                                "claimedUntil": {"$literal": at},
+                            },
+                        )
+                    ],
+                )
+            if others:
+                await self._deliveries.bulk_write(others, ordered=False)
+        return {o.key for o in delivered}
 
     async def unsettled(self, limit: int) -> list[tuple[str, int]]:
         """(notice, version)s with a delivery delivered but not yet settled."""
@@ -247,21 +280,6 @@ def _set_when(condition: Document, values: Document) -> Document:
 
 def _outcome_write(outcome: Outcome) -> UpdateOne:
     at = outcome.at
-    if outcome.status is DeliveryStatus.DELIVERED:
-        return UpdateOne(
-            {"_id": outcome.key},
-            [
-                _set_when(
-                    {"$ne": ["$status", DeliveryStatus.DELIVERED.value]},
-                    {
-                        "status": {"$literal": outcome.status.value},
-                        "deliveredAt": {"$literal": at},
-                        "lastError": {"$literal": None},
-                        "claimedUntil": {"$literal": at},
-                    },
-                )
-            ],
-        )
     if outcome.status is DeliveryStatus.PENDING:  # the breaker was open: not an attempt
         return UpdateOne(
             {"_id": outcome.key},
