@@ -36,11 +36,15 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tenacity import BaseRetrying, RetryCallState, wait_exponential_jitter
 
-from adapters.mongo.client import Document
-from adapters.mongo.deliveries import MongoDeliveryLog, Outcome
-from adapters.mongo.notice_projection import MongoNoticeProjectionStore
-from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice
-from domain.ports import Channel, ChannelError, PermanentChannelError, StoreError
+from domain.delivery import ClaimedDelivery, DeliveryStatus, Outcome
+from domain.ports import (
+    Channel,
+    ChannelError,
+    DeliveryLog,
+    NoticeDeliveryMarks,
+    PermanentChannelError,
+    StoreError,
+)
 from observability import metrics
 
 log = logging.getLogger(__name__)
@@ -75,7 +79,7 @@ class ChannelWorker:
     def __init__(
         self,
         channel: Channel,
-        deliveries: MongoDeliveryLog,
+        deliveries: DeliveryLog,
         breakers: AsyncCircuitBreakerFactory,
         *,
         max_attempts: int,
@@ -170,16 +174,13 @@ class ChannelWorker:
                 await asyncio.sleep(self._poll)
 
     def _count(
-        self, outcomes: Sequence[Outcome], delivered: set[str], claimed: Sequence[Document]
+        self, outcomes: Sequence[Outcome], delivered: set[str], claimed: Sequence[ClaimedDelivery]
     ) -> None:
-        issued_at = {str(d["_id"]): d["issuedAt"] for d in claimed}
+        issued_at = {c.delivery.key: c.delivery.issued_at for c in claimed}
         for outcome in outcomes:
             if outcome.key in delivered:
                 metrics.DELIVERIES.labels(self._name, "delivered").inc()
-                issued = issued_at[outcome.key]
-                if issued.tzinfo is None:
-                    issued = issued.replace(tzinfo=UTC)
-                latency = (outcome.at - issued).total_seconds()
+                latency = (outcome.at - issued_at[outcome.key]).total_seconds()
                 metrics.DELIVERY_LATENCY.labels(self._name).observe(max(latency, 0.0))
             elif outcome.status is DeliveryStatus.RETRYING:
                 metrics.DELIVERIES.labels(self._name, "retrying").inc()
@@ -200,15 +201,10 @@ class ChannelWorker:
         await asyncio.sleep(min(remaining, self._poll) + 0.01)
         return True
 
-    async def _attempt(self, claimed: Document) -> Outcome:
-        key = str(claimed["_id"])
-        message = OutboundNotice(
-            IssuedNotice.from_payload(claimed["notice"]),
-            self._channel.channel,
-            str(claimed["address"]),
-            str(claimed["messageId"]),
-        )
-        attempts = int(claimed["attempts"])
+    async def _attempt(self, claimed: ClaimedDelivery) -> Outcome:
+        key = claimed.delivery.key
+        message = claimed.outbound
+        attempts = claimed.delivery.attempts
         breaker = await self._breakers.get_breaker(self._name)
         async with self._sending:
             try:
@@ -243,8 +239,8 @@ class Settler:
 
     def __init__(
         self,
-        deliveries: MongoDeliveryLog,
-        notices: MongoNoticeProjectionStore,
+        deliveries: DeliveryLog,
+        notices: NoticeDeliveryMarks,
         *,
         poll_seconds: float = 1.0,
         batch: int = 1000,
@@ -278,14 +274,14 @@ class Settler:
         complete: list[tuple[str, int]] = []
         settled: list[str] = []  # delivery ids of every settled version
         count = 0
-        for key, docs in planned.items():
-            statuses = {d["status"] for d in docs}
-            if statuses == {DeliveryStatus.DELIVERED.value}:
+        for key, deliveries in planned.items():
+            statuses = {d.status for d in deliveries}
+            if statuses == {DeliveryStatus.DELIVERED}:
                 complete.append(key)
-            elif DeliveryStatus.DEAD_LETTERED.value not in statuses:
+            elif DeliveryStatus.DEAD_LETTERED not in statuses:
                 continue  # still in flight
             count += 1
-            settled.extend(str(d["_id"]) for d in docs)
+            settled.extend(d.key for d in deliveries)
         await self._notices.mark_delivered(complete, self._clock())
         await self._deliveries.settle(settled)
         return count

@@ -94,6 +94,54 @@ class OutboundNotice:
     message_id: str
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One (notice, version, channel) of the delivery log, as the dispatcher,
+    the settler, `herald dlq` and the API read it (without the notice's
+    rendered content; `ClaimedDelivery` carries that)."""
+
+    key: str  # delivery_id(notice_id, version, channel)
+    notice_id: str
+    version: int
+    channel: DeliveryChannel
+    account_id: str
+    address: str
+    message_id: str
+    status: DeliveryStatus
+    attempts: int
+    issued_at: datetime
+    planned_at: datetime
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+    settled: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery leased to one worker for one attempt (counted in `attempts`),
+    with the notice version it renders."""
+
+    delivery: Delivery
+    notice: IssuedNotice
+
+    @property
+    def outbound(self) -> OutboundNotice:
+        d = self.delivery
+        return OutboundNotice(self.notice, d.channel, d.address, d.message_id)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: DELIVERED; RETRYING at `retry_at`;
+    DEAD_LETTERED; or PENDING again (`retry_at`) — given back uncounted."""
+
+    key: str
+    status: DeliveryStatus
+    at: datetime
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
 def delivery_id(notice_id: str, version: int, channel: DeliveryChannel | str) -> str:
     """The delivery log's key: one delivery per (notice, version, channel)."""
     return f"{notice_id}|{version}|{DeliveryChannel(channel).value}"

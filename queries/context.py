@@ -7,12 +7,10 @@ from typing import Any, Protocol
 
 from strawberry.dataloader import DataLoader
 
-from adapters.mongo.deliveries import MongoDeliveryLog
-from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
 from domain.commands import CommandService, PreferencesService
 from domain.corporate_action import CorporateAction
-from domain.ports import CardStore, NoticeReadStore
+from domain.ports import CardStore, DeliveryLog, NoticeReadStore, PreferenceStore
 from domain.principal import Principal
 from queries.feeds import CardFanout, NoticeFanout
 
@@ -36,8 +34,12 @@ class ReadServices(Protocol):
     consistency_wait_seconds: float
     issued_notices: NoticeFanout
     published_cards: CardFanout
-    preferences: MongoPreferenceStore
-    deliveries: MongoDeliveryLog
+
+    @property
+    def preferences(self) -> PreferenceStore: ...
+
+    @property
+    def deliveries(self) -> DeliveryLog: ...
 
 
 @dataclass

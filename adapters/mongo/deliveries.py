@@ -21,15 +21,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
-from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice, delivery_id
+from domain.delivery import (
+    ClaimedDelivery,
+    Delivery,
+    DeliveryStatus,
+    IssuedNotice,
+    OutboundNotice,
+    Outcome,
+    delivery_id,
+)
 from domain.ports import DuplicateKey
 from domain.preferences import DeliveryChannel
 
@@ -122,7 +129,9 @@ class MongoDeliveryLog:
                 )
         return [key for _, key in sorted(found)[:limit]]
 
-    async def claim(self, keys: Sequence[str], now: datetime, lease: timedelta) -> list[Document]:
+    async def claim(
+        self, keys: Sequence[str], now: datetime, lease: timedelta
+    ) -> list[ClaimedDelivery]:
         """Take those of `keys` still due and not leased: count an attempt on
         each and lease them to this caller (one write), then read them back."""
         if not keys:
@@ -150,7 +159,11 @@ class MongoDeliveryLog:
                 ],
             )
             cursor = self._deliveries.find({"_id": {"$in": list(keys)}})
-            return [d async for d in cursor if d.get("claim") == token]
+            return [
+                ClaimedDelivery(_delivery(d), IssuedNotice.from_payload(d["notice"]))
+                async for d in cursor
+                if d.get("claim") == token
+            ]
 
     async def record(self, outcomes: Sequence[Outcome]) -> set[str]:
         """Record the outcomes of claimed deliveries; returns the keys newly
@@ -201,18 +214,20 @@ class MongoDeliveryLog:
                 {"_id": {"$in": list(keys)}}, {"$set": {"settled": True}}
             )
 
-    async def of_version(self, notice_id: str, version: int) -> list[Document]:
+    async def of_version(self, notice_id: str, version: int) -> list[Delivery]:
         async with translated():
-            cursor = self._deliveries.find({"noticeId": notice_id, "version": version})
-            return [d async for d in cursor.sort("channel", ASCENDING)]
+            cursor = self._deliveries.find(
+                {"noticeId": notice_id, "version": version}, {"notice": 0}
+            ).sort("channel", ASCENDING)
+            return [_delivery(d) async for d in cursor]
 
     async def of_notices(
         self, keys: Sequence[tuple[str, int]]
-    ) -> dict[tuple[str, int], list[Document]]:
+    ) -> dict[tuple[str, int], list[Delivery]]:
         """The deliveries of each (notice, version), in one round trip."""
         if not keys:
             return {}
-        found: dict[tuple[str, int], list[Document]] = {k: [] for k in keys}
+        found: dict[tuple[str, int], list[Delivery]] = {k: [] for k in keys}
         # One index range per notice ($in), the versions picked here: a
         # thousand-clause $or costs the store a plan per clause.
         async with translated():
@@ -223,16 +238,18 @@ class MongoDeliveryLog:
             async for doc in cursor:
                 key = (doc["noticeId"], doc["version"])
                 if key in found:
-                    found[key].append(doc)
+                    found[key].append(_delivery(doc))
         return found
 
-    async def dead_letters(self, channel: DeliveryChannel | None = None) -> list[Document]:
+    async def dead_letters(self, channel: DeliveryChannel | None = None) -> list[Delivery]:
         query: Document = {"status": DeliveryStatus.DEAD_LETTERED.value}
         if channel is not None:
             query["channel"] = channel.value
         async with translated():
-            cursor = self._deliveries.find(query).sort([("channel", ASCENDING), ("_id", ASCENDING)])
-            return [d async for d in cursor]
+            cursor = self._deliveries.find(query, {"notice": 0}).sort(
+                [("channel", ASCENDING), ("_id", ASCENDING)]
+            )
+            return [_delivery(d) async for d in cursor]
 
     async def requeue(self, key: str, address: str | None, now: datetime) -> bool:
         """Put a dead letter back in its channel's queue with fresh attempts
@@ -246,23 +263,13 @@ class MongoDeliveryLog:
         }
         if address:
             changes["address"] = address
+        dead = {"$eq": ["$status", DeliveryStatus.DEAD_LETTERED.value]}
         async with translated():
             result = await self._deliveries.update_one(
-                {"_id": key, "status": DeliveryStatus.DEAD_LETTERED.value}, {"$set": changes}
+                {"_id": key},
+                [_set_when(dead, {k: {"$literal": v} for k, v in changes.items()})],
             )
         return result.modified_count > 0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt came to: DELIVERED; RETRYING at `retry_at`;
-    DEAD_LETTERED; or PENDING again (`retry_at`) — given back uncounted."""
-
-    key: str
-    status: DeliveryStatus
-    at: datetime
-    error: str | None = None
-    retry_at: datetime | None = None
 
 
 def _set_when(condition: Document, values: Document) -> Document:
@@ -302,6 +309,29 @@ def _outcome_write(outcome: Outcome) -> UpdateOne:
             )
         ],
     )
+
+
+def _delivery(doc: Document) -> Delivery:
+    return Delivery(
+        key=str(doc["_id"]),
+        notice_id=str(doc["noticeId"]),
+        version=int(doc["version"]),
+        channel=DeliveryChannel(doc["channel"]),
+        account_id=str(doc["accountId"]),
+        address=str(doc["address"]),
+        message_id=str(doc["messageId"]),
+        status=DeliveryStatus(doc["status"]),
+        attempts=int(doc.get("attempts") or 0),
+        issued_at=_aware(doc["issuedAt"]),
+        planned_at=_aware(doc["plannedAt"]),
+        delivered_at=None if doc.get("deliveredAt") is None else _aware(doc["deliveredAt"]),
+        last_error=doc.get("lastError"),
+        settled=bool(doc.get("settled")),
+    )
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _document(outbound: OutboundNotice, now: datetime) -> Document:

@@ -21,9 +21,9 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from adapters.mongo.client import Document
-from adapters.mongo.deliveries import DELIVERIES, MongoDeliveryLog, Outcome
+from adapters.mongo.deliveries import DELIVERIES, MongoDeliveryLog
 from domain.codes import NoticeKind
-from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice, delivery_id
+from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice, Outcome, delivery_id
 from domain.preferences import DeliveryChannel
 
 AT = datetime(2026, 12, 16, tzinfo=UTC)
@@ -103,7 +103,7 @@ async def test_the_delivery_log_sends_only_index_served_queries(
     versions = await log.unsettled(10)
     assert len(versions) == 2
     planned = await log.of_notices(versions)
-    await log.settle([str(d["_id"]) for docs in planned.values() for d in docs])
+    await log.settle([d.key for ds in planned.values() for d in ds])
     assert await log.unsettled(10) == []
     cancelled = (first[0].notice_id, 2)
     earlier = await log.earlier_channels([cancelled])
