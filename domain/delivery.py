@@ -86,12 +86,16 @@ class IssuedNotice:
 
 @dataclass(frozen=True)
 class OutboundNotice:
-    """What one channel sends: the notice version, where to, under which identity."""
+    """What one channel sends: the notice version, where to, under which
+    identity; `attempt` counts from 1 — a later one may follow a send whose
+    outcome was lost (a crash, a timeout), which the channel may have to
+    recognise."""
 
     notice: IssuedNotice
     channel: DeliveryChannel
     address: str
     message_id: str
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class ClaimedDelivery:
     @property
     def outbound(self) -> OutboundNotice:
         d = self.delivery
-        return OutboundNotice(self.notice, d.channel, d.address, d.message_id)
+        return OutboundNotice(self.notice, d.channel, d.address, d.message_id, d.attempts)
 
 
 @dataclass(frozen=True)
