@@ -12,7 +12,6 @@ dispatcher; the workers run the dispatcher with SWIFT on."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,19 +22,15 @@ from aiokafka.errors import KafkaError
 
 from adapters.auth.dev_issuer import DevIssuer
 from devstack.apache_kafka import ApacheKafkaBroker
-from devstack.process import ManagedProcess
-from domain.commands import CommandContext
-from domain.principal import ROLE_OPERATOR, Principal
 from tests.delivery.test_swift_channel import headers, partitions_of, topic_records
+from tests.faults.test_kill_dispatcher import set_preferences, started_workers
 from tests.faults.test_kill_projector import worker_env
 from tests.projections.scenario import Portal
-from tests.support import REPO, Broker, GraphQLClient, RunningHerald, eventually, herald_settings
+from tests.support import Broker, GraphQLClient, RunningHerald, eventually, herald_settings
 
-HERALD = Path(sys.executable).with_name("herald")
 ACCOUNTS = 120
 SENDER = "HRLDRUMM"
 INSTITUTION = "DEUTDEFFXXX"
-OPERATOR = CommandContext(Principal(subject="olga", roles=frozenset({ROLE_OPERATOR})), "kill")
 
 
 async def test_sigkill_of_a_swift_worker_publishes_each_version_once(
@@ -53,23 +48,14 @@ async def test_sigkill_of_a_swift_worker_publishes_each_version_once(
         "HERALD_SWIFT_TOPIC": topic,
         "HERALD_DELIVERY_LEASE_SECONDS": "15",
     }
-    workers = [
-        ManagedProcess(f"swift-worker-{n}", [str(HERALD), "worker"], tmp_path, env=env, cwd=REPO)
-        for n in ("a", "b")
-    ]
+    workers = started_workers("swift-worker", env, tmp_path)
     try:
-        for worker in workers:
-            worker.start()
         accounts = [f"INST-{n:04d}" for n in range(ACCOUNTS)]
-        for account in accounts:
-            await herald.services.preference_handlers.set_preferences(
-                {"accountId": account, "channels": ["SWIFT"], "bic": INSTITUTION}, OPERATOR
-            )
-        db = herald.services.db
-        await eventually(
-            lambda: db["notification_preferences"].count_documents({}),
-            lambda n: n == ACCOUNTS,
+        await set_preferences(
+            herald,
+            [{"accountId": a, "channels": ["SWIFT"], "bic": INSTITUTION} for a in accounts],
         )
+        db = herald.services.db
         async with httpx.AsyncClient(base_url=herald.base_url, timeout=30) as http:
             portal = Portal(GraphQLClient(http, issuer))
             await portal.publish(reference="RU-KILL-SWIFT")
