@@ -139,6 +139,10 @@ async def _measure(
     ]
     print(f"\napproval → last delivery: {total:.1f}s for {2 * n} deliveries")
     print(
+        f"RSS at the last delivery: {_rss_mib():.0f} MiB (Herald, and the sinks holding "
+        f"every message they received; the baseline below adds its own)"
+    )
+    print(
         f"CPU per 1000 deliveries: store {1000 * store_cpu / (2 * n):.1f}s, "
         f"Herald + sinks + bench {1000 * own_cpu / (2 * n):.1f}s"
     )
@@ -245,6 +249,16 @@ async def _fault(herald: Any, push: PushServer) -> None:
         f"fault: push gateway 503 for {SPELL_SECONDS:.0f}s ({refused} calls refused), "
         f"breaker recovery (gateway back → first push delivered): {first - recovered_at:.1f}s"
     )
+
+
+def _rss_mib() -> float:
+    """This process's resident memory now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except OSError:
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _cpu_seconds(pid: int | None) -> float:
