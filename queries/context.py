@@ -7,11 +7,15 @@ from typing import Any, Protocol
 
 from strawberry.dataloader import DataLoader
 
-from adapters.mongo.deliveries import MongoDeliveryLog
-from adapters.mongo.preferences import MongoPreferenceStore
 from domain.commands import CommandService, PreferencesService
 from domain.corporate_action import CorporateAction
-from domain.ports import CardStore, NoticeReadStore, ProjectionStateStore
+from domain.ports import (
+    CardStore,
+    DeliveryLog,
+    NoticeReadStore,
+    PreferenceStore,
+    ProjectionStateStore,
+)
 from domain.principal import Principal
 from queries.feeds import CardFanout, NoticeFanout
 
@@ -37,8 +41,12 @@ class ReadServices(Protocol):
     consistency_wait_seconds: float
     issued_notices: NoticeFanout
     published_cards: CardFanout
-    preferences: MongoPreferenceStore
-    deliveries: MongoDeliveryLog
+
+    @property
+    def preferences(self) -> PreferenceStore: ...
+
+    @property
+    def deliveries(self) -> DeliveryLog: ...
 
 
 @dataclass

@@ -25,8 +25,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
@@ -46,6 +47,8 @@ METADATA = "metadata"
 ALLOCATION_ATTEMPTS = 5
 # Sequences re-queued per update when the log is re-filled.
 REQUEUE_SLICE = 2_000
+# Sequences read per query when walking the record's heads.
+HEADS_WINDOW = 2_000
 
 
 def _to_document(event: EventEnvelope) -> Document:
@@ -265,25 +268,36 @@ class MongoEventStore:
         self, after_sequence: int, through_sequence: int, limit: int
     ) -> list[EventHead]:
         """Where each stored event past `after_sequence` (up to
-        `through_sequence`) stands, in sequence order, at most `limit`."""
+        `through_sequence`) stands, in sequence order, at most `limit`.
+
+        Read in windows of HEADS_WINDOW sequences, by the sequence range alone
+        (the `sequence` index) and sorted here: a sort or a second condition
+        beside the range makes SecantusDB scan the whole record, and one range
+        read fetches every event in it whatever the limit."""
+        found: list[EventHead] = []
+        low = after_sequence
         async with translated():
-            cursor = (
-                self._events.find(
-                    {"sequence": {"$gt": after_sequence, "$lte": through_sequence}},
+            while low < through_sequence and len(found) < limit:
+                high = min(through_sequence, low + HEADS_WINDOW)
+                cursor = self._events.find(
+                    {"sequence": {"$gt": low, "$lte": high}},
                     {"sequence": 1, "aggregateType": 1, "aggregateId": 1, "version": 1},
                 )
-                .sort("sequence", ASCENDING)
-                .limit(limit)
-            )
-            return [
-                EventHead(
-                    int(doc["sequence"]),
-                    doc["aggregateType"],
-                    doc["aggregateId"],
-                    int(doc["version"]),
+                window = sorted(
+                    [
+                        EventHead(
+                            int(doc["sequence"]),
+                            doc["aggregateType"],
+                            doc["aggregateId"],
+                            int(doc["version"]),
+                        )
+                        async for doc in cursor
+                    ],
+                    key=lambda head: head.sequence,
                 )
-                async for doc in cursor
-            ]
+                found.extend(window)
+                low = high
+        return found[:limit]
 
     async def unpublished_through(self, sequence: int) -> int:
         """How many events up to global `sequence` the relay has still to publish."""
@@ -316,12 +330,25 @@ class EventHead:
     version: int
 
 
-def derived_outbox_write(event: EventEnvelope) -> UpdateOne:
-    """Put a derived event (one whose id is a function of what it derives
-    from, e.g. `NoticeIssued`) in the outbox; writing it again is a no-op."""
-    document = _to_document(event)
-    del document["_id"]
-    return UpdateOne({"_id": event.event_id}, {"$setOnInsert": document}, upsert=True)
+async def put_derived_events(
+    events_collection: AsyncCollection[Document],
+    events: Sequence[EventEnvelope],
+    session: AsyncClientSession,
+) -> None:
+    """Put derived events (whose ids are a function of what they derive from,
+    e.g. `NoticeIssued`) in the outbox, in the caller's transaction; one
+    already there stays as it is. Reads which are there by `_id` and inserts
+    the rest: SecantusDB serves both as key operations, where an upsert per
+    event cost it several times more."""
+    if not events:
+        return
+    cursor = events_collection.find(
+        {"_id": {"$in": [e.event_id for e in events]}}, {"_id": 1}, session=session
+    )
+    stored = {doc["_id"] async for doc in cursor}
+    new = [_to_document(e) for e in events if e.event_id not in stored]
+    if new:
+        await events_collection.insert_many(new, ordered=False, session=session)
 
 
 def _with_sequence(event: EventEnvelope, sequence: int) -> EventEnvelope:

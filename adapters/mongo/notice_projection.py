@@ -27,7 +27,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
-from adapters.mongo.event_store import COUNTERS, EVENTS, derived_outbox_write
+from adapters.mongo.event_store import COUNTERS, EVENTS, put_derived_events
 from domain.codes import NoticeKind
 from domain.delivery import IssuedNotice, notice_issued_event
 from domain.ports import DuplicateKey, NoticePlan, NoticeRecord, StoredIssue
@@ -155,17 +155,17 @@ class MongoNoticeProjectionStore:
         )
         assert reserved is not None
         first = int(reserved["value"]) - len(notices) + 1
-        writes = []
         # the trace of the work that wrote the notices goes on to the dispatcher
         trace_context = current_trace_context()
-        for offset, doc in enumerate(notices):
-            event = notice_issued_event(_issued(doc), doc["issuedAt"])
-            writes.append(
-                derived_outbox_write(
-                    replace(event, sequence=first + offset, trace_context=trace_context)
-                )
+        events = [
+            replace(
+                notice_issued_event(_issued(doc), doc["issuedAt"]),
+                sequence=first + offset,
+                trace_context=trace_context,
             )
-        await self._events.bulk_write(writes, ordered=False, session=session)
+            for offset, doc in enumerate(notices)
+        ]
+        await put_derived_events(self._events, events, session)
 
     async def _with_delivery(
         self, notices: Sequence[Document], session: AsyncClientSession
