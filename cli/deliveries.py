@@ -19,9 +19,7 @@ from domain.ports import DeliveryLog, PreferenceStore
 from domain.preferences import DeliveryChannel
 
 
-async def list_dead_letters(
-    deliveries: DeliveryLog, channel: str | None = None
-) -> list[Delivery]:
+async def list_dead_letters(deliveries: DeliveryLog, channel: str | None = None) -> list[Delivery]:
     """Dead-lettered deliveries, by channel and id."""
     return await deliveries.dead_letters(None if channel is None else DeliveryChannel(channel))
 
