@@ -1,6 +1,6 @@
 """MongoPreferenceStore: the `notification_preferences` read model, one
 document per account (`_id` the account id), as the preferences projector
-writes it — the PreferenceStore port (domain/ports.py).
+writes it — the PreferenceStore port (domain/ports/).
 
 Shape: the current state (`accountId, channels, email, pushToken, bic`), its
 stream `version`, global `sequence` and `updatedAt`, and `history`: the last
