@@ -19,6 +19,7 @@ the action it created itself.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -35,7 +36,13 @@ from domain.commands import (
 from domain.consistency import ConsistencyToken
 from domain.errors import DomainError, NotFound, VersionConflict
 from domain.history import decode_terms
-from domain.ports import ConcurrencyError, EventStore, PositionSnapshotStore, UniqueKeyTaken
+from domain.ports import (
+    ConcurrencyError,
+    EventStore,
+    PositionSnapshotStore,
+    StoredNotice,
+    UniqueKeyTaken,
+)
 from domain.positions import parse_positions, positions_aggregate_id
 from domain.validation import InvalidInput, Problem, parse_amendment, parse_terms, terms_to_payload
 from observability.tracing import current_trace_context, traced_command
@@ -289,14 +296,14 @@ class CommandHandlers:
         notice = await notices.get_for_accounts(notice_id, ctx.principal.accounts)
         if notice is None:
             raise NotFound(f"notice {notice_id} not found")
-        notice_version = int(notice["version"])
+        notice_version = notice.version
         decided = ev.NewEvent(
             ev.NOTICE_ACKNOWLEDGED,
             {
                 "noticeId": notice_id,
                 "noticeVersion": notice_version,
-                "corporateActionId": str(notice["corporateActionId"]),
-                "accountId": str(notice["accountId"]),
+                "corporateActionId": notice.corporate_action_id,
+                "accountId": notice.account_id,
             },
         )
         for _ in range(attempts):
@@ -367,9 +374,9 @@ def _acknowledgement_of(
     return None
 
 
-def _ack_result(notice: Mapping[str, Any], event: ev.EventEnvelope) -> AckResult:
+def _ack_result(notice: StoredNotice, event: ev.EventEnvelope) -> AckResult:
     # The stores keep milliseconds: answer with the time the notice will show.
     at = event.occurred_at.replace(microsecond=event.occurred_at.microsecond // 1000 * 1000)
     return AckResult(
-        notice={**notice, "acknowledgedAt": at}, acknowledged_at=at, token=_token(event)
+        notice=replace(notice, acknowledged_at=at), acknowledged_at=at, token=_token(event)
     )

@@ -17,6 +17,7 @@ from domain import corporate_action as ca
 from domain.consistency import ConsistencyToken
 from domain.errors import Forbidden
 from domain.events import CommandOrigin
+from domain.ports.notices import StoredNotice
 from domain.preferences import Preferences
 from domain.principal import Principal
 
@@ -81,8 +82,8 @@ class PositionsResult:
 
 @dataclass(frozen=True)
 class AckResult:
-    # the notice as read, with `acknowledgedAt` as the projection will record it
-    notice: Mapping[str, Any]
+    # the notice as read, with `acknowledged_at` as the projection will record it
+    notice: StoredNotice
     acknowledged_at: datetime
     token: ConsistencyToken
 
@@ -99,7 +100,7 @@ class NoticeLookup(Protocol):
 
     async def get_for_accounts(
         self, notice_id: str, accounts: Collection[str]
-    ) -> Mapping[str, Any] | None:
+    ) -> StoredNotice | None:
         """The notice if one of `accounts` holds it, else None."""
         ...
 

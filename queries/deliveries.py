@@ -29,14 +29,13 @@ async def notices_of_action(
     services = info.context.services
     size = page_size(first)
     after_account = None if after is None else decode_cursor(after, ACTION_NOTICE_CURSOR, 1)[0]
-    docs, has_next = await services.notices.page_for_action(action_id, size, after_account)
+    notices, has_next = await services.notices.page_for_action(action_id, size, after_account)
     total, _, _ = await info.context.loaders.notice_stats.load(action_id)
     edges = [
         t.DepositorNoticeEdge(
-            cursor=encode_cursor(ACTION_NOTICE_CURSOR, str(doc["accountId"])),
-            node=depositor_notice(doc),
+            cursor=encode_cursor(ACTION_NOTICE_CURSOR, n.account_id), node=depositor_notice(n)
         )
-        for doc in docs
+        for n in notices
     ]
     return t.DepositorNoticeConnection(
         edges=edges,

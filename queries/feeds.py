@@ -202,7 +202,7 @@ class NoticeFanout:
         notice = change.item
         if notice is None:
             return
-        for subscriber in tuple(self._by_key.get(str(notice.get("accountId")), ())):
+        for subscriber in tuple(self._by_key.get(notice.account_id, ())):
             subscriber.offer(notice)
 
     async def stop(self) -> None:

@@ -22,7 +22,7 @@ from strawberry.types import Info
 
 from domain.commands import ActionResult, CommandContext
 from domain.consistency import CARDS_PROJECTION, NOTICES_PROJECTION
-from domain.ports import CardQuery
+from domain.ports import CardQuery, StoredNotice
 from domain.validation import canonical_code
 from queries import types as t
 from queries.allowlist import PersistedQueriesOnly
@@ -80,8 +80,8 @@ CARD_CURSOR = "ca"  # keyed by card id (time-ordered)
 NOTICE_CURSOR = "nt"  # keyed by (issuedAt, notice id)
 
 
-def _notice_cursor(notice: Mapping[str, Any]) -> str:
-    return encode_cursor(NOTICE_CURSOR, instant_key(notice["issuedAt"]), str(notice["_id"]))
+def _notice_cursor(notice: StoredNotice) -> str:
+    return encode_cursor(NOTICE_CURSOR, instant_key(notice.issued_at), notice.notice_id)
 
 
 def _notice_after(cursor: str) -> tuple[datetime, str]:
@@ -181,8 +181,8 @@ class Query:
         )
         total = await ctx.services.notices.count_for_accounts(accounts, unread)
         edges = [
-            t.DepositorNoticeEdge(cursor=_notice_cursor(doc), node=depositor_notice(doc))
-            for doc in notices
+            t.DepositorNoticeEdge(cursor=_notice_cursor(n), node=depositor_notice(n))
+            for n in notices
         ]
         return t.DepositorNoticeConnection(
             edges=edges,
@@ -200,8 +200,8 @@ class Query:
     ) -> t.DepositorNotice | None:
         ctx = info.context
         await _caught_up(info, NOTICES_PROJECTION, consistency_token)
-        doc = await ctx.services.notices.get_for_accounts(str(id), ctx.principal.accounts)
-        return None if doc is None else depositor_notice(doc)
+        notice = await ctx.services.notices.get_for_accounts(str(id), ctx.principal.accounts)
+        return None if notice is None else depositor_notice(notice)
 
     notification_preferences = strawberry.field(
         resolver=notification_preferences,

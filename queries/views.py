@@ -9,16 +9,17 @@ a notice's corporate action as the public does.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import strawberry
 
-from domain.codes import EventType, MandatoryVoluntary, NoticeKind, OptionKind
+from domain.codes import EventType, MandatoryVoluntary, OptionKind
 from domain.corporate_action import KIND_CANCELLATION, ActionVersion, CorporateAction
 from domain.identifiers import currency_minor_unit
 from domain.money import canonical_string, format_amount, format_rate
+from domain.ports import StoredNotice
 from queries import types as t
 
 
@@ -94,25 +95,21 @@ def public_card(state: CorporateAction) -> t.CorporateAction | None:
     return None if shown is None else card(state, shown, back_office=False)
 
 
-def depositor_notice(doc: Mapping[str, Any]) -> t.DepositorNotice:
-    """The GraphQL notice for a `notices` read-model document."""
-    content = doc["content"]
+def depositor_notice(notice: StoredNotice) -> t.DepositorNotice:
+    """The GraphQL notice for a notice of the read model."""
+    content = notice.content
     return t.DepositorNotice(
-        id=strawberry.ID(doc["_id"]),
-        account_id=strawberry.ID(doc["accountId"]),
-        kind=NoticeKind(doc["kind"]),
-        version=int(doc["version"]),
-        changed_fields=list(doc.get("changedFields") or []),
+        id=strawberry.ID(notice.notice_id),
+        account_id=strawberry.ID(notice.account_id),
+        kind=notice.kind,
+        version=notice.version,
+        changed_fields=list(notice.changed_fields),
         eligible_quantity=str(content["eligibleQuantity"]),
         entitlement=_entitlement(content.get("entitlement")),
-        issued_at=_utc(doc["issuedAt"]),
-        acknowledged_at=None if doc.get("acknowledgedAt") is None else _utc(doc["acknowledgedAt"]),
-        _corporate_action_id=str(doc["corporateActionId"]),
+        issued_at=notice.issued_at,
+        acknowledged_at=notice.acknowledged_at,
+        _corporate_action_id=notice.corporate_action_id,
     )
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _entitlement(data: Mapping[str, Any] | None) -> t.Entitlement | None:

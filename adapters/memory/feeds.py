@@ -84,7 +84,7 @@ class MemoryNoticeIssueFeed:
         try:
             async for change in changes:
                 item = change.item
-                if item is None or str(item.get("accountId")) in covered:
+                if item is None or item.account_id in covered:
                     yield change
         finally:
             await changes.aclose()

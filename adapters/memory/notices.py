@@ -5,6 +5,7 @@ projector would)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from domain.ports import StoredNotice
@@ -13,7 +14,7 @@ __all__ = ["MemoryNoticeStore"]
 
 
 def _newest_first(notice: StoredNotice) -> tuple[datetime, str]:
-    return notice["issuedAt"], str(notice["_id"])
+    return notice.issued_at, notice.notice_id
 
 
 class MemoryNoticeStore:
@@ -21,16 +22,16 @@ class MemoryNoticeStore:
         self._notices: dict[str, StoredNotice] = {}
 
     def put(self, notice: StoredNotice) -> None:
-        self._notices[str(notice["_id"])] = dict(notice)
+        self._notices[notice.notice_id] = notice
 
     async def mark_delivered(self, versions: Sequence[tuple[str, int]], at: datetime) -> int:
         marked = 0
         for notice_id, version in dict.fromkeys(versions):
             notice = self._notices.get(notice_id)
-            if notice is None or notice["version"] != version:
+            if notice is None or notice.version != version:
                 continue
-            if notice.get("deliveredAt") is None:
-                self._notices[notice_id] = {**notice, "deliveredAt": at}
+            if notice.delivered_at is None:
+                self._notices[notice_id] = replace(notice, delivered_at=at)
                 marked += 1
         return marked
 
@@ -38,8 +39,7 @@ class MemoryNoticeStore:
         return [
             n
             for n in self._notices.values()
-            if n["accountId"] in accounts
-            and not (unread_only and n.get("acknowledgedAt") is not None)
+            if n.account_id in accounts and not (unread_only and n.acknowledged_at is not None)
         ]
 
     async def page_for_accounts(
@@ -61,18 +61,18 @@ class MemoryNoticeStore:
         self, notice_id: str, accounts: Collection[str]
     ) -> StoredNotice | None:
         notice = self._notices.get(notice_id)
-        return notice if notice is not None and notice["accountId"] in accounts else None
+        return notice if notice is not None and notice.account_id in accounts else None
 
     async def by_action(self, action_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
         counts: dict[str, tuple[int, int, int]] = {}
         for n in self._notices.values():
-            action = n["corporateActionId"]
+            action = n.corporate_action_id
             if action in action_ids:
                 total, delivered, acknowledged = counts.get(action, (0, 0, 0))
                 counts[action] = (
                     total + 1,
-                    delivered + (n.get("deliveredAt") is not None),
-                    acknowledged + (n.get("acknowledgedAt") is not None),
+                    delivered + (n.delivered_at is not None),
+                    acknowledged + (n.acknowledged_at is not None),
                 )
         return counts
 
@@ -80,9 +80,9 @@ class MemoryNoticeStore:
         self, action_id: str, first: int, after: str | None
     ) -> tuple[list[StoredNotice], bool]:
         found = sorted(
-            (n for n in self._notices.values() if n["corporateActionId"] == action_id),
-            key=lambda n: str(n["accountId"]),
+            (n for n in self._notices.values() if n.corporate_action_id == action_id),
+            key=lambda n: n.account_id,
         )
         if after is not None:
-            found = [n for n in found if str(n["accountId"]) > after]
+            found = [n for n in found if n.account_id > after]
         return found[:first], len(found) > first

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from adapters.mongo.changes import MongoChangeFeed, as_feed
+from adapters.mongo.changes import Change, MongoChangeFeed, as_feed
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from adapters.mongo.notice_projection import STATS_OF, stats_id
+from domain.codes import NoticeKind
 from domain.ports import FeedChange, StoredNotice
 
 NOTICES = "notices"
@@ -52,6 +53,39 @@ def issued_match(accounts: Collection[str]) -> Document:
     }
 
 
+def stored_notice(doc: Document) -> StoredNotice:
+    """A `notices` document (as adapters.mongo.notice_projection writes it:
+    `_id`, corporateActionId, accountId, version, kind, changedFields,
+    caVersion, content, issuedAt, acknowledgedAt, deliveredAt) as the port's
+    StoredNotice. Raises KeyError / ValueError on a document of another shape."""
+    return StoredNotice(
+        notice_id=str(doc["_id"]),
+        corporate_action_id=str(doc["corporateActionId"]),
+        account_id=str(doc["accountId"]),
+        version=int(doc["version"]),
+        kind=NoticeKind(doc["kind"]),
+        issued_at=_utc(doc["issuedAt"]),
+        content=doc.get("content") or {},
+        changed_fields=tuple(doc.get("changedFields") or ()),
+        ca_version=int(doc.get("caVersion") or 0),
+        acknowledged_at=_optional_utc(doc.get("acknowledgedAt")),
+        delivered_at=_optional_utc(doc.get("deliveredAt")),
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    # The client is tz-aware; a naive datetime (another client's) is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _optional_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+def _issued_item(change: Change) -> StoredNotice | None:
+    return None if change.document is None else stored_notice(change.document)
+
+
 def _after(issued_at: datetime, notice_id: str) -> Document:
     """Strictly after (issuedAt, _id) in newest-first order."""
     return {
@@ -79,7 +113,7 @@ class MongoNoticeStore:
         first: int,
         after: tuple[datetime, str] | None,
         unread_only: bool,
-    ) -> tuple[list[Document], bool]:
+    ) -> tuple[list[StoredNotice], bool]:
         """Up to `first` notices of `accounts`, newest first, after the keyset
         cursor (issuedAt, _id); and whether more follow."""
         if not accounts:
@@ -90,7 +124,7 @@ class MongoNoticeStore:
         async with translated():
             cursor = self._notices.find(conditions).sort(_NEWEST_FIRST).limit(first + 1)
             docs = [doc async for doc in cursor]
-        return docs[:first], len(docs) > first
+        return [stored_notice(doc) for doc in docs[:first]], len(docs) > first
 
     async def count_for_accounts(self, accounts: Collection[str], unread_only: bool) -> int:
         if not accounts:
@@ -98,15 +132,18 @@ class MongoNoticeStore:
         async with translated():
             return await self._notices.count_documents(_accounts_filter(accounts, unread_only))
 
-    async def get_for_accounts(self, notice_id: str, accounts: Collection[str]) -> Document | None:
+    async def get_for_accounts(
+        self, notice_id: str, accounts: Collection[str]
+    ) -> StoredNotice | None:
         """The notice if it belongs to one of `accounts`; None otherwise — a
         notice of another account is indistinguishable from a missing one."""
         if not accounts:
             return None
         async with translated():
-            return await self._notices.find_one(
+            doc = await self._notices.find_one(
                 {"_id": notice_id, "accountId": {"$in": sorted(accounts)}}
             )
+        return None if doc is None else stored_notice(doc)
 
     # --- operators: counts per corporate action -------------------------------
 
@@ -124,7 +161,7 @@ class MongoNoticeStore:
 
     async def page_for_action(
         self, action_id: str, first: int, after: str | None
-    ) -> tuple[list[Document], bool]:
+    ) -> tuple[list[StoredNotice], bool]:
         """Operators: up to `first` notices of one corporate action in account
         order (the projection's index), after the account `after`; and whether
         more follow."""
@@ -134,7 +171,7 @@ class MongoNoticeStore:
         async with translated():
             cursor = self._notices.find(conditions).sort("accountId", ASCENDING).limit(first + 1)
             docs = [doc async for doc in cursor]
-        return docs[:first], len(docs) > first
+        return [stored_notice(doc) for doc in docs[:first]], len(docs) > first
 
 
 class MongoNoticeIssueFeed:
@@ -152,4 +189,4 @@ class MongoNoticeIssueFeed:
         self, accounts: Callable[[], Collection[str]], reopen: asyncio.Event
     ) -> AsyncGenerator[FeedChange[StoredNotice], None]:
         changes = self._changes.follow(lambda: issued_match(accounts()), reopen)
-        return as_feed(changes, lambda change: change.document)
+        return as_feed(changes, _issued_item)

@@ -4,10 +4,11 @@ depositors and operators read it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from domain.codes import NoticeKind
 from domain.notices import NoticeState
 
 
@@ -75,9 +76,28 @@ class NoticeProjectionStore(Protocol):
         ...
 
 
-# A notice as the notices projector stores it: its id, corporateActionId,
-# accountId, version, kind, content, issuedAt, acknowledgedAt, deliveredAt…
-StoredNotice = Mapping[str, Any]
+@dataclass(frozen=True)
+class StoredNotice:
+    """One depositor notice as the read model holds it: the latest issue
+    (`version`, `kind`: NEW / UPDATE / CANCELLATION) of one account's notice of
+    one corporate action. `content` is the notice's content as the notices
+    projector computed it (domain.notices: reference, eventType, isin, dates,
+    `eligibleQuantity` and `entitlement` as decimal strings); `changed_fields`
+    names the card fields an UPDATE changed. Instants are timezone-aware UTC:
+    `acknowledged_at` once the depositor acknowledged this version,
+    `delivered_at` once every chosen channel delivered it."""
+
+    notice_id: str
+    corporate_action_id: str
+    account_id: str
+    version: int
+    kind: NoticeKind
+    issued_at: datetime
+    content: Mapping[str, Any] = field(default_factory=dict)
+    changed_fields: tuple[str, ...] = ()
+    ca_version: int = 0
+    acknowledged_at: datetime | None = None
+    delivered_at: datetime | None = None
 
 
 class NoticeReadStore(Protocol):
@@ -92,8 +112,9 @@ class NoticeReadStore(Protocol):
         after: tuple[datetime, str] | None,
         unread_only: bool,
     ) -> tuple[Sequence[StoredNotice], bool]:
-        """Up to `first` notices of `accounts`, newest first (issuedAt, then id),
-        strictly after the (issuedAt, id) cursor; and whether more follow."""
+        """Up to `first` notices of `accounts`, newest first (issued_at, then
+        notice id), strictly after the (issued_at, notice id) cursor; and
+        whether more follow."""
         ...
 
     async def count_for_accounts(self, accounts: Collection[str], unread_only: bool) -> int: ...

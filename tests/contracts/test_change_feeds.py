@@ -18,7 +18,7 @@ from adapters.memory.feeds import MemoryCardPublicationFeed, MemoryNoticeIssueFe
 from adapters.memory.positions import MemoryPositionSnapshotStore
 from adapters.mongo.cards import MongoCardPublicationFeed, MongoCardStore
 from adapters.mongo.client import Document
-from adapters.mongo.notices import NOTICES, MongoNoticeIssueFeed
+from adapters.mongo.notices import NOTICES, MongoNoticeIssueFeed, stored_notice
 from commands.handlers import CommandHandlers
 from domain.commands import CommandContext
 from domain.corporate_action import CorporateAction
@@ -46,7 +46,7 @@ async def notices(
         memory = MemoryNoticeIssueFeed()
 
         async def issue(notice: dict[str, Any]) -> None:
-            memory.issue(notice)
+            memory.issue(stored_notice(notice))  # as the notices projector stores it
 
         yield memory, issue
         return
@@ -92,7 +92,7 @@ async def test_a_follow_delivers_the_issues_of_its_accounts_and_widens_on_reopen
         await issue(mine)
         change = await _next(changes)
         assert change.signal is FeedSignal.CHANGED and change.item is not None
-        assert change.item["_id"] == mine["_id"] and change.item["accountId"] == "ACC-1"
+        assert change.item.notice_id == mine["_id"] and change.item.account_id == "ACC-1"
 
         followed.add("ACC-2")
         reopen.set()
@@ -100,7 +100,7 @@ async def test_a_follow_delivers_the_issues_of_its_accounts_and_widens_on_reopen
         theirs = notice_doc("ACC-2", "CA2")
         await issue(theirs)
         change = await _next(changes)
-        assert change.item is not None and change.item["_id"] == theirs["_id"]
+        assert change.item is not None and change.item.notice_id == theirs["_id"]
     finally:
         await changes.aclose()
 

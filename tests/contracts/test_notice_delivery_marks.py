@@ -14,7 +14,7 @@ import pytest
 from adapters.memory.notices import MemoryNoticeStore
 from adapters.mongo.client import connect
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
-from adapters.mongo.notices import NOTICES, MongoNoticeStore
+from adapters.mongo.notices import NOTICES, MongoNoticeStore, stored_notice
 from domain.ports import NoticeDeliveryMarks, NoticeReadStore
 from tests.builders import T0, notice_doc
 
@@ -30,7 +30,7 @@ async def stores(
 
         async def put_memory(docs: Sequence[dict[str, Any]]) -> None:
             for doc in docs:
-                memory.put(doc)
+                memory.put(stored_notice(doc))  # as the notices projector stores it
 
         yield memory, memory, put_memory
         return
@@ -59,6 +59,6 @@ async def test_a_notice_is_marked_delivered_once_at_its_version(
     assert await marks.mark_delivered([(first["_id"], 1)], at + timedelta(1)) == 0
     assert await marks.mark_delivered([], at) == 0
     marked = await reads.get_for_accounts(first["_id"], {"ACC-1"})
-    assert marked is not None and marked["deliveredAt"] == at
+    assert marked is not None and marked.delivered_at == at
     unmarked = await reads.get_for_accounts(second["_id"], {"ACC-2"})
-    assert unmarked is not None and unmarked.get("deliveredAt") is None
+    assert unmarked is not None and unmarked.delivered_at is None
