@@ -74,10 +74,15 @@ class LoadResult:
         return self.completed / self.seconds if self.seconds else 0.0
 
 
+class NotCaughtUp(RuntimeError):
+    """A read with a consistency token answered NOT_CAUGHT_UP: ask again."""
+
+
 async def post(
     http: httpx.AsyncClient, token: str | None, query: str, variables: dict[str, Any]
 ) -> dict[str, Any]:
-    """One GraphQL POST with a fresh Idempotency-Key; its `data` (errors raise)."""
+    """One GraphQL POST with a fresh Idempotency-Key; its `data`. Errors raise
+    (NotCaughtUp for a read whose projection has not caught up yet)."""
     headers = {"Idempotency-Key": uuid.uuid4().hex}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -85,7 +90,10 @@ async def post(
         "/graphql", json={"query": query, "variables": variables}, headers=headers
     )
     body: dict[str, Any] = response.json()
-    if response.status_code != 200 or body.get("errors"):
+    errors = body.get("errors") or []
+    if any(e.get("extensions", {}).get("code") == "NOT_CAUGHT_UP" for e in errors):
+        raise NotCaughtUp(str(errors)[:300])
+    if response.status_code != 200 or errors:
         raise RuntimeError(f"{response.status_code}: {str(body)[:300]}")
     data: dict[str, Any] = body["data"]
     return data

@@ -65,6 +65,7 @@ class Benchmark:
     run: Callable[[Context], Awaitable[Result]]
     shared_stack: bool = True
     seconds: tuple[float, float] = (90.0, 1800.0)  # the bound: quick, full
+    default: bool = True  # run without --only (else only when named)
 
 
 async def _commands(ctx: Context) -> Result:
@@ -77,6 +78,15 @@ async def _commands(ctx: Context) -> Result:
     )
 
 
+async def _freshness(ctx: Context) -> Result:
+    from bench import freshness
+
+    stack, load = ctx.shared()
+    if ctx.quick:
+        return await freshness.measure(stack, load, rates=(20,), seconds=3)
+    return await freshness.measure(stack, load, rates=(50, 200), seconds=20)
+
+
 async def _reads(ctx: Context) -> Result:
     from bench import card_list_read
 
@@ -86,13 +96,22 @@ async def _reads(ctx: Context) -> Result:
     return await card_list_read.measure(stack, load)
 
 
+async def _paging(ctx: Context) -> Result:
+    from bench import paging
+
+    stack, load = ctx.shared()
+    if ctx.quick:
+        return await paging.measure(stack, load, accounts=120, actions=6, cards=60, seconds=20)
+    return await paging.measure(stack, load)
+
+
 async def _fanout(ctx: Context) -> Result:
     from bench import notices_fanout
 
     stack, _ = ctx.shared()
     if ctx.quick:
         return await notices_fanout.measure(
-            stack, accounts=2000, runs=2, run_accounts=200, progress=False
+            stack, accounts=1000, runs=2, run_accounts=200, progress=False
         )
     return await notices_fanout.measure(stack, progress=False)
 
@@ -110,7 +129,7 @@ async def _edge(ctx: Context) -> Result:
 async def _deliveries(ctx: Context) -> Result:
     from bench import deliveries
 
-    return await deliveries.measure(notices=200 if ctx.quick else 20_000, broker=ctx.broker)
+    return await deliveries.measure(notices=50 if ctx.quick else 20_000, broker=ctx.broker)
 
 
 async def _restart(ctx: Context) -> Result:
@@ -135,11 +154,22 @@ async def _restart(ctx: Context) -> Result:
 # In run order: the shared-stack ones first (cheapest first), then their own stacks.
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("commands", "announce commands/s, 1 and 20 clients, relay latency", _commands),
+    Benchmark(
+        "freshness", "command accepted → visible through GraphQL, at steady rates", _freshness
+    ),
     Benchmark("reads", "the website's card list through GraphQL, uncached/cached/304", _reads),
+    Benchmark("paging", "every page of myNotices and corporateActions vs the first", _paging),
     Benchmark("fanout", "notice fan-out vs raw insert_many; approval → last notice", _fanout),
     Benchmark("edge", "duplicates replayed by the nginx edge", _edge, shared_stack=False),
     Benchmark("deliveries", "notices out to e-mail and push vs raw clients", _deliveries, False),
-    Benchmark("restart", "restart against an empty log with N stored events", _restart, False),
+    # issue 12's: its own Tansu and store, minutes at full size; run when named
+    Benchmark(
+        "restart",
+        "restart against an empty log with N stored events",
+        _restart,
+        shared_stack=False,
+        default=False,
+    ),
 )
 NAMES = tuple(b.name for b in BENCHMARKS)
 
@@ -243,10 +273,10 @@ def machine(broker: str) -> dict[str, Any]:
 
 
 def select(only: Sequence[str] | None) -> list[Benchmark]:
-    """The benchmarks named in `only` (all when None), in run order;
+    """The benchmarks named in `only` (when None, all but the opt-in ones), in run order;
     ValueError names an unknown one."""
     if not only:
-        return list(BENCHMARKS)
+        return [b for b in BENCHMARKS if b.default]
     unknown = sorted(set(only) - set(NAMES))
     if unknown:
         raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(NAMES)}")
