@@ -7,6 +7,7 @@ one run:
 - baseline: `{ __typename }` over the same HTTP stack (the floor for any request),
   and a raw `insert_one` into the same store (the floor for a durable write);
 - announce commands from 1 client, then from 20 concurrent clients;
+- acknowledgeNotice the same way, on the notices of one approved dividend;
 - relay latency per event: Kafka record timestamp (producer send) − occurredAt.
 
     .venv/bin/python -m bench.commands_throughput [--commands 400] [--broker kafka|tansu]
@@ -19,18 +20,25 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 
 from adapters.kafka.topics import topic_for
+from adapters.mongo.notices import NOTICES
 from bench.figures import Figure, Result, print_result
 from bench.load import GraphQLLoad, LoadProcess, LoadResult, empty, graphql_load
-from bench.stack import BenchStack, add_stack_arguments, bench_stack, pct
+from bench.stack import APPROVER, OPERATOR, BenchStack, add_stack_arguments, bench_stack, pct
 from domain.events import AGGREGATE_CORPORATE_ACTION
+from domain.principal import SCOPE_NOTICES_READ
 
+MAX_ACKNOWLEDGEMENTS = 150  # per phase: one depositor token holds every account
+ACKNOWLEDGE = """
+mutation($id: ID!) { acknowledgeNotice(id: $id) { notice { id acknowledgedAt } consistencyToken } }
+"""
 ANNOUNCE = """
 mutation($input: AnnounceCorporateActionInput!) {
   announceCorporateAction(input: $input) { corporateAction { id version } consistencyToken }
@@ -51,6 +59,38 @@ def terms(n: int) -> dict[str, Any]:
 
 def announce_variables(n: int) -> dict[str, Any]:
     return {"input": terms(n)}
+
+
+def acknowledge_variables(notice_ids: list[str], n: int) -> dict[str, Any]:
+    return {"id": notice_ids[n]}
+
+
+async def seed_notices(stack: BenchStack, accounts: int) -> list[str]:
+    """One approved dividend held by `accounts` accounts (ACK-…); its notice ids."""
+    handlers = stack.herald.services.handlers
+    isin, as_of = "RU0007661625", date(2027, 3, 1)
+    holders = [f"ACK-{n:06d}" for n in range(accounts)]
+    await handlers.record_positions(
+        {
+            "isin": isin,
+            "asOf": as_of.isoformat(),
+            "positions": [
+                {"accountId": a, "quantity": "100", "taxRatePercent": "13"} for a in holders
+            ],
+        },
+        OPERATOR,
+    )
+    announced = await handlers.announce(
+        {**terms(0), "isin": isin, "recordDate": as_of.isoformat()}, OPERATOR
+    )
+    await handlers.approve(announced.action.id, 1, APPROVER)
+    notices = stack.herald.services.db[NOTICES]
+    query = {"corporateActionId": announced.action.id, "accountId": {"$in": holders}}
+    deadline = time.monotonic() + 60 + accounts / 50
+    while await notices.count_documents(query) < accounts:
+        assert time.monotonic() < deadline, "the notices to acknowledge were not projected"
+        await asyncio.sleep(0.2)
+    return [str(doc["_id"]) async for doc in notices.find(query, {"_id": 1})]
 
 
 async def _raw_inserts(uri: str, count: int, seconds: float) -> LoadResult:
@@ -104,10 +144,12 @@ async def measure(
     commands: int = 400,
     clients: int = 20,
     seconds: float = 120.0,
+    acknowledgements: bool = True,
 ) -> Result:
     """Announce commands/s from 1 and `clients` clients against the HTTP floor
     and the store's durable `insert_one`; each phase stops after `commands`
-    requests or `seconds`, whichever comes first."""
+    requests or `seconds`, whichever comes first. With `acknowledgements`, the
+    same for acknowledgeNotice on the notices of one approved dividend."""
     result = Result("commands", sizes={"commands": commands, "clients": clients})
     token = stack.issuer.mint("bench", roles=["ca-operator"])
     url = stack.herald.base_url
@@ -145,6 +187,47 @@ async def measure(
             floor_http.rate,
         ),
     )
+    if acknowledgements:
+        acks_each = min(commands, MAX_ACKNOWLEDGEMENTS)  # the token names every account
+        notice_ids = await seed_notices(stack, 2 * acks_each)
+        depositor = stack.issuer.mint(
+            "bench-depositor",
+            accounts=[f"ACK-{n:06d}" for n in range(2 * acks_each)],
+            scopes=[SCOPE_NOTICES_READ],
+        )
+        acks = [
+            await load.run(
+                graphql_load,
+                GraphQLLoad(
+                    url,
+                    depositor,
+                    ACKNOWLEDGE,
+                    partial(acknowledge_variables, notice_ids[half * acks_each :]),
+                    acks_each,
+                    n,
+                    seconds,
+                ),
+            )
+            for half, n in ((0, 1), (1, clients))
+        ]
+        result.add(
+            Figure(
+                "acknowledge, 1 client",
+                acks[0].rate,
+                "commands/s",
+                "raw durable insert_one, 1 client",
+                floor_store.rate,
+                "≥ 0.3×",
+            ),
+            Figure(
+                f"acknowledge, {clients} clients",
+                acks[1].rate,
+                "commands/s",
+                "acknowledge, 1 client",
+                acks[0].rate,
+                "≥ 4×",
+            ),
+        )
     if relay_ms:
         result.add(Figure("relay: occurredAt → Kafka record, p99", pct(relay_ms, 99), "ms"))
         result.notes.append(

@@ -72,7 +72,7 @@ async def _commands(ctx: Context) -> Result:
     from bench import commands_throughput
 
     stack, load = ctx.shared()
-    count = 60 if ctx.quick else 400
+    count = 40 if ctx.quick else 400
     return await commands_throughput.measure(
         stack, load, commands=count, seconds=15 if ctx.quick else 120
     )
@@ -101,7 +101,7 @@ async def _paging(ctx: Context) -> Result:
 
     stack, load = ctx.shared()
     if ctx.quick:
-        return await paging.measure(stack, load, accounts=120, actions=6, cards=60, seconds=20)
+        return await paging.measure(stack, load, accounts=110, actions=4, cards=30, seconds=15)
     return await paging.measure(stack, load)
 
 
