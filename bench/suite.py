@@ -129,7 +129,7 @@ async def _edge(ctx: Context) -> Result:
 async def _deliveries(ctx: Context) -> Result:
     from bench import deliveries
 
-    return await deliveries.measure(notices=50 if ctx.quick else 20_000, broker=ctx.broker)
+    return await deliveries.measure(notices=50 if ctx.quick else 2000, broker=ctx.broker)
 
 
 async def _restart(ctx: Context) -> Result:

@@ -25,12 +25,13 @@ def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_quick_commands_bench_writes_a_result_file_with_figures_beside_baselines(
+def test_quick_edge_bench_writes_a_result_file_with_figures_beside_baselines(
     tmp_path: Path,
 ) -> None:
+    # the cheapest benchmark (no Herald stack: nginx, Redis and a stub upstream)
     output = tmp_path / "out" / "bench.json"
     done = _bench(
-        "--quick", "--only", "commands", "--broker", "tansu", "--output", str(output), cwd=tmp_path
+        "--quick", "--only", "edge", "--broker", "tansu", "--output", str(output), cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(output.read_text())
@@ -38,25 +39,24 @@ def test_quick_commands_bench_writes_a_result_file_with_figures_beside_baselines
     machine = result["machine"]
     assert machine["cores"] >= 1
     assert machine["store"].startswith("SecantusDB") and machine["broker"].startswith("Tansu")
-    (commands,) = result["benchmarks"]
-    assert commands["name"] == "commands" and commands["ok"] is True, commands
-    assert commands["error"] is None
-    figures = {f["path"]: f for f in commands["figures"]}
-    announce = figures["announce, 1 client"]
-    assert announce["unit"] == "commands/s" and announce["value"] > 0
-    assert announce["baseline"] == "raw durable insert_one, 1 client"
-    assert announce["baseline_value"] > 0
-    assert announce["ratio"] == round(announce["value"] / announce["baseline_value"], 3)
-    assert set(announce) == {
+    (edge,) = result["benchmarks"]
+    assert edge["name"] == "edge" and edge["ok"] is True, edge
+    assert edge["error"] is None and edge["sizes"]["rounds"] == 1
+    (replay,) = edge["figures"]
+    assert replay["unit"] == "req/s" and replay["value"] > 0
+    assert replay["baseline"] == "unique requests through the edge to the app"
+    assert replay["baseline_value"] > 0
+    assert replay["ratio"] == round(replay["value"] / replay["baseline_value"], 3)
+    assert set(replay) == {
         "path", "value", "unit", "baseline", "baseline_value", "ratio", "goal"
     }  # fmt: skip
     # the same figures in the printed table, with the machine's cores first
     assert done.stdout.startswith(f"machine: {machine['cores']} cores")
-    assert "announce, 1 client" in done.stdout and "raw durable insert_one" in done.stdout
+    assert replay["path"] in done.stdout and replay["baseline"] in done.stdout
 
 
 def test_an_unknown_benchmark_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
     done = _bench("--only", "nosuch", "--output", str(tmp_path / "x.json"), cwd=tmp_path)
     assert done.returncode == 2
-    assert "nosuch" in done.stderr and "fanout" in done.stderr
+    assert "nosuch" in done.stderr and "paging" in done.stderr
     assert not (tmp_path / "x.json").exists()  # nothing ran, nothing written
