@@ -46,6 +46,7 @@ class Steady:
     accept_ms: list[float] = field(default_factory=list)
     saturated: bool = False
     retries: int = 0  # reads answered NOT_CAUGHT_UP and asked again
+    errors: list[str] = field(default_factory=list)  # commands that failed
 
 
 async def _commands(url: str, token: str, rate: float, seconds: float) -> Steady:
@@ -54,6 +55,12 @@ async def _commands(url: str, token: str, rate: float, seconds: float) -> Steady
     async with client(url, MAX_IN_FLIGHT) as http:
 
         async def one(n: int) -> None:
+            try:
+                await measured(n)
+            except Exception as exc:  # counted and named in the notes; the run goes on
+                steady.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+
+        async def measured(n: int) -> None:
             sent = time.perf_counter()
             data = await post(http, token, ANNOUNCE, announce_variables(n))
             accepted = time.perf_counter()
@@ -157,6 +164,8 @@ async def measure(
     for rate in rates:
         raw = await load.run(round_trips, stack.bootstrap_servers, idempotent, rate, seconds)
         steady = await load.run(commands, stack.herald.base_url, token, rate, seconds)
+        if not steady.latencies_ms:
+            raise RuntimeError(f"no command became visible at {rate:g}/s: {steady.errors[:1]}")
         for q in (50, 99):
             result.add(
                 Figure(
@@ -176,6 +185,10 @@ async def measure(
             f"p99 {pct(steady.accept_ms, 99):.0f} ms; {steady.retries} reads answered "
             f"NOT_CAUGHT_UP and retried; raw round trips {len(raw.latencies_ms)}"
         )
+        if steady.errors:
+            result.notes.append(
+                f"{rate:g}/s: {len(steady.errors)} commands failed, e.g. {steady.errors[0]}"
+            )
     return result
 
 

@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 
 P = ParamSpec("P")
+TRANSPORT_ATTEMPTS = 3
 T = TypeVar("T")
 
 
@@ -86,9 +87,17 @@ async def post(
     headers = {"Idempotency-Key": uuid.uuid4().hex}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    response = await http.post(
-        "/graphql", json={"query": query, "variables": variables}, headers=headers
-    )
+    for attempt in range(TRANSPORT_ATTEMPTS):
+        try:
+            response = await http.post(
+                "/graphql", json={"query": query, "variables": variables}, headers=headers
+            )
+            break
+        except httpx.TransportError:
+            # e.g. a keep-alive connection the server closed as it was reused:
+            # sent again under the same key, the request still runs once
+            if attempt == TRANSPORT_ATTEMPTS - 1:
+                raise
     body: dict[str, Any] = response.json()
     errors = body.get("errors") or []
     if any(e.get("extensions", {}).get("code") == "NOT_CAUGHT_UP" for e in errors):
