@@ -287,15 +287,16 @@ async def _one(benchmark: Benchmark, ctx: Context, progress: Callable[[str], Non
     bound = benchmark.seconds[0 if ctx.quick else 1]
     progress(f"bench {benchmark.name}: {benchmark.about} (bound {bound:.0f} s) …")
     started = time.perf_counter()
+    bounded = asyncio.timeout(bound)
     try:
-        async with asyncio.timeout(bound):
+        async with bounded:
             result = await benchmark.run(ctx)
         error = None
     except Exception as exc:
         result = Result(benchmark.name)
         error = (
             f"over its bound of {bound:.0f} s"
-            if isinstance(exc, TimeoutError)
+            if bounded.expired()
             else "".join(traceback.format_exception_only(exc)).strip()
         )
     outcome = Outcome(result, time.perf_counter() - started, error)
