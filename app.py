@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -14,14 +15,14 @@ from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import OperationType
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
+from strawberry import Schema
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
@@ -34,10 +35,10 @@ from adapters.auth.verifier import InvalidToken, bearer_token
 from ide import offline_page
 from ide import routes as ide_routes
 from observability import metrics, tracing
-from observability.readiness import CachedReadiness
+from observability.probes import Probes
 from queries.allowlist import load_allowlist
 from queries.context import HeraldContext
-from queries.documents import operation_type
+from queries.documents import operation_type, read_operation
 from queries.extensions import code_leftovers
 from queries.schema import PUBLIC_CARD_FIELDS, build_schema
 from services import Services
@@ -70,6 +71,7 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
                 production=settings.is_production,
                 max_cost=settings.max_query_cost,
                 allowlist=self.allowlist,
+                traced=tracing.tracing_enabled(),
             ),
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
             graphql_ide="graphiql" if not settings.is_production else None,
@@ -78,6 +80,15 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
             max_subscriptions_per_connection=10,
         )
         self.services = services
+        assert isinstance(self.schema, Schema)
+        core = self.schema._schema  # graphql-core's: the root types' field names
+        self._root_fields = {
+            kind: frozenset(root.fields) if root is not None else frozenset()
+            for kind, root in (
+                (OperationType.QUERY, core.query_type),
+                (OperationType.MUTATION, core.mutation_type),
+            )
+        }
 
     @property
     def graphql_ide_html(self) -> str:
@@ -167,9 +178,29 @@ class HeraldGraphQL(GraphQL[HeraldContext, None]):
             raise HTTPException(
                 400, "subscriptions are served over WebSocket (graphql-transport-ws) only"
             )
-        return await super().execute_single(
-            request, request_adapter, sub_response, context, root_value, request_data
-        )
+        started, outcome = time.perf_counter(), "error"
+        try:
+            result = await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+            outcome = "error" if result.errors else "ok"
+            return result
+        finally:
+            operation, kind = self._operation_labels(request_data)
+            metrics.GRAPHQL_SECONDS.labels(operation, kind, outcome).observe(
+                time.perf_counter() - started
+            )
+
+    def _operation_labels(self, request_data: GraphQLRequestData) -> tuple[str, str]:
+        """(operation, type) of herald_graphql_request_seconds: the one root field
+        the schema defines (else "other": a caller must not mint label values)."""
+        summary = read_operation(request_data.query or "", request_data.operation_name)
+        if summary is None:
+            return "other", "unknown"
+        fields = summary.root_fields or frozenset()
+        known = self._root_fields.get(summary.kind, frozenset())
+        operation = next(iter(fields)) if len(fields) == 1 and fields <= known else "other"
+        return operation, summary.kind.value
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None
@@ -209,26 +240,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     services = services or Services(settings)
     graphql = HeraldGraphQL(services)
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    # answered from checks run twice a second: a dead store must not make it slow
-    readiness = CachedReadiness(services.ready)
-
-    async def readyz(request: Request) -> Response:
-        checks = await readiness.current()
-        ok = all(checks.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": checks}
-            | ({} if ok or services.progress is None else {"progress": services.progress}),
-            status_code=200 if ok else 503,
-        )
-
-    async def prometheus(request: Request) -> Response:
+    async def count_pending() -> None:
         pending = await _safe_pending(services)
         if pending is not None:
             metrics.OUTBOX_PENDING.set(pending)
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # /readyz answered from checks run twice a second: a dead store must not make it slow
+    probes = Probes(services.ready, lambda: services.progress, before_scrape=count_pending)
+    readiness = probes.readiness
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -249,9 +268,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             # every method: the view answers any but GET and POST with a 405 problem
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", prometheus),
+            *probes.routes(),
             *(ide_routes() if not settings.is_production else []),
         ],
         middleware=[
@@ -292,9 +309,13 @@ def main(argv: Any = None) -> None:
     """`python app.py` serves on the configured host and port."""
     import uvicorn
 
+    from observability.logs import configure_logging
+
     settings = Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    if not logging.getLogger().handlers:  # `herald serve --debug` configured it already
+        configure_logging(settings.log_format or "json")
+    # log_config=None: uvicorn's lines go through Herald's handler (format, redaction)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,16 +25,16 @@ from adapters.kafka.consumer import KafkaEventConsumer
 from adapters.kafka.dead_letters import KafkaDeadLetterTopic, dead_letter_topic
 from adapters.kafka.publisher import KafkaEventPublisher
 from adapters.kafka.topics import ensure_topics, kafka_ping, topic_for
-from adapters.mongo.cards import CARDS, MongoCardStore, is_publication, publication_match
-from adapters.mongo.changes import MongoChangeFeed
+from adapters.mongo.cards import MongoCardPublicationFeed, MongoCardStore
 from adapters.mongo.client import connect, ping
 from adapters.mongo.dead_letters import MongoDeadLetterStore
 from adapters.mongo.deliveries import MongoDeliveryLog
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.idempotency import MongoIdempotencyStore
 from adapters.mongo.lease import MongoLease
+from adapters.mongo.log_refill import MongoLogRefills
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
-from adapters.mongo.notices import NOTICES, MongoNoticeStore, issued_match
+from adapters.mongo.notices import MongoNoticeIssueFeed, MongoNoticeStore
 from adapters.mongo.positions import MongoPositionStore
 from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
@@ -48,7 +46,7 @@ from delivery.wiring import configured_channels
 from delivery.worker import ChannelWorker, Settler, breaker_factory
 from domain.consistency import PROJECTION_STREAMS
 from domain.delivery import OutboundNotice, delivery_id, parse_channels
-from domain.ports import PublishError, is_transient
+from domain.ports import is_transient
 from observability import metrics
 from projections.cards import CardProjector
 from projections.checkpoint import AppliedThrough, replay_from
@@ -87,25 +85,24 @@ class Services:
         self.positions = MongoPositionStore(self.db)
         self.notice_projection = MongoNoticeProjectionStore(self.db)
         self.idempotency = MongoIdempotencyStore(self.db)
+        self.log_refills = MongoLogRefills(self.db)
         self.dead_letters = MongoDeadLetterStore(self.db)
         self.dead_letter_topics: list[KafkaDeadLetterTopic] = []
         # Subscriptions and the public-cache watermark: one change stream per
         # collection and process (see queries/feeds.py); started by the API.
-        self.issued_notices = NoticeFanout(MongoChangeFeed(self.db, NOTICES), issued_match)
-        self.published_cards = CardFanout(
-            MongoChangeFeed(self.db, CARDS), publication_match, is_publication
-        )
+        self.issued_notices = NoticeFanout(MongoNoticeIssueFeed(self.db))
+        self.published_cards = CardFanout(MongoCardPublicationFeed(self.db))
         self.publisher = KafkaEventPublisher(
             s.kafka_bootstrap, s.kafka_topic_prefix, idempotent=s.kafka_idempotent_producer
         )
-        holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
-        self.relay_lease = MongoLease(self.db, "outbox-relay", holder)
+        self.relay_lease = MongoLease(self.db, "outbox-relay")
         self.relay = OutboxRelay(
             self.events,
             self.publisher,
             self.dead_letters,
             poll_seconds=s.relay_poll_seconds,
-            acquire_lease=self.relay_lease.acquire,
+            lease=self.relay_lease,
+            count_backlog=self.events.unpublished_count,
         )
         self.handlers = CommandHandlers(self.events, self.positions, on_appended=self.relay.notify)
         self.preferences = MongoPreferenceStore(self.db)
@@ -249,37 +246,52 @@ class Services:
         )
 
     async def _prepare_topics(self) -> None:
-        """Create the topics; if they had to be created while the record holds
-        events (a new or memory-only broker), publish again what some
-        projection has not applied (projections/checkpoint.py)."""
-        s = self.settings
+        """Prepare the event log (`prepare_log`), retrying while the broker or
+        the store does not answer; then the supervised tasks start."""
         while True:
             try:
-                created = await ensure_topics(
-                    s.kafka_bootstrap, s.kafka_topic_prefix, s.kafka_partitions
-                )
+                await self.prepare_log()
                 break
-            except PublishError as exc:  # broker not up yet: commands are still accepted
-                log.warning("event log not reachable yet (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-        dead_letter_topics = [topic.topic for topic in self.dead_letter_topics]
-        while dead_letter_topics:
-            try:
-                await ensure_topics(s.kafka_bootstrap, "", 1, topics=dead_letter_topics)
-                break
-            except PublishError as exc:
-                log.warning("cannot create the dead-letter topics yet (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-        while created:
-            try:
-                await self.republish_unapplied()
-                break
-            except Exception as exc:  # store not up yet: queueing again changes nothing
+            except Exception as exc:  # broker or store not up yet: commands are still accepted
                 if not is_transient(exc):
                     raise
-                log.warning("cannot queue the record for the new event log yet (%s); retrying", exc)
+                log.warning("cannot prepare the event log yet (%s); retrying", exc)
                 await asyncio.sleep(1.0)
         self._topics_ready.set()
+
+    async def prepare_log(self, *, emptied: bool = False) -> int | None:
+        """Create the topics and, if the log is new — its topics were missing,
+        or `emptied` (a memory-only broker restarted) — publish again what some
+        projection has not applied (`republish_unapplied`).
+
+        The decision lives in the store, not in this call: the log is recorded
+        as needing a re-fill (`log_refills.needed`) before any topic is
+        created, and marked re-filled only once the record is re-queued, so a
+        crash at any point — before the topics, between them and the
+        re-queue, during it — leaves a pending re-fill that the next start
+        (of any process) performs, even though the topics exist by then.
+        Re-queueing twice only publishes duplicates, which consumers drop.
+        Returns how many events were queued again (None: no re-fill was due).
+        Raises PublishError or a store error (both transient) to be retried."""
+        s = self.settings
+        if emptied:
+            await self.log_refills.needed()
+        await ensure_topics(
+            s.kafka_bootstrap,
+            s.kafka_topic_prefix,
+            s.kafka_partitions,
+            before_creating=self.log_refills.needed,
+        )
+        dead_letter_topics = [topic.topic for topic in self.dead_letter_topics]
+        if dead_letter_topics:
+            await ensure_topics(s.kafka_bootstrap, "", 1, topics=dead_letter_topics)
+        queued = None
+        covered = await self.log_refills.pending()
+        if covered is not None:
+            queued = await self.republish_unapplied()
+            await self.log_refills.done(covered)
+        self.relay.notify()
+        return queued
 
     async def republish_unapplied(self) -> int:
         """The event log is empty (a new or memory-only broker): queue for the
@@ -288,8 +300,11 @@ class Services:
         until it is published and consumed. Returns how many were queued."""
         through = await replay_from(self.projection_state, PROJECTION_STREAMS)
         queued = await self.events.mark_unpublished_after(through)
+        top = await self.events.last_sequence()
+        # (also when a re-queue cut short by a crash left nothing to flip)
+        if queued or await self.events.unpublished_through(top):
+            self._refill_through = top
         if queued:
-            self._refill_through = await self.events.last_sequence()
             log.info(
                 "event log was empty: re-publishing %d recorded events past sequence %d "
                 "(every projection applied those up to it)",
@@ -381,8 +396,13 @@ class Services:
             checks[name] = checks.get(name, False) and runner.ready
         if self._refill_through is not None:  # the relay is re-publishing
             checks["relay"] = False
+        notes = [] if behind is None else [f"catching up: {behind} events behind"]
+        stalled = self.relay_lease.stalled_holder() if "relay" in self.tasks else None
+        if stalled is not None:  # nothing is published until it expires
+            checks["relay"] = False
+            notes.insert(0, f"relay: waiting for the outbox lease {stalled.describe()}")
         ready = all(checks.values())
-        self.progress = None if ready or behind is None else f"catching up: {behind} events behind"
+        self.progress = None if ready or not notes else "; ".join(notes)
         return checks
 
     async def _behind(self) -> int:

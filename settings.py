@@ -25,14 +25,17 @@ class SettingsError(ValueError):
     """An environment variable is missing or malformed."""
 
 
-def _read(env: Mapping[str, str], key: str, cast: Callable[[str], T], default: T) -> T:
+def _read(
+    env: Mapping[str, str], key: str, cast: Callable[[str], T], default: T, secret: bool
+) -> T:
     raw = env.get(key)
     if raw is None or raw == "":
         return default
     try:
         return cast(raw)
     except ValueError as exc:
-        raise SettingsError(f"{key}={raw!r}: {exc}") from exc
+        shown = masked(raw) if secret else raw  # a malformed URL may still carry a password
+        raise SettingsError(f"{key}={shown!r}: {exc}") from exc
 
 
 def _bool(raw: str) -> bool:
@@ -59,6 +62,41 @@ def _otel_exporter(raw: str) -> str:
     if value not in OTEL_EXPORTERS:
         raise ValueError(f"expected one of {', '.join(OTEL_EXPORTERS)}")
     return value
+
+
+LOG_FORMATS = ("json", "console")
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
+def _otel_exporters(raw: str) -> tuple[str, ...]:
+    """OTEL_TRACES_EXPORTER: a comma-separated list (OpenTelemetry SDK
+    environment variables spec); `none` alone means no exporter."""
+    values = tuple(dict.fromkeys(v.strip().lower() for v in raw.split(",") if v.strip()))
+    unknown = [v for v in values if v not in OTEL_EXPORTERS]
+    if unknown:
+        raise ValueError(f"expected one of {', '.join(OTEL_EXPORTERS)} (comma-separated)")
+    return tuple(v for v in values if v != "none")
+
+
+def _otlp_protocol(raw: str) -> str:
+    value = raw.strip().lower()
+    if value != "http/protobuf":
+        raise ValueError("Herald's OTLP exporter speaks http/protobuf only")
+    return value
+
+
+def _resource_attributes(raw: str) -> str:
+    """OTEL_RESOURCE_ATTRIBUTES: `key=value,key2=value2` (values percent-encoded)."""
+    for pair in raw.split(","):
+        if pair.strip() and "=" not in pair:
+            raise ValueError(f"{pair.strip()!r} is not key=value")
+    return raw
 
 
 def _positive_int(raw: str) -> int:
@@ -98,6 +136,15 @@ def _bic(raw: str) -> str:
         return str(bic.validate(raw))
     except ValidationError as exc:
         raise ValueError(f"not an ISO 9362 BIC: {exc}") from None
+
+
+def _mongo_uri(raw: str) -> str:
+    """A MongoDB connection string (mongodb:// or mongodb+srv://): PyMongo
+    would take any other word for a host name and answer only after its
+    server-selection timeout, as if the store were down."""
+    if not raw.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError("not a MongoDB URI: it must start with mongodb:// or mongodb+srv://")
+    return raw
 
 
 def _channels(raw: str) -> str:
@@ -174,7 +221,7 @@ class Settings:
 
     mongo_uri: str = var(
         "HERALD_MONGO_URI",
-        str,
+        _mongo_uri,
         "mongodb://127.0.0.1:27017/?directConnection=true",
         "the MongoDB store",
         secret=True,
@@ -198,7 +245,7 @@ class Settings:
         "HERALD_CHECKPOINT_HORIZON_SECONDS",
         _non_negative_float,
         60.0,
-        "a projection's applied-through checkpoint stays behind the sequence of this long ago",
+        "a projection's checkpoint passes a gap in the event sequence once it is this old",
     )
     shutdown_timeout_seconds: float = var(
         "HERALD_SHUTDOWN_TIMEOUT_SECONDS",
@@ -218,6 +265,12 @@ class Settings:
     run_relay: bool = var(
         "HERALD_RUN_RELAY", _bool, True, "run the outbox relay (false on API-only replicas)"
     )
+    worker_metrics_port: int = var(
+        "HERALD_WORKER_METRICS_PORT",
+        _non_negative_int,
+        9464,
+        "herald worker's /metrics, /healthz and /readyz port, on HERALD_HOST (0: none)",
+    )
     run_projectors: bool = var(
         "HERALD_RUN_PROJECTORS", _bool, True, "run the projectors (false on API-only replicas)"
     )
@@ -235,11 +288,49 @@ class Settings:
         "an in-flight claim older than this is taken as abandoned",
     )
 
+    # Traces: the OpenTelemetry SDK's standard variables (observability/tracing.py).
+    # OTEL_EXPORTER_OTLP_* beyond these are read by the OTLP exporter itself.
+    otel_sdk_disabled: bool = var(
+        "OTEL_SDK_DISABLED", _bool, False, "true: no tracing at all, whatever else is set"
+    )
+    otel_traces_exporter: tuple[str, ...] | None = var(
+        "OTEL_TRACES_EXPORTER",
+        _otel_exporters,
+        None,
+        "where spans go: otlp, console, none (comma-separated); unset: nowhere",
+    )
+    otel_service_name: str = var(
+        "OTEL_SERVICE_NAME", str, "herald", "the service.name of every span's resource"
+    )
+    otel_resource_attributes: str | None = var(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        _resource_attributes,
+        None,
+        "more resource attributes: key=value,... (e.g. deployment.environment.name=prod)",
+    )
+    otel_exporter_otlp_endpoint: str | None = var(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        str,
+        None,
+        "the OTLP/HTTP collector (default http://localhost:4318; /v1/traces is appended)",
+        secret=True,
+    )
+    otel_exporter_otlp_protocol: str = var(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", _otlp_protocol, "http/protobuf", "only http/protobuf"
+    )
     otel_exporter: str = var(
         "HERALD_OTEL_EXPORTER",
         _otel_exporter,
         "none",
-        "traces: none, console or otlp (to OTEL_EXPORTER_OTLP_ENDPOINT)",
+        "deprecated alias of OTEL_TRACES_EXPORTER (used only when that is unset)",
+    )
+
+    log_format: str | None = var(
+        "HERALD_LOG_FORMAT",
+        _log_format,
+        None,
+        "log lines: json (one object per line) or console; unset: console for herald dev, "
+        "json for serve, worker and rebuild",
     )
 
     max_query_cost: int = var(
@@ -323,6 +414,16 @@ class Settings:
     def is_production(self) -> bool:
         return self.environment == "production"
 
+    @property
+    def traces_exporters(self) -> tuple[str, ...]:
+        """The span exporters in force: none when OTEL_SDK_DISABLED, else
+        OTEL_TRACES_EXPORTER, else the deprecated HERALD_OTEL_EXPORTER."""
+        if self.otel_sdk_disabled:
+            return ()
+        if self.otel_traces_exporter is not None:
+            return self.otel_traces_exporter
+        return () if self.otel_exporter == "none" else (self.otel_exporter,)
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -332,7 +433,9 @@ class Settings:
         SettingsError names the first malformed one."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {
-            f.name: _read(env, f.metadata["env"], f.metadata["cast"], f.default)
+            f.name: _read(
+                env, f.metadata["env"], f.metadata["cast"], f.default, f.metadata["secret"]
+            )
             for f in fields(cls)
         }
         return cls(**values)

@@ -17,7 +17,9 @@ with its dispatcher) plus a local SMTP sink (aiosmtpd) and push gateway
    same servers with the raw clients — `aiosmtplib.send` and one
    `httpx.AsyncClient`, 8 concurrent each like the channel workers — and the
    ratio;
-4. peak RSS of this process (Herald, the sinks and the bench in one);
+4. peak RSS of this process (Herald, the sinks and the bench in one), and
+   the CPU seconds the store and this process spent on the fan-out, per
+   1 000 deliveries — what the work costs, whatever else the machine runs;
 5. the fault, after the fan-out (so it does not blur the rates): the push
    gateway answers 503 for SPELL_SECONDS while a second action's FAULT_NOTICES
    notices go out; the breaker opens, and the recovery time is from the
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -67,12 +70,14 @@ async def run(notices: int, broker: str, keep: bool) -> dict[str, float]:
             async with bench_stack(
                 "deliveries", broker=broker, keep=keep, smtp_url=mail.url, push_url=push.url
             ) as stack:
-                return await _measure(stack.herald, notices, mail, push)
+                return await _measure(stack.herald, notices, mail, push, stack.store.process.pid)
         finally:
             mail.stop()
 
 
-async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> dict[str, float]:
+async def _measure(
+    herald: Any, n: int, mail: MailSink, push: PushServer, store_pid: int | None
+) -> dict[str, float]:
     db = herald.services.db
     accounts = [f"ACC-{i:06d}" for i in range(n)]
     await db["notification_preferences"].insert_many(
@@ -115,6 +120,7 @@ async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> dic
         OPERATOR,
     )
     started = time.monotonic()
+    cpu_started = _cpu_seconds(store_pid), time.process_time()
     await handlers.approve(announced.action.id, 1, APPROVER)
     print(f"approved: fanning out {n} notices to EMAIL and PUSH …", flush=True)
     deliveries = db["deliveries"]
@@ -125,6 +131,8 @@ async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> dic
         if done >= 2 * n and await deliveries.count_documents({"status": "DELIVERED"}) == 2 * n:
             break
     total = time.monotonic() - started
+    store_cpu = _cpu_seconds(store_pid) - cpu_started[0]
+    own_cpu = time.process_time() - cpu_started[1]
     rows = [
         d
         async for d in deliveries.find(
@@ -132,6 +140,14 @@ async def _measure(herald: Any, n: int, mail: MailSink, push: PushServer) -> dic
         )
     ]
     print(f"\napproval → last delivery: {total:.1f}s for {2 * n} deliveries")
+    print(
+        f"RSS at the last delivery: {_rss_mib():.0f} MiB (Herald, and the sinks holding "
+        f"every message they received; the baseline below adds its own)"
+    )
+    print(
+        f"CPU per 1000 deliveries: store {1000 * store_cpu / (2 * n):.1f}s, "
+        f"Herald + sinks + bench {1000 * own_cpu / (2 * n):.1f}s"
+    )
     rates: dict[str, float] = {}
     for channel in ("EMAIL", "PUSH"):
         mine = [r for r in rows if r["channel"] == channel]
@@ -236,6 +252,26 @@ async def _fault(herald: Any, push: PushServer) -> None:
         f"fault: push gateway 503 for {SPELL_SECONDS:.0f}s ({refused} calls refused), "
         f"breaker recovery (gateway back → first push delivered): {first - recovered_at:.1f}s"
     )
+
+
+def _rss_mib() -> float:
+    """This process's resident memory now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except OSError:
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _timed(items: Sequence[T], send: Callable[[T], Awaitable[Any]]) -> float:

@@ -28,6 +28,15 @@ relay lease was released on stop, so "readable" includes waiting for it):
      10000  new             0      7.3        0.06   (lease released on stop)
 
 (old at 50 000 not run: projecting the record took 2 238 s here.)
+
+Seeded in bulk (the default now; the machine at load 12-18 from other
+benchmarks; SecantusDB, a Python process, took the 50 000 in 206 s):
+
+    events  path  republished  ready s  readable s
+     10000  new             0      7.4        0.30
+     50000  new             0      7.9        0.51
+
+500 000 not run: at that rate its seeding alone would take ~35 min.
 """
 
 from __future__ import annotations
@@ -38,12 +47,17 @@ import logging
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
 
 from adapters.auth.dev_issuer import DevIssuer
-from adapters.mongo.client import connect
-from adapters.mongo.projection_state import CHECKPOINTS
+from adapters.mongo.client import Document, connect
+from adapters.mongo.event_store import COUNTERS, EVENTS
+from adapters.mongo.projection_state import CHECKPOINTS, MongoProjectionState
 from bench.stack import OPERATOR, settled
 from devstack.herald import RunningHerald
 from devstack.process import free_port
@@ -92,7 +106,78 @@ async def restart(settings: Settings, issuer: DevIssuer, events: int, path: str)
     return Figures(events, path, republished, ready, readable)
 
 
-async def measure(events: int, *, old: bool, keep: bool) -> list[Figures]:
+async def bulk_seed(settings: Settings, issuer: DevIssuer, events: int) -> None:
+    """A store as N projected announcements leave it, written directly: one
+    announcement through a running Herald (its command path and projectors),
+    then its event and every read-model document naming its action cloned
+    N - 1 times with new ids and references (inserted in bulk, indexes
+    already made), the sequence counter and every checkpoint set to the end.
+    The command path writes ~25 events/s at these sizes; this, thousands."""
+    async with RunningHerald(settings, issuer) as herald:
+        services = herald.services
+        terms = {**DIVIDEND, "reference": "RU-TEMPLATE-0"}
+        announced = await services.handlers.announce(terms, OPERATOR)
+        template_id = announced.action.id
+        await settled(herald)
+        await checkpoints_at_end(herald)
+    # A long socket timeout and no driver retry: a bulk insert outlasting the
+    # usual 10 s would be sent again (SecantusDB does not deduplicate retries).
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        settings.mongo_uri, retryWrites=False, socketTimeoutMS=600_000
+    )
+    db = client[settings.mongo_database]
+    try:
+        template_event = await db[EVENTS].find_one({"aggregateId": template_id})
+        assert template_event is not None
+        base = int(template_event["sequence"])
+        clones: dict[str, list[Document]] = {EVENTS: []}
+        templates: dict[str, list[Document]] = {}
+        for name in await db.list_collection_names():
+            if name in (EVENTS, COUNTERS, CHECKPOINTS):
+                continue
+            found = [d async for d in db[name].find({}) if template_id in repr(d)]
+            if found:
+                templates[name] = found
+                clones[name] = []
+        for n in range(1, events):
+            changes = {template_id: f"{template_id[:-8]}{n:08d}", "RU-TEMPLATE-0": f"RU-T-{n}"}
+            event = _replaced(template_event, changes)
+            event.update({"_id": uuid.uuid4().hex, "sequence": base + n, "published": True})
+            clones[EVENTS].append(event)
+            for name, found in templates.items():
+                for doc in found:
+                    copy = _replaced(doc, changes)
+                    if not isinstance(copy["_id"], str):  # an ObjectId: a new one
+                        del copy["_id"]
+                    clones[name].append(copy)
+            if n % 2_000 == 0 or n == events - 1:
+                for name, documents in clones.items():
+                    if documents:
+                        await db[name].insert_many(documents, ordered=False)
+                    documents.clear()
+        end = base + events - 1
+        await db[COUNTERS].update_one({"_id": EVENTS}, {"$max": {"value": end}})
+        state = MongoProjectionState(db)
+        for projection in PROJECTION_STREAMS:
+            await state.advance_applied_through(projection, end)
+    finally:
+        await client.close()
+
+
+def _replaced(value: Any, changes: dict[str, str]) -> Any:
+    """`value` with every string's occurrences of each key replaced."""
+    if isinstance(value, str):
+        for before, after in changes.items():
+            value = value.replace(before, after)
+        return value
+    if isinstance(value, dict):
+        return {key: _replaced(item, changes) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replaced(item, changes) for item in value]
+    return value
+
+
+async def measure(events: int, *, old: bool, keep: bool, projected: bool) -> list[Figures]:
     work = Path(tempfile.mkdtemp(prefix="herald-bench-restart-"))
     store = SecantusServer(work / "store", sync_on_commit=True)
     await store.start_async()
@@ -114,11 +199,14 @@ async def measure(events: int, *, old: bool, keep: bool) -> list[Figures]:
     figures: list[Figures] = []
     try:
         seeding = time.perf_counter()
-        async with RunningHerald(settings, issuer) as herald:
-            await seed_announcements(herald.services.events, events)
-            herald.services.relay.notify()
-            await settled(herald)
-            await checkpoints_at_end(herald)
+        if projected:
+            async with RunningHerald(settings, issuer) as herald:
+                await seed_announcements(herald.services.events, events)
+                herald.services.relay.notify()
+                await settled(herald)
+                await checkpoints_at_end(herald)
+        else:
+            await bulk_seed(settings, issuer, events)
         print(f"  {events} events seeded and projected in {time.perf_counter() - seeding:.0f}s")
         for path in ("new", "old") if old else ("new",):
             tansu.stop()
@@ -146,12 +234,19 @@ async def main() -> None:
     parser.add_argument("--large", action="store_true", help="also 500 000 events (long)")
     parser.add_argument("--old", action="store_true", help="also the path before checkpoints")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--projected",
+        action="store_true",
+        help="seed through the command path and the projectors (slow) instead of in bulk",
+    )
     args = parser.parse_args()
     sizes = [*args.events, *([500_000] if args.large else [])]
     results: list[Figures] = []
     for events in sizes:
         print(f"{events} stored events:")
-        results.extend(await measure(events, old=args.old, keep=args.keep))
+        results.extend(
+            await measure(events, old=args.old, keep=args.keep, projected=args.projected)
+        )
     print(f"\n{'events':>8} {'path':>4} {'republished':>11} {'ready s':>8} {'readable s':>10}")
     for f in results:
         print(

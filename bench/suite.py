@@ -139,7 +139,7 @@ async def _restart(ctx: Context) -> Result:
     sizes = [500] if ctx.quick else [10_000, 50_000]
     result = Result("restart", sizes={"events": sizes})
     for events in sizes:
-        for f in await restart.measure(events, old=False, keep=False):
+        for f in await restart.measure(events, old=False, keep=False, projected=False):
             result.add(
                 Figure(f"restart with {f.events:,} stored events: ready", f.ready_seconds, "s"),
                 Figure(

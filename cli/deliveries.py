@@ -14,22 +14,19 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-from adapters.mongo.client import Document
-from adapters.mongo.deliveries import MongoDeliveryLog
-from adapters.mongo.preferences import MongoPreferenceStore
+from domain.delivery import Delivery
+from domain.ports import DeliveryLog, PreferenceStore
 from domain.preferences import DeliveryChannel
 
 
-async def list_dead_letters(
-    deliveries: MongoDeliveryLog, channel: str | None = None
-) -> list[Document]:
+async def list_dead_letters(deliveries: DeliveryLog, channel: str | None = None) -> list[Delivery]:
     """Dead-lettered deliveries, by channel and id."""
     return await deliveries.dead_letters(None if channel is None else DeliveryChannel(channel))
 
 
 async def replay_dead_letters(
-    deliveries: MongoDeliveryLog,
-    preferences: MongoPreferenceStore,
+    deliveries: DeliveryLog,
+    preferences: PreferenceStore,
     *,
     channel: str | None = None,
     ids: Sequence[str] = (),
@@ -40,26 +37,26 @@ async def replay_dead_letters(
     chosen = await list_dead_letters(deliveries, channel)
     if ids:
         wanted = set(ids)
-        chosen = [d for d in chosen if d["_id"] in wanted]
-    current = await preferences.get_many({str(d["accountId"]) for d in chosen})
+        chosen = [d for d in chosen if d.key in wanted]
+    current = await preferences.current({d.account_id for d in chosen})
     requeued = 0
     for index, dead in enumerate(chosen, 1):
-        prefs = current.get(str(dead["accountId"]))
-        address = None if prefs is None else prefs.address(DeliveryChannel(dead["channel"]))
-        requeued += await deliveries.requeue(str(dead["_id"]), address, datetime.now(UTC))
+        prefs = current.get(dead.account_id)
+        address = None if prefs is None else prefs.address(dead.channel)
+        requeued += await deliveries.requeue(dead.key, address, datetime.now(UTC))
         if progress and (index % 100 == 0 or index == len(chosen)):
             print(f"replayed {index}/{len(chosen)}", file=sys.stderr)
     return requeued
 
 
-async def list_deliveries(deliveries: MongoDeliveryLog, channel: str | None, out: TextIO) -> int:
+async def list_deliveries(deliveries: DeliveryLog, channel: str | None, out: TextIO) -> int:
     """Print one tab-separated line per dead-lettered delivery (id, channel,
     account, attempts, last error); returns how many."""
     dead_letters = await list_dead_letters(deliveries, channel)
     for dead in dead_letters:
         print(
-            f"{dead['_id']}\t{dead['channel']}\t{dead['accountId']}\t"
-            f"attempts={dead['attempts']}\t{dead.get('lastError') or ''}",
+            f"{dead.key}\t{dead.channel.value}\t{dead.account_id}\t"
+            f"attempts={dead.attempts}\t{dead.last_error or ''}",
             file=out,
         )
     print(f"{len(dead_letters)} dead-lettered deliveries", file=sys.stderr)

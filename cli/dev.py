@@ -26,12 +26,11 @@ import httpx
 import uvicorn
 
 from adapters.auth.dev_issuer import DevIssuer
-from adapters.kafka.topics import ensure_topics
 from app import create_app
 from cli.preflight import EXIT_UNREACHABLE
 from devstack.process import free_port
 from devstack.supervisor import Child, Supervisor
-from observability.log_limits import RepeatLimit
+from observability.logs import configure_logging
 from services import Services
 from settings import Settings
 
@@ -41,14 +40,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("herald.dev")
 
 
-def run_dev(*, port: int, host: str, data_dir: Path, broker: str, edge: bool = False) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def run_dev(
+    *,
+    port: int,
+    host: str,
+    data_dir: Path,
+    broker: str,
+    edge: bool = False,
+    traces: Path | None = None,
+) -> int:
+    configure_logging(Settings.from_env().log_format or "console")
     # Their INFO lines drown Herald's own (mail.log: the dev mail sink's
     # aiosmtpd, a dozen connection lines per e-mail).
     for noisy in ("httpx", "aiokafka", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:  # a dead broker: one line per 10 s and kind
-        handler.addFilter(RepeatLimit("aiokafka"))
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()  # --port 0: any free port, named in the banner
@@ -67,11 +72,15 @@ def run_dev(*, port: int, host: str, data_dir: Path, broker: str, edge: bool = F
             print("  run scripts/install-edge-packages")
             return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(port=port, host=host, data_dir=data_dir, broker=broker, edge=edge))
+        asyncio.run(
+            _run(port=port, host=host, data_dir=data_dir, broker=broker, edge=edge, traces=traces)
+        )
     return 0
 
 
-async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool) -> None:
+async def _run(
+    *, port: int, host: str, data_dir: Path, broker: str, edge: bool, traces: Path | None
+) -> None:
     from devstack.secantus import SecantusServer
 
     started = time.monotonic()
@@ -103,10 +112,16 @@ async def _run(*, port: int, host: str, data_dir: Path, broker: str, edge: bool)
             jwt_audience=issuer.audience,
             **({} if mail is None else {"smtp_url": mail.url}),
         )
+        if traces is not None:  # before Services: PyMongo traces clients made afterwards
+            _trace_to(settings, traces)
         services = Services(settings)
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(settings, services), host=host, port=api_port, log_level="warning"
+                create_app(settings, services),
+                host=host,
+                port=api_port,
+                log_level="warning",
+                log_config=None,  # through Herald's handler (format, redaction)
             )
         )
         serving = asyncio.create_task(server.serve())
@@ -165,16 +180,14 @@ class _SigtermStops:
 
 
 async def _refill(services: Services, *, memory_only: bool) -> None:
-    """A broker that came back empty: create the topics again and queue what
-    some projection has not applied for the relay to re-publish. Tansu
-    (`memory_only`) always comes back empty, even if a publish already
-    re-created a topic."""
-    s = services.settings
-    created = await ensure_topics(s.kafka_bootstrap, s.kafka_topic_prefix, s.kafka_partitions)
-    if created or memory_only:
-        queued = await services.republish_unapplied()
+    """A broker that came back: create the topics again and, if it came back
+    empty, queue what some projection has not applied for the relay to
+    re-publish. Tansu (`memory_only`) always comes back empty, even if a
+    publish already re-created a topic; the decision is stored first, so a
+    crash mid-way re-fills on the next start (Services.prepare_log)."""
+    queued = await services.prepare_log(emptied=memory_only)
+    if queued is not None:
         log.info("the broker came back empty: re-publishing %d recorded events", queued)
-    services.relay.notify()
 
 
 def _banner(
@@ -208,6 +221,14 @@ def _banner(
         )
         + "  Ctrl-C stops everything."
     )
+
+
+def _trace_to(settings: Settings, path: Path) -> None:
+    from observability.trace_file import JsonLinesSpanExporter
+    from observability.tracing import configure_tracing
+
+    configure_tracing(settings, exporter=JsonLinesSpanExporter(path.resolve()))
+    print(f"spans go to {path} as JSON lines: `herald trace ID` prints one trace", flush=True)
 
 
 def _mail_sink(settings: Settings, data_dir: Path) -> MailSink | None:

@@ -20,6 +20,7 @@ from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, SCOPE_NOTICES_READ
 from settings import Settings, SettingsError
 
 DEFAULT_DATA_DIR = Path(".herald")
+TRACES_FILE = "traces.jsonl"  # in the data dir, unless `--traces FILE` names one
 ROLES = (ROLE_OPERATOR, ROLE_APPROVER)
 
 
@@ -32,7 +33,33 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir),
         broker=args.broker,
         edge=args.edge,
+        traces=None if args.traces is None else Path(args.traces or _traces_file(args)),
     )
+
+
+def _traces_file(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir) / TRACES_FILE
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    """One trace of a `herald dev --traces` file as an indented tree."""
+    from observability import trace_file
+
+    path = Path(args.file) if args.file else _traces_file(args)
+    if not path.exists():
+        print(f"herald trace: no {path} (run `herald dev --traces {path}`)", file=sys.stderr)
+        return 66  # EX_NOINPUT
+    spans = trace_file.read(path)
+    found = trace_file.matching_traces(spans, args.id)
+    if not found:
+        print(f"herald trace: no trace in {path} has {args.id!r}", file=sys.stderr)
+        return 1
+    for index, trace_id in enumerate(found):
+        if index:
+            print()
+        for line in trace_file.render(trace_file.tree(spans, trace_id), trace_id):
+            print(line)
+    return 0
 
 
 def _preflight(*, need_broker: bool) -> Settings:
@@ -67,8 +94,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_rebuild(args: argparse.Namespace) -> int:
-    _preflight(need_broker=True)
+    checked = _preflight(need_broker=True)
     from cli.rebuild import run
+    from observability.logs import configure_logging
+
+    configure_logging(checked.log_format or "json", level=_log_level(args))
 
     run(args.projection, switch=not args.no_switch)
     return 0
@@ -78,27 +108,46 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     """Projectors (and, with --relay, the outbox relay) without the HTTP API."""
     import asyncio
     import contextlib
-    import logging
 
+    from cli.preflight import StartupFailure
+    from observability.logs import configure_logging
+    from observability.probes import Probes, ProbeServer
     from observability.tracing import configure_tracing
     from services import Services
 
     checked = _preflight(need_broker=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(checked.log_format or "json", level=_log_level(args))
 
     async def main() -> None:
         settings = checked.with_overrides(run_relay=args.relay, run_projectors=True)
         configure_tracing(settings)  # before Services: PyMongo traces clients made afterwards
         services = Services(settings)
+        port = settings.worker_metrics_port if args.metrics_port is None else args.metrics_port
+        probes = ProbeServer(Probes(services.ready, lambda: services.progress), settings.host, port)
+        if port:  # listening first: a taken port stops the worker before it joins groups
+            try:
+                await probes.start()
+            except OSError as exc:
+                raise StartupFailure(
+                    f"cannot serve /metrics on {settings.host}:{port} ({exc}); choose "
+                    "another with --metrics-port or HERALD_WORKER_METRICS_PORT (0: none)"
+                ) from exc
         await services.start()
         try:
             await asyncio.gather(*services.tasks.values())
         finally:
             await services.stop()
+            await probes.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
     return 0
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    import logging
+
+    return logging.DEBUG if getattr(args, "debug", False) else logging.INFO
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
@@ -111,6 +160,15 @@ def _cmd_token(args: argparse.Namespace) -> int:
             "(a depositor has no role: --accounts and --scope notices:read)"
         )
     issuer = DevIssuer(Path(args.data_dir))
+    if not issuer.key_path.exists():
+        # A typo in --data-dir would otherwise mint, silently, a token that the
+        # running Herald (which trusts its own folder's key) refuses as 401.
+        print(
+            f"herald token: no signing key in {args.data_dir}; created a new one at "
+            f"{issuer.key_path}: only a Herald started with --data-dir {args.data_dir} "
+            "accepts this token",
+            file=sys.stderr,
+        )
     token = issuer.mint(
         args.sub,
         roles=args.roles,
@@ -208,7 +266,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="put the nginx+Lua+Redis idempotency edge on --port, in front of the API",
     )
+    dev.add_argument(
+        "--traces",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help=f"write every span as a JSON line to FILE (default <data-dir>/{TRACES_FILE}); "
+        "`herald trace ID` prints one trace",
+    )
     dev.set_defaults(func=_cmd_dev)
+
+    trace_cmd = _command(
+        sub,
+        "trace",
+        "print one trace of a `herald dev --traces` file as a tree with durations",
+        "ID is a trace id, or a value a span carries (a correlation id, an action id, a "
+        "notice id): every trace holding it is printed, oldest first.",
+        parents=[data_dir],
+    )
+    trace_cmd.add_argument("id", metavar="ID", help="trace id, correlation id, action id …")
+    trace_cmd.add_argument("--file", help=f"the spans file (default <data-dir>/{TRACES_FILE})")
+    trace_cmd.set_defaults(func=_cmd_trace)
 
     demo = _command(
         sub,
@@ -257,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[debug],
     )
     worker.add_argument("--relay", action="store_true", help="also run the outbox relay")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz and /readyz on this port of HERALD_HOST (0: none; "
+        "default: HERALD_WORKER_METRICS_PORT, 9464)",
+    )
     worker.set_defaults(func=_cmd_worker)
 
     token = _command(
@@ -318,11 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     if debug:
-        import logging
+        from observability.logs import configure_logging
 
-        logging.basicConfig(
-            level=logging.DEBUG, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+        configure_logging("console", level=_log_level(args))
     try:
         result: int = args.func(args)
     except (StartupFailure, SettingsError) as exc:

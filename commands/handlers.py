@@ -7,7 +7,7 @@ on one aggregate race for the same stream version; the store lets one win and
 the loser hears VersionConflict (invariant 2).
 
 A command run for a request under an Idempotency-Key (invariant 3; see
-web/idempotency.py) stores its event under an id derived from the
+web/idempotency/middleware.py) stores its event under an id derived from the
 key's command id, with the key and fingerprint (`CommandOrigin`). When the
 request is resumed (its key's earlier execution was abandoned or failed),
 the handler first looks that event up and, found, answers from it what the
@@ -38,7 +38,7 @@ from domain.history import decode_terms
 from domain.ports import ConcurrencyError, EventStore, PositionSnapshotStore, UniqueKeyTaken
 from domain.positions import parse_positions, positions_aggregate_id
 from domain.validation import InvalidInput, Problem, parse_amendment, parse_terms, terms_to_payload
-from observability.tracing import traced_command
+from observability.tracing import current_trace_context, traced_command
 
 REFERENCE_NAMESPACE = "reference"
 
@@ -339,6 +339,7 @@ class CommandHandlers:
             correlation_id=ctx.correlation_id,
             payload=decided.payload,
             origin=None if command is None else command.origin,
+            trace_context=current_trace_context(),
         )
 
 

@@ -18,7 +18,7 @@ from domain.consistency import ConsistencyToken
 from domain.errors import VersionConflict
 from domain.ports import ConcurrencyError, EventStore
 from domain.preferences import Preferences, as_requested_by, authorize, parse_preferences
-from observability.tracing import traced_command
+from observability.tracing import current_trace_context, traced_command
 
 
 def preferences_aggregate_id(account_id: str) -> str:
@@ -74,6 +74,7 @@ class PreferencesHandlers:
                 actor=actor,
                 correlation_id=ctx.correlation_id,
                 payload=preferences.to_payload(),
+                trace_context=current_trace_context(),
             )
             try:
                 [stored] = await self._store.append([envelope])

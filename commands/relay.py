@@ -6,6 +6,18 @@ idempotent). While Kafka is down, commands are still accepted and the relay
 retries with capped exponential backoff; when Kafka returns, every event
 arrives once more in order. A lease in the store keeps one relay active at a
 time, so that two API processes never interleave one aggregate's events.
+
+The lease (adapters/mongo/lease.py) is renewed by a heartbeat beside the
+publishing, so a slow batch never lets it lapse, and it moves to another
+relay only when its holder is gone (a dead process of the same host: at
+once) or has not renewed it for its TTL. The holder starts a batch only
+while its lease is valid and abandons a batch whose lease ran out mid-way
+(`_fenced`), before any other relay may take it; the batch stays unmarked
+and its next holder publishes it again, in sequence order. Records the
+abandoned batch had already handed to the Kafka client may still land: they
+are earlier copies of what the next holder publishes, in the same order per
+aggregate, which the consumers drop by version — never a reordering, never
+a lost or doubled application.
 """
 
 from __future__ import annotations
@@ -13,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -34,14 +48,29 @@ from domain.ports import (
     is_transient,
 )
 from observability import metrics, tracing
+from observability.logs import aggregate_ids
 
 log = logging.getLogger(__name__)
 
-LeaseAcquirer = Callable[[], Awaitable[bool]]
+T = TypeVar("T")
 
 
-async def _always_leader() -> bool:
-    return True
+class RelayLease(Protocol):
+    """The relay's lease (adapters.mongo.lease.MongoLease)."""
+
+    renew_seconds: float
+
+    async def acquire(self) -> bool:
+        """Take or renew the lease; False when another holder has it."""
+        ...
+
+    def valid_for(self) -> float:
+        """Seconds this holder may still act on the lease (0: not held)."""
+        ...
+
+
+class LeaseLost(Exception):
+    """The lease ran out while a batch was being published."""
 
 
 class OutboxRelay:
@@ -53,14 +82,16 @@ class OutboxRelay:
         *,
         poll_seconds: float = 0.2,
         batch_size: int = 500,
-        acquire_lease: LeaseAcquirer = _always_leader,
+        count_backlog: Callable[[], Awaitable[int]] | None = None,
+        backlog_every_seconds: float = 5.0,
+        lease: RelayLease | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._dead_letters = dead_letters
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
-        self._acquire_lease = acquire_lease
+        self._lease = lease  # None: the only relay
         self._wakeup = asyncio.Event()
         self._retrying = AsyncRetrying(
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
@@ -70,6 +101,9 @@ class OutboxRelay:
             reraise=True,
         )
         self.published_total = 0
+        self._count_backlog = count_backlog
+        self._backlog_every = backlog_every_seconds
+        self._backlog_counted_at = -math.inf
 
     def notify(self) -> None:
         """Wake the relay now (a command just appended events in this process)."""
@@ -78,16 +112,24 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """Publish one batch; returns how many events were published."""
         with tracing.untraced():  # an idle poll leaves no trace
-            if not await self._acquire_lease():
+            if self._lease is not None and not await self._lease.acquire():
                 return 0
             batch = await self._store.unpublished(self._batch_size)
+            await self._sample_backlog(len(batch))
         if not batch:
             return 0
         started = time.perf_counter()
-        with tracing.span(tracing.RELAY_BATCH_SPAN, {"herald.relay.events": len(batch)}):
+        with tracing.relay_batch(batch):
             refused: Mapping[str, str] = {}
             try:
-                await self._publisher.publish(batch)
+                await self._fenced(self._publisher.publish(batch))
+            except LeaseLost:
+                log.warning(
+                    "relay: the outbox lease ran out during a batch of %d events (not renewed "
+                    "in time); left for its next holder",
+                    len(batch),
+                )
+                return 0
             except PublishRefused as refusal:
                 refused = refusal.refused
                 await self._park([e for e in batch if e.event_id in refused], refused)
@@ -102,6 +144,23 @@ class OutboxRelay:
             metrics.RELAY_EVENT_LATENCY.observe(max(now - event.occurred_at.timestamp(), 0.0))
         self.published_total += len(batch)
         return len(batch)
+
+    async def _sample_backlog(self, fetched: int) -> None:
+        """herald_outbox_pending, measured by the relay that holds the lease
+        (every `backlog_every_seconds`, and at once when the outbox is empty),
+        before it publishes: a backlog the broker does not take still shows."""
+        if fetched == 0:
+            metrics.OUTBOX_PENDING.set(0)
+            return
+        now = time.monotonic()
+        if self._count_backlog is None or now - self._backlog_counted_at < self._backlog_every:
+            return
+        self._backlog_counted_at = now
+        try:
+            metrics.OUTBOX_PENDING.set(await self._count_backlog())
+        except Exception as exc:  # the gauge keeps its last value; publishing goes on
+            metrics.OUTBOX_SAMPLE_FAILURES.inc()
+            log.debug("cannot count the outbox backlog: %s", exc)
 
     async def _park(self, events: Sequence[EventEnvelope], reasons: Mapping[str, str]) -> None:
         now = datetime.now(UTC)
@@ -122,13 +181,59 @@ class OutboxRelay:
             )
             metrics.DEAD_LETTERS.labels(SOURCE_OUTBOX, reason.split(":", 1)[0]).inc()
             log.error(
-                "relay: the broker refuses event %s for good, parked: %s", event.event_id, reason
+                "relay: the broker refuses event %s for good, parked: %s",
+                event.event_id,
+                reason,
+                extra=aggregate_ids(event.aggregate_type, event.aggregate_id),
             )
         await self._store.park([event.event_id for event in events], now)
         metrics.RELAY_PARKED.inc(len(events))
 
+    async def _fenced(self, publishing: Awaitable[T]) -> T:
+        """`publishing`, abandoned (LeaseLost) once the lease is no longer valid."""
+        task = asyncio.ensure_future(publishing)
+        if self._lease is None:
+            return await task
+        try:
+            while not task.done():
+                remaining = self._lease.valid_for()
+                if remaining <= 0:
+                    task.cancel()
+                    await asyncio.wait({task})
+                    raise LeaseLost
+                # the heartbeat may renew meanwhile: look again when this runs out
+                await asyncio.wait({task}, timeout=remaining)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        return task.result()
+
+    async def _keep_lease(self, lease: RelayLease) -> None:
+        """The heartbeat: renew the lease while a batch is being published
+        (each batch also takes or renews it first)."""
+        while True:
+            await asyncio.sleep(lease.renew_seconds)
+            try:
+                with tracing.untraced():  # a heartbeat leaves no trace
+                    await lease.acquire()
+            except Exception as exc:  # the store is away: the lease lapses, the fence stops us
+                log.debug("relay: cannot renew the outbox lease: %s", exc)
+
     async def run(self) -> None:
         """Drain the outbox forever; retry failures with capped exponential backoff."""
+        heartbeat = (
+            None
+            if self._lease is None
+            else asyncio.create_task(self._keep_lease(self._lease), name="relay:lease")
+        )
+        try:
+            await self._drain()
+        finally:
+            if heartbeat is not None:  # ended before a stop releases the lease
+                heartbeat.cancel()
+                await asyncio.wait({heartbeat})
+
+    async def _drain(self) -> None:
         while True:
             if _being_cancelled():  # a driver swallowed our CancelledError: stop anyway
                 raise asyncio.CancelledError

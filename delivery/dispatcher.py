@@ -11,10 +11,15 @@ only after the plan of the batch is stored. A crash anywhere therefore either
 leaves the version unissued (the notice was not stored either) or redelivers
 it from the log — no path skips a version.
 
-For each version the planner reads the account's preferences as they stand
-(the ones in force at issue time, give or take the projection's lag), picks
-the channels with `domain.delivery.plan_channels` and records one delivery per
-channel in the delivery log (adapters.mongo.deliveries) before anything goes
+For each version the planner reads the account's preferences in force at
+issue time: the latest set at or before the global sequence of the version's
+`NoticeIssued` event (the preferences store keeps each account's recent
+changes with their sequences), so a change made after the issue, even one
+projected before the plan, does not redirect it. (A change made before the
+issue but not yet projected when the planner runs is missed: the planner
+does not wait for the preferences projection.) It picks the channels with
+`domain.delivery.plan_channels` and records one delivery per channel in the
+delivery log (the DeliveryLog port) before anything goes
 out; the channel workers (delivery/worker.py) drain it. A version with no
 outbound channel counts as delivered at once.
 """
@@ -24,13 +29,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
-from adapters.mongo.deliveries import MongoDeliveryLog
-from adapters.mongo.notice_projection import MongoNoticeProjectionStore
-from adapters.mongo.preferences import MongoPreferenceStore
 from domain import events as ev
 from domain.codes import NoticeKind
 from domain.delivery import IssuedNotice, OutboundNotice, plan_channels
-from domain.ports import Channel
+from domain.ports import Channel, DeliveryLog, NoticeDeliveryMarks, PreferenceStore
 from domain.preferences import DeliveryChannel
 from observability import metrics
 
@@ -44,9 +46,9 @@ class DeliveryPlanner:
 
     def __init__(
         self,
-        deliveries: MongoDeliveryLog,
-        preferences: MongoPreferenceStore,
-        notices: MongoNoticeProjectionStore,
+        deliveries: DeliveryLog,
+        preferences: PreferenceStore,
+        notices: NoticeDeliveryMarks,
         channels: Mapping[DeliveryChannel, Channel],
         topics: Sequence[str],
         *,
@@ -64,31 +66,39 @@ class DeliveryPlanner:
         self.topics = topics
 
     async def apply(self, events: Sequence[ev.EventEnvelope]) -> None:
+        # Each version with the global sequence of its NoticeIssued event: where
+        # in the log it was issued, so the preferences in force then decide.
         issued = [
-            IssuedNotice.from_payload(e.payload) for e in events if e.event_type == ev.NOTICE_ISSUED
+            (IssuedNotice.from_payload(e.payload), e.sequence, e.trace_context)
+            for e in events
+            if e.event_type == ev.NOTICE_ISSUED
         ]
         if not issued:
             return
-        preferences = await self._preferences.get_many({n.account_id for n in issued})
+        preferences = await self._preferences.in_force({(n.account_id, s) for n, s, _ in issued})
+        earlier = await self._deliveries.earlier_channels(
+            [(n.notice_id, n.version) for n, _, _ in issued if n.kind is NoticeKind.CANCELLATION]
+        )
         now = self._clock()
         outbound: list[OutboundNotice] = []
         nowhere: list[IssuedNotice] = []
-        for notice in issued:
-            earlier: Mapping[DeliveryChannel, str] = {}
-            if notice.kind is NoticeKind.CANCELLATION:
-                earlier = await self._deliveries.earlier_channels(notice.notice_id, notice.version)
+        for notice, sequence, trace_context in issued:
             planned = plan_channels(
                 notice,
-                preferences.get(notice.account_id),
+                preferences.get((notice.account_id, sequence)),
                 defaults=self._defaults,
                 enabled=self._channels.keys(),
-                earlier=earlier,
+                earlier=earlier.get((notice.notice_id, notice.version), {}),
             )
             if not planned:
                 nowhere.append(notice)
             for channel, address in planned.items():
                 message_id = self._channels[channel].message_id(notice.notice_id, notice.version)
-                outbound.append(OutboundNotice(notice, channel, address, message_id))
+                outbound.append(
+                    OutboundNotice(
+                        notice, channel, address, message_id, trace_context=trace_context
+                    )
+                )
         new = await self._deliveries.plan(outbound, now)
         metrics.DELIVERIES_PLANNED.inc(new)
         await self._notices.mark_delivered([(n.notice_id, n.version) for n in nowhere], now)

@@ -36,18 +36,22 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tenacity import BaseRetrying, RetryCallState, wait_exponential_jitter
 
-from adapters.mongo.client import Document
-from adapters.mongo.deliveries import MongoDeliveryLog, Outcome
-from adapters.mongo.notice_projection import MongoNoticeProjectionStore
-from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice
-from domain.ports import Channel, ChannelError, PermanentChannelError, StoreError
-from observability import metrics
+from domain.delivery import ClaimedDelivery, DeliveryStatus, Outcome
+from domain.ports import (
+    Channel,
+    ChannelError,
+    DeliveryLog,
+    NoticeDeliveryMarks,
+    PermanentChannelError,
+    StoreError,
+)
+from observability import metrics, tracing
+from observability.logs import log_context
 
 log = logging.getLogger(__name__)
 
 _BREAKER_LEVEL = {"closed": 0, "half-opened": 1, "opened": 2}
 _QUEUE = 10_000  # delivery ids waiting in memory per channel; the rest wait in the log
-_SWEEP_LIMIT = 1_000
 _SWEEP_WOKEN = 10  # polls between sweeps while the planner wakes the worker
 # A batch (claimed in one write, its outcomes recorded in one write) is at most
 # this many rounds of `concurrency` sends: with the channels' 10 s timeouts a
@@ -76,7 +80,7 @@ class ChannelWorker:
     def __init__(
         self,
         channel: Channel,
-        deliveries: MongoDeliveryLog,
+        deliveries: DeliveryLog,
         breakers: AsyncCircuitBreakerFactory,
         *,
         max_attempts: int,
@@ -125,9 +129,9 @@ class ChannelWorker:
         dead worker that ran out, deliveries planned by another process.
 
         While the planner keeps waking this worker the sweep runs only every
-        `_SWEEP_WOKEN` polls: the log's due range is read by fetching every open
-        delivery of the channel (the store sorts them), and during a fan-out that
-        read would cost the store more than the deliveries themselves."""
+        `_SWEEP_WOKEN` polls: the store reads every due delivery of the channel
+        whatever the limit, and during a fan-out that read would cost it more
+        than the deliveries themselves."""
         polls = 0
         while True:
             polls += 1
@@ -136,8 +140,10 @@ class ChannelWorker:
                 if self._queue.qsize() < self._concurrency and (not woken or polls >= _SWEEP_WOKEN):
                     polls = 0
                     room = self._queue.maxsize - self._queue.qsize()
+                    # As many as the queue holds: the read costs what is due
+                    # whatever the limit, so one sweep serves many batches.
                     for key in await self._deliveries.due(
-                        self._channel.channel, self._clock(), min(room, _SWEEP_LIMIT)
+                        self._channel.channel, self._clock(), room
                     ):
                         self._enqueue(key)
             except asyncio.CancelledError:
@@ -169,23 +175,25 @@ class ChannelWorker:
                 await asyncio.sleep(self._poll)
 
     def _count(
-        self, outcomes: Sequence[Outcome], delivered: set[str], claimed: Sequence[Document]
+        self, outcomes: Sequence[Outcome], delivered: set[str], claimed: Sequence[ClaimedDelivery]
     ) -> None:
-        issued_at = {str(d["_id"]): d["issuedAt"] for d in claimed}
+        issued_at = {c.delivery.key: c.delivery.issued_at for c in claimed}
         for outcome in outcomes:
             if outcome.key in delivered:
                 metrics.DELIVERIES.labels(self._name, "delivered").inc()
-                issued = issued_at[outcome.key]
-                if issued.tzinfo is None:
-                    issued = issued.replace(tzinfo=UTC)
-                latency = (outcome.at - issued).total_seconds()
+                latency = (outcome.at - issued_at[outcome.key]).total_seconds()
                 metrics.DELIVERY_LATENCY.labels(self._name).observe(max(latency, 0.0))
             elif outcome.status is DeliveryStatus.RETRYING:
                 metrics.DELIVERIES.labels(self._name, "retrying").inc()
             elif outcome.status is DeliveryStatus.DEAD_LETTERED:
                 metrics.DELIVERIES.labels(self._name, "dead_lettered").inc()
                 metrics.DELIVERIES_DEAD_LETTERED.labels(self._name).inc()
-                log.warning("delivery %s dead-lettered: %s", outcome.key, outcome.error)
+                log.warning(
+                    "delivery %s dead-lettered: %s",
+                    outcome.key,
+                    outcome.error,
+                    extra={"delivery_id": outcome.key},
+                )
 
     async def _wait_while_open(self) -> bool:
         """Sleep out an open breaker's cool-down (no claim, no attempt meanwhile)."""
@@ -199,21 +207,24 @@ class ChannelWorker:
         await asyncio.sleep(min(remaining, self._poll) + 0.01)
         return True
 
-    async def _attempt(self, claimed: Document) -> Outcome:
-        key = str(claimed["_id"])
-        message = OutboundNotice(
-            IssuedNotice.from_payload(claimed["notice"]),
-            self._channel.channel,
-            str(claimed["address"]),
-            str(claimed["messageId"]),
-        )
-        attempts = int(claimed["attempts"])
+    async def _attempt(self, claimed: ClaimedDelivery) -> Outcome:
+        key = claimed.delivery.key
+        message = claimed.outbound
+        attempts = claimed.delivery.attempts
         breaker = await self._breakers.get_breaker(self._name)
         async with self._sending:
             try:
                 async with breaker:
                     metrics.DELIVERY_ATTEMPTS.labels(self._name).inc()
-                    await self._channel.send(message)
+                    with (
+                        tracing.delivering(self._name, message.trace_context, _attributes(claimed)),
+                        log_context(  # on the channel client's own lines (httpx, SMTP)
+                            action_id=message.notice.corporate_action_id,
+                            notice_id=message.notice.notice_id,
+                            delivery_id=key,
+                        ),
+                    ):
+                        await self._channel.send(message)
             except OpenedState as opened:
                 # The breaker opened while this batch waited: this claim does not count.
                 retry_at = datetime.fromtimestamp(opened.opened_at + breaker.context.ttl, UTC)
@@ -233,6 +244,16 @@ class ChannelWorker:
         return float(self._backoff(state))
 
 
+def _attributes(claimed: ClaimedDelivery) -> dict[str, str | int]:
+    delivery = claimed.delivery
+    return {
+        "herald.delivery.id": delivery.key,
+        "herald.notice.id": delivery.notice_id,
+        "herald.notice.version": delivery.version,
+        "herald.delivery.attempt": delivery.attempts,
+    }
+
+
 class Settler:
     """Sets a notice's `deliveredAt` (and `noticeStats.delivered`) once every
     channel planned for its version delivered — in batches, from the log's
@@ -242,8 +263,8 @@ class Settler:
 
     def __init__(
         self,
-        deliveries: MongoDeliveryLog,
-        notices: MongoNoticeProjectionStore,
+        deliveries: DeliveryLog,
+        notices: NoticeDeliveryMarks,
         *,
         poll_seconds: float = 1.0,
         batch: int = 1000,
@@ -277,14 +298,14 @@ class Settler:
         complete: list[tuple[str, int]] = []
         settled: list[str] = []  # delivery ids of every settled version
         count = 0
-        for key, docs in planned.items():
-            statuses = {d["status"] for d in docs}
-            if statuses == {DeliveryStatus.DELIVERED.value}:
+        for key, deliveries in planned.items():
+            statuses = {d.status for d in deliveries}
+            if statuses == {DeliveryStatus.DELIVERED}:
                 complete.append(key)
-            elif DeliveryStatus.DEAD_LETTERED.value not in statuses:
+            elif DeliveryStatus.DEAD_LETTERED not in statuses:
                 continue  # still in flight
             count += 1
-            settled.extend(str(d["_id"]) for d in docs)
+            settled.extend(d.key for d in deliveries)
         await self._notices.mark_delivered(complete, self._clock())
         await self._deliveries.settle(settled)
         return count

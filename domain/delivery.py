@@ -86,12 +86,75 @@ class IssuedNotice:
 
 @dataclass(frozen=True)
 class OutboundNotice:
-    """What one channel sends: the notice version, where to, under which identity."""
+    """What one channel sends: the notice version, where to, under which
+    identity; `attempt` counts from 1 — a later one may follow a send whose
+    outcome was lost (a crash, a timeout), which the channel may have to
+    recognise."""
 
     notice: IssuedNotice
     channel: DeliveryChannel
     address: str
     message_id: str
+    attempt: int = 1
+    # W3C trace context of the planning (kept in the delivery log): the send continues it
+    trace_context: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One (notice, version, channel) of the delivery log, as the dispatcher,
+    the settler, `herald dlq` and the API read it (without the notice's
+    rendered content; `ClaimedDelivery` carries that)."""
+
+    key: str  # delivery_id(notice_id, version, channel)
+    notice_id: str
+    version: int
+    channel: DeliveryChannel
+    account_id: str
+    address: str
+    message_id: str
+    status: DeliveryStatus
+    attempts: int
+    issued_at: datetime
+    planned_at: datetime
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+    settled: bool = False
+    # W3C trace context of the planning: each attempt's send span continues it
+    trace_context: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery leased to one worker for one attempt (counted in `attempts`),
+    with the notice version it renders."""
+
+    delivery: Delivery
+    notice: IssuedNotice
+
+    @property
+    def outbound(self) -> OutboundNotice:
+        d = self.delivery
+        return OutboundNotice(
+            self.notice,
+            d.channel,
+            d.address,
+            d.message_id,
+            d.attempts,
+            trace_context=d.trace_context,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: DELIVERED; RETRYING at `retry_at`;
+    DEAD_LETTERED; or PENDING again (`retry_at`) — given back uncounted."""
+
+    key: str
+    status: DeliveryStatus
+    at: datetime
+    error: str | None = None
+    retry_at: datetime | None = None
 
 
 def delivery_id(notice_id: str, version: int, channel: DeliveryChannel | str) -> str:

@@ -71,7 +71,11 @@ class EventEnvelope:
     consumers drop duplicates and detect gaps. `sequence` is the position in
     Herald's global event record, assigned when the event is stored. `origin`
     ties the event to the Idempotency-Key of the request that recorded it
-    (None for an event recorded outside an HTTP request).
+    (None for an event recorded outside an HTTP request). `trace_context` is
+    the W3C Trace Context (`traceparent`, `tracestate`) of the work that
+    recorded it: stored in the event's metadata, sent as Kafka headers (not in
+    the record's value), empty for an event recorded untraced or before
+    traces were kept.
     """
 
     event_id: str
@@ -87,6 +91,10 @@ class EventEnvelope:
     sequence: int = 0
     # Stored with the event, not published: which request recorded it.
     origin: CommandOrigin | None = None
+    # Stored and sent as headers, not in the value: where the event's trace
+    # continues. Not part of the event's identity (compare=False): a record
+    # read back carries the context of the send that carried it.
+    trace_context: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def to_json(event: EventEnvelope) -> dict[str, Any]:

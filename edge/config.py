@@ -30,7 +30,7 @@ DEFAULT_KEY_PREFIX = "herald:idem:"
 PROBLEM_BASE = PROBLEM_TYPE_BASE  # one base URI for the app and the edge
 
 # The RFC 9457 problem types of the idempotency refusals, shared with the app
-# (web/idempotency.py answers with the same type URIs and codes). The
+# (web/idempotency/ answers with the same type URIs and codes). The
 # edge never sends "missing": it lets a POST without a key through, and the
 # app refuses a mutation without one.
 PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {

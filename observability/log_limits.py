@@ -4,7 +4,9 @@ A Kafka client that lost its broker logs the same connection error for
 every node, request and retry (aiokafka: ~90 ERROR lines a second). The
 filter lets the first record of a kind through (a kind: logger name and
 message template), drops the same kind for `window` seconds, and then lets
-the next one through saying how many it dropped.
+the next one through saying how many it dropped. Records below `level`
+(WARNING) all pass: the flood is of errors, and an INFO line such as a
+consumer's partition assignment differs by its arguments alone.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ class RepeatLimit(logging.Filter):
         prefix: str,
         *,
         window: float = 10.0,
+        level: int = logging.WARNING,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
+        self.level = level
         self.prefix = prefix
         self.window = window
         self.clock = clock
@@ -32,7 +36,7 @@ class RepeatLimit(logging.Filter):
         self._dropped: dict[tuple[str, str], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith(self.prefix):
+        if record.levelno < self.level or not record.name.startswith(self.prefix):
             return True
         kind = (record.name, str(record.msg))
         now = self.clock()

@@ -101,3 +101,40 @@ DELIVERY_LATENCY = Histogram(
     ["channel"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
+
+# --- requests: idempotency, read-your-writes, GraphQL ----------------------------
+IDEMPOTENCY = Counter(
+    "herald_idempotency_requests_total",
+    "Mutations checked against their Idempotency-Key, by outcome (executed: first "
+    "request, or an abandoned claim resumed; replay: the stored answer sent again; "
+    "in_flight: 409, the first still runs; mismatch: 422, the key came with another "
+    "body; store_unavailable: 503, refused)",
+    ["outcome"],
+)
+CONSISTENCY_WAITS = Counter(
+    "herald_consistency_waits_total",
+    "Reads that passed a consistency token the projection had not applied yet, by "
+    "projection and outcome (caught_up, timed_out: answered NOT_CAUGHT_UP)",
+    ["projection", "outcome"],
+)
+CONSISTENCY_WAIT_SECONDS = Histogram(
+    "herald_consistency_wait_seconds",
+    "Time a read with a consistency token waited for its projection",
+    ["projection"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+GRAPHQL_SECONDS = Histogram(
+    "herald_graphql_request_seconds",
+    "GraphQL requests over HTTP, by operation (the root field; other: several or "
+    "unknown), type (query, mutation) and outcome (ok, error: the answer carries errors)",
+    ["operation", "type", "outcome"],
+)
+NOTICES_ISSUED = Counter(
+    "herald_notices_issued_total",
+    "Depositor notice versions issued, by kind (NEW, UPDATE, CANCELLATION, ...)",
+    ["kind"],
+)
+OUTBOX_SAMPLE_FAILURES = Counter(
+    "herald_outbox_pending_sample_failures_total",
+    "Failed counts of the outbox backlog (herald_outbox_pending keeps its last value)",
+)

@@ -24,12 +24,21 @@ written after each batch's read-model change, what consistency tokens wait
 on) already tells which events are applied. `AppliedThrough.advance` walks
 the record in sequence order from the current S and stops at the first event
 of the projection's streams whose version the tracking does not cover; S
-only grows (`$max`), so it is never ahead of a read model. One subtlety: a
-sequence is allocated before its event is inserted, so an event with a lower
-sequence may still be in flight while a higher one is stored and applied.
-S therefore never passes the sequence counter as it stood `horizon_seconds`
-ago (60 s by default, well past an append's socket timeout and retry): an
-append allocated before that has committed or failed by now.
+only grows (`$max`), so it is never ahead of a read model.
+
+Appends in flight: a sequence is allocated (an atomic `$inc` on the counter)
+before its event is inserted, so while a higher sequence is stored and
+applied, a lower one may still be on its way — and would be missed if S
+passed it. S therefore passes only sequences it has seen stored: while the
+stored sequences run on without a gap, each one's append is over, and S
+follows the projection at once (within a second, from the first start).
+A gap is an append that failed after its allocation (a version conflict, a
+resumed command's ids already stored, a notice transaction rerun, a counter
+increment retried by the driver) or one still in flight; they cannot be
+told apart, so S passes a gap only once the counter stood past it
+`horizon_seconds` ago (60 s by default, well past an append's socket
+timeout and retry): an append allocated before that has committed or failed
+by now. Gaps are rare, so the horizon delays S only now and then.
 
 Consistency tokens survive all of this unchanged: a token names an
 aggregate's stream version (domain/consistency.py), not a Kafka offset, and
@@ -59,6 +68,8 @@ class EventHead(Protocol):
     @property
     def sequence(self) -> int: ...
     @property
+    def aggregate_type(self) -> str: ...
+    @property
     def aggregate_id(self) -> str: ...
     @property
     def version(self) -> int: ...
@@ -72,9 +83,9 @@ class SequencedRecord(Protocol):
         ...
 
     async def heads(
-        self, after_sequence: int, through_sequence: int, aggregate_types: Sequence[str], limit: int
+        self, after_sequence: int, through_sequence: int, limit: int
     ) -> Sequence[EventHead]:
-        """The events in (after, through] of those streams, in sequence order."""
+        """The stored events in (after, through], in sequence order."""
         ...
 
 
@@ -104,7 +115,7 @@ class AppliedThrough:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.projection = projection
-        self._streams = sorted(streams)
+        self._streams = frozenset(streams)
         self._events = events
         self._state = state
         self._horizon = horizon_seconds
@@ -112,40 +123,61 @@ class AppliedThrough:
         # (when, sequence counter) samples, oldest first
         self._samples: deque[tuple[float, int]] = deque()
 
-    async def _settled_sequence(self) -> int | None:
-        """The counter as it stood `horizon_seconds` ago: every event at or
-        below it is stored (or never will be). None until known."""
+    async def _counter(self) -> tuple[int, int | None]:
+        """(the counter now, the counter as it stood `horizon_seconds` ago —
+        every sequence at or below it is stored or never will be; None until
+        this checkpoint has watched it that long)."""
         now = self._clock()
-        self._samples.append((now, await self._events.last_sequence()))
+        top = await self._events.last_sequence()
+        self._samples.append((now, top))
         settled: int | None = None
         while self._samples and now - self._samples[0][0] >= self._horizon:
             settled = self._samples.popleft()[1]
         if settled is not None:  # still the newest settled value next time
             self._samples.appendleft((now - self._horizon, settled))
-        return settled
+        return top, settled
 
     async def advance(self, limit: int = 20 * PAGE) -> int:
         """Walk at most `limit` events past the checkpoint and raise it through
-        those applied; returns the checkpoint (a global sequence)."""
-        settled = await self._settled_sequence()
+        those applied, up to the first gap not yet settled; returns the
+        checkpoint (a global sequence)."""
+        top, settled = await self._counter()
         through = await self._state.applied_through(self.projection)
-        if settled is None or settled <= through:
-            return through
         start, walked = through, 0
-        while walked < limit:
-            heads = await self._events.heads(through, settled, self._streams, PAGE)
-            if not heads:  # nothing of ours left up to the settled point
-                through = settled
+
+        def past_gap(before: int) -> bool:
+            """Move `through` over the unstored sequences up to `before`, as far
+            as they are settled; True when all of them are."""
+            nonlocal through
+            if before <= through:
+                return True
+            if settled is not None and settled > through:
+                through = min(settled, before)
+            return through == before
+
+        while walked < limit and through < top:
+            heads = await self._events.heads(through, top, PAGE)
+            if not heads:  # (through, top]: nothing stored yet
+                past_gap(top)
                 break
             walked += len(heads)
+            ours = [head for head in heads if head.aggregate_type in self._streams]
             applied = await self._state.applied_versions(
-                self.projection, (head.aggregate_id for head in heads)
+                self.projection, (head.aggregate_id for head in ours)
             )
-            behind = next((h for h in heads if applied.get(h.aggregate_id, 0) < h.version), None)
-            if behind is not None:
-                through = behind.sequence - 1
+            stopped = False
+            for head in heads:
+                if not past_gap(head.sequence - 1):
+                    stopped = True
+                    break
+                if head.aggregate_type in self._streams and (
+                    applied.get(head.aggregate_id, 0) < head.version
+                ):
+                    stopped = True
+                    break
+                through = head.sequence
+            if stopped:
                 break
-            through = heads[-1].sequence
         if through > start:
             await self._state.advance_applied_through(self.projection, through)
         return through

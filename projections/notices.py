@@ -15,19 +15,21 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import partial
-from typing import Any
 
-from adapters.mongo.client import Document
-from adapters.mongo.notice_projection import MongoNoticeProjectionStore
-from adapters.mongo.positions import MongoPositionStore
 from domain import corporate_action as ca
 from domain import events as ev
 from domain import notices as nt
 from domain.consistency import NOTICES_PROJECTION
 from domain.history import decode_terms
-from domain.ports import EventStore
+from domain.ports import (
+    EventStore,
+    NoticeProjectionStore,
+    NoticeRecord,
+    PositionSnapshotReader,
+    StoredIssue,
+)
 from domain.positions import positions_aggregate_id
-from observability import metrics
+from observability import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,8 @@ class NoticeProjector:
 
     def __init__(
         self,
-        notices: MongoNoticeProjectionStore,
-        positions: MongoPositionStore,
+        notices: NoticeProjectionStore,
+        positions: PositionSnapshotReader,
         events: EventStore,
         topics: Sequence[str],
         *,
@@ -54,19 +56,23 @@ class NoticeProjector:
         self.topics = topics
 
     async def apply(self, events: Sequence[ev.EventEnvelope]) -> None:
-        affected: dict[str, None] = {}
+        # each affected action, with the (latest) event that affects it
+        affected: dict[str, ev.EventEnvelope] = {}
         acknowledgements: list[ev.EventEnvelope] = []
         for event in events:
             if event.event_type == ev.NOTICE_ACKNOWLEDGED:
                 acknowledgements.append(event)
             elif event.event_type == ev.PUBLICATION_APPROVED:
-                affected[event.aggregate_id] = None
+                affected[event.aggregate_id] = event
             elif event.event_type == ev.POSITIONS_RECORDED:
                 isin, as_of = str(event.payload["isin"]), str(event.payload["asOf"])
                 for action_id in await self._notices.subscribers(isin, as_of):
-                    affected[action_id] = None
-        for action_id in affected:
-            await self.reconcile(action_id)
+                    affected[action_id] = event
+        for action_id, cause in affected.items():
+            # in the trace of the event that caused it: the notices written and
+            # the NoticeIssued events recorded with them continue that trace
+            with tracing.continued(cause.trace_context):
+                await self.reconcile(action_id)
         # After the notices of this batch exist: an ack only applies to its issue.
         for event in acknowledgements:
             await self._notices.acknowledge(
@@ -147,39 +153,26 @@ class NoticeProjector:
 
 
 def _to_store(
-    action_id: str, derived: Mapping[str, nt.NoticeState], stored: Mapping[str, Document]
-) -> list[Document]:
+    action_id: str, derived: Mapping[str, nt.NoticeState], stored: Mapping[str, StoredIssue]
+) -> list[NoticeRecord]:
     """The derived notices that are not stored as they are."""
     return [
-        _document(action_id, notice, stored.get(account))
+        _record(action_id, notice, stored.get(account))
         for account, notice in derived.items()
         if _differs(notice, stored.get(account))
     ]
 
 
-def _differs(notice: nt.NoticeState, stored: Document | None) -> bool:
+def _differs(notice: nt.NoticeState, stored: StoredIssue | None) -> bool:
     return (
         stored is None
-        or stored.get("version") != notice.version
-        or stored.get("contentHash") != notice.content_hash
+        or stored.version != notice.version
+        or stored.content_hash != notice.content_hash
     )
 
 
-def _document(action_id: str, notice: nt.NoticeState, stored: Document | None) -> Document:
-    acknowledged: Any = None
-    if stored is not None and stored.get("version") == notice.version:
-        acknowledged = stored.get("acknowledgedAt")  # same issue: keep the depositor's ack
-    return {
-        "_id": nt.notice_id(action_id, notice.account_id),
-        "corporateActionId": action_id,
-        "accountId": notice.account_id,
-        "version": notice.version,
-        "kind": notice.kind.value,
-        "changedFields": list(notice.changed_fields),
-        "caVersion": notice.ca_version,
-        "content": dict(notice.content),
-        "contentHash": notice.content_hash,
-        "issuedAt": notice.issued_at,
-        "acknowledgedAt": acknowledged,
-        "deliveredAt": None,
-    }
+def _record(action_id: str, notice: nt.NoticeState, stored: StoredIssue | None) -> NoticeRecord:
+    acknowledged = None
+    if stored is not None and stored.version == notice.version:
+        acknowledged = stored.acknowledged_at  # same issue: keep the depositor's ack
+    return NoticeRecord(nt.notice_id(action_id, notice.account_id), action_id, notice, acknowledged)

@@ -29,8 +29,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from adapters.kafka.consumer import ConsumedRecord, KafkaEventConsumer
-from adapters.mongo.projection_state import MongoProjectionState
 from domain.dead_letters import (
     MAX_PAYLOAD_CHARS,
     DeadLetter,
@@ -39,7 +37,15 @@ from domain.dead_letters import (
     projection_source,
 )
 from domain.events import EventEnvelope
-from domain.ports import DeadLetterStore, DeadLetterTopic, PublishError, is_transient
+from domain.ports import (
+    ConsumedRecord,
+    DeadLetterStore,
+    DeadLetterTopic,
+    EventConsumer,
+    ProjectionStateStore,
+    PublishError,
+    is_transient,
+)
 from observability import metrics, tracing
 from projections.checkpoint import AppliedThrough
 
@@ -71,8 +77,8 @@ class ProjectionRunner:
     def __init__(
         self,
         projector: Projector,
-        consumer: KafkaEventConsumer,
-        state: MongoProjectionState,
+        consumer: EventConsumer,
+        state: ProjectionStateStore,
         *,
         dead_letters: DeadLetterStore,
         dead_letter_topic: DeadLetterTopic | None = None,
@@ -140,12 +146,10 @@ class ProjectionRunner:
         for record in batch.undecodable:
             await self._park(record, UNDECODABLE, record.error or "does not decode")
             parked += 1
-        events = batch.events
-        if events:
-            with tracing.span(
-                tracing.PROJECTION_BATCH_SPAN,
-                {"herald.projection": self.name, "herald.projection.events": len(events)},
-            ):
+        if batch.events:
+            # per-record spans continue each record's trace (see tracing.processing)
+            group = getattr(self._consumer, "group_id", None)
+            with tracing.processing(self.name, group, batch.records) as events:
                 try:
                     await self._retrying(lambda: self._projector.apply(events))
                 except Exception:

@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-from adapters.mongo.projection_state import MongoProjectionState
 from domain.consistency import ConsistencyToken
+from domain.ports import ProjectionStateStore
+from observability import metrics
 from queries.errors import NOT_CAUGHT_UP, coded
 
 
 async def wait_until_projected(
     token_text: str | None,
     projection: str,
-    state: MongoProjectionState,
+    state: ProjectionStateStore,
     timeout_seconds: float,
     poll_seconds: float = 0.02,
 ) -> None:
@@ -28,13 +29,20 @@ async def wait_until_projected(
     token = ConsistencyToken.decode(token_text)
     if not token.awaited_by(projection):
         return
-    deadline = time.monotonic() + timeout_seconds
+    started = time.monotonic()
+    deadline = started + timeout_seconds
     delay = poll_seconds
+    waited = metrics.CONSISTENCY_WAIT_SECONDS.labels(projection)
     while True:
         applied = await state.applied_version(projection, token.aggregate_id)
         if applied >= token.version:
+            if delay > poll_seconds:  # it did wait (an applied token costs one read)
+                metrics.CONSISTENCY_WAITS.labels(projection, "caught_up").inc()
+                waited.observe(time.monotonic() - started)
             return
         if time.monotonic() >= deadline:
+            metrics.CONSISTENCY_WAITS.labels(projection, "timed_out").inc()
+            waited.observe(time.monotonic() - started)
             raise coded(
                 f"projection {projection!r} has not caught up with your last change yet "
                 f"(applied {applied}, need {token.version}); retry shortly",

@@ -7,12 +7,15 @@ from typing import Any, Protocol
 
 from strawberry.dataloader import DataLoader
 
-from adapters.mongo.deliveries import MongoDeliveryLog
-from adapters.mongo.preferences import MongoPreferenceStore
-from adapters.mongo.projection_state import MongoProjectionState
 from domain.commands import CommandService, PreferencesService
 from domain.corporate_action import CorporateAction
-from domain.ports import CardStore, NoticeReadStore
+from domain.ports import (
+    CardStore,
+    DeliveryLog,
+    NoticeReadStore,
+    PreferenceStore,
+    ProjectionStateStore,
+)
 from domain.principal import Principal
 from queries.feeds import CardFanout, NoticeFanout
 
@@ -32,12 +35,18 @@ class ReadServices(Protocol):
     @property
     def notices(self) -> NoticeReadStore: ...
 
-    projection_state: MongoProjectionState
+    @property
+    def projection_state(self) -> ProjectionStateStore: ...
+
     consistency_wait_seconds: float
     issued_notices: NoticeFanout
     published_cards: CardFanout
-    preferences: MongoPreferenceStore
-    deliveries: MongoDeliveryLog
+
+    @property
+    def preferences(self) -> PreferenceStore: ...
+
+    @property
+    def deliveries(self) -> DeliveryLog: ...
 
 
 @dataclass

@@ -3,14 +3,11 @@ operators' `CorporateAction.notices` (contract: "Delivery to channels")."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from strawberry.types import Info
 
-from domain.delivery import DeliveryStatus
-from domain.preferences import DeliveryChannel
+from domain.delivery import Delivery as LoggedDelivery
 from queries import types as t
 from queries.delivery_types import Delivery
 from queries.paging import decode_cursor, encode_cursor, page_size
@@ -20,8 +17,8 @@ ACTION_NOTICE_CURSOR = "an"  # keyed by account id within one action
 
 async def deliveries_of(info: Info[Any, Any], notice_id: str, version: int) -> list[Delivery]:
     """The deliveries of the notice's current version, one per planned channel."""
-    docs = await info.context.services.deliveries.of_version(notice_id, version)
-    return [delivery_view(d) for d in docs]
+    deliveries = await info.context.services.deliveries.of_version(notice_id, version)
+    return [delivery_view(d) for d in deliveries]
 
 
 async def notices_of_action(
@@ -50,15 +47,12 @@ async def notices_of_action(
     )
 
 
-def delivery_view(doc: Mapping[str, Any]) -> Delivery:
-    delivered_at: datetime | None = doc.get("deliveredAt")
-    if delivered_at is not None and delivered_at.tzinfo is None:
-        delivered_at = delivered_at.replace(tzinfo=UTC)
+def delivery_view(delivery: LoggedDelivery) -> Delivery:
     return Delivery(
-        channel=DeliveryChannel(doc["channel"]),
-        status=DeliveryStatus(doc["status"]),
-        attempts=int(doc.get("attempts") or 0),
-        delivered_at=delivered_at,
-        last_error=doc.get("lastError"),
-        message_id=doc.get("messageId"),
+        channel=delivery.channel,
+        status=delivery.status,
+        attempts=delivery.attempts,
+        delivered_at=delivery.delivered_at,
+        last_error=delivery.last_error,
+        message_id=delivery.message_id,
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import suppress
 from typing import Any
 
@@ -26,13 +26,15 @@ from graphql import (
     ASTValidationRule,
     DocumentNode,
     GraphQLError,
+    GraphQLResolveInfo,
     OperationDefinitionNode,
     ValidationContext,
     VariableDefinitionNode,
     get_operation_ast,
 )
 from strawberry.exceptions import MissingQueryError
-from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.extensions import LifecycleStep, MaskErrors, SchemaExtension
+from strawberry.extensions.tracing import OpenTelemetryExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import StreamExecutionResult
@@ -292,3 +294,37 @@ class RequestCheck(SchemaExtension):
                     # a new list: the cached validation result is shared by requests
                     context.pre_execution_errors = refused
         yield
+
+
+class GraphQLSpans(OpenTelemetryExtension):
+    """strawberry's OpenTelemetry extension, with what it would leak left out:
+    the operation span (`{type} {name}`, as OpenTelemetry's GraphQL semantic
+    conventions name it) carries `graphql.operation.type` and
+    `graphql.operation.name` but not the document (an inline literal is a
+    value: an e-mail address, a push token), and the resolver spans carry no
+    argument (`arg_filter` drops them all: a variable's value never becomes an
+    attribute). On only when tracing is (app.py)."""
+
+    def __init__(self, *, execution_context: ExecutionContext | None = None) -> None:
+        super().__init__(execution_context=execution_context, arg_filter=_no_arguments)
+
+    def on_operation(self) -> Generator[None, None, None]:
+        span = self._tracer.start_span("GraphQL")
+        self._span_holder[LifecycleStep.OPERATION] = span
+        yield
+        context = self.execution_context
+        name = context.operation_name
+        try:
+            kind = context.operation_type.value
+        except Exception:  # the document did not parse: no operation to name
+            kind = None
+        if kind is not None:
+            span.set_attribute("graphql.operation.type", kind)
+        if name:
+            span.set_attribute("graphql.operation.name", name)
+        span.update_name(" ".join(part for part in (kind, name) if part) or "GraphQL")
+        span.end()
+
+
+def _no_arguments(args: dict[str, Any], info: GraphQLResolveInfo[Any]) -> dict[str, Any]:
+    return {}

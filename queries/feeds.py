@@ -26,12 +26,18 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, TypeVar
 
-from adapters.mongo.changes import CLOSED, OPENED, RESET, Change
-from adapters.mongo.client import Document
+from domain.corporate_action import CorporateAction
+from domain.ports import (
+    CardPublicationFeed,
+    FeedChange,
+    FeedSignal,
+    NoticeIssueFeed,
+    StoredNotice,
+)
 
-__all__ = ["CardFanout", "ChangeSource", "Expired", "FellBehind", "NoticeFanout"]
+__all__ = ["CardFanout", "Expired", "FellBehind", "NoticeFanout"]
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +46,7 @@ STOP_SECONDS = 5.0
 QUEUE_SIZE = 256
 LIVE_TIMEOUT_SECONDS = 10.0
 
-
-class ChangeSource(Protocol):
-    """What a fan-out needs of a change feed (`MongoChangeFeed`)."""
-
-    @property
-    def name(self) -> str: ...
-
-    def follow(
-        self, match: Callable[[], Document], reopen: asyncio.Event
-    ) -> AsyncGenerator[Change, None]:
-        """Changes selected by `match()`; see `MongoChangeFeed.follow`."""
-        ...
+T = TypeVar("T")
 
 
 class FellBehind(Exception):
@@ -63,66 +58,64 @@ class Expired(Exception):
 
 
 @dataclass(eq=False)
-class _Subscriber:
+class _Subscriber(Generic[T]):
     keys: frozenset[str]
     generation: int
-    queue: asyncio.Queue[Document | None]
+    queue: asyncio.Queue[T | None]
     live: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, document: Document) -> None:
+    def offer(self, item: T) -> None:
         try:
-            self.queue.put_nowait(document)
+            self.queue.put_nowait(item)
         except asyncio.QueueFull:
             # Make room for the sentinel: the subscriber ends at its next read.
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(None)
 
-    async def documents(self, until: float | None = None) -> AsyncIterator[Document]:
-        """The queued documents; Expired at `until` (epoch seconds), if given."""
+    async def items(self, until: float | None = None) -> AsyncIterator[T]:
+        """The queued items; Expired at `until` (epoch seconds), if given."""
         while True:
             if until is None:
-                document = await self.queue.get()
+                item = await self.queue.get()
             else:
                 try:
                     async with asyncio.timeout(until - time.time()):
-                        document = await self.queue.get()
+                        item = await self.queue.get()
                 except TimeoutError:
                     raise Expired("the subscription's time is up") from None
-            if document is None:
+            if item is None:
                 raise FellBehind("the subscriber fell behind and missed changes")
-            yield document
+            yield item
 
 
-class _Watcher:
-    """One task following one change source, restarted if it ever fails."""
+class _Watcher(Generic[T]):
+    """One task following one change feed, restarted if it ever fails."""
 
     def __init__(
         self,
-        source: ChangeSource,
-        match: Callable[[], Document],
-        on_change: Callable[[Change], None],
-        reopen: asyncio.Event,
+        name: str,
+        follow: Callable[[], AsyncGenerator[FeedChange[T], None]],
+        on_change: Callable[[FeedChange[T]], None],
     ) -> None:
-        self._source = source
-        self._match = match
+        self._name = name
+        self._follow = follow
         self._on_change = on_change
-        self._reopen = reopen
         self._task: asyncio.Task[None] | None = None
 
     def ensure_running(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"feed:{self._source.name}")
+            self._task = asyncio.create_task(self._run(), name=f"feed:{self._name}")
 
     async def _run(self) -> None:
         while True:
-            changes = self._source.follow(self._match, self._reopen)
+            changes = self._follow()
             try:
                 async for change in changes:
                     self._on_change(change)
             except Exception:  # a bug here must not end every subscription for good
-                log.exception("feed of %s failed; restarting", self._source.name)
-                self._on_change(Change(CLOSED))
+                log.exception("feed of %s failed; restarting", self._name)
+                self._on_change(FeedChange(FeedSignal.CLOSED))
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):
@@ -139,23 +132,16 @@ class _Watcher:
 class NoticeFanout:
     """`noticeIssued`: one stream over the accounts of all subscribers."""
 
-    def __init__(
-        self,
-        source: ChangeSource,
-        match_for: Callable[[Collection[str]], Document],
-        *,
-        key: str = "accountId",
-        queue_size: int = QUEUE_SIZE,
-    ) -> None:
-        self._match_for = match_for
-        self._key = key
+    def __init__(self, feed: NoticeIssueFeed, *, queue_size: int = QUEUE_SIZE) -> None:
         self._queue_size = queue_size
-        self._by_key: dict[str, set[_Subscriber]] = {}
+        self._by_key: dict[str, set[_Subscriber[StoredNotice]]] = {}
         self._generation = 0  # bumped whenever the set of watched keys grows
-        self._covering = -1  # the generation of the match last opened
+        self._covering = -1  # the generation of the accounts last opened
         self._live = -1  # the generation the open stream covers
         self._reopen = asyncio.Event()
-        self._watcher = _Watcher(source, self._match, self._on_change, self._reopen)
+        self._watcher = _Watcher(
+            feed.name, lambda: feed.follow(self._accounts, self._reopen), self._on_change
+        )
 
     @asynccontextmanager
     async def subscribe(
@@ -164,15 +150,17 @@ class NoticeFanout:
         *,
         until: float | None = None,
         live_timeout: float = LIVE_TIMEOUT_SECONDS,
-    ) -> AsyncIterator[AsyncIterator[Document]]:
-        """The documents issued for `keys` from the moment the stream covers
+    ) -> AsyncIterator[AsyncIterator[StoredNotice]]:
+        """The notices issued for `keys` from the moment the stream covers
         them (waited for here, up to `live_timeout`) until the caller leaves,
         or until `until` (epoch seconds: then iterating raises Expired)."""
         wanted = frozenset(keys)
         if any(k not in self._by_key for k in wanted):
             self._generation += 1
             self._reopen.set()
-        subscriber = _Subscriber(wanted, self._generation, asyncio.Queue(self._queue_size))
+        subscriber: _Subscriber[StoredNotice] = _Subscriber(
+            wanted, self._generation, asyncio.Queue(self._queue_size)
+        )
         for k in wanted:
             self._by_key.setdefault(k, set()).add(subscriber)
         if subscriber.generation <= self._live:
@@ -182,7 +170,7 @@ class NoticeFanout:
                 self._watcher.ensure_running()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(subscriber.live.wait(), live_timeout)
-            yield subscriber.documents(until)
+            yield subscriber.items(until)
         finally:
             for k in wanted:
                 holders = self._by_key.get(k)
@@ -197,25 +185,25 @@ class NoticeFanout:
         """Whether the open stream delivers the documents of every key now."""
         return all(any(s.live.is_set() for s in self._by_key.get(k, ())) for k in keys)
 
-    def _match(self) -> Document:
+    def _accounts(self) -> list[str]:
         self._covering = self._generation
-        return self._match_for(sorted(self._by_key))
+        return sorted(self._by_key)
 
-    def _on_change(self, change: Change) -> None:
-        if change.operation == CLOSED:
+    def _on_change(self, change: FeedChange[StoredNotice]) -> None:
+        if change.signal is FeedSignal.CLOSED:
             return
-        if change.operation in (OPENED, RESET):
+        if change.signal in (FeedSignal.OPENED, FeedSignal.RESET):
             self._live = self._covering
             for holders in self._by_key.values():
                 for subscriber in holders:
                     if subscriber.generation <= self._live:
                         subscriber.live.set()
             return
-        document = change.document
-        if document is None:
+        notice = change.item
+        if notice is None:
             return
-        for subscriber in tuple(self._by_key.get(str(document.get(self._key)), ())):
-            subscriber.offer(document)
+        for subscriber in tuple(self._by_key.get(str(notice.get("accountId")), ())):
+            subscriber.offer(notice)
 
     async def stop(self) -> None:
         await self._watcher.stop()
@@ -224,20 +212,13 @@ class NoticeFanout:
 class CardFanout:
     """`cardPublished` and the public-data watermark: one stream on the cards."""
 
-    def __init__(
-        self,
-        source: ChangeSource,
-        match: Callable[[], Document],
-        is_publication: Callable[[Change], bool],
-        *,
-        queue_size: int = QUEUE_SIZE,
-    ) -> None:
-        self._is_publication = is_publication
+    def __init__(self, feed: CardPublicationFeed, *, queue_size: int = QUEUE_SIZE) -> None:
         self._queue_size = queue_size
-        self._subscribers: set[_Subscriber] = set()
+        self._subscribers: set[_Subscriber[CorporateAction]] = set()
         self._version = 0
         self._live = False
-        self._watcher = _Watcher(source, match, self._on_change, asyncio.Event())
+        reopen = asyncio.Event()  # never set: the cards' stream watches every card
+        self._watcher = _Watcher(feed.name, lambda: feed.follow(reopen), self._on_change)
 
     async def start(self) -> None:
         self._watcher.ensure_running()
@@ -253,13 +234,15 @@ class CardFanout:
         return self._version if self._live else None
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[Document]]:
-        """Every card published from now on, as its stored document."""
-        subscriber = _Subscriber(frozenset(), 0, asyncio.Queue(self._queue_size))
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[CorporateAction]]:
+        """Every card published from now on, as stored (its folded state)."""
+        subscriber: _Subscriber[CorporateAction] = _Subscriber(
+            frozenset(), 0, asyncio.Queue(self._queue_size)
+        )
         self._subscribers.add(subscriber)
         self._watcher.ensure_running()
         try:
-            yield subscriber.documents()
+            yield subscriber.items()
         finally:
             self._subscribers.discard(subscriber)
 
@@ -267,14 +250,14 @@ class CardFanout:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def _on_change(self, change: Change) -> None:
+    def _on_change(self, change: FeedChange[CorporateAction]) -> None:
         self._version += 1
-        if change.operation == CLOSED:
+        if change.signal is FeedSignal.CLOSED:
             self._live = False  # a publication now would not reach us: cache nothing
             return
-        if change.operation in (OPENED, RESET):
+        if change.signal in (FeedSignal.OPENED, FeedSignal.RESET):
             self._live = True
             return
-        if change.document is not None and self._is_publication(change):
+        if change.item is not None:  # a version was published
             for subscriber in tuple(self._subscribers):
-                subscriber.offer(change.document)
+                subscriber.offer(change.item)

@@ -60,8 +60,10 @@ async def notification_preferences(
         ctx.services.projection_state,
         ctx.services.consistency_wait_seconds,
     )
-    doc = await ctx.services.preferences.get(str(account_id))
-    return None if doc is None else preferences_view(doc)
+    stored = await ctx.services.preferences.get(str(account_id))
+    if stored is None:
+        return None
+    return preferences_view({**stored.preferences.to_payload(), "updatedAt": stored.updated_at})
 
 
 def preferences_view(doc: Mapping[str, Any]) -> NotificationPreferences:

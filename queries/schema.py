@@ -20,7 +20,6 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
-from adapters.mongo.cards import from_document
 from domain.commands import ActionResult, CommandContext
 from domain.consistency import CARDS_PROJECTION, NOTICES_PROJECTION
 from domain.ports import CardQuery
@@ -39,6 +38,7 @@ from queries.errors import (
 )
 from queries.extensions import (
     CodeEveryError,
+    GraphQLSpans,
     HeraldSchema,
     HideSuggestions,
     MaskUnexpectedErrors,
@@ -345,11 +345,11 @@ class Subscription:
         principal = ctx.principal
         feed = ctx.services.issued_notices
         # The token is checked once, at connection_init: the feed ends when it expires.
-        async with feed.subscribe(principal.accounts, until=principal.expires_at) as documents:
+        async with feed.subscribe(principal.accounts, until=principal.expires_at) as notices:
             try:
-                async for document in documents:
+                async for notice in notices:
                     ctx.renew_loaders()  # each notice shows its card as it is now
-                    yield depositor_notice(document)
+                    yield depositor_notice(notice)
             except FellBehind as exc:
                 raise _fell_behind("myNotices") from exc
             except Expired as exc:
@@ -361,10 +361,10 @@ class Subscription:
         description="Each card as the public sees it, when a version of it is published."
     )
     async def card_published(self, info: Ctx) -> AsyncGenerator[t.CorporateAction, None]:
-        async with info.context.services.published_cards.subscribe() as documents:
+        async with info.context.services.published_cards.subscribe() as cards:
             try:
-                async for document in documents:
-                    shown = public_card(from_document(document))
+                async for card in cards:
+                    shown = public_card(card)
                     if shown is not None:
                         yield shown
             except FellBehind as exc:
@@ -395,11 +395,13 @@ def build_schema(
     production: bool = False,
     max_cost: int = DEFAULT_MAX_COST,
     allowlist: Mapping[str, str] | None = None,
+    traced: bool = False,
 ) -> strawberry.Schema:
     """The schema with its limits. In production introspection and "did you
     mean" suggestions are off, and
     with an `allowlist` (sha256 -> document, see queries.allowlist) anonymous
-    callers may run only the listed operations."""
+    callers may run only the listed operations. `traced`: GraphQL spans
+    (operation, resolvers; see queries.extensions.GraphQLSpans)."""
     # The limit rules are built once, here: validation is cached per (document,
     # rules), so rules built per request would never hit. What depends on the
     # request (the cost, on its variables; the allowlist, on its caller) runs
@@ -411,6 +413,7 @@ def build_schema(
     ]
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         CodeEveryError,  # first: it finishes last, coding what the others let out
+        *([GraphQLSpans] if traced else []),  # spans around everything else
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: AddValidationRules(limit_rules),
     ]

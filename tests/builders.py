@@ -14,12 +14,55 @@ from adapters.mongo.notice_projection import STATS_OF, stats_id
 from commands.ids import new_action_id, new_event_id
 from domain import corporate_action as ca
 from domain import events as ev
+from domain import notices as nt
+from domain.codes import NoticeKind
+from domain.events import EventEnvelope
+from domain.ports import NoticeRecord
 from domain.validation import parse_terms, terms_to_payload
 from tests.support import DIVIDEND, RunningHerald
 
 T0 = datetime(2026, 12, 16, 9, 0, tzinfo=UTC)
 
 _ids = itertools.count()
+
+
+def bare_event(aggregate_id: str, version: int, aggregate_type: str = "test") -> EventEnvelope:
+    """A bare event of an aggregate's stream (payload: its version), for the
+    event log's suites."""
+    return EventEnvelope(
+        event_id=uuid.uuid4().hex,
+        event_type="Tested",
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        version=version,
+        occurred_at=datetime(2026, 11, 30, tzinfo=UTC),
+        actor="olga",
+        correlation_id="c",
+        payload={"n": version},
+    )
+
+
+def notice_record(
+    account: str,
+    action_id: str,
+    version: int = 1,
+    *,
+    issued_at: datetime = T0,
+    content_hash: str | None = None,
+) -> NoticeRecord:
+    """A notice as the notices projector hands it to its store (NEW at version
+    1, else an UPDATE of the gross rate)."""
+    notice = nt.NoticeState(
+        account_id=account,
+        version=version,
+        kind=NoticeKind.NEW if version == 1 else NoticeKind.UPDATE,
+        changed_fields=() if version == 1 else ("grossRate",),
+        ca_version=version,
+        content={"eligibleQuantity": "100"},
+        content_hash=content_hash or f"h{version}",
+        issued_at=issued_at,
+    )
+    return NoticeRecord(nt.notice_id(action_id, account), action_id, notice)
 
 
 def notice_doc(

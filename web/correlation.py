@@ -9,6 +9,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from observability import metrics, tracing
+from observability.logs import log_context
 
 __all__ = ["STATE_CORRELATION_ID", "CorrelationIdMiddleware"]
 
@@ -49,7 +50,8 @@ class CorrelationIdMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            with log_context(correlation_id=correlation_id):
+                await self.app(scope, receive, send_with_id)
         finally:
             if scope["type"] == "http":
                 route = scope.get("path", "")

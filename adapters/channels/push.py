@@ -14,6 +14,7 @@ from adapters.channels import render
 from domain.delivery import OutboundNotice, is_transient_status, stable_key
 from domain.ports import PermanentChannelError, TransientChannelError
 from domain.preferences import DeliveryChannel
+from observability import tracing
 
 
 class PushChannel:
@@ -29,6 +30,8 @@ class PushChannel:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
         )
+        # HTTP client spans (and the traceparent header) when tracing is on
+        tracing.instrument_http_client(self._client)
 
     def message_id(self, notice_id: str, version: int) -> str:
         return stable_key(notice_id, version)

@@ -5,10 +5,14 @@ and an ISO 20022 message, published to `HERALD_SWIFT_TOPIC` (contract:
 One delivery is two Kafka records, both keyed by the SEME (`seme_for(notice,
 version)`, MT564 20C::SEME and seev.031 NtfctnId) with headers `format`
 (`MT564`, or the ISO 20022 message: `seev.031.001.14`, `seev.039.001.12` for a
-cancellation), `noticeId`, `version` and `messageId` (= the SEME). A re-send
-after a crash, or after one of the two records was acknowledged and the other
-not, publishes both again with the same key and headers: the gateway drops
-what it already has by (messageId, format).
+cancellation), `noticeId`, `version` and `messageId` (= the SEME).
+
+Exactly once on the topic: a later attempt of a delivery (its first one's
+outcome was lost to a crash of the worker, a timeout, or one of the two
+records was acknowledged and the other not) first reads the topic from the
+notice version's issue time and publishes only the formats not there yet
+under its SEME. (Should that read miss a record in flight, the gateway can
+still drop a repeat by (messageId, format): same key and headers.)
 
 What a message says: the notice version's recorded content (the amounts the
 depositor was shown, `IssuedNotice.content`) and the terms of the action
@@ -36,11 +40,13 @@ undecodable) or a record the broker refuses for its size → PermanentChannelErr
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Final
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from adapters.kafka.errors import refuses_record
@@ -60,10 +66,16 @@ from domain.preferences import DeliveryChannel
 from domain.swift import SwiftNotice, render_mt564, seme_for, swift_notice_from_content
 from domain.terms import CorporateActionTerms
 
+log = logging.getLogger(__name__)
+
 MT564: Final = "MT564"
 Headers = list[tuple[str, bytes]]
 Render = Callable[[SwiftNotice], str]
 _TERMS_CACHE: Final = 256  # (action, version) terms kept: they never change once recorded
+
+
+def _format(headers: Sequence[tuple[str, bytes]]) -> bytes:
+    return dict(headers).get("format", b"")
 
 
 def _load_iso20022() -> tuple[Render, Render]:
@@ -159,6 +171,9 @@ class SwiftChannel:
             # A backstop over aiokafka's own request timeout (metadata, acks).
             async with asyncio.timeout(3 * self._timeout_ms / 1000):
                 producer = await self._started()
+                if message.attempt > 1:
+                    there = await self._published_or_none(key, message.notice.issued_at)
+                    records = [(v, h) for v, h in records if _format(h) not in there]
                 sent = [
                     await producer.send(self.topic, value=value, key=key, headers=headers)
                     for value, headers in records
@@ -172,6 +187,53 @@ class SwiftChannel:
         except (PublishError, OSError, TimeoutError) as exc:
             await self.close()
             raise TransientChannelError(f"publish to {self.topic}: {exc!r}") from exc
+
+    async def _published_or_none(self, key: bytes, since: datetime) -> set[bytes]:
+        """`_published`, or nothing when the broker cannot answer it (e.g. no
+        `offsets_for_times`): then both records go again, the gateway's
+        (messageId, format) check the last line."""
+        try:
+            return await self._published(key, since)
+        except KafkaError as exc:
+            log.warning("%s: cannot read back %r (%r); re-publishing", self.topic, key, exc)
+            return set()
+
+    async def _published(self, key: bytes, since: datetime) -> set[bytes]:
+        """The formats of the records keyed `key` on the topic, read from the
+        first record at or after `since` (every partition, up to their ends now)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            request_timeout_ms=self._timeout_ms,
+        )
+        await consumer.start()
+        try:
+            producer = await self._started()
+            partitions = [
+                TopicPartition(self.topic, p)
+                for p in sorted(await producer.partitions_for(self.topic))
+            ]
+            if not partitions:
+                return set()
+            consumer.assign(partitions)
+            starts = await consumer.offsets_for_times(
+                {tp: int(since.timestamp() * 1000) for tp in partitions}
+            )
+            ends = await consumer.end_offsets(partitions)
+            reading = []
+            for tp in partitions:
+                start = starts.get(tp)
+                if start is not None and start.offset < ends[tp]:
+                    consumer.seek(tp, start.offset)
+                    reading.append(tp)
+            formats: set[bytes] = set()
+            while reading:
+                for batch in (await consumer.getmany(*reading, timeout_ms=500)).values():
+                    formats.update(_format(r.headers) for r in batch if r.key == key)
+                reading = [tp for tp in reading if await consumer.position(tp) < ends[tp]]
+            return formats
+        finally:
+            await consumer.stop()
 
     async def _terms_of(self, action_id: str, ca_version: int) -> CorporateActionTerms:
         key = (action_id, ca_version)

@@ -5,50 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from adapters.kafka.codec import decode
 from domain.events import EventEnvelope
-from domain.ports import PublishError
+from domain.ports import ConsumedBatch, ConsumedRecord, LogPartition, PublishError
+from observability.tracing import TRACE_HEADERS
 
 log = logging.getLogger(__name__)
 
 LAG_TIMEOUT_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class ConsumedRecord:
-    """One record as read: where it is, its value, and the envelope it decodes
-    to — or, for a record that does not decode, why not (`event` is None)."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    event: EventEnvelope | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Batch:
-    records: list[ConsumedRecord]
-    # next offset to consume per partition, committed once the batch is applied
-    offsets: dict[TopicPartition, int]
-
-    @property
-    def events(self) -> list[EventEnvelope]:
-        return [record.event for record in self.records if record.event is not None]
-
-    @property
-    def undecodable(self) -> list[ConsumedRecord]:
-        return [record for record in self.records if record.event is None]
-
-
 class KafkaEventConsumer:
+    """The EventConsumer port on Apache Kafka (or Tansu), through aiokafka."""
+
     def __init__(
         self,
         bootstrap: str,
@@ -60,6 +35,7 @@ class KafkaEventConsumer:
     ) -> None:
         self._session_timeout_ms = session_timeout_ms
         self._topics = list(topics)
+        self.group_id = group_id
         self._options = {
             "bootstrap_servers": bootstrap,
             "group_id": group_id,
@@ -93,22 +69,25 @@ class KafkaEventConsumer:
             await self.stop()
             raise
 
-    async def next_batch(self, timeout_ms: int = 500, max_records: int = 500) -> Batch:
+    async def next_batch(self, timeout_ms: int = 500, max_records: int = 500) -> ConsumedBatch:
         try:
             records = await self._started.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
             raise PublishError(f"consume failed: {exc!r}") from exc
         consumed: list[ConsumedRecord] = []
-        offsets: dict[TopicPartition, int] = {}
+        offsets: dict[LogPartition, int] = {}
         for partition, messages in records.items():
             for message in messages:
-                offsets[partition] = message.offset + 1
+                offsets[LogPartition(partition.topic, partition.partition)] = message.offset + 1
                 event: EventEnvelope | None = None
                 error: str | None = None
                 try:
                     if message.value is None:
                         raise ValueError("the record has no value")
                     event = decode(message.value)
+                    carried = _trace_context(message.headers)
+                    if carried:
+                        event = replace(event, trace_context=carried)
                 except Exception as exc:  # parked by the runner: must not stop the projector
                     error = f"{type(exc).__name__}: {exc}"
                 consumed.append(
@@ -121,13 +100,15 @@ class KafkaEventConsumer:
                         error,
                     )
                 )
-        return Batch(consumed, offsets)
+        return ConsumedBatch(consumed, offsets)
 
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def commit(self, offsets: Mapping[LogPartition, int]) -> None:
         if not offsets:
             return
         try:
-            await self._started.commit(offsets)
+            await self._started.commit(
+                {TopicPartition(p.topic, p.partition): offset for p, offset in offsets.items()}
+            )
         except KafkaError as exc:
             # A rebalance took the partition away; the new owner re-applies
             # idempotently from the last committed offset.
@@ -186,6 +167,17 @@ class KafkaEventConsumer:
                 await asyncio.wait_for(consumer.stop(), timeout=10)
             except (TimeoutError, KafkaError) as exc:
                 log.warning("consumer did not stop cleanly: %r", exc)
+
+
+def _trace_context(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """The W3C trace context a record's headers carry (the first of each key);
+    extracted here because the aiokafka instrumentation leaves none active
+    after `getmany`."""
+    found: dict[str, str] = {}
+    for key, value in headers or ():
+        if key in TRACE_HEADERS and key not in found and value:
+            found[key] = value.decode("latin-1")
+    return found
 
 
 def _key(tp: TopicPartition) -> str:

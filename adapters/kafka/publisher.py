@@ -14,6 +14,7 @@ from adapters.kafka.producer import started_producer, stop_quietly
 from adapters.kafka.topics import topic_for
 from domain.events import EventEnvelope
 from domain.ports import PublishError, PublishRefused
+from observability import tracing
 
 
 class KafkaEventPublisher:
@@ -59,15 +60,18 @@ class KafkaEventPublisher:
             sent: list[tuple[EventEnvelope, asyncio.Future[object]]] = []
             for event in events:
                 try:
-                    future = await producer.send(
-                        topic_for(self._prefix, event.aggregate_type),
-                        value=encode(event),
-                        key=event.aggregate_id.encode(),
-                        headers=[
-                            ("eventType", event.event_type.encode()),
-                            ("eventId", event.event_id.encode()),
-                        ],
-                    )
+                    # the record carries its own event's trace context (W3C headers)
+                    with tracing.producing(event.trace_context) as trace_headers:
+                        future = await producer.send(
+                            topic_for(self._prefix, event.aggregate_type),
+                            value=encode(event),
+                            key=event.aggregate_id.encode(),
+                            headers=[
+                                ("eventType", event.event_type.encode()),
+                                ("eventId", event.event_id.encode()),
+                                *trace_headers,
+                            ],
+                        )
                 except KafkaError as exc:
                     if not refuses_record(exc):
                         raise

@@ -7,7 +7,7 @@ one aggregate lands in one partition, in order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -44,9 +44,11 @@ async def ensure_topics(
     partitions: int,
     timeout: float = 30,
     topics: Sequence[str] | None = None,
+    before_creating: Callable[[], Awaitable[None]] | None = None,
 ) -> list[str]:
     """Create Herald's topics (or `topics`) if missing (idempotent); returns
-    those it created."""
+    those it created. `before_creating` runs first when some are missing
+    (what it raises propagates, and nothing is created)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         await asyncio.wait_for(admin.start(), timeout)
@@ -54,6 +56,8 @@ async def ensure_topics(
         wanted = all_topics(prefix) if topics is None else list(topics)
         missing = [t for t in wanted if t not in existing]
         if missing:
+            if before_creating is not None:
+                await before_creating()
             try:
                 await admin.create_topics(
                     [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]

@@ -1,7 +1,6 @@
-"""MemoryEventStore and MemoryPositionSnapshotStore: the EventStore and
-PositionSnapshotStore ports in memory, with the Mongo adapters' semantics
-(idempotent appends by event id, one writer per aggregate version, unique
-reservations, a global sequence, the outbox's published/parked states)."""
+"""MemoryEventStore: the EventStore port in memory, with the Mongo adapter's
+semantics (idempotent appends by event id, one writer per aggregate version,
+unique reservations, a global sequence, the outbox's published/parked states)."""
 
 from __future__ import annotations
 
@@ -11,9 +10,8 @@ from datetime import datetime
 
 from domain.events import EventEnvelope
 from domain.ports import ConcurrencyError, UniqueKeyTaken
-from domain.positions import PositionsSnapshot
 
-__all__ = ["MemoryEventStore", "MemoryPositionSnapshotStore"]
+__all__ = ["MemoryEventStore"]
 
 _PUBLISHED, _UNPUBLISHED, _PARKED = "published", "unpublished", "parked"
 
@@ -89,11 +87,3 @@ class MemoryEventStore:
 
     async def read_all(self, after_sequence: int, limit: int) -> list[EventEnvelope]:
         return [e for e in self._events.values() if e.sequence > after_sequence][:limit]
-
-
-class MemoryPositionSnapshotStore:
-    def __init__(self) -> None:
-        self.snapshots: dict[str, PositionsSnapshot] = {}
-
-    async def save(self, snapshot_id: str, snapshot: PositionsSnapshot) -> None:
-        self.snapshots[snapshot_id] = snapshot

@@ -1,5 +1,6 @@
-"""MemoryNoticeStore: the NoticeReadStore port in memory. `put` stands in for
-the notices projector (it stores a notice as the projector would)."""
+"""MemoryNoticeStore: the NoticeReadStore and NoticeDeliveryMarks ports in
+memory. `put` stands in for the notices projector (it stores a notice as the
+projector would)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ class MemoryNoticeStore:
 
     def put(self, notice: StoredNotice) -> None:
         self._notices[str(notice["_id"])] = dict(notice)
+
+    async def mark_delivered(self, versions: Sequence[tuple[str, int]], at: datetime) -> int:
+        marked = 0
+        for notice_id, version in dict.fromkeys(versions):
+            notice = self._notices.get(notice_id)
+            if notice is None or notice["version"] != version:
+                continue
+            if notice.get("deliveredAt") is None:
+                self._notices[notice_id] = {**notice, "deliveredAt": at}
+                marked += 1
+        return marked
 
     def _of(self, accounts: Collection[str], unread_only: bool) -> list[StoredNotice]:
         return [

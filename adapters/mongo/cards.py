@@ -11,18 +11,19 @@ changes of the public view (a version published) at the store.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from adapters.mongo.changes import INSERT, UPDATE, Change
+from adapters.mongo.changes import INSERT, UPDATE, Change, MongoChangeFeed, as_feed
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.corporate_action import ActionVersion, CorporateAction, HistoryEntry
-from domain.ports import CardQuery, DuplicateKey
+from domain.ports import CardQuery, DuplicateKey, FeedChange
 
 CARDS = "cards"
 
@@ -131,6 +132,28 @@ def is_publication(change: Change) -> bool:
     return change.operation == INSERT or (
         change.operation == UPDATE and "publishedVersion" in change.updated_fields
     )
+
+
+def _published_card(change: Change) -> CorporateAction | None:
+    """The card a change published, else None (another change of the public view)."""
+    if change.document is None or not is_publication(change):
+        return None
+    return from_document(change.document)
+
+
+class MongoCardPublicationFeed:
+    """The CardPublicationFeed port: a change stream on the cards matching
+    `publication_match`."""
+
+    def __init__(self, db: AsyncDatabase[Document], collection: str = CARDS) -> None:
+        self._changes = MongoChangeFeed(db, collection)
+
+    @property
+    def name(self) -> str:
+        return self._changes.name
+
+    def follow(self, reopen: asyncio.Event) -> AsyncGenerator[FeedChange[CorporateAction], None]:
+        return as_feed(self._changes.follow(publication_match, reopen), _published_card)
 
 
 def _mongo_filter(query: CardQuery) -> dict[str, Any]:

@@ -25,21 +25,23 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
 from adapters.mongo.client import Document
+from domain.ports import FeedChange, FeedSignal
 
-__all__ = ["CLOSED", "OPENED", "RESET", "Change", "MongoChangeFeed"]
+__all__ = ["CLOSED", "OPENED", "RESET", "Change", "MongoChangeFeed", "as_feed"]
 
 log = logging.getLogger(__name__)
 
-OPENED = "opened"  # (re)opened by resuming: nothing was missed
-RESET = "reset"  # opened at "now": changes before this may have been missed
-CLOSED = "closed"  # interrupted: nothing arrives until the next OPENED or RESET
+OPENED = FeedSignal.OPENED.value  # (re)opened by resuming: nothing was missed
+RESET = FeedSignal.RESET.value  # opened at "now": changes before this may have been missed
+CLOSED = FeedSignal.CLOSED.value  # interrupted: nothing arrives until the next OPENED or RESET
+_MARKERS = (OPENED, RESET, CLOSED)
 
 INSERT = "insert"
 UPDATE = "update"
@@ -57,6 +59,24 @@ class Change:
     document: Document | None = None
     # For updates: the top-level fields the update changed (dotted paths cut).
     updated_fields: frozenset[str] = field(default_factory=frozenset)
+
+
+T = TypeVar("T")
+
+
+async def as_feed(
+    changes: AsyncGenerator[Change, None], item: Callable[[Change], T | None]
+) -> AsyncGenerator[FeedChange[T], None]:
+    """`changes` as the ports' feed: the markers as they are, a document's
+    change as CHANGED carrying `item(change)`."""
+    try:
+        async for change in changes:
+            if change.operation in _MARKERS:
+                yield FeedChange(FeedSignal(change.operation))
+            else:
+                yield FeedChange(FeedSignal.CHANGED, item(change))
+    finally:
+        await changes.aclose()
 
 
 def _change(event: Mapping[str, Any]) -> Change:

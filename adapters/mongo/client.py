@@ -23,7 +23,7 @@ def connect(uri: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[Document]:
     or takeover recognises its own claim id, completion and release are
     conditional on the claim; the sequence counter's `$inc` applied twice only
     leaves a gap. A write that still fails surfaces as StoreUnavailable, and
-    the request's key is released with its command id (web/idempotency.py),
+    the request's key is released with its command id (web/idempotency/),
     so the caller's retry finds what may have been stored.
     """
     return AsyncMongoClient(

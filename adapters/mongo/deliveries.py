@@ -21,15 +21,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
-from domain.delivery import DeliveryStatus, IssuedNotice, OutboundNotice, delivery_id
+from domain.delivery import (
+    ClaimedDelivery,
+    Delivery,
+    DeliveryStatus,
+    IssuedNotice,
+    OutboundNotice,
+    Outcome,
+    delivery_id,
+)
 from domain.ports import DuplicateKey
 from domain.preferences import DeliveryChannel
 
@@ -69,47 +76,62 @@ class MongoDeliveryLog:
         return len(result.inserted_ids)
 
     async def earlier_channels(
-        self, notice_id: str, before_version: int
-    ) -> dict[DeliveryChannel, str]:
-        """Channels earlier versions were planned on (not dead-lettered), with the
-        address the latest of them used — where a CANCELLATION goes."""
+        self, versions: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], dict[DeliveryChannel, str]]:
+        """For each (notice, version): the channels earlier versions were
+        planned on (not dead-lettered), with the address the latest of them
+        used — where a CANCELLATION goes. One read for the lot, by `noticeId`
+        alone (the (noticeId, version) index; versions and statuses are
+        picked here: a second condition in the filter makes SecantusDB scan
+        the collection)."""
+        if not versions:
+            return {}
+        found: dict[tuple[str, int], dict[DeliveryChannel, str]] = {v: {} for v in versions}
         async with translated():
             cursor = self._deliveries.find(
-                {
-                    "noticeId": notice_id,
-                    "version": {"$lt": before_version},
-                    "status": {"$ne": DeliveryStatus.DEAD_LETTERED.value},
-                },
-                {"channel": 1, "address": 1, "version": 1},
-            ).sort("version", ASCENDING)
-            return {DeliveryChannel(d["channel"]): str(d["address"]) async for d in cursor}
+                {"noticeId": {"$in": list({n for n, _ in versions})}},
+                {"noticeId": 1, "channel": 1, "address": 1, "version": 1, "status": 1},
+            )
+            earlier = [d async for d in cursor if d["status"] != DeliveryStatus.DEAD_LETTERED.value]
+        wanted: dict[str, list[int]] = {}
+        for notice_id, version in versions:
+            wanted.setdefault(notice_id, []).append(version)
+        for doc in sorted(earlier, key=lambda d: int(d["version"])):
+            for version in wanted[doc["noticeId"]]:
+                if doc["version"] < version:
+                    found[doc["noticeId"], version][DeliveryChannel(doc["channel"])] = str(
+                        doc["address"]
+                    )
+        return found
 
     async def due(self, channel: DeliveryChannel, now: datetime, limit: int) -> list[str]:
         """Ids of up to `limit` deliveries of `channel` due now and not leased,
-        oldest due first: one index range read per open status (equalities on
-        the (channel, status, nextAttemptAt) index — a `$in` on the status
-        makes the store scan the whole collection)."""
+        oldest due first: one index range read per open status — equalities
+        on `channel` and `status` and the one range on `nextAttemptAt`, the
+        shape SecantusDB serves from the (channel, status, nextAttemptAt)
+        index. It reads only the open deliveries due now; the lease is checked
+        here. (A second range in the filter, or a `$in` on the status, makes
+        it scan the collection; a `hint` makes it walk the whole index — every
+        delivery ever made — on each sweep.)"""
         found: list[tuple[datetime, str]] = []
         async with translated():
             for status in _OPEN:
-                cursor = (
-                    self._deliveries.find(
-                        {
-                            "channel": channel.value,
-                            "status": status,
-                            "nextAttemptAt": {"$lte": now},
-                            "claimedUntil": {"$lte": now},
-                        },
-                        {"_id": 1, "nextAttemptAt": 1},
-                    )
-                    .hint(_DUE_INDEX)
-                    .sort("nextAttemptAt", ASCENDING)
-                    .limit(limit)
+                cursor = self._deliveries.find(
+                    {"channel": channel.value, "status": status, "nextAttemptAt": {"$lte": now}},
+                    {"_id": 1, "nextAttemptAt": 1, "claimedUntil": 1},
                 )
-                found.extend([(d["nextAttemptAt"], str(d["_id"])) async for d in cursor])
+                found.extend(
+                    [
+                        (d["nextAttemptAt"], str(d["_id"]))
+                        async for d in cursor
+                        if d["claimedUntil"] <= now
+                    ]
+                )
         return [key for _, key in sorted(found)[:limit]]
 
-    async def claim(self, keys: Sequence[str], now: datetime, lease: timedelta) -> list[Document]:
+    async def claim(
+        self, keys: Sequence[str], now: datetime, lease: timedelta
+    ) -> list[ClaimedDelivery]:
         """Take those of `keys` still due and not leased: count an attempt on
         each and lease them to this caller (one write), then read them back."""
         if not keys:
@@ -137,17 +159,41 @@ class MongoDeliveryLog:
                 ],
             )
             cursor = self._deliveries.find({"_id": {"$in": list(keys)}})
-            return [d async for d in cursor if d.get("claim") == token]
+            return [
+                ClaimedDelivery(_delivery(d), IssuedNotice.from_payload(d["notice"]))
+                async for d in cursor
+                if d.get("claim") == token
+            ]
 
     async def record(self, outcomes: Sequence[Outcome]) -> set[str]:
-        """Record the outcomes of claimed deliveries (one write); returns the
-        keys newly recorded as delivered."""
+        """Record the outcomes of claimed deliveries; returns the keys newly
+        recorded as delivered. The deliveries go in one `update_many` by `_id`
+        (`deliveredAt` the latest of their times: the batch is recorded once
+        its last send returned); the rarer other outcomes in one bulk write."""
         if not outcomes:
             return set()
-        operations = [_outcome_write(o) for o in outcomes]
+        delivered = [o for o in outcomes if o.status is DeliveryStatus.DELIVERED]
+        others = [_outcome_write(o) for o in outcomes if o.status is not DeliveryStatus.DELIVERED]
         async with translated():
-            await self._deliveries.bulk_write(operations, ordered=False)
-        return {o.key for o in outcomes if o.status is DeliveryStatus.DELIVERED}
+            if delivered:
+                at = max(o.at for o in delivered)
+                await self._deliveries.update_many(
+                    {"_id": {"$in": [o.key for o in delivered]}},
+                    [
+                        _set_when(
+                            {"$ne": ["$status", DeliveryStatus.DELIVERED.value]},
+                            {
+                                "status": {"$literal": DeliveryStatus.DELIVERED.value},
+                                "deliveredAt": {"$literal": at},
+                                "lastError": {"$literal": None},
+                                "claimedUntil": {"$literal": at},
+                            },
+                        )
+                    ],
+                )
+            if others:
+                await self._deliveries.bulk_write(others, ordered=False)
+        return {o.key for o in delivered}
 
     async def unsettled(self, limit: int) -> list[tuple[str, int]]:
         """(notice, version)s with a delivery delivered but not yet settled."""
@@ -168,18 +214,20 @@ class MongoDeliveryLog:
                 {"_id": {"$in": list(keys)}}, {"$set": {"settled": True}}
             )
 
-    async def of_version(self, notice_id: str, version: int) -> list[Document]:
+    async def of_version(self, notice_id: str, version: int) -> list[Delivery]:
         async with translated():
-            cursor = self._deliveries.find({"noticeId": notice_id, "version": version})
-            return [d async for d in cursor.sort("channel", ASCENDING)]
+            cursor = self._deliveries.find(
+                {"noticeId": notice_id, "version": version}, {"notice": 0}
+            ).sort("channel", ASCENDING)
+            return [_delivery(d) async for d in cursor]
 
     async def of_notices(
         self, keys: Sequence[tuple[str, int]]
-    ) -> dict[tuple[str, int], list[Document]]:
+    ) -> dict[tuple[str, int], list[Delivery]]:
         """The deliveries of each (notice, version), in one round trip."""
         if not keys:
             return {}
-        found: dict[tuple[str, int], list[Document]] = {k: [] for k in keys}
+        found: dict[tuple[str, int], list[Delivery]] = {k: [] for k in keys}
         # One index range per notice ($in), the versions picked here: a
         # thousand-clause $or costs the store a plan per clause.
         async with translated():
@@ -190,16 +238,18 @@ class MongoDeliveryLog:
             async for doc in cursor:
                 key = (doc["noticeId"], doc["version"])
                 if key in found:
-                    found[key].append(doc)
+                    found[key].append(_delivery(doc))
         return found
 
-    async def dead_letters(self, channel: DeliveryChannel | None = None) -> list[Document]:
+    async def dead_letters(self, channel: DeliveryChannel | None = None) -> list[Delivery]:
         query: Document = {"status": DeliveryStatus.DEAD_LETTERED.value}
         if channel is not None:
             query["channel"] = channel.value
         async with translated():
-            cursor = self._deliveries.find(query).sort([("channel", ASCENDING), ("_id", ASCENDING)])
-            return [d async for d in cursor]
+            cursor = self._deliveries.find(query, {"notice": 0}).sort(
+                [("channel", ASCENDING), ("_id", ASCENDING)]
+            )
+            return [_delivery(d) async for d in cursor]
 
     async def requeue(self, key: str, address: str | None, now: datetime) -> bool:
         """Put a dead letter back in its channel's queue with fresh attempts
@@ -213,23 +263,13 @@ class MongoDeliveryLog:
         }
         if address:
             changes["address"] = address
+        dead = {"$eq": ["$status", DeliveryStatus.DEAD_LETTERED.value]}
         async with translated():
             result = await self._deliveries.update_one(
-                {"_id": key, "status": DeliveryStatus.DEAD_LETTERED.value}, {"$set": changes}
+                {"_id": key},
+                [_set_when(dead, {k: {"$literal": v} for k, v in changes.items()})],
             )
         return result.modified_count > 0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt came to: DELIVERED; RETRYING at `retry_at`;
-    DEAD_LETTERED; or PENDING again (`retry_at`) — given back uncounted."""
-
-    key: str
-    status: DeliveryStatus
-    at: datetime
-    error: str | None = None
-    retry_at: datetime | None = None
 
 
 def _set_when(condition: Document, values: Document) -> Document:
@@ -247,21 +287,6 @@ def _set_when(condition: Document, values: Document) -> Document:
 
 def _outcome_write(outcome: Outcome) -> UpdateOne:
     at = outcome.at
-    if outcome.status is DeliveryStatus.DELIVERED:
-        return UpdateOne(
-            {"_id": outcome.key},
-            [
-                _set_when(
-                    {"$ne": ["$status", DeliveryStatus.DELIVERED.value]},
-                    {
-                        "status": {"$literal": outcome.status.value},
-                        "deliveredAt": {"$literal": at},
-                        "lastError": {"$literal": None},
-                        "claimedUntil": {"$literal": at},
-                    },
-                )
-            ],
-        )
     if outcome.status is DeliveryStatus.PENDING:  # the breaker was open: not an attempt
         return UpdateOne(
             {"_id": outcome.key},
@@ -286,6 +311,30 @@ def _outcome_write(outcome: Outcome) -> UpdateOne:
     )
 
 
+def _delivery(doc: Document) -> Delivery:
+    return Delivery(
+        key=str(doc["_id"]),
+        notice_id=str(doc["noticeId"]),
+        version=int(doc["version"]),
+        channel=DeliveryChannel(doc["channel"]),
+        account_id=str(doc["accountId"]),
+        address=str(doc["address"]),
+        message_id=str(doc["messageId"]),
+        status=DeliveryStatus(doc["status"]),
+        attempts=int(doc.get("attempts") or 0),
+        issued_at=_aware(doc["issuedAt"]),
+        planned_at=_aware(doc["plannedAt"]),
+        delivered_at=None if doc.get("deliveredAt") is None else _aware(doc["deliveredAt"]),
+        last_error=doc.get("lastError"),
+        settled=bool(doc.get("settled")),
+        trace_context=dict(doc.get("traceContext") or {}),
+    )
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def _document(outbound: OutboundNotice, now: datetime) -> Document:
     notice: IssuedNotice = outbound.notice
     return {
@@ -307,4 +356,6 @@ def _document(outbound: OutboundNotice, now: datetime) -> Document:
         "issuedAt": notice.issued_at,
         "settled": False,  # the notice's deliveredAt is set once all its channels delivered
         "notice": notice.to_payload(),
+        # W3C trace context of the plan: the channel worker's send continues it
+        "traceContext": dict(outbound.trace_context),
     }

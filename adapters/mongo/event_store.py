@@ -25,24 +25,30 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.events import CommandOrigin, EventEnvelope
 from domain.ports import ConcurrencyError, DuplicateKey, StoreError, UniqueKeyTaken
+from observability.tracing import trace_context_of
 
 EVENTS = "events"
 RESERVES = "reserves"
 COUNTERS = "counters"
 COMMAND = "command"
+# The event's metadata: the W3C trace context of the work that recorded it.
+METADATA = "metadata"
 # Attempts at the global sequence counter: a first allocation on a new store
 # can lose an upsert race (DuplicateKey, or no document back).
 ALLOCATION_ATTEMPTS = 5
 # Sequences re-queued per update when the log is re-filled.
 REQUEUE_SLICE = 2_000
+# Sequences read per query when walking the record's heads.
+HEADS_WINDOW = 2_000
 
 
 def _to_document(event: EventEnvelope) -> Document:
@@ -66,6 +72,8 @@ def _to_document(event: EventEnvelope) -> Document:
             "key": event.origin.key,
             "fingerprint": event.origin.fingerprint,
         }
+    if event.trace_context:
+        document[METADATA] = dict(event.trace_context)
     return document
 
 
@@ -86,6 +94,8 @@ def _from_document(doc: Document) -> EventEnvelope:
         sequence=doc["sequence"],
         payload=doc["payload"],
         origin=_origin(doc.get(COMMAND)),
+        # events stored before traces were kept have no metadata
+        trace_context=trace_context_of(doc.get(METADATA)),
     )
 
 
@@ -255,26 +265,39 @@ class MongoEventStore:
         return 0 if doc is None else int(doc["value"])
 
     async def heads(
-        self, after_sequence: int, through_sequence: int, aggregate_types: Sequence[str], limit: int
+        self, after_sequence: int, through_sequence: int, limit: int
     ) -> list[EventHead]:
-        """Where each event past `after_sequence` (up to `through_sequence`) of
-        `aggregate_types` stands, in sequence order, at most `limit`."""
+        """Where each stored event past `after_sequence` (up to
+        `through_sequence`) stands, in sequence order, at most `limit`.
+
+        Read in windows of HEADS_WINDOW sequences, by the sequence range alone
+        (the `sequence` index) and sorted here: a sort or a second condition
+        beside the range makes SecantusDB scan the whole record, and one range
+        read fetches every event in it whatever the limit."""
+        found: list[EventHead] = []
+        low = after_sequence
         async with translated():
-            cursor = (
-                self._events.find(
-                    {
-                        "sequence": {"$gt": after_sequence, "$lte": through_sequence},
-                        "aggregateType": {"$in": list(aggregate_types)},
-                    },
-                    {"sequence": 1, "aggregateId": 1, "version": 1},
+            while low < through_sequence and len(found) < limit:
+                high = min(through_sequence, low + HEADS_WINDOW)
+                cursor = self._events.find(
+                    {"sequence": {"$gt": low, "$lte": high}},
+                    {"sequence": 1, "aggregateType": 1, "aggregateId": 1, "version": 1},
                 )
-                .sort("sequence", ASCENDING)
-                .limit(limit)
-            )
-            return [
-                EventHead(int(doc["sequence"]), doc["aggregateId"], int(doc["version"]))
-                async for doc in cursor
-            ]
+                window = sorted(
+                    [
+                        EventHead(
+                            int(doc["sequence"]),
+                            doc["aggregateType"],
+                            doc["aggregateId"],
+                            int(doc["version"]),
+                        )
+                        async for doc in cursor
+                    ],
+                    key=lambda head: head.sequence,
+                )
+                found.extend(window)
+                low = high
+        return found[:limit]
 
     async def unpublished_through(self, sequence: int) -> int:
         """How many events up to global `sequence` the relay has still to publish."""
@@ -299,19 +322,33 @@ class MongoEventStore:
 
 @dataclass(frozen=True)
 class EventHead:
-    """An event's place: its global sequence and its stream version."""
+    """An event's place: its global sequence, its stream and its version there."""
 
     sequence: int
+    aggregate_type: str
     aggregate_id: str
     version: int
 
 
-def derived_outbox_write(event: EventEnvelope) -> UpdateOne:
-    """Put a derived event (one whose id is a function of what it derives
-    from, e.g. `NoticeIssued`) in the outbox; writing it again is a no-op."""
-    document = _to_document(event)
-    del document["_id"]
-    return UpdateOne({"_id": event.event_id}, {"$setOnInsert": document}, upsert=True)
+async def put_derived_events(
+    events_collection: AsyncCollection[Document],
+    events: Sequence[EventEnvelope],
+    session: AsyncClientSession,
+) -> None:
+    """Put derived events (whose ids are a function of what they derive from,
+    e.g. `NoticeIssued`) in the outbox, in the caller's transaction; one
+    already there stays as it is. Reads which are there by `_id` and inserts
+    the rest: SecantusDB serves both as key operations, where an upsert per
+    event cost it several times more."""
+    if not events:
+        return
+    cursor = events_collection.find(
+        {"_id": {"$in": [e.event_id for e in events]}}, {"_id": 1}, session=session
+    )
+    stored = {doc["_id"] async for doc in cursor}
+    new = [_to_document(e) for e in events if e.event_id not in stored]
+    if new:
+        await events_collection.insert_many(new, ordered=False, session=session)
 
 
 def _with_sequence(event: EventEnvelope, sequence: int) -> EventEnvelope:

@@ -17,7 +17,7 @@ collection switch-over carries them along with the notices.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
@@ -27,10 +27,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
-from adapters.mongo.event_store import COUNTERS, EVENTS, derived_outbox_write
+from adapters.mongo.event_store import COUNTERS, EVENTS, put_derived_events
 from domain.codes import NoticeKind
 from domain.delivery import IssuedNotice, notice_issued_event
-from domain.ports import DuplicateKey
+from domain.ports import DuplicateKey, NoticePlan, NoticeRecord, StoredIssue
+from observability import metrics
+from observability.tracing import current_trace_context
 
 NOTICES = "notices"
 SUBSCRIPTIONS = "notice_subscriptions"
@@ -38,6 +40,9 @@ DELIVERED_VERSIONS = "delivered_versions"
 
 
 class MongoNoticeProjectionStore:
+    """The NoticeProjectionStore port on MongoDB (and what the dispatcher marks
+    delivered)."""
+
     def __init__(
         self, db: AsyncDatabase[Document], notices: str = NOTICES, *, issue_events: bool = True
     ) -> None:
@@ -83,7 +88,7 @@ class MongoNoticeProjectionStore:
         action_id: str,
         first: str,
         last: str,
-        plan: Callable[[Mapping[str, Document]], Sequence[Document]],
+        plan: NoticePlan,
     ) -> int:
         """In one transaction: read the stored notices of accounts first..last
         (inclusive) of this action, ask `plan` for the notices to store given
@@ -91,7 +96,7 @@ class MongoNoticeProjectionStore:
         move the action's counts by the difference. Returns how many were
         written. `plan` may run more than once (a conflicting concurrent
         write makes the transaction start over) and must be pure."""
-        written = 0
+        written: list[Document] = []
 
         async def attempt(session: AsyncClientSession) -> None:
             nonlocal written
@@ -104,7 +109,10 @@ class MongoNoticeProjectionStore:
             new: list[Document] = []
             replacing: list[Document] = []
             moves = _Counts()
-            planned = await self._with_delivery(plan(stored), session)
+            issues = {account: _stored_issue(doc) for account, doc in stored.items()}
+            planned = await self._with_delivery(
+                [_document(record) for record in plan(issues)], session
+            )
             for doc in planned:
                 previous = stored.get(doc["accountId"])
                 if previous is None:
@@ -125,10 +133,12 @@ class MongoNoticeProjectionStore:
             await self._count(action_id, moves, session)
             if self._issue_events and (new or replacing):
                 await self._record_issues([*new, *replacing], session)
-            written = len(new) + len(replacing)
+            written = [*new, *replacing]  # (an attempt started over forgets its own)
 
         await self._in_transaction(attempt)
-        return written
+        for doc in written:
+            metrics.NOTICES_ISSUED.labels(doc["kind"]).inc()
+        return len(written)
 
     async def _record_issues(
         self, notices: Sequence[Document], session: AsyncClientSession
@@ -145,11 +155,17 @@ class MongoNoticeProjectionStore:
         )
         assert reserved is not None
         first = int(reserved["value"]) - len(notices) + 1
-        writes = []
-        for offset, doc in enumerate(notices):
-            event = notice_issued_event(_issued(doc), doc["issuedAt"])
-            writes.append(derived_outbox_write(replace(event, sequence=first + offset)))
-        await self._events.bulk_write(writes, ordered=False, session=session)
+        # the trace of the work that wrote the notices goes on to the dispatcher
+        trace_context = current_trace_context()
+        events = [
+            replace(
+                notice_issued_event(_issued(doc), doc["issuedAt"]),
+                sequence=first + offset,
+                trace_context=trace_context,
+            )
+            for offset, doc in enumerate(notices)
+        ]
+        await put_derived_events(self._events, events, session)
 
     async def _with_delivery(
         self, notices: Sequence[Document], session: AsyncClientSession
@@ -297,6 +313,29 @@ class MongoNoticeProjectionStore:
 STATS_OF = "statsOf"
 _COUNTED = {"acknowledgedAt": 1, "deliveredAt": 1}
 _DUPLICATE_RETRIES = 5
+
+
+def _stored_issue(doc: Document) -> StoredIssue:
+    return StoredIssue(int(doc["version"]), str(doc.get("contentHash")), doc.get("acknowledgedAt"))
+
+
+def _document(record: NoticeRecord) -> Document:
+    """The stored notice (`deliveredAt` is filled in from the delivered versions)."""
+    notice = record.notice
+    return {
+        "_id": record.notice_id,
+        "corporateActionId": record.corporate_action_id,
+        "accountId": notice.account_id,
+        "version": notice.version,
+        "kind": notice.kind.value,
+        "changedFields": list(notice.changed_fields),
+        "caVersion": notice.ca_version,
+        "content": dict(notice.content),
+        "contentHash": notice.content_hash,
+        "issuedAt": notice.issued_at,
+        "acknowledgedAt": record.acknowledged_at,
+        "deliveredAt": None,
+    }
 
 
 def _replace(notice: Document) -> ReplaceOne[Document]:

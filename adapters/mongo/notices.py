@@ -9,15 +9,18 @@ account is never fetched, so no later filter can forget to drop it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from adapters.mongo.changes import MongoChangeFeed, as_feed
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from adapters.mongo.notice_projection import STATS_OF, stats_id
+from domain.ports import FeedChange, StoredNotice
 
 NOTICES = "notices"
 
@@ -142,3 +145,21 @@ class MongoNoticeStore:
             cursor = self._notices.find(conditions).sort("accountId", ASCENDING).limit(first + 1)
             docs = [doc async for doc in cursor]
         return docs[:first], len(docs) > first
+
+
+class MongoNoticeIssueFeed:
+    """The NoticeIssueFeed port: a change stream on the notices matching
+    `issued_match` of the followed accounts."""
+
+    def __init__(self, db: AsyncDatabase[Document], collection: str = NOTICES) -> None:
+        self._changes = MongoChangeFeed(db, collection)
+
+    @property
+    def name(self) -> str:
+        return self._changes.name
+
+    def follow(
+        self, accounts: Callable[[], Collection[str]], reopen: asyncio.Event
+    ) -> AsyncGenerator[FeedChange[StoredNotice], None]:
+        changes = self._changes.follow(lambda: issued_match(accounts()), reopen)
+        return as_feed(changes, lambda change: change.document)

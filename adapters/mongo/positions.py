@@ -31,6 +31,8 @@ def _chunks(items: Sequence[Document], size: int) -> Iterator[Sequence[Document]
 
 
 class MongoPositionStore:
+    """The PositionSnapshotStore and PositionSnapshotReader ports on MongoDB."""
+
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._positions = db[POSITIONS]
 

@@ -11,7 +11,6 @@ what a start against an empty event log has to publish again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pymongo import UpdateOne
@@ -19,21 +18,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
+from domain.ports import ProjectionStatus
 
 TRACKING = "projection_tracking"
 PROJECTIONS = "projections"
 CHECKPOINTS = "projection_checkpoints"
 
 
-@dataclass(frozen=True)
-class ProjectionStatus:
-    name: str
-    position: int
-    lag: int
-    updated_at: datetime
-
-
 class MongoProjectionState:
+    """The ProjectionStateStore port on MongoDB."""
+
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._tracking = db[TRACKING]
         self._projections = db[PROJECTIONS]

@@ -60,6 +60,24 @@ def test_token_refuses_an_unknown_role_and_lists_the_valid_ones(tmp_path: Path) 
     assert not any(tmp_path.iterdir())  # no signing key made: the refusal changed nothing
 
 
+def test_token_says_when_it_creates_a_new_signing_key(tmp_path: Path) -> None:
+    first = _run("token", "--data-dir", str(tmp_path), "--sub", "ops", "--roles", "ca-operator")
+    assert first.returncode == 0
+    assert first.stdout.count(".") == 2  # a compact JWS on stdout, the note on stderr
+    assert "created a new one" in first.stderr
+    second = _run("token", "--data-dir", str(tmp_path), "--sub", "ops", "--roles", "ca-operator")
+    assert second.returncode == 0
+    assert second.stderr == ""  # the folder's key is reused without a word
+
+
+def test_a_store_uri_that_is_no_uri_is_a_config_error_with_its_password_masked() -> None:
+    done = _run("worker", env={"HERALD_MONGO_URI": "mongo://herald:s3cret@db"})
+    assert done.returncode == EXIT_CONFIG
+    (line,) = done.stderr.strip().splitlines()
+    assert "HERALD_MONGO_URI" in line and "mongodb://" in line
+    assert "s3cret" not in line
+
+
 @pytest.mark.parametrize("command", [["serve"], ["worker"], ["rebuild", "cards"]])
 def test_no_store_gives_one_line_naming_herald_mongo_uri(command: list[str]) -> None:
     nowhere = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"

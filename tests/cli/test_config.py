@@ -18,7 +18,8 @@ HERALD = Path(sys.executable).with_name("herald")
 def test_every_setting_is_declared_with_its_variable_and_doc() -> None:
     names = [f.metadata["env"] for f in fields(Settings)]
     assert len(names) == len(set(names)), "a variable is declared twice"
-    assert all(name.startswith("HERALD_") for name in names)
+    # Herald's own, and the OpenTelemetry SDK's standard ones Herald honours
+    assert all(name.startswith(("HERALD_", "OTEL_")) for name in names)
     assert all(f.metadata["doc"] for f in fields(Settings))
 
 

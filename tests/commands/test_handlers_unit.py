@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from adapters.memory.event_store import MemoryEventStore, MemoryPositionSnapshotStore
+from adapters.memory.event_store import MemoryEventStore
+from adapters.memory.positions import MemoryPositionSnapshotStore
 from commands.handlers import CommandHandlers
 from domain.commands import CommandContext, RequestCommand
 from domain.errors import Forbidden, VersionConflict

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from adapters.memory.cards import MemoryCardStore
-from adapters.memory.event_store import MemoryEventStore, MemoryPositionSnapshotStore
+from adapters.memory.event_store import MemoryEventStore
+from adapters.memory.positions import MemoryPositionSnapshotStore
 from adapters.mongo.cards import MongoCardStore
 from adapters.mongo.client import connect
 from commands.handlers import CommandHandlers

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from adapters.memory.event_store import MemoryEventStore
 from adapters.mongo.client import connect
-from adapters.mongo.event_store import MongoEventStore
+from adapters.mongo.event_store import EVENTS, MongoEventStore
 from domain.events import EventEnvelope
 from domain.ports import ConcurrencyError, EventStore, UniqueKeyTaken
+from tests.builders import bare_event
 
 
 @pytest.fixture(params=["memory", "mongo"])
@@ -31,17 +33,7 @@ async def store(request: pytest.FixtureRequest, mongo_uri: str) -> AsyncIterator
 
 
 def _event(aggregate_id: str, version: int) -> EventEnvelope:
-    return EventEnvelope(
-        event_id=uuid.uuid4().hex,
-        event_type="Tested",
-        aggregate_type="test",
-        aggregate_id=aggregate_id,
-        version=version,
-        occurred_at=datetime(2026, 11, 30, tzinfo=UTC),
-        actor="olga",
-        correlation_id="c",
-        payload={"n": version},
-    )
+    return bare_event(aggregate_id, version)
 
 
 async def test_appended_events_load_in_version_order_with_rising_sequences(
@@ -86,3 +78,38 @@ async def test_the_outbox_drains_in_order_parks_and_unparks(store: EventStore) -
     assert await store.unpark(ids[1:2]) == 1
     assert [e.event_id for e in await store.unpublished(10)] == ids[1:]
     assert [e.event_id for e in await store.read_all(events[0].sequence, 10)] == ids[1:]
+
+
+async def test_an_event_keeps_the_trace_context_it_was_recorded_in(store: EventStore) -> None:
+    context = {
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "tracestate": "herald=1",
+    }
+    traced = replace(_event("T", 1), trace_context=context)
+    untraced = _event("U", 1)
+    await store.append([traced])
+    await store.append([untraced])
+    assert (await store.get(traced.event_id)).trace_context == context  # type: ignore[union-attr]
+    assert (await store.get(untraced.event_id)).trace_context == {}  # type: ignore[union-attr]
+    outbox = {e.event_id: e.trace_context for e in await store.unpublished(10)}
+    assert outbox == {traced.event_id: context, untraced.event_id: {}}
+
+
+async def test_an_event_stored_before_trace_contexts_reads_without_one(mongo_uri: str) -> None:
+    client = connect(mongo_uri)
+    name = f"herald_contract_{uuid.uuid4().hex[:10]}"
+    try:
+        store = MongoEventStore(client[name])
+        [stored] = await store.append([_event("OLD", 1)])
+        # as written before `metadata` existed, and with a malformed one
+        await client[name][EVENTS].update_one(
+            {"_id": stored.event_id}, {"$unset": {"metadata": ""}}
+        )
+        assert (await store.get(stored.event_id)) == stored
+        await client[name][EVENTS].update_one(
+            {"_id": stored.event_id}, {"$set": {"metadata": "garbage"}}
+        )
+        assert (await store.get(stored.event_id)) == stored
+    finally:
+        await client.drop_database(name)
+        await client.close()

@@ -184,7 +184,7 @@ async def test_a_rejected_token_is_dead_lettered_at_once_and_replayed_once_fixed
     assert dead["status"] == "DEAD_LETTERED" and dead["attempts"] == 1
     assert "400" in dead["lastError"]
     listed = await list_dead_letters(herald.services.deliveries, "PUSH")
-    assert [d["_id"] for d in listed] == [dead["_id"]]
+    assert [d.key for d in listed] == [dead["_id"]]
 
     await prefer(api, account, channels=["PUSH"], pushToken="fixed")
     listed_by_cli = await herald_cli(herald, "dlq", "list", "--channel", "PUSH")

@@ -113,13 +113,19 @@ async def test_public_list_hides_drafts_and_pages_with_cursors(client: GraphQLCl
         token = approved["approvePublication"]["consistencyToken"]
     draft = await announce(client, operator, reference="RU-PAGE-DRAFT")
 
-    # Wait for the last approval to be projected, then page through as the public.
-    await client.data(
-        PORTAL,
-        {"id": ids[-1], "consistencyToken": token},
-        token=operator,
-        operation_name="PortalCard",
-    )
+    # Wait for the last approval and the draft to be projected (the cards
+    # projector may lag the commands on a loaded machine), then page through
+    # as the public.
+    for action_id, consistency in (
+        (ids[-1], token),
+        (draft["corporateAction"]["id"], draft["consistencyToken"]),
+    ):
+        await client.data(
+            PORTAL,
+            {"id": action_id, "consistencyToken": consistency},
+            token=operator,
+            operation_name="PortalCard",
+        )
     seen: list[str] = []
     after = None
     while True:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -54,29 +55,22 @@ async def test_sigkill_of_a_dispatching_worker_delivers_everything_once(
             # longer than a send may take (the channels time out at 10 s)
             "HERALD_DELIVERY_LEASE_SECONDS": "15",
         }
-        workers = [
-            ManagedProcess(f"worker-{n}", [str(HERALD), "worker"], tmp_path, env=env, cwd=REPO)
-            for n in ("a", "b")
-        ]
+        workers = started_workers("worker", env, tmp_path)
         try:
-            for worker in workers:
-                worker.start()
             accounts = [f"ACC-{n:04d}" for n in range(ACCOUNTS)]
-            for account in accounts:
-                await herald.services.preference_handlers.set_preferences(
+            await set_preferences(
+                herald,
+                [
                     {
                         "accountId": account,
                         "channels": ["EMAIL", "PUSH"],
                         "email": f"{account.lower()}@example.com",
                         "pushToken": account,
-                    },
-                    OPERATOR,
-                )
-            db = herald.services.db
-            await eventually(
-                lambda: db["notification_preferences"].count_documents({}),
-                lambda n: n == ACCOUNTS,
+                    }
+                    for account in accounts
+                ],
             )
+            db = herald.services.db
             async with httpx.AsyncClient(base_url=herald.base_url, timeout=30) as http:
                 portal = Portal(GraphQLClient(http, issuer))
                 await portal.publish(reference="RU-KILL-DLV")
@@ -115,6 +109,27 @@ async def test_sigkill_of_a_dispatching_worker_delivers_everything_once(
     assert sum(ids.values()) - ACCOUNTS <= IN_FLIGHT
     resent = (sum(keys.values()) - ACCOUNTS, sum(ids.values()) - ACCOUNTS)
     print(f"re-sent after the kill (push, e-mail): {resent}")
+
+
+def started_workers(name: str, env: dict[str, str], folder: Path) -> list[ManagedProcess]:
+    """Two `herald worker`s with `env`, started."""
+    workers = [
+        ManagedProcess(f"{name}-{n}", [str(HERALD), "worker"], folder, env=env, cwd=REPO)
+        for n in ("a", "b")
+    ]
+    for worker in workers:
+        worker.start()
+    return workers
+
+
+async def set_preferences(herald: RunningHerald, inputs: list[dict[str, Any]]) -> None:
+    """Set each input's preferences as an operator; wait until all are projected."""
+    for preferences in inputs:
+        await herald.services.preference_handlers.set_preferences(preferences, OPERATOR)
+    await eventually(
+        lambda: herald.services.db["notification_preferences"].count_documents({}),
+        lambda n: n == len(inputs),
+    )
 
 
 async def _count(push: PushServer) -> int:

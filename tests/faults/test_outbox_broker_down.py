@@ -10,13 +10,21 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.kafka.topics import topic_for
 from devstack.apache_kafka import ApacheKafkaBroker
 from domain.events import AGGREGATE_CORPORATE_ACTION
 from tests.e2e.test_walking_skeleton import announce
-from tests.support import Broker, GraphQLClient, RunningHerald, herald_settings, operation_document
+from tests.support import (
+    Broker,
+    GraphQLClient,
+    RunningHerald,
+    eventually,
+    herald_settings,
+    operation_document,
+)
 
 PORTAL = operation_document("portal")
 
@@ -39,6 +47,10 @@ async def read_topic(
     finally:
         await consumer.stop()
     return records
+
+
+async def outbox_pending() -> float:
+    return REGISTRY.get_sample_value("herald_outbox_pending") or 0.0
 
 
 async def test_commands_accepted_while_kafka_is_down_arrive_once_in_order(
@@ -68,6 +80,8 @@ async def test_commands_accepted_while_kafka_is_down_arrive_once_in_order(
                 )
                 token = amended["amendCorporateAction"]["consistencyToken"]
                 assert await herald.services.events.unpublished_count() >= 6
+                # measured by the relay itself (no scrape): a backlog it cannot publish
+                await eventually(outbox_pending, lambda pending: pending >= 6)
             finally:
                 await asyncio.to_thread(apache_kafka.start)
 
@@ -84,6 +98,7 @@ async def test_commands_accepted_while_kafka_is_down_arrive_once_in_order(
                     break
                 await asyncio.sleep(0.1)
             assert await herald.services.events.unpublished_count() == 0
+            await eventually(outbox_pending, lambda pending: pending == 0)
 
         topic = topic_for(herald.settings.kafka_topic_prefix, AGGREGATE_CORPORATE_ACTION)
         records = await read_topic(apache_kafka.bootstrap_servers, topic, expected=7)

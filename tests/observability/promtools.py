@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,23 @@ def require(binary: str) -> None:
         pytest.fail(f"{binary} not found: {INSTALL_HINT}", pytrace=False)
 
 
+def check_config(config: Path) -> None:
+    """`promtool check config` accepts `config` (its rule files beside it)."""
+    require(PROMTOOL)
+    result = subprocess.run(
+        [PROMTOOL, "check", "config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 class PrometheusServer:
     """`/usr/bin/prometheus` scraping the given targets every second."""
 
-    def __init__(self, workdir: Path, targets: dict[str, tuple[str, str]]) -> None:
-        """targets: job name -> (host:port, metrics path)."""
+    def __init__(
+        self, workdir: Path, targets: dict[str, tuple[str, str]], rules: Path | None = None
+    ) -> None:
+        """targets: job name -> (host:port, metrics path); rules: a rule file,
+        evaluated every second."""
         require(PROMETHEUS)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -50,6 +63,7 @@ class PrometheusServer:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
+{f"rule_files: [{str(rules)!r}]" if rules else ""}
 scrape_configs:{jobs}"""
         )
         self.process = ManagedProcess(

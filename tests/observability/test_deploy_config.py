@@ -17,7 +17,7 @@ import yaml
 from prometheus_client import Counter, Gauge, Histogram
 
 from observability import metrics
-from tests.observability.promtools import PROMTOOL, require
+from tests.observability.promtools import PROMTOOL, check_config, require
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -82,14 +82,7 @@ def test_the_code_exposes_what_the_checks_expect() -> None:
 
 
 def test_promtool_accepts_the_scrape_config() -> None:
-    require(PROMTOOL)
-    result = subprocess.run(
-        [PROMTOOL, "check", "config", str(DEPLOY / "prometheus.yml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    check_config(DEPLOY / "prometheus.yml")
 
 
 def test_promtool_accepts_the_alert_rules_and_their_unit_tests() -> None:
@@ -114,6 +107,10 @@ def test_the_alerts_cover_the_operational_failures() -> None:
         "HeraldFanoutStuck": "herald_fanout_accounts_remaining",
         "HeraldChannelBreakerOpen": "herald_channel_breaker_state",
         "HeraldDeadLettersGrowing": "herald_delivery_dead_lettered_total",
+        "HeraldProjectionLagUnknown": "herald_projection_up",
+        "HeraldProjectorMissing": "herald_projection_up",
+        "HeraldDeliveryLatencyHigh": "herald_delivery_latency_seconds_bucket",
+        "HeraldConsistencyTimeouts": "herald_consistency_waits_total",
     }
     for alert, metric in expected.items():
         assert alert in alerts, f"missing alert {alert}"
@@ -164,6 +161,16 @@ def test_the_dashboard_is_a_grafana_dashboard_over_herald_metrics() -> None:
         "herald_edge_fail_opens_total",
         "herald_public_cache_requests_total",
         "herald_graphql_documents_total",
+        # the delivery row, and the request and projector panels of issue 15
+        "herald_deliveries_total",
+        "herald_delivery_latency_seconds_bucket",
+        "herald_channel_breaker_state",
+        "herald_delivery_dead_lettered_total",
+        "herald_idempotency_requests_total",
+        "herald_consistency_waits_total",
+        "herald_graphql_request_seconds_bucket",
+        "herald_notices_issued_total",
+        "herald_projection_up",
     ):
         assert needed in referenced, f"dashboard has no panel on {needed}"
 

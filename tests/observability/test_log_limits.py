@@ -24,3 +24,12 @@ def test_repeats_of_one_kind_are_dropped_within_the_window_and_counted() -> None
     later = record("aiokafka", connect, 111, "refused")
     assert limit.filter(later)
     assert later.getMessage().endswith("(89 more like it in the last 10s)")
+
+
+def test_info_lines_pass_whatever_their_repeats() -> None:
+    """A consumer's partition assignments differ only by their arguments."""
+    limit = RepeatLimit("aiokafka", window=10, clock=lambda: 0.0)
+    assigned = "Setting newly assigned partitions %s for group %s"
+    for group in ("cards", "notices", "preferences"):
+        info = logging.LogRecord("aiokafka", logging.INFO, __file__, 1, assigned, ({}, group), None)
+        assert limit.filter(info)

@@ -1,9 +1,10 @@
 """Traces: HERALD_OTEL_EXPORTER, the idempotent configuration, and the spans
 a real Herald makes — one ``herald.command`` per command (name, aggregate id,
 outcome, correlation id) inside the request's server span with its store calls
-beneath, one ``herald.relay.batch`` per published batch with the Kafka sends
-beneath, one ``herald.projection.batch`` per projector batch — and none for a
-Prometheus scrape."""
+beneath, one ``herald.relay.batch`` per published batch linked to its events
+(each Kafka send beneath its own event's command), one
+``herald.projection.batch`` per projector batch — and none for a Prometheus
+scrape."""
 
 from __future__ import annotations
 
@@ -40,6 +41,47 @@ def test_the_exporter_setting_is_validated() -> None:
         Settings.from_env({"HERALD_OTEL_EXPORTER": "jaeger"})
     with pytest.raises(SettingsError, match="HERALD_OTEL_EXPORTER"):
         tracing.configure_tracing(Settings(otel_exporter="zipkin"))
+
+
+def test_the_standard_opentelemetry_variables_choose_the_exporters() -> None:
+    def exporters(**env: str) -> tuple[str, ...]:
+        return Settings.from_env(env).traces_exporters
+
+    assert exporters() == ()  # unset: nothing exported
+    assert exporters(OTEL_TRACES_EXPORTER="otlp, Console") == ("otlp", "console")
+    assert exporters(OTEL_TRACES_EXPORTER="none") == ()
+    # the deprecated alias counts only while the standard variable is unset
+    assert exporters(HERALD_OTEL_EXPORTER="console") == ("console",)
+    assert exporters(HERALD_OTEL_EXPORTER="console", OTEL_TRACES_EXPORTER="none") == ()
+    assert exporters(OTEL_TRACES_EXPORTER="otlp", OTEL_SDK_DISABLED="true") == ()
+    with pytest.raises(SettingsError, match="OTEL_TRACES_EXPORTER='otlp,jaeger'"):
+        Settings.from_env({"OTEL_TRACES_EXPORTER": "otlp,jaeger"})
+    with pytest.raises(SettingsError, match="OTEL_EXPORTER_OTLP_PROTOCOL='grpc'"):
+        Settings.from_env({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    with pytest.raises(SettingsError, match="OTEL_RESOURCE_ATTRIBUTES"):
+        Settings.from_env({"OTEL_RESOURCE_ATTRIBUTES": "team"})
+    # a disabled SDK installs nothing (the provider of this session stays as it was)
+    before = tracing.tracing_enabled()
+    assert tracing.configure_tracing(Settings.from_env({"OTEL_SDK_DISABLED": "true"})) is before
+
+
+def test_the_resource_follows_the_service_name_and_resource_attributes() -> None:
+    settings = Settings.from_env(
+        {
+            "OTEL_SERVICE_NAME": "herald-api-1",
+            "OTEL_RESOURCE_ATTRIBUTES": (
+                "service.name=overridden,deployment.environment.name=prod,k8s.pod.name=api%2C1"
+            ),
+        }
+    )
+    attributes = tracing.resource(settings).attributes
+    assert attributes["service.name"] == "herald-api-1"  # OTEL_SERVICE_NAME wins
+    assert attributes["deployment.environment.name"] == "prod"
+    assert attributes["k8s.pod.name"] == "api,1"
+    assert attributes["telemetry.sdk.language"] == "python"
+    default = tracing.resource(Settings()).attributes
+    assert default["service.name"] == "herald"
+    assert default["deployment.environment.name"] == "development"
 
 
 def test_configuring_again_is_safe_and_adds_nothing_twice(
@@ -249,14 +291,27 @@ async def test_relay_and_projector_batches_are_spans(
         )
 
     [send] = await wait_for_spans(spans, sends_our_event)
+    # each record's send continues its own event's trace: a child of the command
     assert send.parent is not None
-    parent_id = send.parent.span_id
-    # the batch span ends after the sends (it also marks the events published)
-    [batch] = await wait_for_spans(
-        spans, lambda s: s.context is not None and s.context.span_id == parent_id
+    [command] = await wait_for_spans(
+        spans,
+        lambda s: (
+            s.name == tracing.COMMAND_SPAN and attr(s, tracing.ATTR_AGGREGATE_ID) == action_id
+        ),
     )
-    assert batch.name == tracing.RELAY_BATCH_SPAN
+    assert command.context is not None
+    assert send.parent.span_id == command.context.span_id
+    # the batch span (it also marks the events published) links to the events' contexts
+    [batch] = await wait_for_spans(
+        spans,
+        lambda s: (
+            s.name == tracing.RELAY_BATCH_SPAN
+            and any(link.context.span_id == command.context.span_id for link in s.links)  # type: ignore[union-attr]
+        ),
+    )
+    assert batch.kind is SpanKind.PRODUCER
     assert isinstance(attr(batch, "herald.relay.events"), int)
+    assert attr(batch, "messaging.batch.message_count") == attr(batch, "herald.relay.events")
     assert str(attr(send, "messaging.destination.name")).startswith(
         herald.settings.kafka_topic_prefix
     )

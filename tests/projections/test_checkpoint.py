@@ -1,7 +1,8 @@
 """The applied-through checkpoint (projections/checkpoint.py) on the real
 store: it stands just before the first event of the projection's streams the
-tracking does not cover, never passes the sequence counter as it stood
-`horizon_seconds` ago, and never goes back."""
+tracking does not cover, follows the stored record at once while it has no
+gap, passes a gap (an append in flight or failed) only once the counter
+stood past it `horizon_seconds` ago, and never goes back."""
 
 from __future__ import annotations
 
@@ -72,22 +73,31 @@ async def test_the_checkpoint_stops_before_the_first_event_not_applied(
     assert through == expected == await state.applied_through(projection)
 
 
-async def test_the_checkpoint_waits_for_appends_that_may_be_in_flight(db: Any) -> None:
+async def test_the_checkpoint_follows_at_once_and_waits_at_a_gap_until_it_is_settled(
+    db: Any,
+) -> None:
     events, state = await stores(db)
     clock = Clock()
     checkpoint = AppliedThrough("cards", CARDS, events, state, horizon_seconds=60.0, clock=clock)
     first = await events.append([announcement(0)])
     await state.record_applied("cards", {first[0].aggregate_id: 1})
-    assert await checkpoint.advance() == 0  # the counter is not a minute old yet
-    clock.now += 30
+    # no gap: every append up to it is over, from the very first call
+    assert await checkpoint.advance() == first[0].sequence
+    # an append that allocated its sequence and is still in flight (or failed)
+    in_flight = await events._allocate_sequences(1)
     later = await events.append([announcement(1)])
     await state.record_applied("cards", {later[0].aggregate_id: 1})
-    clock.now += 30  # the first sample is a minute old: up to it, not past it
-    assert await checkpoint.advance() == first[0].sequence
-    clock.now += 30  # the counter was last seen at the second sample: not yet
-    assert await checkpoint.advance() == first[0].sequence
+    assert later[0].sequence == in_flight + 1
+    assert await checkpoint.advance() == first[0].sequence  # not past the gap
     clock.now += 30
+    assert await checkpoint.advance() == first[0].sequence
+    clock.now += 30  # the counter stood past the gap a minute ago: settled
     assert await checkpoint.advance() == later[0].sequence
+    # a gap at the end (an allocation not stored yet) waits the same way
+    await events._allocate_sequences(1)
+    assert await checkpoint.advance() == later[0].sequence
+    clock.now += 60
+    assert await checkpoint.advance() == later[0].sequence + 1
 
 
 async def test_other_streams_do_not_hold_the_checkpoint_back_and_it_never_goes_back(

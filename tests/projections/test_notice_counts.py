@@ -24,6 +24,9 @@ from pymongo import AsyncMongoClient
 from adapters.mongo.client import Document
 from adapters.mongo.notice_projection import NOTICES, MongoNoticeProjectionStore
 from adapters.mongo.notices import MongoNoticeStore
+from domain.notices import notice_id
+from domain.ports import NoticeRecord, StoredIssue
+from tests.builders import notice_record
 from tests.support import drawn
 
 ACTION = "CA-COUNTS"
@@ -52,25 +55,11 @@ steps = st.one_of(
 writers = st.lists(st.lists(steps, min_size=1, max_size=8), min_size=3, max_size=3)
 
 
-def notice(account: str, version: int) -> Document:
-    return {
-        "_id": f"NT-{ACTION}-{account}",
-        "corporateActionId": ACTION,
-        "accountId": account,
-        "version": version,
-        "kind": "NEW" if version == 1 else "UPDATE",
-        "contentHash": f"h{version}",
-        "issuedAt": AT,
-        "acknowledgedAt": None,
-        "deliveredAt": None,
-    }
-
-
-def planned(step: Reconcile, stored: Mapping[str, Document]) -> Sequence[Document]:
+def planned(step: Reconcile, stored: Mapping[str, StoredIssue]) -> Sequence[NoticeRecord]:
     return [
-        notice(a, step.version)
+        notice_record(a, ACTION, step.version, issued_at=AT)
         for a in sorted(step.accounts)
-        if a not in stored or stored[a]["version"] != step.version
+        if a not in stored or stored[a].version != step.version
     ]
 
 
@@ -80,7 +69,7 @@ async def play(store: MongoNoticeProjectionStore, writer: Sequence[Step]) -> Non
             first, last = min(step.accounts), max(step.accounts)
             await store.reconcile_range(ACTION, first, last, partial(planned, step))
         else:
-            await store.acknowledge(f"NT-{ACTION}-{step.account}", step.version, AT)
+            await store.acknowledge(notice_id(ACTION, step.account), step.version, AT)
 
 
 @pytest.fixture

@@ -1,0 +1,34 @@
+"""Idempotency-Key records (RFC draft-ietf-httpapi-idempotency-key-header)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from domain.idempotency import IdempotencyRecord, StoredResponse
+
+
+class IdempotencyStore(Protocol):
+    """Where Idempotency-Keys are claimed and responses recorded; raises
+    StoreError when down."""
+
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Store `record` as in flight unless its key is held: None when claimed,
+        else the record that holds the key."""
+        ...
+
+    async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
+        """Replace `held` by `record` (in flight) if `held` is still what is stored
+        (or `record` already is: a resent takeover)."""
+        ...
+
+    async def complete(
+        self, record: IdempotencyRecord, response: StoredResponse, expires_at: datetime
+    ) -> bool:
+        """Record the response of `record`'s claim; False if the claim is no longer ours."""
+        ...
+
+    async def release(self, record: IdempotencyRecord) -> None:
+        """Mark `record`'s in-flight claim (if still ours) released, keeping its
+        command id, so that a retry runs — or finds what the command stored."""
+        ...

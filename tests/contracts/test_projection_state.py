@@ -1,0 +1,59 @@
+"""The ProjectionStateStore port's contract, run against the in-memory store
+and MongoDB: applied versions only rise, the applied-through checkpoint only
+rises, and reported progress reads back by projection name."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from adapters.memory.projection_state import MemoryProjectionState
+from adapters.mongo.client import Document
+from adapters.mongo.projection_state import MongoProjectionState
+from domain.ports import ProjectionStateStore
+
+
+@pytest.fixture(params=["memory", "mongo"])
+async def state(
+    request: pytest.FixtureRequest, mongo_db: AsyncDatabase[Document]
+) -> AsyncIterator[ProjectionStateStore]:
+    yield MemoryProjectionState() if request.param == "memory" else MongoProjectionState(mongo_db)
+
+
+async def test_applied_versions_only_rise_per_projection_and_aggregate(
+    state: ProjectionStateStore,
+) -> None:
+    assert await state.applied_version("cards", "CA1") == 0
+    await state.record_applied("cards", {"CA1": 3, "CA2": 1})
+    await state.record_applied("cards", {"CA1": 2})  # a redelivered, older batch
+    await state.record_applied("notices", {"CA1": 7})
+    await state.record_applied("cards", {})
+    assert await state.applied_version("cards", "CA1") == 3
+    assert await state.applied_version("notices", "CA1") == 7
+    assert await state.applied_versions("cards", ["CA1", "CA2", "CA3", "CA1"]) == {
+        "CA1": 3,
+        "CA2": 1,
+    }
+
+
+async def test_the_applied_through_checkpoint_never_goes_back(
+    state: ProjectionStateStore,
+) -> None:
+    assert await state.applied_through("cards") == 0
+    await state.advance_applied_through("cards", 40)
+    await state.advance_applied_through("cards", 12)
+    await state.advance_applied_through("notices", 5)
+    assert await state.applied_through("cards") == 40
+    assert await state.applied_through("notices") == 5
+
+
+async def test_reported_progress_reads_back_by_name(state: ProjectionStateStore) -> None:
+    assert await state.statuses() == []
+    await state.report("notices", 10, 4)
+    await state.report("cards", 7, 0)
+    await state.report("notices", 14, 0)
+    statuses = await state.statuses()
+    assert [(s.name, s.position, s.lag) for s in statuses] == [("cards", 7, 0), ("notices", 14, 0)]
+    assert all(s.updated_at.tzinfo is not None for s in statuses)

@@ -1,0 +1,85 @@
+"""The notices projector on the in-memory adapters: the fan-out's decisions
+(one notice per holder, chunk by chunk, nothing written again on a replay),
+without a store or a broker."""
+
+from __future__ import annotations
+
+import uuid
+
+from adapters.memory.event_store import MemoryEventStore
+from adapters.memory.notice_projection import MemoryNoticeProjectionStore
+from adapters.memory.positions import MemoryPositionSnapshotStore
+from commands.handlers import CommandHandlers
+from domain.codes import NoticeKind
+from domain.commands import CommandContext
+from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, Principal
+from projections.notices import NoticeProjector
+from tests.support import DIVIDEND
+
+OLGA = CommandContext(Principal("olga", frozenset({ROLE_OPERATOR})), "unit")
+IVAN = CommandContext(Principal("ivan", frozenset({ROLE_APPROVER})), "unit")
+HOLDERS = {f"ACC-{n}": str(n * 10) for n in range(1, 6)}
+
+
+class World:
+    def __init__(self) -> None:
+        self.events = MemoryEventStore()
+        positions = MemoryPositionSnapshotStore()
+        self.handlers = CommandHandlers(self.events, positions)
+        self.notices = MemoryNoticeProjectionStore()
+        self.projector = NoticeProjector(self.notices, positions, self.events, [], chunk=2)
+        self._projected = 0
+
+    async def publish(self) -> str:
+        payload = {**DIVIDEND, "reference": f"RU-DVCA-{uuid.uuid4().hex[:8]}"}
+        action = (await self.handlers.announce(payload, OLGA)).action
+        await self.handlers.approve(action.id, 1, IVAN)
+        return action.id
+
+    async def positions(self, holdings: dict[str, str]) -> None:
+        payload = {
+            "isin": DIVIDEND["isin"],
+            "asOf": DIVIDEND["recordDate"],
+            "positions": [
+                {"accountId": a, "quantity": q, "taxRatePercent": "13"} for a, q in holdings.items()
+            ],
+        }
+        await self.handlers.record_positions(payload, OLGA)
+
+    async def project(self) -> None:
+        """Apply what was recorded since the last call, as one batch."""
+        batch = await self.events.read_all(self._projected, 1000)
+        await self.projector.apply(batch)
+        self._projected = batch[-1].sequence if batch else self._projected
+
+
+async def test_every_holder_gets_one_notice_chunk_by_chunk_and_a_replay_writes_nothing() -> None:
+    world = World()
+    action_id = await world.publish()
+    await world.positions(HOLDERS)
+    await world.project()
+    notices = world.notices.notices.values()
+    assert sorted(n.account_id for n in notices) == sorted(HOLDERS)
+    assert {(n.version, n.notice.kind, n.corporate_action_id) for n in notices} == {
+        (1, NoticeKind.NEW, action_id)
+    }
+    assert await world.projector.reconcile(action_id) == 0  # a redelivery: all stored already
+
+
+async def test_positions_recorded_before_the_approval_issue_the_same_notices() -> None:
+    before, after = World(), World()
+    await before.positions(HOLDERS)
+    await before.project()
+    await before.publish()
+    await before.project()
+    await after.publish()
+    await after.positions(HOLDERS)
+    await after.project()
+
+    def issued(world: World) -> set[tuple[str, int, NoticeKind, str]]:
+        return {
+            (n.account_id, n.version, n.notice.kind, str(n.notice.content.get("eligibleQuantity")))
+            for n in world.notices.notices.values()
+        }
+
+    assert issued(before) == issued(after) and len(issued(before)) == len(HOLDERS)

@@ -1,0 +1,263 @@
+"""IdempotencyMiddleware: the same Idempotency-Key executes a mutation once.
+
+The backend half of invariant 3 (the nginx edge filters duplicates first and
+lets requests through when its Redis is down). Only `POST /graphql` requests
+whose selected operation is a mutation are concerned; queries, GETs and
+everything else pass through untouched. A mutation sent over the GraphQL
+WebSocket (which strawberry would execute, key-less) is refused there with a
+protocol error: mutations go by POST.
+
+For a mutation the caller must send `Idempotency-Key` (1–255 visible ASCII
+characters). The key is scoped to the caller's token subject. The first
+request claims the key in the store ("in flight"), runs, and the response is
+recorded before the caller hears it. A repeat then gets:
+
+- the recorded response again, with `Idempotent-Replayed: true`, when the
+  body is the same (same fingerprint of the canonical request);
+- 409 while the first request is still running;
+- 422 when the body differs.
+
+One mutation per key: a request under an Idempotency-Key selects exactly one
+mutation field. A request selecting several (aliases, fragments, a batch) is
+refused with 400 `BAD_USER_INPUT` before anything runs, so a key always
+stands for one command and one outcome.
+
+One decision per key, stored with the effect: each claim carries a command
+id, and the command's events are stored under ids derived from it (and carry
+the key and fingerprint, see `domain.events.CommandOrigin`). The command id
+survives what can interrupt a request between its write and its answer:
+
+- a response that reports a server failure (HTTP 5xx, or a GraphQL error
+  coded `INTERNAL_SERVER_ERROR` / `SERVICE_UNAVAILABLE`) is not recorded: the
+  claim is *released* (not forgotten), so a retry of the same body runs
+  again under the same command id (a different body may then take the key,
+  as a new command);
+- an in-flight claim older than the lease is taken as abandoned (its process
+  died, or stalled) and the next request with the same body takes it over,
+  under the same command id.
+
+Such a resumed command first looks for the events its id names: found, it
+answers from them what the first execution answered (rebuilt from the stored
+events), without deciding again; not found, it runs. A duplicate event id on
+append means "already written" (adapters.mongo.event_store), so even a
+resumed command racing the stalled original stores its events once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from domain.commands import CURRENT_COMMAND, RequestCommand
+from domain.idempotency import CallerKey, IdempotencyRecord
+from domain.ports import IdempotencyStore, StoreError
+from observability import metrics
+from web.asgi import BodyEnd, CapturedResponse, buffer_body, declared_too_large, replaying
+from web.auth import principal_from_scope
+from web.idempotency import problems
+from web.idempotency.requests import (
+    InvalidIdempotencyKey,
+    idempotency_key,
+    is_mutation_request,
+    json_or_none,
+    mutation_field_count,
+    request_fingerprint,
+)
+from web.idempotency.responses import is_server_failure, send_replay, to_stored
+from web.idempotency.websocket import without_mutations
+from web.problems import send_problem
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "IdempotencyMiddleware"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class IdempotencyMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: IdempotencyStore,
+        *,
+        ttl_seconds: float = 86_400,
+        lease_seconds: float = 60.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        path: str = "/graphql",
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        assert ttl_seconds >= 86_400, "the contract keeps keys at least 24 hours"
+        assert 0 < lease_seconds < ttl_seconds
+        self.app = app
+        self.store = store
+        self.ttl = timedelta(seconds=ttl_seconds)
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_body_bytes = max_body_bytes
+        self.path = path
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.app(scope, without_mutations(receive, send), send)
+            return
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        buffered = None
+        if not declared_too_large(scope, self.max_body_bytes):
+            buffered = await buffer_body(receive, self.max_body_bytes)
+        if buffered is None or buffered.end is BodyEnd.TOO_LARGE:
+            await send_problem(send, problems.too_large(self.max_body_bytes))
+            return
+        if buffered.end is BodyEnd.DISCONNECTED:
+            return
+        body = buffered.body
+        replay_receive = replaying(body, receive)
+        try:
+            payload = json_or_none(body)
+        except RecursionError:  # the GraphQL layer's own json.loads would answer 500
+            await send_problem(send, problems.too_deep())
+            return
+        if payload is None or not is_mutation_request(payload):
+            await self.app(scope, replay_receive, send)
+            return
+        try:
+            key = idempotency_key(scope.get("headers", []))
+        except InvalidIdempotencyKey as exc:
+            await send_problem(send, exc.problem)
+            return
+        if mutation_field_count(payload) > 1:
+            await send_problem(send, problems.several_mutations())
+            return
+        now = self.clock()
+        record = IdempotencyRecord(
+            caller_key=CallerKey(principal_from_scope(scope).subject, key),
+            fingerprint=request_fingerprint("POST", self.path, payload),
+            claim_id=uuid.uuid4().hex,
+            claimed_at=now,
+            expires_at=now + self.ttl,
+        )
+        try:
+            claim = await self._claim(record)
+        except StoreError as exc:
+            # Fail closed: without the store we cannot tell a retry from a first
+            # request, and a bank would rather refuse a command than run it twice.
+            log.warning("idempotency store unavailable, refusing the mutation: %s", exc)
+            metrics.IDEMPOTENCY.labels("store_unavailable").inc()
+            await send_problem(send, problems.store_unavailable())
+            return
+        if isinstance(claim, _Held):
+            await self._answer_repeat(claim.record, record, send)
+            return
+        metrics.IDEMPOTENCY.labels("executed").inc()
+        await self._execute(claim, scope, replay_receive, send)
+
+    async def _claim(self, record: IdempotencyRecord) -> _Claimed | _Held:
+        """Claim the key, taking over a claim that expired, was abandoned or was
+        released: _Claimed with the record we hold (its command id kept from the
+        claim taken over when the body is the same), else _Held."""
+        held: IdempotencyRecord | None = None
+        for _ in range(3):  # a takeover can lose to another one: look again
+            held = await self.store.claim(record)
+            if held is None:
+                return _Claimed(record, resumed=False)
+            if not self._may_take_over(held, record):
+                return _Held(held)
+            resumes = held.response is None and held.fingerprint == record.fingerprint
+            ours = replace(record, command_id=held.command_id) if resumes else record
+            if await self.store.take_over(held, ours):
+                log.info(
+                    "idempotency key %r taken over from a%s claim%s",
+                    record.caller_key,
+                    " released" if held.released else "n abandoned",
+                    "; resuming its command" if resumes else "",
+                )
+                return _Claimed(ours, resumed=resumes)
+        assert held is not None
+        return _Held(held)
+
+    def _may_take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
+        if held.expires_at <= record.claimed_at:
+            return True  # expired but not yet swept by the TTL monitor: the key is free
+        if held.released:
+            return True  # its request ended in a server failure: the key is free
+        # A key stays bound to its first body for as long as its record lives, so
+        # an abandoned claim is only taken over by the same request (else 422).
+        return (
+            held.in_flight
+            and held.fingerprint == record.fingerprint
+            and held.claimed_at <= record.claimed_at - self.lease
+        )
+
+    async def _answer_repeat(
+        self, held: IdempotencyRecord, record: IdempotencyRecord, send: Send
+    ) -> None:
+        if held.fingerprint != record.fingerprint:
+            metrics.IDEMPOTENCY.labels("mismatch").inc()
+            await send_problem(send, problems.key_reused())
+        elif held.response is None:
+            metrics.IDEMPOTENCY.labels("in_flight").inc()
+            await send_problem(send, problems.in_progress())
+        else:
+            metrics.IDEMPOTENCY.labels("replay").inc()
+            await send_replay(send, held.response)
+
+    async def _execute(self, claim: _Claimed, scope: Scope, receive: Receive, send: Send) -> None:
+        record = claim.record
+        captured = CapturedResponse()
+        command = CURRENT_COMMAND.set(RequestCommand(record.origin(), resumed=claim.resumed))
+        try:
+            await self.app(scope, receive, captured.send)
+        except BaseException:
+            await self._release(record)
+            raise
+        finally:
+            CURRENT_COMMAND.reset(command)
+        response = to_stored(captured)
+        if not captured.complete or is_server_failure(response):
+            await self._release(record)
+        else:
+            # Recorded before the caller hears it: a repeat sent after the answer
+            # always replays. If recording fails the command has run all the same,
+            # so the caller still gets its answer; the claim stays in flight until
+            # its lease runs out.
+            try:
+                recorded = await self.store.complete(record, response, self.clock() + self.ttl)
+                if not recorded:
+                    log.warning(
+                        "idempotency claim %r was taken over mid-request", record.caller_key
+                    )
+            except StoreError as exc:
+                log.warning("could not record the response of %r: %s", record.caller_key, exc)
+        await captured.flush(send)
+
+    async def _release(self, record: IdempotencyRecord) -> None:
+        try:
+            await self.store.release(record)
+        except StoreError as exc:  # the lease frees the key later
+            log.warning("could not release idempotency claim %r: %s", record.caller_key, exc)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """The key is ours; `resumed`: an earlier execution of its command may have
+    stored its events (an abandoned or released claim of the same body)."""
+
+    record: IdempotencyRecord
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class _Held:
+    """Another request holds (or completed) the key."""
+
+    record: IdempotencyRecord
