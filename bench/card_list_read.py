@@ -34,11 +34,9 @@ import statistics
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
-from multiprocessing import get_context
 from typing import Any
 
 import httpx
@@ -50,7 +48,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import create_app
-from bench.stack import APPROVER, OPERATOR, add_stack_arguments, bench_stack, pct
+from bench.figures import Figure, Result, print_result
+from bench.load import LoadProcess
+from bench.stack import APPROVER, OPERATOR, BenchStack, add_stack_arguments, bench_stack, pct
 from devstack.process import free_port
 from domain.corporate_action import CorporateAction
 from domain.identifiers import currency_minor_unit
@@ -251,6 +251,82 @@ class Figures:
     rates: list[float] = field(default_factory=list)
 
 
+async def measure(
+    stack: BenchStack,
+    load_process: LoadProcess,
+    *,
+    cards: int = 60,
+    requests: int = 400,
+    concurrency: int = 8,
+    rounds: int = 3,
+) -> Result:
+    """The four variants (module docstring) against the raw endpoint; the
+    load runs in `load_process`, `requests` per variant, pass and round."""
+    result = Result(
+        "reads",
+        sizes={"cards": cards, "requests": requests, "concurrency": concurrency, "rounds": rounds},
+    )
+    services = stack.herald.services
+    print(f"publishing {cards} cards …", flush=True)
+    before = await services.cards.count(CardQuery(public_only=True))
+    for n in range(cards):
+        announced = await services.handlers.announce(terms(n), OPERATOR)
+        await services.handlers.approve(announced.action.id, 1, APPROVER)
+    deadline = time.monotonic() + 60 + cards
+    while (public := await services.cards.count(CardQuery(public_only=True))) < before + cards:
+        assert time.monotonic() < deadline, f"only {public - before} of {cards} cards projected"
+        await asyncio.sleep(0.1)
+
+    servers = {
+        "raw": await serve(raw_app(services)),
+        "uncached": await serve(
+            create_app(stack.settings.with_overrides(public_cache=False), services)
+        ),
+        "cached": await serve(stack.herald.app),  # Herald's app as deployed
+    }
+    try:
+        variants, body_bytes = await _variants(servers)
+        sequential = {v.name: Figures() for v in variants}
+        concurrent = {v.name: Figures() for v in variants}
+        for _ in range(rounds):
+            for variant in variants:
+                served = servers[variant.served]
+                for figures, clients in (
+                    (sequential[variant.name], 1),
+                    (concurrent[variant.name], concurrency),
+                ):
+                    served.timer.samples.clear()
+                    latencies, rate = await load_process.run(
+                        load, variant, served.url, requests, clients
+                    )
+                    figures.client_ms += latencies
+                    figures.server_ms += served.timer.samples[WARM_UP:]
+                    figures.rates.append(rate)
+    finally:
+        for served in servers.values():
+            served.server.should_exit = True
+        await asyncio.gather(*(served.task for served in servers.values()))
+
+    raw = variants[0].name
+    floor_rate = statistics.median(concurrent[raw].rates)
+    goals = {"graphql cached": "≥ 5×"}
+    for variant in variants[1:]:
+        result.add(
+            Figure(
+                f"anonymous card list, {variant.name} ({concurrency} clients)",
+                statistics.median(concurrent[variant.name].rates),
+                "req/s",
+                f"raw Starlette + PyMongo endpoint ({concurrency} clients)",
+                floor_rate,
+                goals.get(variant.name),
+            )
+        )
+    result.notes.extend(
+        report(cards, requests, rounds, concurrency, variants, sequential, concurrent, body_bytes)
+    )
+    return result
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cards", type=int, default=60, help="published cards in the store")
@@ -259,52 +335,19 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     add_stack_arguments(parser, broker="tansu")  # the broker only carries the seeding
     args = parser.parse_args()
-
-    async with bench_stack("cards", broker=args.broker, keep=args.keep) as stack:
-        services = stack.herald.services
-        print(f"store: SecantusDB; broker: {args.broker}; publishing {args.cards} cards …")
-        for n in range(args.cards):
-            announced = await services.handlers.announce(terms(n), OPERATOR)
-            await services.handlers.approve(announced.action.id, 1, APPROVER)
-        deadline = time.monotonic() + 60 + args.cards
-        while (public := await services.cards.count(CardQuery(public_only=True))) < args.cards:
-            assert time.monotonic() < deadline, f"only {public} of {args.cards} cards projected"
-            await asyncio.sleep(0.1)
-
-        servers = {
-            "raw": await serve(raw_app(services)),
-            "uncached": await serve(
-                create_app(stack.settings.with_overrides(public_cache=False), services)
-            ),
-            "cached": await serve(stack.herald.app),  # Herald's app as deployed
-        }
-        try:
-            variants, body_bytes = await _variants(servers)
-            sequential = {v.name: Figures() for v in variants}
-            concurrent = {v.name: Figures() for v in variants}
-            loop = asyncio.get_running_loop()
-            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-                for round_ in range(args.rounds):
-                    print(f"round {round_ + 1}/{args.rounds} …", flush=True)
-                    for variant in variants:
-                        served = servers[variant.served]
-                        for figures, clients in (
-                            (sequential[variant.name], 1),
-                            (concurrent[variant.name], args.concurrency),
-                        ):
-                            served.timer.samples.clear()
-                            latencies, rate = await loop.run_in_executor(
-                                pool, load, variant, served.url, args.requests, clients
-                            )
-                            figures.client_ms += latencies
-                            figures.server_ms += served.timer.samples[WARM_UP:]
-                            figures.rates.append(rate)
-        finally:
-            for served in servers.values():
-                served.server.should_exit = True
-            await asyncio.gather(*(served.task for served in servers.values()))
-
-    report(args, variants, sequential, concurrent, body_bytes)
+    async with (
+        bench_stack("cards", broker=args.broker, keep=args.keep) as stack,
+        LoadProcess() as load_process,
+    ):
+        result = await measure(
+            stack,
+            load_process,
+            cards=args.cards,
+            requests=args.requests,
+            concurrency=args.concurrency,
+            rounds=args.rounds,
+        )
+    print_result(result, store="SecantusDB", broker=args.broker)
 
 
 async def _variants(servers: Mapping[str, Served]) -> tuple[list[Variant], int]:
@@ -331,23 +374,24 @@ async def _variants(servers: Mapping[str, Served]) -> tuple[list[Variant], int]:
 
 
 def report(
-    args: argparse.Namespace,
+    cards: int,
+    requests: int,
+    rounds: int,
+    concurrency: int,
     variants: list[Variant],
     sequential: Mapping[str, Figures],
     concurrent: Mapping[str, Figures],
     body_bytes: int,
-) -> None:
-    print()
-    print(
-        f"anonymous card list, first {PAGE} of {args.cards} published cards "
-        f"({body_bytes} bytes of JSON); {args.rounds} rounds × {args.requests} requests per "
-        "variant and pass; load from a child process over keep-alive HTTP/1.1"
-    )
-    raw = variants[0].name
-    print(
+) -> list[str]:
+    """The latency and throughput tables, as lines."""
+    lines = [
+        f"anonymous card list, first {PAGE} of {cards}+ published cards "
+        f"({body_bytes} bytes of JSON); {rounds} rounds × {requests} requests per "
+        "variant and pass; load from a child process over keep-alive HTTP/1.1",
         f"{'1 client':<24} {'client p50':>10} {'p99':>9} {'p99 ×raw':>9}"
-        f" {'server p50':>11} {'p99':>9} {'p99 ×raw':>9}"
-    )
+        f" {'server p50':>11} {'p99':>9} {'p99 ×raw':>9}",
+    ]
+    raw = variants[0].name
     for variant in variants:
         figures = sequential[variant.name]
         row = f"{variant.name:<24}"
@@ -357,19 +401,20 @@ def report(
         ):
             p99 = pct(samples, 99)
             row += f" {pct(samples, 50):8.2f}ms {p99:7.2f}ms {p99 / pct(floor, 99):8.2f}×"
-        print(row)
+        lines.append(row)
     floor_rate = statistics.median(concurrent[raw].rates)
-    print(
-        f"{f'{args.concurrency} clients':<24} {'req/s':>10} {'×raw':>9} {'client p99':>10}"
+    lines.append(
+        f"{f'{concurrency} clients':<24} {'req/s':>10} {'×raw':>9} {'client p99':>10}"
         f" {'server p99':>11}"
     )
     for variant in variants:
         figures = concurrent[variant.name]
         rate = statistics.median(figures.rates)
-        print(
+        lines.append(
             f"{variant.name:<24} {rate:10.0f} {rate / floor_rate:8.2f}× "
             f"{pct(figures.client_ms, 99):8.1f}ms {pct(figures.server_ms, 99):9.1f}ms"
         )
+    return lines
 
 
 if __name__ == "__main__":

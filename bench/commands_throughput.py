@@ -1,13 +1,14 @@
 """Accepted commands per second through the full path, and the relay's latency.
 
 Starts SecantusDB (durable commits) and Apache Kafka 4 on loopback, and one
-Herald process; then, in one run:
+Herald process; the load comes from a child process (`bench.load`); then, in
+one run:
 
 - baseline: `{ __typename }` over the same HTTP stack (the floor for any request),
   and a raw `insert_one` into the same store (the floor for a durable write);
 - announce commands from 1 client, then from 20 concurrent clients;
-- relay latency per event: Kafka record timestamp (producer send) − occurredAt,
-  and the time until a plain consumer sees it.
+- acknowledgeNotice the same way, on the notices of one approved dividend;
+- relay latency per event: Kafka record timestamp (producer send) − occurredAt.
 
     .venv/bin/python -m bench.commands_throughput [--commands 400] [--broker kafka|tansu]
 """
@@ -19,17 +20,25 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from functools import partial
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 
 from adapters.kafka.topics import topic_for
-from bench.stack import add_stack_arguments, bench_stack, pct
+from adapters.mongo.notices import NOTICES
+from bench.figures import Figure, Result, print_result
+from bench.load import GraphQLLoad, LoadProcess, LoadResult, empty, graphql_load
+from bench.stack import APPROVER, OPERATOR, BenchStack, add_stack_arguments, bench_stack, pct
 from domain.events import AGGREGATE_CORPORATE_ACTION
+from domain.principal import SCOPE_NOTICES_READ
 
+MAX_ACKNOWLEDGEMENTS = 150  # per phase: one depositor token holds every account
+ACKNOWLEDGE = """
+mutation($id: ID!) { acknowledgeNotice(id: $id) { notice { id acknowledgedAt } consistencyToken } }
+"""
 ANNOUNCE = """
 mutation($input: AnnounceCorporateActionInput!) {
   announceCorporateAction(input: $input) { corporateAction { id version } consistencyToken }
@@ -48,28 +57,189 @@ def terms(n: int) -> dict[str, Any]:
     }
 
 
-async def post(http: httpx.AsyncClient, token: str, query: str, variables: dict[str, Any]) -> None:
-    response = await http.post(
-        "/graphql",
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+def announce_variables(n: int) -> dict[str, Any]:
+    return {"input": terms(n)}
+
+
+def acknowledge_variables(notice_ids: list[str], n: int) -> dict[str, Any]:
+    return {"id": notice_ids[n]}
+
+
+async def seed_notices(stack: BenchStack, accounts: int) -> list[str]:
+    """One approved dividend held by `accounts` accounts (ACK-…); its notice ids."""
+    handlers = stack.herald.services.handlers
+    isin, as_of = "RU0007661625", date(2027, 3, 1)
+    holders = [f"ACK-{n:06d}" for n in range(accounts)]
+    await handlers.record_positions(
+        {
+            "isin": isin,
+            "asOf": as_of.isoformat(),
+            "positions": [
+                {"accountId": a, "quantity": "100", "taxRatePercent": "13"} for a in holders
+            ],
+        },
+        OPERATOR,
     )
-    body = response.json()
-    assert response.status_code == 200 and not body.get("errors"), body
+    announced = await handlers.announce(
+        {**terms(0), "isin": isin, "recordDate": as_of.isoformat()}, OPERATOR
+    )
+    await handlers.approve(announced.action.id, 1, APPROVER)
+    notices = stack.herald.services.db[NOTICES]
+    query = {"corporateActionId": announced.action.id, "accountId": {"$in": holders}}
+    deadline = time.monotonic() + 60 + accounts / 50
+    while await notices.count_documents(query) < accounts:
+        assert time.monotonic() < deadline, "the notices to acknowledge were not projected"
+        await asyncio.sleep(0.2)
+    return [str(doc["_id"]) async for doc in notices.find(query, {"_id": 1})]
 
 
-async def rate(
-    http: httpx.AsyncClient, token: str, count: int, clients: int, query: str, variables: Any
-) -> float:
-    per_client = count // clients
-
-    async def worker(w: int) -> None:
-        for i in range(per_client):
-            await post(http, token, query, variables(w * per_client + i))
-
+async def _raw_inserts(uri: str, count: int, seconds: float) -> LoadResult:
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    raw = mongo["bench"]["raw"]
+    result = LoadResult()
     started = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(clients)))
-    return per_client * clients / (time.perf_counter() - started)
+    for n in range(count):
+        if time.perf_counter() - started > seconds:
+            break
+        await raw.insert_one({"n": n, "payload": terms(n)})
+        result.completed += 1
+    result.seconds = time.perf_counter() - started
+    await mongo.close()
+    return result
+
+
+def raw_inserts(uri: str, count: int, seconds: float) -> LoadResult:
+    """Durable `insert_one`s of a command-sized document, one after another (in the child)."""
+    return asyncio.run(_raw_inserts(uri, count, seconds))
+
+
+async def relay_latencies(stack: BenchStack, events: int) -> list[float]:
+    """ms from each event's occurredAt to its Kafka record timestamp (the
+    producer's send), for the first `events` events of the topic."""
+    herald = stack.herald
+    while await herald.services.events.unpublished_count():  # noqa: ASYNC110 - polls the store
+        await asyncio.sleep(0.05)
+    topic = topic_for(stack.settings.kafka_topic_prefix, AGGREGATE_CORPORATE_ACTION)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=stack.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    relay_ms: list[float] = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(relay_ms) < events and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                for m in messages:
+                    occurred = datetime.fromisoformat(json.loads(m.value)["occurredAt"])
+                    relay_ms.append(m.timestamp - occurred.timestamp() * 1000)
+    finally:
+        await consumer.stop()
+    return relay_ms
+
+
+async def measure(
+    stack: BenchStack,
+    load: LoadProcess,
+    *,
+    commands: int = 400,
+    clients: int = 20,
+    seconds: float = 120.0,
+    acknowledgements: bool = True,
+) -> Result:
+    """Announce commands/s from 1 and `clients` clients against the HTTP floor
+    and the store's durable `insert_one`; each phase stops after `commands`
+    requests or `seconds`, whichever comes first. With `acknowledgements`, the
+    same for acknowledgeNotice on the notices of one approved dividend."""
+    result = Result("commands", sizes={"commands": commands, "clients": clients})
+    token = stack.issuer.mint("bench", roles=["ca-operator"])
+    url = stack.herald.base_url
+
+    def phase(query: str, variables: Any, count: int, n: int) -> GraphQLLoad:
+        return GraphQLLoad(url, token, query, variables, count, n, seconds)
+
+    floor_http = await load.run(graphql_load, phase("{ __typename }", empty, commands, 1))
+    floor_store = await load.run(raw_inserts, stack.store.uri, commands, seconds)
+    single = await load.run(graphql_load, phase(ANNOUNCE, announce_variables, commands, 1))
+    many = await load.run(graphql_load, phase(ANNOUNCE, announce_variables, commands, clients))
+    relay_ms = await relay_latencies(stack, single.completed + many.completed)
+    result.add(
+        Figure(
+            "announce, 1 client",
+            single.rate,
+            "commands/s",
+            "raw durable insert_one, 1 client",
+            floor_store.rate,
+            "≥ 0.3×",
+        ),
+        Figure(
+            f"announce, {clients} clients",
+            many.rate,
+            "commands/s",
+            "announce, 1 client",
+            single.rate,
+            "≥ 4×",
+        ),
+        Figure(
+            "announce, 1 client, vs the HTTP floor",
+            single.rate,
+            "commands/s",
+            "{ __typename } over HTTP, 1 client",
+            floor_http.rate,
+        ),
+    )
+    if acknowledgements:
+        acks_each = min(commands, MAX_ACKNOWLEDGEMENTS)  # the token names every account
+        notice_ids = await seed_notices(stack, 2 * acks_each)
+        depositor = stack.issuer.mint(
+            "bench-depositor",
+            accounts=[f"ACK-{n:06d}" for n in range(2 * acks_each)],
+            scopes=[SCOPE_NOTICES_READ],
+        )
+        acks = [
+            await load.run(
+                graphql_load,
+                GraphQLLoad(
+                    url,
+                    depositor,
+                    ACKNOWLEDGE,
+                    partial(acknowledge_variables, notice_ids[half * acks_each :]),
+                    acks_each,
+                    n,
+                    seconds,
+                ),
+            )
+            for half, n in ((0, 1), (1, clients))
+        ]
+        result.add(
+            Figure(
+                "acknowledge, 1 client",
+                acks[0].rate,
+                "commands/s",
+                "raw durable insert_one, 1 client",
+                floor_store.rate,
+                "≥ 0.3×",
+            ),
+            Figure(
+                f"acknowledge, {clients} clients",
+                acks[1].rate,
+                "commands/s",
+                "acknowledge, 1 client",
+                acks[0].rate,
+                "≥ 4×",
+            ),
+        )
+    if relay_ms:
+        result.add(Figure("relay: occurredAt → Kafka record, p99", pct(relay_ms, 99), "ms"))
+        result.notes.append(
+            f"relay publish latency over {len(relay_ms)} events: p50 {pct(relay_ms, 50):.1f} ms,"
+            f" p99 {pct(relay_ms, 99):.1f} ms, max {max(relay_ms):.1f} ms"
+        )
+    result.notes.append(
+        f"announce latency p50/p99: 1 client {pct(single.latencies_ms, 50):.1f}/"
+        f"{pct(single.latencies_ms, 99):.1f} ms, {clients} clients "
+        f"{pct(many.latencies_ms, 50):.1f}/{pct(many.latencies_ms, 99):.1f} ms"
+    )
+    return result
 
 
 async def main() -> None:
@@ -77,63 +247,12 @@ async def main() -> None:
     parser.add_argument("--commands", type=int, default=400)
     add_stack_arguments(parser)
     args = parser.parse_args()
-
-    async with bench_stack("commands", broker=args.broker, keep=args.keep) as stack:
-        herald, store, settings, issuer = stack.herald, stack.store, stack.settings, stack.issuer
-        token = issuer.mint("bench", roles=["ca-operator"])
-        print(
-            f"store: SecantusDB (sync-on-commit); broker: {args.broker}; commands: {args.commands}"
-        )
-        limits = httpx.Limits(max_connections=40)
-        async with httpx.AsyncClient(base_url=herald.base_url, timeout=60, limits=limits) as http:
-            floor_http = await rate(http, token, args.commands, 1, "{ __typename }", lambda n: {})
-            mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(store.uri)
-            raw = mongo["bench"]["raw"]
-            started = time.perf_counter()
-            for n in range(args.commands):
-                await raw.insert_one({"n": n, "payload": terms(n)})
-            floor_store = args.commands / (time.perf_counter() - started)
-            await mongo.close()
-
-            single = await rate(
-                http, token, args.commands, 1, ANNOUNCE, lambda n: {"input": terms(n)}
-            )
-            many = await rate(
-                http, token, args.commands, 20, ANNOUNCE, lambda n: {"input": terms(n)}
-            )
-
-        # Wait for the relay to drain, then read what reached Kafka.
-        while await herald.services.events.unpublished_count():  # noqa: ASYNC110 - polls the store
-            await asyncio.sleep(0.05)
-        topic = topic_for(settings.kafka_topic_prefix, AGGREGATE_CORPORATE_ACTION)
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=stack.bootstrap_servers, auto_offset_reset="earliest"
-        )
-        await consumer.start()
-        relay_ms: list[float] = []
-        total = 2 * args.commands
-        while len(relay_ms) < total:
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                for m in messages:
-                    occurred = datetime.fromisoformat(json.loads(m.value)["occurredAt"])
-                    relay_ms.append(m.timestamp - occurred.timestamp() * 1000)
-        await consumer.stop()
-
-    print(f"baseline  {{ __typename }} over HTTP, 1 client : {floor_http:8.1f} req/s")
-    print(f"baseline  raw insert_one, 1 client          : {floor_store:8.1f} docs/s")
-    print(
-        f"announce  1 client                          : {single:8.1f} commands/s"
-        f"  ({single / floor_http:.2f}× the HTTP floor, {single / floor_store:.2f}× raw insert)"
-    )
-    print(
-        f"announce  20 concurrent clients             : {many:8.1f} commands/s"
-        f"  ({many / single:.2f}× one client)"
-    )
-    print(
-        f"relay publish latency (occurredAt → Kafka record time) over {len(relay_ms)} events: "
-        f"p50 {pct(relay_ms, 50):.1f} ms, p99 {pct(relay_ms, 99):.1f} ms, "
-        f"max {max(relay_ms):.1f} ms"
-    )
+    async with (
+        bench_stack("commands", broker=args.broker, keep=args.keep) as stack,
+        LoadProcess() as load,
+    ):
+        result = await measure(stack, load, commands=args.commands)
+    print_result(result, broker=args.broker)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import httpx
 
 from adapters.channels.email import SmtpChannel
 from adapters.channels.push import PushChannel
+from bench.figures import Figure, Result
 from bench.stack import APPROVER, OPERATOR, add_stack_arguments, bench_stack, pct
 from devstack.mail_sink import MailSink
 from devstack.push_sink import PushServer
@@ -60,7 +61,8 @@ FAULT_NOTICES = 50
 T = TypeVar("T")
 
 
-async def run(notices: int, broker: str, keep: bool) -> None:
+async def run(notices: int, broker: str, keep: bool) -> dict[str, float]:
+    """The run; deliveries/s per channel (EMAIL, PUSH) and the raw clients' (raw EMAIL, …)."""
     mail = MailSink()
     mail.start()
     async with PushServer() as push:
@@ -68,14 +70,14 @@ async def run(notices: int, broker: str, keep: bool) -> None:
             async with bench_stack(
                 "deliveries", broker=broker, keep=keep, smtp_url=mail.url, push_url=push.url
             ) as stack:
-                await _measure(stack.herald, notices, mail, push, stack.store.process.pid)
+                return await _measure(stack.herald, notices, mail, push, stack.store.process.pid)
         finally:
             mail.stop()
 
 
 async def _measure(
     herald: Any, n: int, mail: MailSink, push: PushServer, store_pid: int | None
-) -> None:
+) -> dict[str, float]:
     db = herald.services.db
     accounts = [f"ACC-{i:06d}" for i in range(n)]
     await db["notification_preferences"].insert_many(
@@ -205,6 +207,7 @@ async def _measure(
     await _fault(herald, push)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS (Herald + sinks + bench, one process): {peak:.0f} MiB")
+    return {**rates, "raw EMAIL": raw_mail, "raw PUSH": raw_push}
 
 
 async def _fault(herald: Any, push: PushServer) -> None:
@@ -281,6 +284,23 @@ async def _timed(items: Sequence[T], send: Callable[[T], Awaitable[Any]]) -> flo
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     return len(items) / max(time.monotonic() - started, 1e-3)
+
+
+async def measure(*, notices: int = 20_000, broker: str = "kafka") -> Result:
+    """`run`'s figures for `herald bench`: each channel against its raw client."""
+    rates = await run(notices, broker, keep=False)
+    result = Result("deliveries", sizes={"notices": notices})
+    for channel, raw in (("EMAIL", "aiosmtplib.send"), ("PUSH", "httpx POST")):
+        result.add(
+            Figure(
+                f"deliveries, {channel}",
+                rates[channel],
+                "deliveries/s",
+                f"raw {raw}, same messages, {CONCURRENCY} concurrent",
+                rates[f"raw {channel}"],
+            )
+        )
+    return result
 
 
 def main() -> None:

@@ -40,7 +40,8 @@ from typing import Any
 
 import httpx
 
-from devstack.process import ManagedProcess, free_port, run_sync
+from bench.figures import Figure, Result
+from devstack.process import ManagedProcess, free_port
 from devstack.redis import RedisServer
 from edge import EdgeConfig, EdgeServer
 from edge.server import http_get, parse_metrics
@@ -169,21 +170,25 @@ def _run(coro: Coroutine[Any, Any, dict[str, object]]) -> dict[str, object]:
     return uvloop.run(coro)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.edge_replay",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+async def measure(
+    *,
+    requests: int = 10000,
+    connections: int = 50,
+    workers: int = 2,
+    rounds: int = 3,
+    redis_connect_timeout_ms: int = 50,
+    redis_read_timeout_ms: int = 100,
+) -> dict[str, object]:
+    """Start redis-server, the stub upstream and one nginx edge; run the phases
+    (see the module's docstring); stop them; the figures as a dict."""
+    args = argparse.Namespace(
+        requests=requests,
+        connections=connections,
+        workers=workers,
+        rounds=rounds,
+        redis_connect_timeout_ms=redis_connect_timeout_ms,
+        redis_read_timeout_ms=redis_read_timeout_ms,
     )
-    parser.add_argument("--requests", type=int, default=10000, help="per phase and round")
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=2, help="nginx worker processes")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--redis-connect-timeout-ms", type=int, default=50)
-    parser.add_argument("--redis-read-timeout-ms", type=int, default=100)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON only")
-    args = parser.parse_args()
-
     with tempfile.TemporaryDirectory(prefix="herald-bench-edge-") as tmp:
         workdir = Path(tmp)
         redis_server = RedisServer()
@@ -201,23 +206,78 @@ def main() -> int:
                 status_listen=f"127.0.0.1:{free_port()}",
                 upstreams=(f"127.0.0.1:{upstream_port}",),
                 redis_nodes=(f"127.0.0.1:{redis_server.port}",),
-                worker_processes=args.workers,
-                redis_connect_timeout_ms=args.redis_connect_timeout_ms,
-                redis_read_timeout_ms=args.redis_read_timeout_ms,
+                worker_processes=workers,
+                redis_connect_timeout_ms=redis_connect_timeout_ms,
+                redis_read_timeout_ms=redis_read_timeout_ms,
             ),
             workdir / "nginx",
         )
         try:
             redis_server.start()
             upstream.start()
-            run_sync(lambda: upstream.wait_ready(upstream_port, timeout=30))
+            await upstream.wait_ready(upstream_port, timeout=30)
             edge.start()
-            result = _run(bench(args, edge, upstream_port))
+            result = await bench(args, edge, upstream_port)
             result["edge_error_log_tail"] = edge.error_log_tail(5).splitlines()
         finally:
             edge.stop()
             upstream.stop()
             redis_server.close()
+    return result
+
+
+def figures(result: dict[str, object]) -> Result:
+    """The edge's figures for `herald bench`."""
+    figures = Result(
+        "edge",
+        sizes={
+            k: result[k] for k in ("requests_per_phase", "rounds", "connections", "nginx_workers")
+        },
+    )
+    figures.add(
+        Figure(
+            "edge replay of duplicates (stub upstream)",
+            float(str(result["duplicate_replays_per_s"])),
+            "req/s",
+            "unique requests through the edge to the app",
+            float(str(result["unique_through_edge_per_s"])),
+            "≥ 5× against Herald's real mutation path",
+        )
+    )
+    figures.notes.append(
+        f"app hits/executions for the duplicated key: {result['app_hits_for_duplicated_key']}/"
+        f"{result['app_executions_for_duplicated_key']} (edge fail-opens: "
+        f"{result['edge_fail_opens']}); unique straight to the app: "
+        f"{result['unique_direct_to_app_per_s']} req/s"
+    )
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.edge_replay",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--requests", type=int, default=10000, help="per phase and round")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2, help="nginx worker processes")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--redis-connect-timeout-ms", type=int, default=50)
+    parser.add_argument("--redis-read-timeout-ms", type=int, default=100)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON only")
+    args = parser.parse_args()
+
+    result = _run(
+        measure(
+            requests=args.requests,
+            connections=args.connections,
+            workers=args.workers,
+            rounds=args.rounds,
+            redis_connect_timeout_ms=args.redis_connect_timeout_ms,
+            redis_read_timeout_ms=args.redis_read_timeout_ms,
+        )
+    )
 
     if args.json:
         print(json.dumps(result, indent=2))

@@ -58,7 +58,16 @@ from adapters.mongo.client import Document, connect
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.notice_projection import NOTICES
 from adapters.mongo.positions import MongoPositionStore
-from bench.stack import APPROVER, OPERATOR, add_stack_arguments, bench_stack, pct, settled
+from bench.figures import Figure, Result, print_result
+from bench.stack import (
+    APPROVER,
+    OPERATOR,
+    BenchStack,
+    add_stack_arguments,
+    bench_stack,
+    pct,
+    settled,
+)
 from commands.handlers import CommandHandlers
 from devstack.herald import RunningHerald
 
@@ -277,6 +286,162 @@ def valid_isin(n: int) -> str:
     return body + stdnum_isin.calc_check_digit(body)
 
 
+async def measure(
+    stack: BenchStack,
+    *,
+    accounts: int = 100_000,
+    runs: int = 5,
+    run_accounts: int = 2000,
+    progress: bool = True,
+) -> Result:
+    """Fan-out of one action to `accounts` holders against raw `insert_many`
+    of the same documents; approval → last notice for `runs` small fan-outs
+    of `run_accounts`; peak RSS at each stage (see the module's docstring)."""
+    result = Result(
+        "fan-out", sizes={"accounts": accounts, "runs": runs, "run_accounts": run_accounts}
+    )
+    rss: list[tuple[str, float]] = [("start", peak_rss_mib())]
+    herald, store, settings = stack.herald, stack.store, stack.settings
+    phases = Phases()
+    for target, method, label in (
+        (herald.services.positions, "accounts", "positions.accounts (distinct)"),
+        (herald.services.positions, "holdings", "positions.holdings (find $in)"),
+        (herald.services.positions, "boundaries", "positions.boundaries"),
+        (herald.services.positions, "between", "positions.between (range)"),
+        (
+            herald.services.notice_projection,
+            "reconcile_range",
+            "notices.reconcile_range (txn)",
+        ),
+    ):
+        if hasattr(target, method):  # whichever the projector's stores offer
+            phases.wrap(target, method, label)
+    mongo: AsyncMongoClient[Document] = AsyncMongoClient(store.uri, timeoutMS=120_000)
+    db = mongo[settings.mongo_database]
+    notices = db[NOTICES]
+    rss.append(("Herald started", peak_rss_mib()))
+    try:
+        expected = holders(accounts)
+        print(f"recording positions of {accounts} accounts ({expected} hold > 0) …", flush=True)
+        loop = asyncio.get_running_loop()
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            record_seconds = await loop.run_in_executor(
+                pool,
+                record_in_child,
+                store.uri,
+                settings.mongo_database,
+                BIG_ISIN,
+                BIG_DATE,
+                accounts,
+            )
+        await settled(herald)
+        result.notes.append(
+            f"record_positions: {record_seconds:.1f}s "
+            f"({accounts / record_seconds:,.0f} positions/s, in a child process)"
+        )
+        rss.append(("positions recorded", peak_rss_mib()))
+
+        print("approving a DVCA on that ISIN/date; waiting for every notice …", flush=True)
+        phases.reset()
+        try:
+            big = await approve_and_wait(
+                herald,
+                notices,
+                BIG_ISIN,
+                BIG_DATE,
+                expected,
+                poll=0.05,
+                progress_every=2.0 if progress else None,
+            )
+        except TimeoutError:
+            print("the fan-out did not finish; the projector's store calls so far:")
+            for label, seconds in phases.seconds.items():
+                print(f"  {label:<32} {seconds:7.2f} s in {phases.calls[label]} calls")
+            for label, error in phases.failures.items():
+                print(f"  {label:<32} failed (retried by the runner): {error}")
+            raise
+        rss.append(("after fan-out", peak_rss_mib()))
+        reconcile = (phases.last_end - phases.first_start) if phases.first_start else 0.0
+        breakdown = dict(phases.seconds)
+        calls = dict(phases.calls)
+
+        copied, raw_seconds = await raw_copy(db, big.action_id)
+        assert copied == expected, (copied, expected)
+        rss.append(("after raw copy", peak_rss_mib()))
+
+        small: list[FanOut] = []
+        run_expected = holders(run_accounts)
+        for n in range(runs):
+            isin, as_of = valid_isin(n), BIG_DATE + timedelta(days=n + 1)
+            await herald.services.handlers.record_positions(
+                positions_payload(isin, as_of, run_accounts), OPERATOR
+            )
+            await settled(herald)
+            small.append(
+                await approve_and_wait(herald, notices, isin, as_of, run_expected, poll=0.005)
+            )
+        rss.append((f"after {runs} small runs", peak_rss_mib()))
+    finally:
+        await mongo.close()
+
+    rate = expected / big.seconds
+    raw_rate = copied / raw_seconds
+    result.add(
+        Figure(
+            f"notice fan-out, {expected:,} holders",
+            rate,
+            "notices/s",
+            "raw insert_many of the same documents",
+            raw_rate,
+            "≥ 0.9×",
+        )
+    )
+    notes = result.notes
+    notes.append(
+        f"fan-out of {expected} notices: approval → first notice {big.first_visible:.2f} s, "
+        f"→ last {big.seconds:.2f} s; raw insert_many {raw_seconds:.2f} s"
+    )
+    if reconcile:
+        notes.append(
+            f"projector reconcile only: {expected / reconcile:,.0f} notices/s "
+            f"({reconcile:.2f} s from reading accounts to the last bulk write)"
+        )
+        io = 0.0
+        for label, seconds in breakdown.items():
+            io += seconds
+            notes.append(f"  {label:<32} {seconds:7.2f} s in {calls[label]} calls")
+        notes.append(f"  {'plan/derive/build (the rest)':<32} {max(reconcile - io, 0):7.2f} s")
+    if small:
+        latencies = [r.seconds * 1000 for r in small]
+        result.add(
+            Figure(
+                f"approval → last of {run_expected:,} notices visible, p50",
+                pct(latencies, 50),
+                "ms",
+            ),
+            Figure(
+                f"approval → last of {run_expected:,} notices visible, p99",
+                pct(latencies, 99),
+                "ms",
+                goal="≤ 300 ms",
+            ),
+        )
+        notes.append(
+            f"approval → last notice, {len(small)} runs × {run_expected} notices: "
+            f"min {min(latencies):.0f} ms, max {max(latencies):.0f} ms, "
+            f"mean {statistics.fmean(latencies):.0f} ms"
+        )
+    notes.append(
+        "peak RSS (this process: Herald + bench): "
+        + ", ".join(f"{label} {peak:.0f} MiB" for label, peak in rss)
+    )
+    notes.append(
+        f"current RSS during the big fan-out: {big.rss_at_start:.1f} MiB at approval, "
+        f"peak {big.peak_rss_during:.1f} MiB (+{big.peak_rss_during - big.rss_at_start:.1f} MiB)"
+    )
+    return result
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=100_000)
@@ -284,132 +449,19 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="small fan-outs for p50/p99")
     parser.add_argument("--run-accounts", type=int, default=2000)
     args = parser.parse_args()
-
-    rss: list[tuple[str, float]] = [("start", peak_rss_mib())]
     async with bench_stack(
         "fanout", broker=args.broker, keep=args.keep, kafka_session_timeout_ms=6000
     ) as stack:
-        herald, store, settings = stack.herald, stack.store, stack.settings
-        phases = Phases()
-        for target, method, label in (
-            (herald.services.positions, "accounts", "positions.accounts (distinct)"),
-            (herald.services.positions, "holdings", "positions.holdings (find $in)"),
-            (herald.services.positions, "boundaries", "positions.boundaries"),
-            (herald.services.positions, "between", "positions.between (range)"),
-            (
-                herald.services.notice_projection,
-                "reconcile_range",
-                "notices.reconcile_range (txn)",
-            ),
-        ):
-            if hasattr(target, method):  # whichever the projector's stores offer
-                phases.wrap(target, method, label)
-        mongo: AsyncMongoClient[Document] = AsyncMongoClient(store.uri, timeoutMS=120_000)
-        db = mongo[settings.mongo_database]
-        notices = db[NOTICES]
-        rss.append(("Herald started", peak_rss_mib()))
         print(
-            f"store: SecantusDB {store.uri} (data folder, sync-on-commit); broker: {args.broker} "
-            f"({stack.bootstrap_servers}); Herald (API+relay+projectors) in this process",
+            f"store: SecantusDB {stack.store.uri} (data folder, sync-on-commit); broker: "
+            f"{args.broker} ({stack.bootstrap_servers}); Herald (API+relay+projectors) in this "
+            "process",
             flush=True,
         )
-        try:
-            expected = holders(args.accounts)
-            print(f"recording positions of {args.accounts} accounts ({expected} hold > 0) …")
-            loop = asyncio.get_running_loop()
-            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-                record_seconds = await loop.run_in_executor(
-                    pool,
-                    record_in_child,
-                    store.uri,
-                    settings.mongo_database,
-                    BIG_ISIN,
-                    BIG_DATE,
-                    args.accounts,
-                )
-            await settled(herald)
-            print(
-                f"  record_positions: {record_seconds:.1f}s "
-                f"({args.accounts / record_seconds:,.0f} positions/s, in a child process)"
-            )
-            rss.append(("positions recorded", peak_rss_mib()))
-
-            print("approving a DVCA on that ISIN/date; waiting for every notice …", flush=True)
-            phases.reset()
-            try:
-                big = await approve_and_wait(
-                    herald, notices, BIG_ISIN, BIG_DATE, expected, poll=0.05, progress_every=2.0
-                )
-            except TimeoutError:
-                print("the fan-out did not finish; the projector's store calls so far:")
-                for label, seconds in phases.seconds.items():
-                    print(f"  {label:<32} {seconds:7.2f} s in {phases.calls[label]} calls")
-                for label, error in phases.failures.items():
-                    print(f"  {label:<32} failed (retried by the runner): {error}")
-                raise
-            rss.append(("after fan-out", peak_rss_mib()))
-            reconcile = (phases.last_end - phases.first_start) if phases.first_start else 0.0
-            breakdown = dict(phases.seconds)
-            calls = dict(phases.calls)
-
-            copied, raw_seconds = await raw_copy(db, big.action_id)
-            assert copied == expected, (copied, expected)
-            rss.append(("after raw copy", peak_rss_mib()))
-
-            small: list[FanOut] = []
-            run_expected = holders(args.run_accounts)
-            for n in range(args.runs):
-                isin, as_of = valid_isin(n), BIG_DATE + timedelta(days=n + 1)
-                await herald.services.handlers.record_positions(
-                    positions_payload(isin, as_of, args.run_accounts), OPERATOR
-                )
-                await settled(herald)
-                small.append(
-                    await approve_and_wait(herald, notices, isin, as_of, run_expected, poll=0.005)
-                )
-            rss.append((f"after {args.runs} small runs", peak_rss_mib()))
-        finally:
-            await mongo.close()
-
-    rate = expected / big.seconds
-    raw_rate = copied / raw_seconds
-    print()
-    print(f"store: SecantusDB (sync-on-commit, data folder); broker: {args.broker}")
-    print(f"fan-out of {expected} notices ({args.accounts} accounts, chunks of 5000):")
-    print(f"  approval accepted → first notice visible : {big.first_visible:8.2f} s")
-    print(f"  approval accepted → last notice visible  : {big.seconds:8.2f} s")
-    print(f"  notices/s (approval → last notice)       : {rate:10,.0f}")
-    if reconcile:
-        print(
-            f"  notices/s (projector reconcile only)     : {expected / reconcile:10,.0f}"
-            f"  ({reconcile:.2f} s from reading accounts to the last bulk write)"
+        result = await measure(
+            stack, accounts=args.accounts, runs=args.runs, run_accounts=args.run_accounts
         )
-        io = 0.0
-        for label, seconds in breakdown.items():
-            io += seconds
-            print(f"    {label:<32} {seconds:7.2f} s in {calls[label]} calls")
-        print(f"    {'plan/derive/build (the rest)':<32} {max(reconcile - io, 0):7.2f} s")
-    print(f"raw insert_many of the same {copied} documents (chunks of {COPY_CHUNK}):")
-    print(f"  docs/s                                   : {raw_rate:10,.0f}  ({raw_seconds:.2f} s)")
-    print(f"  ratio notices/s ÷ raw insert_many docs/s : {rate / raw_rate:10.2f}")
-    if small:
-        latencies = [r.seconds * 1000 for r in small]
-        print(
-            f"approval → last notice visible, {len(small)} runs × {run_expected} notices "
-            f"({args.run_accounts} accounts, distinct ISINs/dates):"
-        )
-        print(
-            f"  p50 {pct(latencies, 50):.0f} ms, p99 {pct(latencies, 99):.0f} ms "
-            f"(nearest rank), min {min(latencies):.0f} ms, max {max(latencies):.0f} ms, "
-            f"mean {statistics.fmean(latencies):.0f} ms"
-        )
-    print("memory (this process: Herald + bench; positions were recorded in a child):")
-    for label, peak in rss:
-        print(f"  peak RSS {label:<26}: {peak:8.1f} MiB")
-    print(
-        f"  current RSS during the big fan-out: {big.rss_at_start:.1f} MiB at approval, "
-        f"peak {big.peak_rss_during:.1f} MiB (+{big.peak_rss_during - big.rss_at_start:.1f} MiB)"
-    )
+    print_result(result, store="SecantusDB (sync-on-commit, data folder)", broker=args.broker)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli.bench import register as register_bench
 from cli.dlq import register as register_dlq
 from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, SCOPE_NOTICES_READ
 from settings import Settings, SettingsError
@@ -392,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     allowlist.add_argument("--output", "-o", default="-", help="where to write it (- = stdout)")
     allowlist.set_defaults(func=_cmd_allowlist)
     register_dlq(sub, _HelpFormatter)
+    register_bench(sub, _HelpFormatter)
     return parser
 
 

@@ -227,9 +227,13 @@ class MongoCardStore:
         """Newest first (ids are time-ordered); keyset paging on the id."""
         conditions = _mongo_filter(query)
         if after is not None:
-            conditions = {"$and": [conditions, {"_id": {"$lt": after}}]}
+            # Beside the filter's fields, not under an `$and`: SecantusDB plans
+            # an `$and` as a collection scan (tests/notices/test_paging_plans.py).
+            conditions["_id"] = {**conditions.get("_id", {}), "$lt": after}
         async with translated():
             cursor = self._cards.find(conditions).sort("_id", DESCENDING).limit(first + 1)
+            if set(conditions) <= {"_id"}:  # unfiltered: SecantusDB would scan and sort
+                cursor = cursor.hint([("_id", ASCENDING)])
             docs = [doc async for doc in cursor]
         return [from_document(doc) for doc in docs[:first]], len(docs) > first
 

@@ -27,6 +27,8 @@ NOTICES = "notices"
 
 # Newest first; `_id` breaks ties between notices issued in the same millisecond.
 _NEWEST_FIRST = [("issuedAt", DESCENDING), ("_id", DESCENDING)]
+# The depositor's list: by account, newest first.
+_BY_ACCOUNT = [("accountId", ASCENDING), *_NEWEST_FIRST]
 
 
 def _accounts_filter(accounts: Collection[str], unread_only: bool) -> Document:
@@ -103,7 +105,7 @@ class MongoNoticeStore:
     async def ensure_indexes(self) -> None:
         """The depositor's list (by account, newest first)."""
         async with translated():
-            await self._notices.create_index([("accountId", ASCENDING), *_NEWEST_FIRST])
+            await self._notices.create_index(_BY_ACCOUNT)
 
     # --- depositors: always scoped to the caller's accounts -------------------
 
@@ -122,7 +124,15 @@ class MongoNoticeStore:
         if after is not None:
             conditions = {"$and": [conditions, _after(*after)]}
         async with translated():
-            cursor = self._notices.find(conditions).sort(_NEWEST_FIRST).limit(first + 1)
+            # The hint: SecantusDB's planner scans the whole collection for the
+            # cursor's `$or` (every page after the first) unless told the index
+            # (tests/notices/test_paging_plans.py); MongoDB would pick it anyway.
+            cursor = (
+                self._notices.find(conditions)
+                .sort(_NEWEST_FIRST)
+                .hint(_BY_ACCOUNT)
+                .limit(first + 1)
+            )
             docs = [doc async for doc in cursor]
         return [stored_notice(doc) for doc in docs[:first]], len(docs) > first
 
