@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import uvicorn
@@ -56,6 +56,7 @@ from domain.corporate_action import CorporateAction
 from domain.identifiers import currency_minor_unit
 from domain.money import format_amount
 from domain.ports import CardQuery
+from domain.terms_payload import terms_to_payload
 from queries.allowlist import DEFAULT_OPERATIONS
 from queries.paging import encode_cursor
 from queries.schema import CARD_CURSOR
@@ -83,7 +84,8 @@ def _money(data: Mapping[str, Any] | None) -> dict[str, str] | None:
 def _card(state: CorporateAction) -> dict[str, Any]:
     shown = state.published
     assert shown is not None  # the query asked for published cards only
-    terms = shown.terms or state.latest_terms
+    # the JSON shape the card query answers with (values are JSON-compatible)
+    terms = cast(dict[str, Any], terms_to_payload(shown.terms))
     ratio = terms.get("ratio")
     return {
         "id": state.id,

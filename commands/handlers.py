@@ -35,7 +35,6 @@ from domain.commands import (
 )
 from domain.consistency import ConsistencyToken
 from domain.errors import DomainError, NotFound, VersionConflict
-from domain.history import decode_terms
 from domain.ports import (
     ConcurrencyError,
     EventStore,
@@ -95,7 +94,7 @@ class CommandHandlers:
         actor = ctx.actor
         state = await self._load_action(action_id)
         if state is not None and expected_version == state.latest_version:
-            current = decode_terms(state.latest_terms)  # as recorded, not re-validated
+            current = state.latest_terms  # as recorded, not re-validated
             new_terms = parse_amendment(current, changes)
             terms_payload = terms_to_payload(new_terms)
             new_reference = (

@@ -20,6 +20,8 @@ from typing import Any
 from domain import events as ev
 from domain.codes import CorporateActionStatus
 from domain.errors import Forbidden, IllegalTransition, NotFound, VersionConflict
+from domain.history import decode_terms
+from domain.terms import CorporateActionTerms
 
 KIND_ANNOUNCEMENT = "ANNOUNCEMENT"
 KIND_AMENDMENT = "AMENDMENT"
@@ -42,7 +44,7 @@ class ActionVersion:
 
     number: int
     kind: str
-    terms: Mapping[str, Any]
+    terms: CorporateActionTerms
     author: str
     created_at: datetime
     reason: str | None = None
@@ -76,7 +78,7 @@ class CorporateAction:
         return self.versions[number - 1]
 
     @property
-    def latest_terms(self) -> Mapping[str, Any]:
+    def latest_terms(self) -> CorporateActionTerms:
         return self.versions[-1].terms
 
     @property
@@ -113,10 +115,11 @@ def apply(state: CorporateAction | None, event: ev.EventEnvelope) -> CorporateAc
     kind = _KIND_OF_EVENT.get(event.event_type)
     if kind is not None:
         number = int(payload["caVersion"])
-        if state is None:
-            terms: Mapping[str, Any] = payload["terms"]
+        # History is decoded, never re-validated (domain.history).
+        if state is None or "terms" in payload:
+            terms = decode_terms(payload["terms"])
         else:
-            terms = payload.get("terms", state.latest_terms)
+            terms = state.latest_terms
         new_version = ActionVersion(
             number=number,
             kind=kind,

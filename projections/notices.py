@@ -20,7 +20,6 @@ from domain import corporate_action as ca
 from domain import events as ev
 from domain import notices as nt
 from domain.consistency import NOTICES_PROJECTION
-from domain.history import decode_terms
 from domain.ports import (
     EventStore,
     NoticeProjectionStore,
@@ -131,7 +130,7 @@ class NoticeProjector:
                     sequence=event.sequence,
                     occurred_at=event.occurred_at,
                     ca_version=published.number,
-                    terms=decode_terms(published.terms),  # history: never re-validated
+                    terms=published.terms,  # history: decoded, never re-validated
                     cancelled=published.kind == ca.KIND_CANCELLATION,
                 )
             )

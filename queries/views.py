@@ -9,17 +9,16 @@ a notice's corporate action as the public does.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import strawberry
 
-from domain.codes import EventType, MandatoryVoluntary, OptionKind
 from domain.corporate_action import KIND_CANCELLATION, ActionVersion, CorporateAction
 from domain.identifiers import currency_minor_unit
 from domain.money import canonical_string, format_amount, format_rate
 from domain.ports import StoredNotice
+from domain.terms import Money
 from queries import types as t
 
 
@@ -29,14 +28,21 @@ def visible_version(state: CorporateAction, back_office: bool) -> ActionVersion 
     return state.versions[-1] if back_office else None
 
 
-def _money(data: Mapping[str, Any] | None, *, rate: bool = False) -> t.Money | None:
-    """An amount paid, rounded to the currency's minor unit; or (`rate`) a rate
-    per security, exact with at least that many decimals."""
+def _money(data: Mapping[str, Any] | None) -> t.Money | None:
+    """An amount paid (a notice's entitlement: decimal string and currency),
+    rounded to the currency's minor unit."""
     if not data:
         return None
-    currency = str(data["currency"])
+    return _formatted(Decimal(str(data["amount"])), str(data["currency"]), rate=False)
+
+
+def _rate(money: Money | None) -> t.Money | None:
+    """A rate per security, exact with at least the currency's minor-unit decimals."""
+    return None if money is None else _formatted(money.amount, money.currency, rate=True)
+
+
+def _formatted(amount: Decimal, currency: str, *, rate: bool) -> t.Money:
     minor = currency_minor_unit(currency)
-    amount = Decimal(str(data["amount"]))
     if minor is None:
         text = canonical_string(amount)
     else:
@@ -44,39 +50,33 @@ def _money(data: Mapping[str, Any] | None, *, rate: bool = False) -> t.Money | N
     return t.Money(amount=text, currency=currency)
 
 
-def _optional_date(value: Any) -> date | None:
-    return None if value is None else date.fromisoformat(value)
-
-
 def card(state: CorporateAction, shown: ActionVersion, *, back_office: bool) -> t.CorporateAction:
-    """The GraphQL card for `state` showing version `shown`."""
-    terms = _terms_of(state, shown)
-    ratio = terms.get("ratio")
-    deadline = terms.get("responseDeadline")
+    """The GraphQL card for `state` showing version `shown` (a cancellation
+    version repeats the terms it cancels)."""
+    terms = shown.terms
+    ratio = terms.ratio
     cancellation = shown.reason if shown.kind == KIND_CANCELLATION else None
     return t.CorporateAction(
         id=strawberry.ID(state.id),
-        reference=str(terms["reference"]),
-        event_type=EventType(terms["eventType"]),
-        mandatory_voluntary=MandatoryVoluntary(terms["mandatoryVoluntary"]),
+        reference=terms.reference,
+        event_type=terms.event_type,
+        mandatory_voluntary=terms.mandatory_voluntary,
         status=state.status,
         version=shown.number,
         pending_version=state.pending_version if back_office else None,
-        security=t.Security(isin=str(terms["isin"]), name=terms.get("securityName")),
-        announcement_date=date.fromisoformat(terms["announcementDate"]),
-        ex_date=_optional_date(terms.get("exDate")),
-        record_date=date.fromisoformat(terms["recordDate"]),
-        payment_date=_optional_date(terms.get("paymentDate")),
-        response_deadline=None if deadline is None else datetime.fromisoformat(deadline),
-        gross_rate=_money(terms.get("grossRate"), rate=True),
+        security=t.Security(isin=terms.isin, name=terms.security_name),
+        announcement_date=terms.announcement_date,
+        ex_date=terms.ex_date,
+        record_date=terms.record_date,
+        payment_date=terms.payment_date,
+        response_deadline=terms.response_deadline,
+        gross_rate=_rate(terms.gross_rate),
         ratio=None
-        if not ratio
-        else t.Ratio(numerator=ratio["numerator"], denominator=ratio["denominator"]),
+        if ratio is None
+        else t.Ratio(numerator=ratio.numerator, denominator=ratio.denominator),
         options=[
-            t.ElectionOption(
-                number=o["number"], kind=OptionKind(o["kind"]), is_default=o["isDefault"]
-            )
-            for o in terms.get("options") or []
+            t.ElectionOption(number=o.number, kind=o.kind, is_default=o.is_default)
+            for o in terms.options
         ],
         published_at=state.published_at,
         cancellation_reason=cancellation,
@@ -124,8 +124,3 @@ def _entitlement(data: Mapping[str, Any] | None) -> t.Entitlement | None:
         securities=None if securities is None else t.BigInt(int(securities)),
         fraction=None if fraction is None else str(fraction),
     )
-
-
-def _terms_of(state: CorporateAction, shown: ActionVersion) -> Mapping[str, Any]:
-    # A cancellation version repeats the terms it cancels.
-    return shown.terms if shown.terms else state.latest_terms

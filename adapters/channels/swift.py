@@ -54,7 +54,6 @@ from adapters.kafka.producer import started_producer, stop_quietly
 from adapters.kafka.topics import ensure_topics
 from domain import corporate_action as ca
 from domain.delivery import OutboundNotice
-from domain.history import decode_terms
 from domain.ports import (
     EventStore,
     PermanentChannelError,
@@ -249,10 +248,7 @@ class SwiftChannel:
             raise PermanentChannelError(f"corporate action {action_id}: {exc}") from exc
         if state is None or not 1 <= ca_version <= state.latest_version:
             raise PermanentChannelError(f"no version {ca_version} of corporate action {action_id}")
-        try:
-            terms = decode_terms(state.version(ca_version).terms)  # as recorded
-        except ValueError as exc:
-            raise PermanentChannelError(f"corporate action {action_id}: {exc}") from exc
+        terms = state.version(ca_version).terms  # as recorded
         self._terms[key] = terms
         if len(self._terms) > _TERMS_CACHE:
             self._terms.popitem(last=False)

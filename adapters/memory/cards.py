@@ -17,13 +17,13 @@ def matches(state: CorporateAction, query: CardQuery) -> bool:
     if query.public_only and published is None:
         return False
     terms = (published or state.versions[-1]).terms
-    record_date = terms.get("recordDate")
+    record_date = terms.record_date.isoformat()
     return (
-        (not query.isin or terms.get("isin") == query.isin)
-        and (not query.event_types or terms.get("eventType") in query.event_types)
+        (not query.isin or terms.isin == query.isin)
+        and (not query.event_types or terms.event_type.value in query.event_types)
         and (not query.statuses or state.status.value in query.statuses)
-        and (not query.record_date_from or str(record_date) >= query.record_date_from)
-        and (not query.record_date_to or str(record_date) <= query.record_date_to)
+        and (not query.record_date_from or record_date >= query.record_date_from)
+        and (not query.record_date_to or record_date <= query.record_date_to)
         and (not query.ids or state.id in query.ids)
     )
 

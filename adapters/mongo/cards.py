@@ -23,7 +23,9 @@ from adapters.mongo.changes import INSERT, UPDATE, Change, MongoChangeFeed, as_f
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.corporate_action import ActionVersion, CorporateAction, HistoryEntry
+from domain.history import decode_terms
 from domain.ports import CardQuery, DuplicateKey, FeedChange
+from domain.terms_payload import terms_to_payload
 
 CARDS = "cards"
 
@@ -38,7 +40,7 @@ def _version_to_doc(v: ActionVersion) -> Document:
     return {
         "number": v.number,
         "kind": v.kind,
-        "terms": dict(v.terms),
+        "terms": terms_to_payload(v.terms),
         "author": v.author,
         "createdAt": v.created_at,
         "reason": v.reason,
@@ -53,7 +55,7 @@ def _version_from_doc(d: Document) -> ActionVersion:
     return ActionVersion(
         number=d["number"],
         kind=d["kind"],
-        terms=d["terms"],
+        terms=decode_terms(d["terms"]),
         author=d["author"],
         created_at=created_at,
         reason=d.get("reason"),
@@ -85,10 +87,10 @@ def to_document(state: CorporateAction) -> Document:
         # flat fields for filtering: the view a reader of this card sees
         "isPublic": published is not None,
         "status": state.status.value,
-        "isin": terms.get("isin"),
-        "eventType": terms.get("eventType"),
-        "recordDate": terms.get("recordDate"),
-        "reference": terms.get("reference"),
+        "isin": terms.isin,
+        "eventType": terms.event_type.value,
+        "recordDate": terms.record_date.isoformat(),
+        "reference": terms.reference,
     }
 
 

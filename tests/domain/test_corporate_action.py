@@ -13,8 +13,12 @@ from domain import corporate_action as ca
 from domain import events as ev
 from domain.codes import CorporateActionStatus
 from domain.errors import Forbidden, IllegalTransition, NotFound, VersionConflict
+from domain.terms_payload import terms_to_payload
+from domain.validation import parse_terms
+from tests.support import DIVIDEND
 
-TERMS = {"reference": "R1", "isin": "RU0009029540", "eventType": "DVCA"}
+# Whole terms as an announcement records them: the fold decodes them.
+TERMS = {**terms_to_payload(parse_terms(DIVIDEND)), "reference": "R1"}
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -50,10 +54,10 @@ def test_approval_publishes_and_amendment_stays_pending_until_approved() -> None
 
     state = record(state, ca.amend(state, "CA1", 1, {**TERMS, "reference": "R2"}), "olga")
     assert state.published_version == 1 and state.pending_version == 2
-    assert state.published is not None and state.published.terms["reference"] == "R1"
+    assert state.published is not None and state.published.terms.reference == "R1"
 
     state = record(state, ca.approve(state, "CA1", 2, "ivan"), "ivan")
-    assert state.published is not None and state.published.terms["reference"] == "R2"
+    assert state.published is not None and state.published.terms.reference == "R2"
 
 
 def test_cancellation_needs_approval_too() -> None:
