@@ -335,7 +335,7 @@ class CommandHandlers:
             event_id=new_event_id()
             if command is None
             else command_event_id(command.origin.command_id),
-            event_type=decided.event_type,
+            event_name=decided.event_name,
             aggregate_type=aggregate_type,
             aggregate_id=aggregate_id,
             version=version,
@@ -366,7 +366,7 @@ def _acknowledgement_of(
 ) -> ev.EventEnvelope | None:
     for event in stream:
         if (
-            event.event_type == ev.NOTICE_ACKNOWLEDGED
+            event.event_name == ev.NOTICE_ACKNOWLEDGED
             and event.payload.get("noticeVersion") == notice_version
         ):
             return event

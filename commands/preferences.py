@@ -66,7 +66,7 @@ class PreferencesHandlers:
             preferences = parse_preferences(as_requested_by(ctx.principal, payload, current))
             envelope = ev.EventEnvelope(
                 event_id=event_id,
-                event_type=ev.NOTIFICATION_PREFERENCES_SET,
+                event_name=ev.NOTIFICATION_PREFERENCES_SET,
                 aggregate_type=ev.AGGREGATE_PREFERENCES,
                 aggregate_id=preferences_aggregate_id(preferences.account_id),
                 version=(stream[-1].version if stream else 0) + 1,

@@ -71,7 +71,7 @@ class DeliveryPlanner:
         issued = [
             (IssuedNotice.from_payload(e.payload), e.sequence, e.trace_context)
             for e in events
-            if e.event_type == ev.NOTICE_ISSUED
+            if e.event_name == ev.NOTICE_ISSUED
         ]
         if not issued:
             return

@@ -55,7 +55,7 @@ class ActionVersion:
 @dataclass(frozen=True)
 class HistoryEntry:
     version: int
-    event_type: str
+    event_name: str
     occurred_at: datetime
     actor: str
 
@@ -112,7 +112,7 @@ def apply(state: CorporateAction | None, event: ev.EventEnvelope) -> CorporateAc
     if event.version != expected:
         raise ValueError(f"event {event.event_id} has version {event.version}, expected {expected}")
     payload = event.payload
-    kind = _KIND_OF_EVENT.get(event.event_type)
+    kind = _KIND_OF_EVENT.get(event.event_name)
     if kind is not None:
         number = int(payload["caVersion"])
         # History is decoded, never re-validated (domain.history).
@@ -128,7 +128,7 @@ def apply(state: CorporateAction | None, event: ev.EventEnvelope) -> CorporateAc
             created_at=event.occurred_at,
             reason=payload.get("reason"),
         )
-        entry = HistoryEntry(number, event.event_type, event.occurred_at, event.actor)
+        entry = HistoryEntry(number, event.event_name, event.occurred_at, event.actor)
         if state is None:
             return CorporateAction(
                 id=event.aggregate_id,
@@ -145,8 +145,8 @@ def apply(state: CorporateAction | None, event: ev.EventEnvelope) -> CorporateAc
             pending_version=number,
         )
     if state is None:
-        raise ValueError(f"stream {event.aggregate_id} starts with {event.event_type}")
-    if event.event_type == ev.PUBLICATION_APPROVED:
+        raise ValueError(f"stream {event.aggregate_id} starts with {event.event_name}")
+    if event.event_name == ev.PUBLICATION_APPROVED:
         number = int(payload["caVersion"])
         approved = replace(
             state.version(number), approved_by=event.actor, approved_at=event.occurred_at
@@ -158,13 +158,13 @@ def apply(state: CorporateAction | None, event: ev.EventEnvelope) -> CorporateAc
             versions=versions,
             history=(
                 *state.history,
-                HistoryEntry(number, event.event_type, event.occurred_at, event.actor),
+                HistoryEntry(number, event.event_name, event.occurred_at, event.actor),
             ),
             published_version=number,
             pending_version=None,
             published_at=event.occurred_at,
         )
-    raise ValueError(f"unknown corporate-action event type {event.event_type!r}")
+    raise ValueError(f"unknown corporate-action event type {event.event_name!r}")
 
 
 def replay(events: Iterable[ev.EventEnvelope]) -> CorporateAction | None:

@@ -175,7 +175,7 @@ def notice_issued_event(notice: IssuedNotice, occurred_at: datetime) -> ev.Event
     digest = hashlib.sha256(f"{notice.notice_id}|{notice.version}".encode()).hexdigest()
     return ev.EventEnvelope(
         event_id=f"issued-{digest[:32]}",
-        event_type=ev.NOTICE_ISSUED,
+        event_name=ev.NOTICE_ISSUED,
         aggregate_type=ev.AGGREGATE_NOTICE_ISSUE,
         aggregate_id=f"{notice.notice_id}:issued",
         version=notice.version,

@@ -40,9 +40,11 @@ NOTICE_ISSUED = "NoticeIssued"
 
 @dataclass(frozen=True)
 class NewEvent:
-    """What a decision produces: a type and a JSON-compatible payload."""
+    """What a decision produces: the event's name (e.g. "PublicationApproved";
+    not the CAEV code, which is the terms' `event_type`) and a JSON-compatible
+    payload."""
 
-    event_type: str
+    event_name: str
     payload: Mapping[str, Any]
 
 
@@ -79,7 +81,7 @@ class EventEnvelope:
     """
 
     event_id: str
-    event_type: str
+    event_name: str  # the event-sourcing name; the CAEV code is the terms' event_type
     aggregate_type: str
     aggregate_id: str
     version: int
@@ -101,7 +103,7 @@ def to_json(event: EventEnvelope) -> dict[str, Any]:
     """The wire form of an envelope (Kafka message value, JSON-compatible)."""
     return {
         "eventId": event.event_id,
-        "eventType": event.event_type,
+        "eventType": event.event_name,  # the stored field keeps its name
         "aggregateType": event.aggregate_type,
         "aggregateId": event.aggregate_id,
         "version": event.version,
@@ -118,7 +120,7 @@ def from_json(data: Mapping[str, Any]) -> EventEnvelope:
     """Inverse of `to_json`; raises KeyError/ValueError/TypeError on a malformed record."""
     return EventEnvelope(
         event_id=str(data["eventId"]),
-        event_type=str(data["eventType"]),
+        event_name=str(data["eventType"]),
         aggregate_type=str(data["aggregateType"]),
         aggregate_id=str(data["aggregateId"]),
         version=int(data["version"]),

@@ -594,7 +594,7 @@ def processing(
                     "messaging.kafka.offset": record.offset,
                     "messaging.kafka.message.key": event.aggregate_id,
                     "messaging.message.id": event.event_id,
-                    "herald.event.type": event.event_type,
+                    "herald.event.type": event.event_name,
                     ATTR_CORRELATION_ID: event.correlation_id,
                 },
             )

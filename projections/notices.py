@@ -59,11 +59,11 @@ class NoticeProjector:
         affected: dict[str, ev.EventEnvelope] = {}
         acknowledgements: list[ev.EventEnvelope] = []
         for event in events:
-            if event.event_type == ev.NOTICE_ACKNOWLEDGED:
+            if event.event_name == ev.NOTICE_ACKNOWLEDGED:
                 acknowledgements.append(event)
-            elif event.event_type == ev.PUBLICATION_APPROVED:
+            elif event.event_name == ev.PUBLICATION_APPROVED:
                 affected[event.aggregate_id] = event
-            elif event.event_type == ev.POSITIONS_RECORDED:
+            elif event.event_name == ev.POSITIONS_RECORDED:
                 isin, as_of = str(event.payload["isin"]), str(event.payload["asOf"])
                 for action_id in await self._notices.subscribers(isin, as_of):
                     affected[action_id] = event
@@ -121,7 +121,7 @@ class NoticeProjector:
         publications: list[nt.Publication] = []
         for event in await self._events.load(action_id):
             state = ca.apply(state, event)
-            if event.event_type != ev.PUBLICATION_APPROVED:
+            if event.event_name != ev.PUBLICATION_APPROVED:
                 continue
             published = state.published
             assert published is not None
@@ -147,7 +147,7 @@ class NoticeProjector:
                 snapshot_id=str(event.payload["snapshotId"]),
             )
             for event in await self._events.load(aggregate_id)
-            if event.event_type == ev.POSITIONS_RECORDED
+            if event.event_name == ev.POSITIONS_RECORDED
         ]
 
 

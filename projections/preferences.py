@@ -22,7 +22,7 @@ class PreferencesProjector:
         self.topics = topics
 
     async def apply(self, events: Sequence[ev.EventEnvelope]) -> None:
-        chosen = [e for e in events if e.event_type == ev.NOTIFICATION_PREFERENCES_SET]
+        chosen = [e for e in events if e.event_name == ev.NOTIFICATION_PREFERENCES_SET]
         for event in sorted(chosen, key=lambda e: (e.aggregate_id, e.version)):
             await self._preferences.save(
                 Preferences.from_payload(event.payload),

@@ -82,7 +82,7 @@ def card(state: CorporateAction, shown: ActionVersion, *, back_office: bool) -> 
         cancellation_reason=cancellation,
         _history=[
             t.HistoryEntry(
-                version=h.version, event_type=h.event_type, occurred_at=h.occurred_at, actor=h.actor
+                version=h.version, event_type=h.event_name, occurred_at=h.occurred_at, actor=h.actor
             )
             for h in state.history
         ],

@@ -31,7 +31,7 @@ def bare_event(aggregate_id: str, version: int, aggregate_type: str = "test") ->
     event log's suites."""
     return EventEnvelope(
         event_id=uuid.uuid4().hex,
-        event_type="Tested",
+        event_name="Tested",
         aggregate_type=aggregate_type,
         aggregate_id=aggregate_id,
         version=version,
@@ -145,7 +145,7 @@ async def insert_notices(herald: RunningHerald, docs: Sequence[dict[str, Any]]) 
 def envelope(action_id: str, version: int, decided: ev.NewEvent, actor: str) -> ev.EventEnvelope:
     return ev.EventEnvelope(
         event_id=new_event_id(),
-        event_type=decided.event_type,
+        event_name=decided.event_name,
         aggregate_type=ev.AGGREGATE_CORPORATE_ACTION,
         aggregate_id=action_id,
         version=version,

@@ -67,7 +67,7 @@ class KafkaEventPublisher:
                             value=encode(event),
                             key=event.aggregate_id.encode(),
                             headers=[
-                                ("eventType", event.event_type.encode()),
+                                ("eventType", event.event_name.encode()),
                                 ("eventId", event.event_id.encode()),
                                 *trace_headers,
                             ],

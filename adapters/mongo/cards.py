@@ -75,7 +75,7 @@ def to_document(state: CorporateAction) -> Document:
         "history": [
             {
                 "version": h.version,
-                "eventType": h.event_type,
+                "eventType": h.event_name,
                 "occurredAt": h.occurred_at,
                 "actor": h.actor,
             }

@@ -54,7 +54,7 @@ HEADS_WINDOW = 2_000
 def _to_document(event: EventEnvelope) -> Document:
     document: Document = {
         "_id": event.event_id,
-        "eventType": event.event_type,
+        "eventType": event.event_name,
         "aggregateType": event.aggregate_type,
         "aggregateId": event.aggregate_id,
         "version": event.version,
@@ -83,7 +83,7 @@ def _from_document(doc: Document) -> EventEnvelope:
         occurred_at = occurred_at.replace(tzinfo=UTC)
     return EventEnvelope(
         event_id=doc["_id"],
-        event_type=doc["eventType"],
+        event_name=doc["eventType"],
         aggregate_type=doc["aggregateType"],
         aggregate_id=doc["aggregateId"],
         version=doc["version"],

@@ -28,7 +28,7 @@ def record(
     version = 1 if state is None else state.revision + 1
     envelope = ev.EventEnvelope(
         event_id=f"e{version}",
-        event_type=decided.event_type,
+        event_name=decided.event_name,
         aggregate_type=ev.AGGREGATE_CORPORATE_ACTION,
         aggregate_id="CA1",
         version=version,
@@ -90,7 +90,7 @@ def test_fold_refuses_out_of_order_events() -> None:
     decided = ca.amend(state, "CA1", 1, TERMS)
     skipped = ev.EventEnvelope(
         "x",
-        decided.event_type,
+        decided.event_name,
         ev.AGGREGATE_CORPORATE_ACTION,
         "CA1",
         3,

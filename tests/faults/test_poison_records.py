@@ -105,12 +105,12 @@ async def append_unchecked(
     aggregate_type: str,
     aggregate_id: str,
     version: int,
-    event_type: str,
+    event_name: str,
     payload: dict[str, Any],
 ) -> ev.EventEnvelope:
     envelope = ev.EventEnvelope(
         event_id=new_event_id(),
-        event_type=event_type,
+        event_name=event_name,
         aggregate_type=aggregate_type,
         aggregate_id=aggregate_id,
         version=version,
@@ -150,7 +150,7 @@ async def test_poison_records_on_the_cards_topic_are_parked_and_later_cards_proj
         **ev.to_json(
             ev.EventEnvelope(
                 event_id="orphan-approval",
-                event_type=ev.PUBLICATION_APPROVED,
+                event_name=ev.PUBLICATION_APPROVED,
                 aggregate_type=ev.AGGREGATE_CORPORATE_ACTION,
                 aggregate_id="ca-orphan",
                 version=1,
@@ -237,7 +237,7 @@ async def test_a_snapshot_the_projector_cannot_apply_is_parked_and_later_notices
         acks = topic_for(herald.settings.kafka_topic_prefix, ev.AGGREGATE_NOTICE)
         blank_ack = ev.EventEnvelope(
             event_id="blank-ack",
-            event_type=ev.NOTICE_ACKNOWLEDGED,
+            event_name=ev.NOTICE_ACKNOWLEDGED,
             aggregate_type=ev.AGGREGATE_NOTICE,
             aggregate_id="nt-nobody",
             version=1,

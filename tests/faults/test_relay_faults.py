@@ -61,7 +61,7 @@ async def test_an_event_the_broker_refuses_is_parked_and_the_events_behind_it_ar
         [
             ev.EventEnvelope(
                 event_id=new_event_id(),
-                event_type=ev.CORPORATE_ACTION_ANNOUNCED,
+                event_name=ev.CORPORATE_ACTION_ANNOUNCED,
                 aggregate_type=ev.AGGREGATE_CORPORATE_ACTION,
                 aggregate_id="ca-huge",
                 version=1,

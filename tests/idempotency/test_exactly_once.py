@@ -201,7 +201,7 @@ async def test_a_write_whose_answer_was_lost_is_found_by_the_retry(
 def _event(aggregate_id: str, version: int, event_id: str | None = None) -> ev.EventEnvelope:
     return ev.EventEnvelope(
         event_id=event_id or new_event_id(),
-        event_type=ev.POSITIONS_RECORDED,
+        event_name=ev.POSITIONS_RECORDED,
         aggregate_type=ev.AGGREGATE_POSITIONS,
         aggregate_id=aggregate_id,
         version=version,

@@ -371,7 +371,7 @@ async def test_acknowledge_records_one_event_per_version(
     assert acked["consistencyToken"]
 
     [stored] = await herald.services.events.load(notice_id)
-    assert stored.event_type == ev.NOTICE_ACKNOWLEDGED
+    assert stored.event_name == ev.NOTICE_ACKNOWLEDGED
     assert stored.aggregate_type == ev.AGGREGATE_NOTICE
     assert stored.version == 1 and stored.actor == "dora"
     assert dict(stored.payload) == {

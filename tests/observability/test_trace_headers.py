@@ -34,7 +34,7 @@ STORED = {
 def event(aggregate_id: str) -> EventEnvelope:
     return EventEnvelope(
         event_id=uuid.uuid4().hex,
-        event_type="CorporateActionAnnounced",
+        event_name="CorporateActionAnnounced",
         aggregate_type=AGGREGATE_CORPORATE_ACTION,
         aggregate_id=aggregate_id,
         version=1,

@@ -107,7 +107,7 @@ async def test_other_streams_do_not_hold_the_checkpoint_back_and_it_never_goes_b
     action = await events.append([announcement(0)])
     positions = ev.EventEnvelope(
         event_id=uuid.uuid4().hex,
-        event_type=ev.POSITIONS_RECORDED,
+        event_name=ev.POSITIONS_RECORDED,
         aggregate_type=ev.AGGREGATE_POSITIONS,
         aggregate_id="RU0009029540|2026-12-15",
         version=1,
