@@ -1,6 +1,6 @@
 """The IdempotencyStore port's contract, run against MongoIdempotencyStore on a
-real SecantusDB. Another adapter subclasses `IdempotencyStoreContract` and
-provides its own `store` fixture."""
+real SecantusDB and against MemoryIdempotencyStore. Another adapter subclasses
+`IdempotencyStoreContract` and provides its own `store` fixture."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from adapters.memory.idempotency import MemoryIdempotencyStore
 from adapters.mongo.client import Document, connect
 from adapters.mongo.idempotency import IDEMPOTENCY, MongoIdempotencyStore
 from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
@@ -182,3 +183,9 @@ class TestMongoIdempotencyStore(IdempotencyStoreContract):
         ttl = [i for i in indexes if dict(i["key"]) == {"expiresAt": 1}]
         assert len(ttl) == 1
         assert ttl[0]["expireAfterSeconds"] == 0
+
+
+class TestMemoryIdempotencyStore(IdempotencyStoreContract):
+    @pytest.fixture
+    def store(self) -> MemoryIdempotencyStore:
+        return MemoryIdempotencyStore()
