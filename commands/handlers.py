@@ -44,7 +44,8 @@ from domain.ports import (
 )
 from domain.positions import parse_positions, positions_aggregate_id
 from domain.validation import InvalidInput, Problem, parse_amendment, parse_terms, terms_to_payload
-from observability.tracing import current_trace_context, traced_command
+from observability.trace_context import current_trace_context
+from observability.tracing import traced_command
 
 REFERENCE_NAMESPACE = "reference"
 

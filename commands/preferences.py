@@ -18,7 +18,8 @@ from domain.consistency import ConsistencyToken
 from domain.errors import VersionConflict
 from domain.ports import ConcurrencyError, EventStore
 from domain.preferences import Preferences, as_requested_by, authorize, parse_preferences
-from observability.tracing import current_trace_context, traced_command
+from observability.trace_context import current_trace_context
+from observability.tracing import traced_command
 
 
 def preferences_aggregate_id(account_id: str) -> str:

@@ -47,7 +47,7 @@ from domain.ports import (
     PublishRefused,
     is_transient,
 )
-from observability import metrics, tracing
+from observability import metrics, trace_context, tracing
 from observability.logs import aggregate_ids
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class OutboxRelay:
         if not batch:
             return 0
         started = time.perf_counter()
-        with tracing.relay_batch(batch):
+        with trace_context.relay_batch(batch):
             refused: Mapping[str, str] = {}
             try:
                 await self._fenced(self._publisher.publish(batch))

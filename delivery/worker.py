@@ -45,7 +45,7 @@ from domain.ports import (
     PermanentChannelError,
     StoreError,
 )
-from observability import metrics, tracing
+from observability import metrics, trace_context
 from observability.logs import log_context
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,9 @@ class ChannelWorker:
                 async with breaker:
                     metrics.DELIVERY_ATTEMPTS.labels(self._name).inc()
                     with (
-                        tracing.delivering(self._name, message.trace_context, _attributes(claimed)),
+                        trace_context.delivering(
+                            self._name, message.trace_context, _attributes(claimed)
+                        ),
                         log_context(  # on the channel client's own lines (httpx, SMTP)
                             action_id=message.notice.corporate_action_id,
                             notice_id=message.notice.notice_id,

@@ -28,7 +28,7 @@ from domain.ports import (
     StoredIssue,
 )
 from domain.positions import positions_aggregate_id
-from observability import metrics, tracing
+from observability import metrics, trace_context
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class NoticeProjector:
         for action_id, cause in affected.items():
             # in the trace of the event that caused it: the notices written and
             # the NoticeIssued events recorded with them continue that trace
-            with tracing.continued(cause.trace_context):
+            with trace_context.continued(cause.trace_context):
                 await self.reconcile(action_id)
         # After the notices of this batch exist: an ack only applies to its issue.
         for event in acknowledgements:

@@ -46,7 +46,7 @@ from domain.ports import (
     PublishError,
     is_transient,
 )
-from observability import metrics, tracing
+from observability import metrics, trace_context, tracing
 from projections.checkpoint import AppliedThrough
 
 log = logging.getLogger(__name__)
@@ -147,9 +147,9 @@ class ProjectionRunner:
             await self._park(record, UNDECODABLE, record.error or "does not decode")
             parked += 1
         if batch.events:
-            # per-record spans continue each record's trace (see tracing.processing)
+            # per-record spans continue each record's trace (see trace_context.processing)
             group = getattr(self._consumer, "group_id", None)
-            with tracing.processing(self.name, group, batch.records) as events:
+            with trace_context.processing(self.name, group, batch.records) as events:
                 try:
                     await self._retrying(lambda: self._projector.apply(events))
                 except Exception:

@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from adapters.kafka.codec import decode
 from domain.events import EventEnvelope
 from domain.ports import ConsumedBatch, ConsumedRecord, LogPartition, PublishError
-from observability.tracing import TRACE_HEADERS
+from observability.trace_context import TRACE_HEADERS
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from adapters.kafka.producer import started_producer, stop_quietly
 from adapters.kafka.topics import topic_for
 from domain.events import EventEnvelope
 from domain.ports import PublishError, PublishRefused
-from observability import tracing
+from observability import trace_context
 
 
 class KafkaEventPublisher:
@@ -61,7 +61,7 @@ class KafkaEventPublisher:
             for event in events:
                 try:
                     # the record carries its own event's trace context (W3C headers)
-                    with tracing.producing(event.trace_context) as trace_headers:
+                    with trace_context.producing(event.trace_context) as trace_headers:
                         future = await producer.send(
                             topic_for(self._prefix, event.aggregate_type),
                             value=encode(event),

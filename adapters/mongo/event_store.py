@@ -34,7 +34,7 @@ from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from domain.events import CommandOrigin, EventEnvelope
 from domain.ports import ConcurrencyError, DuplicateKey, StoreError, UniqueKeyTaken
-from observability.tracing import trace_context_of
+from observability.trace_context import trace_context_of
 
 EVENTS = "events"
 RESERVES = "reserves"

@@ -32,7 +32,7 @@ from domain.codes import NoticeKind
 from domain.delivery import IssuedNotice, notice_issued_event
 from domain.ports import DuplicateKey, NoticePlan, NoticeRecord, StoredIssue
 from observability import metrics
-from observability.tracing import current_trace_context
+from observability.trace_context import current_trace_context
 
 NOTICES = "notices"
 SUBSCRIPTIONS = "notice_subscriptions"

@@ -28,7 +28,7 @@ from adapters.mongo.client import connect
 from adapters.mongo.preferences import PREFERENCES
 from devstack.mail_sink import MailSink
 from devstack.process import ManagedProcess, free_port
-from observability import tracing
+from observability import trace_context, tracing
 from settings import Settings
 from tests.delivery.support import MOBILE, depositor, fresh
 from tests.projections.scenario import Portal
@@ -246,7 +246,9 @@ async def test_serve_and_worker_export_one_trace_over_otlp(
     assert smtp.service == "herald-worker"
     # the hops of the other process: the worker's projector and dispatcher record spans
     processed = [
-        s.attributes.get(tracing.ATTR_PROJECTION) for s in chain if s.name.startswith("process ")
+        s.attributes.get(trace_context.ATTR_PROJECTION)
+        for s in chain
+        if s.name.startswith("process ")
     ]
     assert processed == ["dispatcher", "notices"], names
     assert {s.service for s in chain} == {"herald-api", "herald-worker"}

@@ -24,7 +24,7 @@ from adapters.channels.email import SMTP_SPAN
 from adapters.mongo.preferences import PREFERENCES
 from devstack.mail_sink import MailSink
 from devstack.push_sink import PushServer
-from observability import trace_file, tracing
+from observability import trace_context, trace_file, tracing
 from tests.delivery.support import MOBILE, depositor, fresh
 from tests.observability.test_tracing import attr
 from tests.projections.scenario import Portal
@@ -160,7 +160,7 @@ async def test_one_trace_runs_from_the_approval_to_each_smtp_send(
         assert top.parent is None, names
         assert smtp.kind is SpanKind.CLIENT
         assert attr(smtp, "network.protocol.name") == "smtp"
-        [delivery] = [s for s in chain if s.name == tracing.DELIVERY_SPAN]
+        [delivery] = [s for s in chain if s.name == trace_context.DELIVERY_SPAN]
         assert attr(delivery, "herald.delivery.channel") == "EMAIL"
         recipients.add(attr(delivery, "herald.notice.id"))
         # the hops, in order from the send up to the command
@@ -179,11 +179,11 @@ async def test_one_trace_runs_from_the_approval_to_each_smtp_send(
         dispatcher, issue_send, projector, approval_send = (
             next(s for s in chain if s.name == name) for name in hops[:4]
         )
-        assert attr(dispatcher, tracing.ATTR_PROJECTION) == "dispatcher"
+        assert attr(dispatcher, trace_context.ATTR_PROJECTION) == "dispatcher"
         assert attr(dispatcher, "messaging.operation.type") == "process"
         assert attr(dispatcher, "messaging.system") == "kafka"
         assert attr(dispatcher, "herald.event.type") == "NoticeIssued"
-        assert attr(projector, tracing.ATTR_PROJECTION) == "notices"
+        assert attr(projector, trace_context.ATTR_PROJECTION) == "notices"
         assert attr(projector, "messaging.message.id") == stored["_id"]
         assert attr(approval_send, "messaging.kafka.message.key") == action_id
         assert issue_send.kind is SpanKind.PRODUCER
@@ -225,7 +225,7 @@ async def test_one_trace_runs_from_the_approval_to_each_smtp_send(
     projector_spans = {
         s.context.span_id
         for s in by_id.values()
-        if attr(s, tracing.ATTR_PROJECTION) == "notices" and s.context is not None
+        if attr(s, trace_context.ATTR_PROJECTION) == "notices" and s.context is not None
     }
     notice_writes = [
         s
@@ -259,11 +259,11 @@ async def test_one_trace_runs_from_the_approval_to_each_smtp_send(
     relay_batches = [s for s in everything if s.name == tracing.RELAY_BATCH_SPAN]
     assert any(linked(s, command) for s in relay_batches)
     projector_span = next(
-        s for s in by_id.values() if attr(s, tracing.ATTR_PROJECTION) == "notices"
+        s for s in by_id.values() if attr(s, trace_context.ATTR_PROJECTION) == "notices"
     )
     batches = [s for s in everything if s.name == tracing.PROJECTION_BATCH_SPAN]
     assert any(
-        attr(b, tracing.ATTR_PROJECTION) == "notices"
+        attr(b, trace_context.ATTR_PROJECTION) == "notices"
         and b.kind is SpanKind.CONSUMER
         and any(link.context.span_id == projector_span.parent.span_id for link in b.links)  # type: ignore[union-attr]
         for b in batches

@@ -22,7 +22,7 @@ from adapters.kafka.consumer import KafkaEventConsumer
 from adapters.kafka.publisher import KafkaEventPublisher
 from adapters.kafka.topics import ensure_topics, topic_for
 from domain.events import AGGREGATE_CORPORATE_ACTION, EventEnvelope
-from observability import tracing
+from observability import trace_context
 from tests.support import Broker
 
 STORED = {
@@ -63,7 +63,7 @@ def instrumented(request: pytest.FixtureRequest, spans: InMemorySpanExporter) ->
 async def test_a_record_carries_its_own_events_trace_context(
     spans: InMemorySpanExporter, tansu_broker: Broker, instrumented: bool
 ) -> None:
-    assert tracing._kafka_instrumented() is instrumented
+    assert trace_context._kafka_instrumented() is instrumented
     prefix = f"h{uuid.uuid4().hex[:8]}"
     await ensure_topics(tansu_broker.bootstrap, prefix, 1)
     publisher = KafkaEventPublisher(tansu_broker.bootstrap, prefix, idempotent=False)
