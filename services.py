@@ -431,11 +431,13 @@ class Services:
         """Stop everything, each step bounded: a driver that swallows a
         cancellation or a peer that never answers must not hold shutdown."""
         limit = self.settings.shutdown_timeout_seconds
-        await _bounded(self.published_cards.stop(), "card feed", limit)
-        await _bounded(self.issued_notices.stop(), "notice feed", limit)
+        # Cancelled first: a feed slow to stop must not leave the relay and the
+        # projectors running (a caller that gives up on this stop leaks them).
         tasks = [*self.tasks.values(), self._topics_task]
         for task in tasks:
             task.cancel()
+        await _bounded(self.published_cards.stop(), "card feed", limit)
+        await _bounded(self.issued_notices.stop(), "notice feed", limit)
         _, stuck = await asyncio.wait(tasks, timeout=limit)
         for task in stuck:
             log.warning(

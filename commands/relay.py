@@ -73,6 +73,11 @@ class LeaseLost(Exception):
     """The lease ran out while a batch was being published."""
 
 
+# How long a stopping relay waits for its lease heartbeat (a store call in
+# flight) before it ends anyway: the lease then simply lapses.
+HEARTBEAT_STOP_SECONDS = 5.0
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -212,11 +217,15 @@ class OutboxRelay:
         """The heartbeat: renew the lease while a batch is being published
         (each batch also takes or renews it first)."""
         while True:
+            if _being_cancelled():  # a driver swallowed our CancelledError: stop anyway
+                raise asyncio.CancelledError
             await asyncio.sleep(lease.renew_seconds)
             try:
                 with tracing.untraced():  # a heartbeat leaves no trace
                     await lease.acquire()
             except Exception as exc:  # the store is away: the lease lapses, the fence stops us
+                if _being_cancelled():
+                    raise asyncio.CancelledError from exc
                 log.debug("relay: cannot renew the outbox lease: %s", exc)
 
     async def run(self) -> None:
@@ -231,7 +240,7 @@ class OutboxRelay:
         finally:
             if heartbeat is not None:  # ended before a stop releases the lease
                 heartbeat.cancel()
-                await asyncio.wait({heartbeat})
+                await asyncio.wait({heartbeat}, timeout=HEARTBEAT_STOP_SECONDS)
 
     async def _drain(self) -> None:
         while True:
