@@ -28,7 +28,9 @@ from tests.e2e.test_walking_skeleton import announce
 from tests.projections.scenario import PORTAL
 from tests.support import Broker, GraphQLClient, eventually, herald_settings
 
-STORED = 2_000  # events in the record before the restart
+# events in the record before the restart: more than one checkpoint page
+# (projections/checkpoint.PAGE) and than two relay batches
+STORED = 1_200
 READ_MODELS = (CARDS, NOTICES, SUBSCRIPTIONS, TRACKING)
 
 
