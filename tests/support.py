@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -23,6 +24,8 @@ from settings import Settings
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
+# the `herald` command of this virtualenv, for tests that run it as a process
+HERALD = Path(sys.executable).with_name("herald")
 # The clients' contract: the project's own copy, inside the repository.
 CONTRACT = REPO / "contract"
 OPERATIONS = CONTRACT / "operations"
@@ -187,3 +190,24 @@ def drawn(strategy: st.SearchStrategy[T], count: int) -> list[T]:
 
     collect()
     return found
+
+
+def worker_env(s: Settings) -> dict[str, str]:
+    """The HERALD_* environment of a `herald serve` / `herald worker` subprocess
+    sharing `s`'s store, broker, topics, groups and issuer."""
+    return {
+        "HERALD_MONGO_URI": s.mongo_uri,
+        "HERALD_MONGO_DATABASE": s.mongo_database,
+        "HERALD_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+        "HERALD_KAFKA_IDEMPOTENT_PRODUCER": str(s.kafka_idempotent_producer).lower(),
+        "HERALD_KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
+        "HERALD_KAFKA_PARTITIONS": str(s.kafka_partitions),
+        "HERALD_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "HERALD_PROJECTOR_GROUP_PREFIX": s.projector_group_prefix,
+        "HERALD_JWKS": s.jwks_location or "",
+        "HERALD_JWT_ISSUER": s.jwt_issuer,
+        "HERALD_JWT_AUDIENCE": s.jwt_audience,
+        "HERALD_RUN_DISPATCHER": str(s.run_dispatcher).lower(),
+        # no probe server: several workers share a host (and a test may give one a port)
+        "HERALD_WORKER_METRICS_PORT": "0",
+    }

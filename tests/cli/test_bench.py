@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-HERALD = Path(sys.executable).with_name("herald")
+from tests.support import HERALD
 
 
 def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,8 +13,7 @@ import pytest
 from cli.main import ROLES, build_parser
 from cli.preflight import EXIT_CONFIG, EXIT_UNREACHABLE
 from devstack.process import ManagedProcess, free_port, run_sync
-
-HERALD = Path(sys.executable).with_name("herald")
+from tests.support import HERALD
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

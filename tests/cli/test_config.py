@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 
 from settings import Settings, SettingsError, masked
-
-HERALD = Path(sys.executable).with_name("herald")
+from tests.support import HERALD
 
 
 def test_every_setting_is_declared_with_its_variable_and_doc() -> None:

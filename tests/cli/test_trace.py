@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link, SpanKind
 
 from observability.trace_file import JsonLinesSpanExporter
-
-HERALD = Path(sys.executable).with_name("herald")
+from tests.support import HERALD
 
 
 def record(path: Path) -> tuple[str, str]:

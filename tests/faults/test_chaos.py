@@ -34,7 +34,6 @@ import asyncio
 import os
 import random
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from pathlib import Path
@@ -64,10 +63,16 @@ from tests.faults.keyed import (
     positions_stream,
     until_answered,
 )
-from tests.faults.test_kill_projector import worker_env
-from tests.support import DIVIDEND, Broker, RunningHerald, eventually, herald_settings
+from tests.support import (
+    DIVIDEND,
+    HERALD,
+    Broker,
+    RunningHerald,
+    eventually,
+    herald_settings,
+    worker_env,
+)
 
-HERALD = Path(sys.executable).with_name("herald")
 # 12 (each kind of kill 3 times) is what fits in ~120 s on the shared 2-core
 # machine (load ~10): a round costs 6-13 s, mostly the restart; see above.
 ROUNDS = int(os.environ.get("HERALD_CHAOS_ROUNDS", "12"))

@@ -10,7 +10,6 @@ SMTP server and a slow push gateway on loopback."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,11 +24,18 @@ from devstack.process import ManagedProcess
 from devstack.push_sink import PushServer
 from domain.commands import CommandContext
 from domain.principal import ROLE_OPERATOR, Principal
-from tests.faults.test_kill_projector import worker_env
 from tests.projections.scenario import Portal
-from tests.support import REPO, Broker, GraphQLClient, RunningHerald, eventually, herald_settings
+from tests.support import (
+    HERALD,
+    REPO,
+    Broker,
+    GraphQLClient,
+    RunningHerald,
+    eventually,
+    herald_settings,
+    worker_env,
+)
 
-HERALD = Path(sys.executable).with_name("herald")
 ACCOUNTS = 150
 OPERATOR = CommandContext(Principal(subject="olga", roles=frozenset({ROLE_OPERATOR})), "kill")
 # The most a channel can have claimed and not recorded at a kill: two batch loops of 32.

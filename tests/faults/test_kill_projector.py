@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -38,12 +37,20 @@ from projections.cards import CardProjector
 from projections.notices import NoticeProjector
 from settings import Settings
 from tests.projections.scenario import Portal
-from tests.support import REPO, Broker, GraphQLClient, RunningHerald, eventually, herald_settings
+from tests.support import (
+    HERALD,
+    REPO,
+    Broker,
+    GraphQLClient,
+    RunningHerald,
+    eventually,
+    herald_settings,
+    worker_env,
+)
 
 ACCOUNTS = 8_000
 ISIN = "RU0009029540"
 AS_OF = "2026-12-15"
-HERALD = Path(sys.executable).with_name("herald")
 OPERATOR = CommandContext(Principal(subject="olga", roles=frozenset({ROLE_OPERATOR})), "kill")
 
 # a console line or a JSON one (the worker's default format)
@@ -59,26 +66,6 @@ def quantity(n: int) -> str:
 
 def account(n: int) -> str:
     return f"ACC-{n:06d}"
-
-
-def worker_env(s: Settings) -> dict[str, str]:
-    """The worker's HERALD_* environment: the test's own database, topics and groups."""
-    return {
-        "HERALD_MONGO_URI": s.mongo_uri,
-        "HERALD_MONGO_DATABASE": s.mongo_database,
-        "HERALD_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "HERALD_KAFKA_IDEMPOTENT_PRODUCER": str(s.kafka_idempotent_producer).lower(),
-        "HERALD_KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
-        "HERALD_KAFKA_PARTITIONS": str(s.kafka_partitions),
-        "HERALD_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "HERALD_PROJECTOR_GROUP_PREFIX": s.projector_group_prefix,
-        "HERALD_JWKS": s.jwks_location or "",
-        "HERALD_JWT_ISSUER": s.jwt_issuer,
-        "HERALD_JWT_AUDIENCE": s.jwt_audience,
-        "HERALD_RUN_DISPATCHER": str(s.run_dispatcher).lower(),
-        # no probe server: several workers share a host (and a test may give one a port)
-        "HERALD_WORKER_METRICS_PORT": "0",
-    }
 
 
 def assignments(worker: ManagedProcess, group: str) -> list[set[Partition]]:

@@ -24,9 +24,15 @@ from adapters.auth.dev_issuer import DevIssuer
 from devstack.apache_kafka import ApacheKafkaBroker
 from tests.delivery.test_swift_channel import headers, partitions_of, topic_records
 from tests.faults.test_kill_dispatcher import set_preferences, started_workers
-from tests.faults.test_kill_projector import worker_env
 from tests.projections.scenario import Portal
-from tests.support import Broker, GraphQLClient, RunningHerald, eventually, herald_settings
+from tests.support import (
+    Broker,
+    GraphQLClient,
+    RunningHerald,
+    eventually,
+    herald_settings,
+    worker_env,
+)
 
 ACCOUNTS = 120
 SENDER = "HRLDRUMM"

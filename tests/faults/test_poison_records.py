@@ -35,9 +35,16 @@ from domain.history import decode_terms
 from domain.positions import Position, PositionsSnapshot, positions_aggregate_id
 from domain.validation import InvalidInput, parse_terms, terms_to_payload
 from services import Services
-from tests.faults.test_kill_projector import HERALD, worker_env
 from tests.projections.scenario import DIVIDEND, PORTAL, Portal, notices_of
-from tests.support import Broker, GraphQLClient, RunningHerald, eventually, herald_settings
+from tests.support import (
+    HERALD,
+    Broker,
+    GraphQLClient,
+    RunningHerald,
+    eventually,
+    herald_settings,
+    worker_env,
+)
 
 ISIN = "RU0009029540"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,11 +28,17 @@ from devstack.process import ManagedProcess
 from devstack.push_sink import PushServer
 from observability.logs import Redact, configure_logging, log_context, redact
 from tests.delivery.support import MOBILE, PORTAL
-from tests.faults.test_kill_projector import worker_env
 from tests.projections.scenario import DIVIDEND
-from tests.support import Broker, GraphQLClient, eventually, herald_settings, operation_document
+from tests.support import (
+    HERALD,
+    Broker,
+    GraphQLClient,
+    eventually,
+    herald_settings,
+    operation_document,
+    worker_env,
+)
 
-HERALD = Path(sys.executable).with_name("herald")
 PORTAL_OPS = operation_document("portal")
 MOBILE_OPS = operation_document("mobile")
 SENDER_BIC = "HRLDRUMMXXX"

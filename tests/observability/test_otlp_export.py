@@ -7,7 +7,6 @@ send, one unbroken parent chain across both processes and Kafka."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -32,9 +31,15 @@ from observability import trace_context, tracing
 from settings import Settings
 from tests.delivery.support import MOBILE, depositor, fresh
 from tests.projections.scenario import Portal
-from tests.support import REPO, Broker, GraphQLClient, eventually, herald_settings
-
-HERALD = Path(sys.executable).with_name("herald")
+from tests.support import (
+    HERALD,
+    REPO,
+    Broker,
+    GraphQLClient,
+    eventually,
+    herald_settings,
+    worker_env,
+)
 
 
 @dataclass(frozen=True)
@@ -107,19 +112,7 @@ def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
 
 def base_env(s: Settings) -> dict[str, str]:
     """Where the pair finds its store, broker and issuer (HERALD_*)."""
-    return {
-        "HERALD_MONGO_URI": s.mongo_uri,
-        "HERALD_MONGO_DATABASE": s.mongo_database,
-        "HERALD_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "HERALD_KAFKA_IDEMPOTENT_PRODUCER": str(s.kafka_idempotent_producer).lower(),
-        "HERALD_KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
-        "HERALD_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "HERALD_PROJECTOR_GROUP_PREFIX": s.projector_group_prefix,
-        "HERALD_JWKS": s.jwks_location or "",
-        "HERALD_JWT_ISSUER": s.jwt_issuer,
-        "HERALD_JWT_AUDIENCE": s.jwt_audience,
-        "HERALD_RELAY_POLL_SECONDS": "0.05",
-    }
+    return {**worker_env(s), "HERALD_RELAY_POLL_SECONDS": "0.05"}
 
 
 def otel_env(endpoint: str, service: str) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,13 +20,11 @@ import httpx
 
 from adapters.auth.dev_issuer import DevIssuer
 from devstack.process import ManagedProcess, free_port
-from tests.faults.test_kill_projector import worker_env
 from tests.observability.conftest import ANNOUNCE
 from tests.observability.promtools import PrometheusServer
 from tests.observability.test_deploy_config import DEPLOY
-from tests.support import DIVIDEND, Broker, GraphQLClient, herald_settings
+from tests.support import DIVIDEND, HERALD, Broker, GraphQLClient, herald_settings, worker_env
 
-HERALD = Path(sys.executable).with_name("herald")
 POSITIONS = """
 mutation Positions($input: RecordPositionsInput!) {
   recordPositions(input: $input) { consistencyToken }

@@ -10,8 +10,7 @@ import subprocess
 
 from adapters.auth.dev_issuer import DevIssuer
 from devstack.process import free_port
-from tests.faults.test_kill_projector import HERALD, worker_env
-from tests.support import Broker, herald_settings
+from tests.support import HERALD, Broker, herald_settings, worker_env
 
 
 def test_a_taken_metrics_port_stops_the_worker_in_one_line(
