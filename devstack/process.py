@@ -222,6 +222,10 @@ class ManagedProcess:
                 raise self.startup_error(f"exited with code {self.returncode} before it was ready")
             if time.monotonic() > deadline:
                 detail = f"; last probe error: {last_error!r}" if last_error else ""
+                # an HTTP probe's answer says why (e.g. /readyz's checks and progress)
+                answer = getattr(getattr(last_error, "response", None), "text", "")
+                if answer:
+                    detail += f"; its answer: {answer[:500]}"
                 raise self.startup_error(f"not ready on {host}:{port} after {timeout:.0f}s{detail}")
             try:
                 _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
