@@ -47,6 +47,7 @@ from adapters.channels.email import SmtpChannel
 from adapters.channels.push import PushChannel
 from bench.figures import Figure, Result
 from bench.stack import APPROVER, OPERATOR, add_stack_arguments, bench_stack, pct
+from devstack.herald import RunningHerald
 from devstack.mail_sink import MailSink
 from devstack.push_sink import PushServer
 from domain.delivery import IssuedNotice, OutboundNotice
@@ -96,32 +97,10 @@ async def _measure(
         ]
     )
     handlers = herald.services.handlers
-    await handlers.record_positions(
-        {
-            "isin": ISIN,
-            "asOf": AS_OF,
-            "positions": [
-                {"accountId": a, "quantity": "100", "taxRatePercent": "13"} for a in accounts
-            ],
-        },
-        OPERATOR,
-    )
-    announced = await handlers.announce(
-        {
-            "reference": "RU-BENCH-DLV",
-            "eventType": "DVCA",
-            "mandatoryVoluntary": "MAND",
-            "isin": ISIN,
-            "announcementDate": "2026-11-20",
-            "recordDate": AS_OF,
-            "paymentDate": "2026-12-29",
-            "grossRate": {"amount": "33.30", "currency": "RUB"},
-        },
-        OPERATOR,
-    )
+    action_id = await _dividend_for(herald, ISIN, "RU-BENCH-DLV", accounts, "100", "33.30")
     started = time.monotonic()
     cpu_started = _cpu_seconds(store_pid), time.process_time()
-    await handlers.approve(announced.action.id, 1, APPROVER)
+    await handlers.approve(action_id, 1, APPROVER)
     print(f"approved: fanning out {n} notices to EMAIL and PUSH …", flush=True)
     deliveries = db["deliveries"]
     while True:
@@ -215,32 +194,10 @@ async def _fault(herald: Any, push: PushServer) -> None:
     after the gateway recovered the first push was delivered."""
     accounts = [f"ACC-{i:06d}" for i in range(FAULT_NOTICES)]
     handlers = herald.services.handlers
-    await handlers.record_positions(
-        {
-            "isin": FAULT_ISIN,
-            "asOf": AS_OF,
-            "positions": [
-                {"accountId": a, "quantity": "10", "taxRatePercent": "13"} for a in accounts
-            ],
-        },
-        OPERATOR,
-    )
-    announced = await handlers.announce(
-        {
-            "reference": "RU-BENCH-FAULT",
-            "eventType": "DVCA",
-            "mandatoryVoluntary": "MAND",
-            "isin": FAULT_ISIN,
-            "announcementDate": "2026-11-20",
-            "recordDate": AS_OF,
-            "paymentDate": "2026-12-29",
-            "grossRate": {"amount": "1.00", "currency": "RUB"},
-        },
-        OPERATOR,
-    )
+    action_id = await _dividend_for(herald, FAULT_ISIN, "RU-BENCH-FAULT", accounts, "10", "1.00")
     before = len(push.calls)
     push.answer = lambda body: 503
-    await handlers.approve(announced.action.id, 1, APPROVER)
+    await handlers.approve(action_id, 1, APPROVER)
     await asyncio.sleep(SPELL_SECONDS)
     push.answer = lambda body: 200
     recovered_at = time.time()
@@ -252,6 +209,35 @@ async def _fault(herald: Any, push: PushServer) -> None:
         f"fault: push gateway 503 for {SPELL_SECONDS:.0f}s ({refused} calls refused), "
         f"breaker recovery (gateway back → first push delivered): {first - recovered_at:.1f}s"
     )
+
+
+async def _dividend_for(
+    herald: RunningHerald,
+    isin: str,
+    reference: str,
+    accounts: list[str],
+    quantity: str,
+    rate: str,
+) -> str:
+    """Record `quantity` of `isin` for every account, announce a cash dividend
+    of `rate` RUB on it (not yet approved); returns the action's id."""
+    handlers = herald.services.handlers
+    positions = [{"accountId": a, "quantity": quantity, "taxRatePercent": "13"} for a in accounts]
+    await handlers.record_positions({"isin": isin, "asOf": AS_OF, "positions": positions}, OPERATOR)
+    announced = await handlers.announce(
+        {
+            "reference": reference,
+            "eventType": "DVCA",
+            "mandatoryVoluntary": "MAND",
+            "isin": isin,
+            "announcementDate": "2026-11-20",
+            "recordDate": AS_OF,
+            "paymentDate": "2026-12-29",
+            "grossRate": {"amount": rate, "currency": "RUB"},
+        },
+        OPERATOR,
+    )
+    return announced.action.id
 
 
 def _rss_mib() -> float:
