@@ -7,19 +7,13 @@ send, one unbroken parent chain across both processes and Kafka."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.channels.email import SMTP_SPAN
@@ -30,6 +24,7 @@ from devstack.process import ManagedProcess, free_port
 from observability import trace_context, tracing
 from settings import Settings
 from tests.delivery.support import MOBILE, depositor, fresh
+from tests.observability.otlp_receiver import OtlpReceiver, Received, otlp_receiver
 from tests.projections.scenario import Portal
 from tests.support import (
     HERALD,
@@ -42,72 +37,11 @@ from tests.support import (
 )
 
 
-@dataclass(frozen=True)
-class Received:
-    service: str
-    resource: dict[str, str]
-    trace_id: str
-    span_id: str
-    parent_id: str
-    name: str
-    kind: int
-    attributes: dict[str, str]
-
-
-def _values(pairs: Any) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for pair in pairs:
-        assert isinstance(pair, KeyValue)
-        value = pair.value
-        kind = value.WhichOneof("value")
-        found[pair.key] = str(getattr(value, kind)) if kind else ""
-    return found
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    spans: ClassVar[list[Received]] = []
-    paths: ClassVar[list[str]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.paths.append(self.path)
-        request = ExportTraceServiceRequest.FromString(body)
-        for resource_spans in request.resource_spans:
-            resource = _values(resource_spans.resource.attributes)
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    assert isinstance(span, ProtoSpan)
-                    self.spans.append(
-                        Received(
-                            service=resource.get("service.name", ""),
-                            resource=resource,
-                            trace_id=span.trace_id.hex(),
-                            span_id=span.span_id.hex(),
-                            parent_id=span.parent_span_id.hex(),
-                            name=span.name,
-                            kind=span.kind,
-                            attributes=_values(span.attributes),
-                        )
-                    )
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
+def receiver() -> Iterator[tuple[str, type[OtlpReceiver]]]:
     """An OTLP/HTTP receiver on loopback: every span it was sent, decoded."""
-    handler = type("Receiver", (_Receiver,), {"spans": [], "paths": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    with otlp_receiver() as served:
+        yield served
 
 
 def base_env(s: Settings) -> dict[str, str]:
@@ -131,7 +65,7 @@ async def test_serve_and_worker_export_one_trace_over_otlp(
     apache_kafka: Any,
     mongo_uri: str,
     issuer: DevIssuer,
-    receiver: tuple[str, type[_Receiver]],
+    receiver: tuple[str, type[OtlpReceiver]],
     tmp_path: Path,
 ) -> None:
     endpoint, received = receiver
@@ -227,7 +161,7 @@ async def test_serve_and_worker_export_one_trace_over_otlp(
         await store.drop_database(settings.mongo_database)
         await store.close()
 
-    assert set(received.paths) == {"/v1/traces"}
+    assert {path for path, _, _ in received.requests} == {"/v1/traces"}
     by_id = {s.span_id: s for s in received.spans if s.trace_id == command.trace_id}
     chain = [smtp]
     while chain[-1].parent_id in by_id:

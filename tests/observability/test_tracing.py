@@ -9,12 +9,9 @@ scrape."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 from opentelemetry import trace
@@ -28,6 +25,7 @@ from app import create_app
 from observability import tracing
 from settings import Settings, SettingsError
 from tests.observability.conftest import ANNOUNCE
+from tests.observability.otlp_receiver import otlp_receiver
 from tests.support import DIVIDEND, GraphQLClient, RunningHerald
 
 # --- settings and configuration -------------------------------------------------
@@ -104,33 +102,11 @@ def test_the_console_exporter_is_the_sdks() -> None:
     assert isinstance(tracing.span_exporter("console"), ConsoleSpanExporter)
 
 
-class _Collector(BaseHTTPRequestHandler):
-    received: ClassVar[list[tuple[str, str, int]]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        body = self.rfile.read(length)
-        self.received.append((self.path, self.headers.get("Content-Type", ""), len(body)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def collector() -> Iterator[tuple[str, list[tuple[str, str, int]]]]:
-    """A stand-in OTLP/HTTP collector on loopback."""
-    received: list[tuple[str, str, int]] = []
-    handler = type("Collector", (_Collector,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+    """A stand-in OTLP/HTTP collector on loopback: (path, content type, size) per request."""
+    with otlp_receiver() as (url, handler):
+        yield url, handler.requests
 
 
 def test_the_otlp_exporter_posts_to_the_standard_endpoint(
