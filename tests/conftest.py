@@ -60,7 +60,7 @@ def broker(request: pytest.FixtureRequest) -> Broker:
 def tansu_broker(tansu: TansuBroker) -> Broker:
     """Tansu, for suites where the broker is not the subject."""
     # Tansu refuses InitProducerId, so the idempotent producer is off there.
-    return Broker("tansu", tansu.bootstrap_servers, idempotent=False)
+    return Broker("tansu", tansu.bootstrap_servers, idempotent=False, session_timeout_ms=2000)
 
 
 @pytest.fixture(scope="session")

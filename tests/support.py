@@ -71,6 +71,9 @@ class Broker:
     name: str
     bootstrap: str
     idempotent: bool
+    # Tansu answers a first JoinGroup after half the session timeout (see
+    # devstack/tansu.py); Apache Kafka refuses sessions under 6 s.
+    session_timeout_ms: int = 6000
 
 
 class GraphQLClient:
@@ -143,7 +146,7 @@ def herald_settings(
         kafka_idempotent_producer=broker.idempotent,
         kafka_topic_prefix=f"t{unique}",
         kafka_partitions=3,
-        kafka_session_timeout_ms=6000,
+        kafka_session_timeout_ms=broker.session_timeout_ms,
         mongo_uri=mongo_uri,
         mongo_database=f"herald_{unique}",
         jwks_location=str(issuer.jwks_path),
@@ -202,7 +205,7 @@ def worker_env(s: Settings) -> dict[str, str]:
         "HERALD_KAFKA_IDEMPOTENT_PRODUCER": str(s.kafka_idempotent_producer).lower(),
         "HERALD_KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
         "HERALD_KAFKA_PARTITIONS": str(s.kafka_partitions),
-        "HERALD_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "HERALD_KAFKA_SESSION_TIMEOUT_MS": str(s.kafka_session_timeout_ms),
         "HERALD_PROJECTOR_GROUP_PREFIX": s.projector_group_prefix,
         "HERALD_JWKS": s.jwks_location or "",
         "HERALD_JWT_ISSUER": s.jwt_issuer,
