@@ -179,6 +179,8 @@ class Services:
             self.notice_projection,
             self.channels,
             self._topics(DeliveryPlanner.name),
+            record=self.events,
+            projections=self.projection_state,
             defaults=parse_channels(s.default_channels),
             on_planned=wake_workers,
         )

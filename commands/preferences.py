@@ -17,14 +17,15 @@ from domain.commands import CommandContext, PreferencesResult
 from domain.consistency import ConsistencyToken
 from domain.errors import VersionConflict
 from domain.ports import ConcurrencyError, EventStore
-from domain.preferences import Preferences, as_requested_by, authorize, parse_preferences
+from domain.preferences import (
+    Preferences,
+    as_requested_by,
+    authorize,
+    parse_preferences,
+    preferences_aggregate_id,
+)
 from observability.trace_context import current_trace_context
 from observability.tracing import traced_command
-
-
-def preferences_aggregate_id(account_id: str) -> str:
-    """The stream of one account's preferences (distinct from every other stream id)."""
-    return f"preferences:{account_id}"
 
 
 class PreferencesHandlers:

@@ -72,6 +72,11 @@ class Preferences:
         )
 
 
+def preferences_aggregate_id(account_id: str) -> str:
+    """The stream of one account's preferences (distinct from every other stream id)."""
+    return f"preferences:{account_id}"
+
+
 def authorize(principal: Principal, account_id: str, *, sets_bic: bool) -> None:
     """Raise Forbidden unless `principal` may set `account_id`'s preferences."""
     operator = principal.has_role(ROLE_OPERATOR)

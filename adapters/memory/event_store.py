@@ -4,7 +4,7 @@ unique reservations, a global sequence, the outbox's published/parked states).""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -64,6 +64,16 @@ class MemoryEventStore:
 
     async def get(self, event_id: str) -> EventEnvelope | None:
         return self._events.get(event_id)
+
+    async def stream_heads(
+        self, aggregate_ids: Collection[str], before_sequence: int
+    ) -> dict[str, int]:
+        wanted = set(aggregate_ids)
+        heads: dict[str, int] = {}
+        for e in self._events.values():
+            if e.aggregate_id in wanted and e.sequence < before_sequence:
+                heads[e.aggregate_id] = max(heads.get(e.aggregate_id, 0), e.version)
+        return heads
 
     async def unpublished(self, limit: int) -> list[EventEnvelope]:
         found = [e for e in self._events.values() if self._state[e.event_id] == _UNPUBLISHED]

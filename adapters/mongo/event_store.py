@@ -19,7 +19,7 @@ version conflict. Events recorded by a request carry its `command`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -204,6 +204,26 @@ class MongoEventStore:
                 {"aggregateId": aggregate_id, "version": {"$gt": after_version}}
             ).sort("version", ASCENDING)
             return [_from_document(doc) async for doc in cursor]
+
+    async def stream_heads(
+        self, aggregate_ids: Collection[str], before_sequence: int
+    ) -> dict[str, int]:
+        """Served by the (aggregateId, version) index: the streams asked about
+        are few and short (an account's preferences), so their events are read
+        and the sequence bound applied here."""
+        heads: dict[str, int] = {}
+        if not aggregate_ids:
+            return heads
+        async with translated():
+            cursor = self._events.find(
+                {"aggregateId": {"$in": list(aggregate_ids)}},
+                {"aggregateId": 1, "version": 1, "sequence": 1},
+            )
+            async for doc in cursor:
+                if int(doc["sequence"]) < before_sequence:
+                    stream = doc["aggregateId"]
+                    heads[stream] = max(heads.get(stream, 0), int(doc["version"]))
+        return heads
 
     async def unpublished(self, limit: int) -> list[EventEnvelope]:
         async with translated():

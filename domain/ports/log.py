@@ -3,7 +3,7 @@ them, parking what cannot be."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -46,6 +46,14 @@ class EventStore(Protocol):
         ...
 
     async def read_all(self, after_sequence: int, limit: int) -> list[EventEnvelope]: ...
+
+    async def stream_heads(
+        self, aggregate_ids: Collection[str], before_sequence: int
+    ) -> dict[str, int]:
+        """For each of `aggregate_ids` with an event stored at a global
+        sequence below `before_sequence`: the highest version among those
+        events. Streams with none are absent."""
+        ...
 
 
 class DeadLetterStore(Protocol):

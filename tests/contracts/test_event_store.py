@@ -113,3 +113,16 @@ async def test_an_event_stored_before_trace_contexts_reads_without_one(mongo_uri
     finally:
         await client.drop_database(name)
         await client.close()
+
+
+async def test_stream_heads_name_each_streams_last_version_before_a_sequence(
+    store: EventStore,
+) -> None:
+    [a1] = await store.append([_event("A", 1)])
+    [b1] = await store.append([_event("B", 1)])
+    [a2] = await store.append([_event("A", 2)])
+    assert await store.stream_heads(["A", "B", "C"], a2.sequence + 1) == {"A": 2, "B": 1}
+    assert await store.stream_heads(["A", "B"], a2.sequence) == {"A": 1, "B": 1}
+    assert await store.stream_heads(["A", "B"], b1.sequence) == {"A": 1}
+    assert await store.stream_heads(["A"], a1.sequence) == {}
+    assert await store.stream_heads([], a2.sequence + 1) == {}

@@ -31,6 +31,8 @@ def _planner(herald: RunningHerald, push: PushChannel) -> DeliveryPlanner:
         MongoNoticeProjectionStore(services.db),
         {DeliveryChannel.PUSH: push},
         [],
+        record=services.events,
+        projections=services.projection_state,
     )
 
 
