@@ -88,12 +88,22 @@ async def _freshness(ctx: Context) -> Result:
 
 
 async def _reads(ctx: Context) -> Result:
-    from bench import card_list_read
+    from bench import card_list_read, edge_cache
 
     stack, load = ctx.shared()
     if ctx.quick:
-        return await card_list_read.measure(stack, load, cards=20, requests=100, rounds=1)
-    return await card_list_read.measure(stack, load)
+        result = await card_list_read.measure(stack, load, cards=20, requests=100, rounds=1)
+        edge = await edge_cache.measure(
+            stack, load, cards=20, seconds=2, rounds=1, publish_cards=False
+        )
+    else:
+        result = await card_list_read.measure(stack, load)
+        edge = await edge_cache.measure(stack, load, publish_cards=False)
+    # the same read through the nginx edge's cache, on the cards published above
+    result.add(*edge.figures)
+    result.sizes["edge cache"] = edge.sizes
+    result.notes.extend(edge.notes)
+    return result
 
 
 async def _paging(ctx: Context) -> Result:
@@ -157,7 +167,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "freshness", "command accepted → visible through GraphQL, at steady rates", _freshness
     ),
-    Benchmark("reads", "the website's card list through GraphQL, uncached/cached/304", _reads),
+    Benchmark(
+        "reads", "the website's card list: GraphQL uncached/cached/304, the edge's cache", _reads
+    ),
     Benchmark("paging", "every page of myNotices and corporateActions vs the first", _paging),
     Benchmark("fanout", "notice fan-out vs raw insert_many; approval → last notice", _fanout),
     Benchmark("edge", "duplicates replayed by the nginx edge", _edge, shared_stack=False),
