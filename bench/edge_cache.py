@@ -25,11 +25,9 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -37,10 +35,7 @@ import httpx
 from bench.card_list_read import PAGE, WEBSITE, publish, raw_app, serve
 from bench.figures import Figure, Result, print_result
 from bench.load import LoadProcess, run_fast
-from bench.stack import BenchStack, add_stack_arguments, bench_stack
-from devstack.process import free_port
-from devstack.redis import RedisServer
-from edge import EdgeConfig, EdgeServer
+from bench.stack import BenchStack, add_stack_arguments, bench_stack, edge_in_front
 from tests.edge.httpclient import RawHTTPPool
 
 WARM_UP = 50  # requests before each measured pass, not counted
@@ -145,21 +140,8 @@ async def measure(
         await publish(stack.herald.services, cards)
     path = website_cards_path()
     raw = await serve(raw_app(stack.herald.services))
-    with tempfile.TemporaryDirectory(prefix="herald-bench-edge-cache-") as tmp:
-        redis_server = RedisServer()
-        edge = EdgeServer(
-            EdgeConfig(
-                name="bench-cache",
-                listen=f"127.0.0.1:{free_port()}",
-                upstreams=(f"127.0.0.1:{stack.settings.port}",),
-                redis_nodes=(f"127.0.0.1:{redis_server.port}",),
-                worker_processes=workers,
-            ),
-            Path(tmp) / "nginx",
-        )
-        try:
-            redis_server.start()
-            edge.start()
+    try:
+        with edge_in_front(stack.herald, name="bench-cache", workers=workers) as edge:
             raw_port = int(raw.url.rsplit(":", 1)[1])
             edge_port = edge.config.listen_address[1]
             body_bytes = await _check(raw_port, stack.settings.port, edge_port, path)
@@ -172,11 +154,9 @@ async def measure(
             for _ in range(rounds):
                 for name, load in variants.items():
                     rates[name].append(await load_process.run(get_load, load))
-        finally:
-            edge.stop()
-            redis_server.close()
-            raw.server.should_exit = True
-            await raw.task
+    finally:
+        raw.server.should_exit = True
+        await raw.task
 
     median = {name: statistics.median(r.rate for r in runs) for name, runs in rates.items()}
     clients = f"{concurrency} clients, GET"
