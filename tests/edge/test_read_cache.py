@@ -19,12 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.redis.generation import RedisPublicGeneration
 from devstack.herald import RunningHerald
 from devstack.redis import RedisServer, command
 from edge import EdgeServer
+from tests.api.helpers import PROTOCOL, Socket
 from tests.api.test_public_cache import a_record_date
 from tests.edge.conftest import EdgeFactory
 from tests.edge.support import edge_metrics
@@ -297,3 +299,22 @@ async def test_a_generation_the_app_could_not_set_is_set_once_redis_is_back(
         assert second != first and second.decode() == generation.current
     finally:
         await generation.close()
+
+
+async def test_a_subscription_goes_through_the_cached_location(
+    api: GraphQLClient, cache_edge: EdgeServer
+) -> None:
+    """A WebSocket upgrade is a GET without a token: the edge must neither look
+    it up nor store it, only pass it on (graphql-transport-ws end to end)."""
+    host, port = cache_edge.config.listen_address
+    async with websockets.connect(f"ws://{host}:{port}/graphql", subprotocols=[PROTOCOL]) as ws:
+        socket = Socket(ws)
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert (await socket.receive())["type"] == "connection_ack"
+        await socket.subscribe("subscription { cardPublished { reference } }")
+        reference = f"RU-EDGE-WS-{uuid.uuid4().hex[:6].upper()}"
+        await Portal(api).publish(**card_on(a_record_date(), reference))
+        while True:  # other tests' cards may be published meanwhile
+            card = (await socket.next_data(timeout=30))["cardPublished"]
+            if card["reference"] == reference:
+                break
