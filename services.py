@@ -93,7 +93,9 @@ class Services:
         # collection and process (see queries/feeds.py); started by the API.
         self.issued_notices = NoticeFanout(MongoNoticeIssueFeed(self.db))
         self.edge_generation = (
-            RedisPublicGeneration(s.edge_redis_url, s.edge_generation_key)
+            RedisPublicGeneration(
+                s.edge_redis_url, s.edge_generation_key, cluster=s.edge_redis_cluster
+            )
             if s.edge_redis_url
             else None
         )

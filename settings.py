@@ -362,6 +362,12 @@ class Settings:
         "there on every change of a public card (unset: edge entries live max-age)",
         secret=True,
     )
+    edge_redis_cluster: bool = var(
+        "HERALD_EDGE_REDIS_CLUSTER",
+        _bool,
+        False,
+        "HERALD_EDGE_REDIS_URL names a node of a Redis Cluster (the edges' --redis-cluster)",
+    )
     edge_generation_key: str = var(
         "HERALD_EDGE_GENERATION_KEY",
         str,

@@ -21,6 +21,7 @@ import time
 import uuid
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 __all__ = ["RedisPublicGeneration"]
@@ -29,19 +30,22 @@ log = logging.getLogger(__name__)
 
 
 class RedisPublicGeneration:
-    """`PublicGeneration` under `key` of the Redis at `url` (redis://host:port/db)."""
+    """`PublicGeneration` under `key` of the Redis at `url` (redis://host:port/db);
+    with `cluster`, of the Redis Cluster that node belongs to (routed by slot,
+    as the edges route it)."""
 
     def __init__(
         self,
         url: str,
         key: str,
         *,
+        cluster: bool = False,
         timeout_seconds: float = 0.25,
         retry_seconds: float = 1.0,
     ) -> None:
-        self._client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
-        )
+        self._client: aioredis.Redis | RedisCluster = (
+            RedisCluster if cluster else aioredis.Redis
+        ).from_url(url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds)
         self.key = key
         self._timeout = timeout_seconds
         self._retry_seconds = retry_seconds
