@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -118,6 +118,24 @@ async def api(herald: RunningHerald) -> AsyncIterator[GraphQLClient]:
         yield client
 
 
+Publish = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def publish(api: GraphQLClient, redis_server: RedisServer, generation_key: str) -> Publish:
+    """Publish a card through Herald and wait until Herald has set the edge
+    cache's generation for it: no later change moves the keys mid-test."""
+
+    async def publish_settled(**terms: Any) -> None:
+        before = await stored_generation(redis_server, generation_key)
+        await Portal(api).publish(**terms)
+        await eventually(
+            lambda: stored_generation(redis_server, generation_key), lambda now: now != before
+        )
+
+    return publish_settled
+
+
 @pytest.fixture
 async def through_edge(cache_edge: EdgeServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=cache_edge.base_url, timeout=30) as client:
@@ -125,10 +143,10 @@ async def through_edge(cache_edge: EdgeServer) -> AsyncIterator[httpx.AsyncClien
 
 
 async def test_a_second_anonymous_get_is_a_hit_with_the_same_body(
-    api: GraphQLClient, through_edge: httpx.AsyncClient
+    api: GraphQLClient, through_edge: httpx.AsyncClient, publish: Publish
 ) -> None:
     day = a_record_date()
-    await Portal(api).publish(**card_on(day, "RU-EDGE-HIT-1"))
+    await publish(**card_on(day, "RU-EDGE-HIT-1"))
     # what Herald itself answers once the card is in its read model
     await eventually(
         lambda: api.http.get("/graphql", params=card_list(day)),
@@ -154,13 +172,13 @@ async def test_a_second_anonymous_get_is_a_hit_with_the_same_body(
 
 
 async def test_a_request_with_a_token_or_a_cookie_is_never_cached(
-    api: GraphQLClient, through_edge: httpx.AsyncClient
+    api: GraphQLClient, through_edge: httpx.AsyncClient, publish: Publish
 ) -> None:
     """The operator sees the announced (unapproved) card too: the two answers
     differ, and neither is ever handed to the other kind of caller."""
     day = a_record_date()
     portal = Portal(api)
-    await portal.publish(**card_on(day, "RU-EDGE-PUB-1"))
+    await publish(**card_on(day, "RU-EDGE-PUB-1"))
     await portal.announce(**card_on(day, "RU-EDGE-DRAFT-1"))
     operator = {"Authorization": f"Bearer {portal.operator}"}
     await eventually(
@@ -208,12 +226,13 @@ async def test_a_card_published_through_herald_is_answered_at_once(
     through_edge: httpx.AsyncClient,
     redis_server: RedisServer,
     generation_key: str,
+    publish: Publish,
 ) -> None:
     """Once Herald itself answers the new card, the very next anonymous GET
     through the edge answers it too (no waiting at the edge)."""
     day = a_record_date()
     portal = Portal(api)
-    await portal.publish(**card_on(day, "RU-EDGE-OLD-1"))
+    await publish(**card_on(day, "RU-EDGE-OLD-1"))
     await eventually(
         lambda: api.http.get("/graphql", params=card_list(day)),
         shows("RU-EDGE-OLD-1"),
@@ -241,6 +260,7 @@ async def test_with_the_edges_redis_down_the_edge_still_answers(
     make_edge: EdgeFactory,
     herald: RunningHerald,
     own_redis: RedisServer,
+    publish: Publish,
 ) -> None:
     edge = make_edge(
         (own_redis.address,),
@@ -249,7 +269,7 @@ async def test_with_the_edges_redis_down_the_edge_still_answers(
         **TIGHT,
     )
     day = a_record_date()
-    await Portal(api).publish(**card_on(day, "RU-EDGE-DOWN-1"))
+    await publish(**card_on(day, "RU-EDGE-DOWN-1"))
     await eventually(
         lambda: api.http.get("/graphql", params=card_list(day)),
         shows("RU-EDGE-DOWN-1"),
