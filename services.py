@@ -38,6 +38,7 @@ from adapters.mongo.notices import MongoNoticeIssueFeed, MongoNoticeStore
 from adapters.mongo.positions import MongoPositionStore
 from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
+from adapters.redis.generation import RedisPublicGeneration
 from commands.handlers import CommandHandlers
 from commands.preferences import PreferencesHandlers
 from commands.relay import OutboxRelay, relay_stopped
@@ -91,7 +92,16 @@ class Services:
         # Subscriptions and the public-cache watermark: one change stream per
         # collection and process (see queries/feeds.py); started by the API.
         self.issued_notices = NoticeFanout(MongoNoticeIssueFeed(self.db))
-        self.published_cards = CardFanout(MongoCardPublicationFeed(self.db))
+        self.edge_generation = (
+            RedisPublicGeneration(
+                s.edge_redis_url, s.edge_generation_key, cluster=s.edge_redis_cluster
+            )
+            if s.edge_redis_url
+            else None
+        )
+        self.published_cards = CardFanout(
+            MongoCardPublicationFeed(self.db), generation=self.edge_generation
+        )
         self.publisher = KafkaEventPublisher(
             s.kafka_bootstrap, s.kafka_topic_prefix, idempotent=s.kafka_idempotent_producer
         )
@@ -439,6 +449,8 @@ class Services:
         for task in tasks:
             task.cancel()
         await _bounded(self.published_cards.stop(), "card feed", limit)
+        if self.edge_generation is not None:
+            await _bounded(self.edge_generation.close(), "edge generation", limit)
         await _bounded(self.issued_notices.stop(), "notice feed", limit)
         _, stuck = await asyncio.wait(tasks, timeout=limit)
         for task in stuck:

@@ -354,6 +354,26 @@ class Settings:
         5,
         "how long clients and shared caches may reuse a public answer",
     )
+    edge_redis_url: str | None = var(
+        "HERALD_EDGE_REDIS_URL",
+        str,
+        None,
+        "the edges' Redis (redis://host:port): the app sets a new edge-cache generation "
+        "there on every change of a public card (unset: edge entries live max-age)",
+        secret=True,
+    )
+    edge_redis_cluster: bool = var(
+        "HERALD_EDGE_REDIS_CLUSTER",
+        _bool,
+        False,
+        "HERALD_EDGE_REDIS_URL names a node of a Redis Cluster (the edges' --redis-cluster)",
+    )
+    edge_generation_key: str = var(
+        "HERALD_EDGE_GENERATION_KEY",
+        str,
+        "herald:edge:generation",
+        "the Redis key of the edge-cache generation (the edges' --cache-generation-key)",
+    )
 
     # Delivery to channels (contract: "Delivery to channels"). A channel whose
     # endpoint is unset is off; the dispatcher runs wherever projectors may.

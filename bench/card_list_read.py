@@ -246,6 +246,19 @@ def terms(n: int) -> dict[str, Any]:
     }
 
 
+async def publish(services: Services, cards: int) -> None:
+    """Announce and approve `cards` dividends; return once all are projected."""
+    print(f"publishing {cards} cards …", flush=True)
+    before = await services.cards.count(CardQuery(public_only=True))
+    for n in range(cards):
+        announced = await services.handlers.announce(terms(n), OPERATOR)
+        await services.handlers.approve(announced.action.id, 1, APPROVER)
+    deadline = time.monotonic() + 60 + cards
+    while (public := await services.cards.count(CardQuery(public_only=True))) < before + cards:
+        assert time.monotonic() < deadline, f"only {public - before} of {cards} cards projected"
+        await asyncio.sleep(0.1)
+
+
 @dataclass
 class Figures:
     client_ms: list[float] = field(default_factory=list)
@@ -269,15 +282,7 @@ async def measure(
         sizes={"cards": cards, "requests": requests, "concurrency": concurrency, "rounds": rounds},
     )
     services = stack.herald.services
-    print(f"publishing {cards} cards …", flush=True)
-    before = await services.cards.count(CardQuery(public_only=True))
-    for n in range(cards):
-        announced = await services.handlers.announce(terms(n), OPERATOR)
-        await services.handlers.approve(announced.action.id, 1, APPROVER)
-    deadline = time.monotonic() + 60 + cards
-    while (public := await services.cards.count(CardQuery(public_only=True))) < before + cards:
-        assert time.monotonic() < deadline, f"only {public - before} of {cards} cards projected"
-        await asyncio.sleep(0.1)
+    await publish(services, cards)
 
     servers = {
         "raw": await serve(raw_app(services)),

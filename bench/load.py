@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -142,3 +142,13 @@ def graphql_load(load: GraphQLLoad) -> LoadResult:
 def empty(n: int) -> dict[str, Any]:
     """No variables (for `{ __typename }`)."""
     return {}
+
+
+def run_fast(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on uvloop when present (it comes with uvicorn[standard]): a
+    cheaper client loop for loads of thousands of requests a second."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)

@@ -9,8 +9,8 @@ import argparse
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,11 @@ from typing import Any
 from adapters.auth.dev_issuer import DevIssuer
 from devstack.herald import RunningHerald
 from devstack.process import free_port
+from devstack.redis import RedisServer
 from devstack.secantus import SecantusServer
 from domain.commands import CommandContext
 from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, Principal
+from edge import EdgeConfig, EdgeServer
 from settings import Settings
 
 BROKERS = ("kafka", "tansu")
@@ -85,6 +87,32 @@ async def bench_stack(
         yield BenchStack(
             work, store, broker, running.bootstrap_servers, issuer, herald_settings, herald
         )
+
+
+@contextmanager
+def edge_in_front(herald: RunningHerald, *, name: str, workers: int) -> Iterator[EdgeServer]:
+    """A redis-server and one nginx edge (`workers` processes, a status
+    listener) in front of `herald`'s port, in a work folder of their own."""
+    with tempfile.TemporaryDirectory(prefix=f"herald-bench-{name}-") as tmp:
+        redis_server = RedisServer()
+        edge = EdgeServer(
+            EdgeConfig(
+                name=name,
+                listen=f"127.0.0.1:{free_port()}",
+                status_listen=f"127.0.0.1:{free_port()}",
+                upstreams=(f"127.0.0.1:{herald.settings.port}",),
+                redis_nodes=(f"127.0.0.1:{redis_server.port}",),
+                worker_processes=workers,
+            ),
+            Path(tmp) / "nginx",
+        )
+        try:
+            redis_server.start()
+            edge.start()
+            yield edge
+        finally:
+            edge.stop()
+            redis_server.close()
 
 
 async def settled(herald: RunningHerald) -> None:

@@ -2,11 +2,11 @@
 beside its baseline measured in the same run, and a JSON result file.
 
 The benchmarks that load one Herald (commands, freshness, reads, paging,
-fan-out) share one stack (`bench.stack`: SecantusDB with durable commits,
-the broker, one Herald in this process) and one load process (`bench.load`);
-the edge and deliveries start their own. Each benchmark runs under a time
-bound; one that fails or overruns is recorded with its error and the others
-still run.
+fan-out, edge: its nginx and Redis in front of that Herald) share one stack
+(`bench.stack`: SecantusDB with durable commits, the broker, one Herald in
+this process) and one load process (`bench.load`); deliveries starts its
+own. Each benchmark runs under a time bound; one that fails or overruns is
+recorded with its error and the others still run.
 
 Result file (`--output`, JSON, `SCHEMA` = 1):
 
@@ -88,12 +88,22 @@ async def _freshness(ctx: Context) -> Result:
 
 
 async def _reads(ctx: Context) -> Result:
-    from bench import card_list_read
+    from bench import card_list_read, edge_cache
 
     stack, load = ctx.shared()
     if ctx.quick:
-        return await card_list_read.measure(stack, load, cards=20, requests=100, rounds=1)
-    return await card_list_read.measure(stack, load)
+        result = await card_list_read.measure(stack, load, cards=20, requests=100, rounds=1)
+        edge = await edge_cache.measure(
+            stack, load, cards=20, seconds=2, rounds=1, publish_cards=False
+        )
+    else:
+        result = await card_list_read.measure(stack, load)
+        edge = await edge_cache.measure(stack, load, publish_cards=False)
+    # the same read through the nginx edge's cache, on the cards published above
+    result.add(*edge.figures)
+    result.sizes["edge cache"] = edge.sizes
+    result.notes.extend(edge.notes)
+    return result
 
 
 async def _paging(ctx: Context) -> Result:
@@ -119,11 +129,12 @@ async def _fanout(ctx: Context) -> Result:
 async def _edge(ctx: Context) -> Result:
     from bench import edge_replay
 
+    stack, load = ctx.shared()
     if ctx.quick:
-        measured = await edge_replay.measure(requests=500, connections=10, rounds=1)
-    else:
-        measured = await edge_replay.measure()
-    return edge_replay.figures(measured)
+        return await edge_replay.measure(
+            stack, load, unique=100, duplicates=2000, connections=10, seconds=8, rounds=1
+        )
+    return await edge_replay.measure(stack, load)
 
 
 async def _deliveries(ctx: Context) -> Result:
@@ -157,10 +168,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "freshness", "command accepted → visible through GraphQL, at steady rates", _freshness
     ),
-    Benchmark("reads", "the website's card list through GraphQL, uncached/cached/304", _reads),
+    Benchmark(
+        "reads", "the website's card list: GraphQL uncached/cached/304, the edge's cache", _reads
+    ),
     Benchmark("paging", "every page of myNotices and corporateActions vs the first", _paging),
     Benchmark("fanout", "notice fan-out vs raw insert_many; approval → last notice", _fanout),
-    Benchmark("edge", "duplicates replayed by the nginx edge", _edge, shared_stack=False),
+    Benchmark("edge", "duplicates replayed by the nginx edge, Herald's announce behind", _edge),
     Benchmark("deliveries", "notices out to e-mail and push vs raw clients", _deliveries, False),
     # issue 12's: its own Tansu and store, minutes at full size; run when named
     Benchmark(

@@ -112,6 +112,15 @@ async def _run(
             jwt_audience=issuer.audience,
             **({} if mail is None else {"smtp_url": mail.url}),
         )
+        front = None
+        if edge:
+            from edge.dev import DevEdge
+
+            # before the API: its Redis gets the edge cache's generation (edge/README.md)
+            front = DevEdge(api_port, listen_port=port, log_dir=data_dir / "logs" / "edge")
+            await asyncio.to_thread(front.start)
+            stack.callback(front.stop)
+            settings = settings.with_overrides(edge_redis_url=front.redis_url)
         if traces is not None:  # before Services: PyMongo traces clients made afterwards
             _trace_to(settings, traces)
         services = Services(settings)
@@ -140,12 +149,7 @@ async def _run(
         supervising = asyncio.create_task(supervisor.run(), name="supervisor")
         stack.callback(supervising.cancel)
         base = f"http://{host}:{port}"
-        if edge:
-            from edge.dev import DevEdge
-
-            front = DevEdge(api_port, listen_port=port, log_dir=data_dir / "logs" / "edge")
-            await asyncio.to_thread(front.start)
-            stack.callback(front.stop)
+        if front is not None:
             print(f"idempotency edge on {base} (metrics: {front.metrics_url})", flush=True)
         print(
             _banner(time.monotonic() - started, base, host, port, data_dir, mail, store.uri),

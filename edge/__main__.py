@@ -8,7 +8,9 @@
     python -m edge key --authorization "Bearer eyJ..." 5d8f...   # its Redis key
 
 Defaults come from HERALD_EDGE_LISTEN, HERALD_EDGE_STATUS, HERALD_EDGE_UPSTREAMS,
-HERALD_EDGE_REDIS (comma-separated) and HERALD_EDGE_REDIS_CLUSTER=1 when set.
+HERALD_EDGE_REDIS (comma-separated), HERALD_EDGE_REDIS_CLUSTER=1 when set and
+HERALD_EDGE_GENERATION_KEY (the read cache's generation: the app's setting of
+the same name).
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.config import DAY_MS, DEFAULT_KEY_PREFIX, EdgeConfig, redis_key
+from edge.config import (
+    DAY_MS,
+    DEFAULT_GENERATION_KEY,
+    DEFAULT_KEY_PREFIX,
+    EdgeConfig,
+    redis_key,
+)
 from edge.render import nginx_argv, render
 from edge.server import INSTALL_HINT, EdgeServer, find_nginx, missing_components
 
@@ -67,6 +75,14 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upstream-timeout", type=int, default=30, help="seconds")
     parser.add_argument("--workers", default="auto")
     parser.add_argument("--access-log", action="store_true")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="no read cache (anonymous GETs go to the app)"
+    )
+    parser.add_argument(
+        "--cache-generation-key",
+        default=env("HERALD_EDGE_GENERATION_KEY", DEFAULT_GENERATION_KEY),
+        help="the Redis key of the read cache's publication generation",
+    )
 
 
 def _config(args: argparse.Namespace) -> EdgeConfig:
@@ -76,6 +92,7 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         if password is None:
             raise SystemExit(f"${args.redis_password_env} is not set")
     workers: int | str = int(args.workers) if str(args.workers).isdigit() else args.workers
+    paths = tuple(args.path or ["/graphql"])
     return EdgeConfig(
         name=args.name,
         listen=args.listen,
@@ -84,7 +101,7 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         redis_nodes=tuple(args.redis or _env_list("HERALD_EDGE_REDIS", "127.0.0.1:6379")),
         redis_cluster=args.redis_cluster,
         redis_password=password,
-        paths=tuple(args.path or ["/graphql"]),
+        paths=paths,
         queued_paths=tuple(args.queued_path),
         key_prefix=args.key_prefix,
         key_ttl_ms=args.key_ttl * 1000,
@@ -95,6 +112,9 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         upstream_timeout_s=args.upstream_timeout,
         worker_processes=workers,
         access_log=args.access_log,
+        # the read cache is on the GraphQL endpoint's GETs, when it is one of the paths
+        cache_paths=tuple(p for p in paths if p == "/graphql" and not args.no_cache),
+        cache_generation_key=args.cache_generation_key,
     )
 
 

@@ -16,6 +16,7 @@ from web.problems import PROBLEM_TYPE_BASE
 
 __all__ = [
     "DAY_MS",
+    "DEFAULT_GENERATION_KEY",
     "DEFAULT_KEY_PREFIX",
     "PROBLEM_BASE",
     "PROBLEM_TYPES",
@@ -27,6 +28,9 @@ __all__ = [
 
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_KEY_PREFIX = "herald:idem:"
+# The publication generation of the edge cache: the app sets a new value on
+# every change of the public view of a card (HERALD_EDGE_GENERATION_KEY).
+DEFAULT_GENERATION_KEY = "herald:edge:generation"
 PROBLEM_BASE = PROBLEM_TYPE_BASE  # one base URI for the app and the edge
 
 # The RFC 9457 problem types of the idempotency refusals, shared with the app
@@ -95,6 +99,12 @@ class EdgeConfig:
     where POSTs carrying an Idempotency-Key are deduplicated; ``queued_paths``
     (a subset) answer a duplicate of an in-flight request with 202 instead of
     409. Everything else is proxied to the app untouched.
+
+    ``cache_paths`` (a subset of ``paths``) answer anonymous GETs from nginx's
+    proxy cache, keyed by the publication generation read from Redis under
+    ``cache_generation_key``, for as long as the app's Cache-Control allows
+    (``cache_zone_mb`` of keys, ``cache_max_size_mb`` of bodies on disk,
+    unused entries dropped after ``cache_inactive_s``); empty: no cache.
     """
 
     listen: str
@@ -127,6 +137,11 @@ class EdgeConfig:
     error_log_level: str = "warn"
     resolver: str | None = None
     extra_http: tuple[str, ...] = field(default=())
+    cache_paths: tuple[str, ...] = ("/graphql",)
+    cache_generation_key: str = DEFAULT_GENERATION_KEY
+    cache_zone_mb: int = 10
+    cache_max_size_mb: int = 256
+    cache_inactive_s: int = 600
 
     def __post_init__(self) -> None:
         self.validate()
@@ -167,6 +182,13 @@ class EdgeConfig:
                 raise ValueError(f"path {path!r}: only /[A-Za-z0-9._~/-]* is accepted")
         if not set(self.queued_paths) <= set(self.paths):
             raise ValueError("queued_paths must be a subset of paths")
+        if not set(self.cache_paths) <= set(self.paths):
+            raise ValueError("cache_paths must be a subset of paths")
+        if not self.cache_generation_key or any(c.isspace() for c in self.cache_generation_key):
+            raise ValueError("cache_generation_key: a Redis key without whitespace")
+        for name in ("cache_zone_mb", "cache_max_size_mb", "cache_inactive_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
         for method in self.methods:
             if method not in _METHODS:
                 raise ValueError(f"method {method!r} not supported (one of {_METHODS})")

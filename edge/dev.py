@@ -49,6 +49,7 @@ class DevEdge:
         if redis_address is None:
             self.redis = RedisServer(data_dir=self.log_dir / "redis")
             redis_address = self.redis.address
+        self.redis_url = f"redis://{redis_address}/0"  # for HERALD_EDGE_REDIS_URL
         self.server = EdgeServer(
             EdgeConfig(
                 name="dev",

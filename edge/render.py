@@ -41,7 +41,7 @@ TEMPLATE = HERE / "nginx.conf.template"
 LUA_SOURCE = HERE / "lua"
 NGINX_MODULES_DIR = Path(os.environ.get("HERALD_NGINX_MODULES", "/usr/lib/nginx/modules"))
 INTERNAL_PREFIX = "/_herald_edge_upstream"
-TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "cache")
 
 _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 
@@ -86,6 +86,7 @@ def render_lua_config(config: EdgeConfig) -> str:
         "max_stored_bytes": config.max_stored_bytes,
         "problem_base": PROBLEM_BASE,
         "internal_prefix": INTERNAL_PREFIX,
+        "cache_generation_key": config.cache_generation_key,
         "redis": {
             "mode": "cluster" if config.redis_cluster else "single",
             "nodes": list(config.redis_nodes),
@@ -125,9 +126,45 @@ _FORWARD_HEADERS = """\
             proxy_set_header X-Forwarded-Proto $scheme;"""
 
 
-def _idempotent_location(path: str, queued: bool) -> str:
+# The read cache of a location (edge/lua/herald_edge/cache.lua decides, per
+# request, whether the cache may answer and under which generation).
+_CACHE_DIRECTIVES = """\
+            set $herald_edge_generation "";
+            set $herald_edge_nocache 1;
+            rewrite_by_lua_block { require("herald_edge.cache").rewrite() }
+            proxy_cache herald_edge_cache;
+            proxy_cache_key "$herald_edge_generation|$scheme://$host$request_uri";
+            proxy_cache_bypass $herald_edge_nocache;
+            proxy_no_cache $herald_edge_nocache;
+            proxy_cache_revalidate on;
+            proxy_cache_use_stale updating;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 5s;
+            proxy_cache_lock_age 5s;
+            add_header X-Cache $herald_edge_cache_status always;
+"""
+
+
+def _cache_http(config: EdgeConfig) -> str:
+    if not config.cache_paths:
+        return ""
+    return f"""
+    # The read cache: the app's Cache-Control decides what is kept and for how
+    # long (no proxy_cache_valid); a missing status means nginx did not look.
+    proxy_cache_path temp/cache levels=1:2 keys_zone=herald_edge_cache:{config.cache_zone_mb}m
+                     max_size={config.cache_max_size_mb}m inactive={config.cache_inactive_s}s
+                     use_temp_path=off;
+    map $upstream_cache_status $herald_edge_cache_status {{
+        ""      BYPASS;
+        default $upstream_cache_status;
+    }}
+"""
+
+
+def _idempotent_location(path: str, queued: bool, cached: bool) -> str:
     return f"""\
         location = {path} {{
+{_CACHE_DIRECTIVES if cached else ""}\
             access_by_lua_block {{ require("herald_edge").access({"true" if queued else "false"}) }}
             proxy_pass http://herald_edge_app;
 {_FORWARD_HEADERS}
@@ -190,8 +227,10 @@ def render_nginx_conf(config: EdgeConfig, prefix: Path) -> str:
         "upstream_connect_timeout": str(config.upstream_connect_timeout_s),
         "upstream_timeout": str(config.upstream_timeout_s),
         "idempotent_locations": "".join(
-            _idempotent_location(p, p in config.queued_paths) for p in config.paths
+            _idempotent_location(p, p in config.queued_paths, p in config.cache_paths)
+            for p in config.paths
         ),
+        "cache_http": _cache_http(config),
         "internal_prefix": INTERNAL_PREFIX,
         "forward_headers": _FORWARD_HEADERS,
         "status_server": _status_server(config),

@@ -11,7 +11,9 @@ One change stream per collection and process, however many subscribers:
   for the others); the new subscriber is *live* once that reopen is done.
 - `CardFanout` serves `cardPublished` and keeps the public-data watermark of
   the HTTP cache: a counter bumped on every change of the public view of any
-  card and on every (re)open of its stream, read for free per request.
+  card and on every (re)open of its stream, read for free per request. With a
+  `PublicGeneration` (the edge's read cache), the shared generation is
+  advanced first: a shared cache never answers older than this process would.
 
 A subscriber that does not keep up (its queue is full) is dropped with
 `FellBehind` instead of slowing the others down.
@@ -23,7 +25,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -34,6 +43,7 @@ from domain.ports import (
     FeedChange,
     FeedSignal,
     NoticeIssueFeed,
+    PublicGeneration,
     StoredNotice,
 )
 
@@ -96,7 +106,7 @@ class _Watcher(Generic[T]):
         self,
         name: str,
         follow: Callable[[], AsyncGenerator[FeedChange[T], None]],
-        on_change: Callable[[FeedChange[T]], None],
+        on_change: Callable[[FeedChange[T]], Awaitable[None] | None],
     ) -> None:
         self._name = name
         self._follow = follow
@@ -112,14 +122,19 @@ class _Watcher(Generic[T]):
             changes = self._follow()
             try:
                 async for change in changes:
-                    self._on_change(change)
+                    await self._handle(change)
             except Exception:  # a bug here must not end every subscription for good
                 log.exception("feed of %s failed; restarting", self._name)
-                self._on_change(FeedChange(FeedSignal.CLOSED))
+                await self._handle(FeedChange(FeedSignal.CLOSED))
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):
                     await changes.aclose()
+
+    async def _handle(self, change: FeedChange[T]) -> None:
+        pending = self._on_change(change)
+        if pending is not None:
+            await pending
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -212,8 +227,15 @@ class NoticeFanout:
 class CardFanout:
     """`cardPublished` and the public-data watermark: one stream on the cards."""
 
-    def __init__(self, feed: CardPublicationFeed, *, queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        feed: CardPublicationFeed,
+        *,
+        queue_size: int = QUEUE_SIZE,
+        generation: PublicGeneration | None = None,
+    ) -> None:
         self._queue_size = queue_size
+        self._generation = generation
         self._subscribers: set[_Subscriber[CorporateAction]] = set()
         self._version = 0
         self._live = False
@@ -250,10 +272,21 @@ class CardFanout:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def _on_change(self, change: FeedChange[CorporateAction]) -> None:
-        self._version += 1
+    async def _on_change(self, change: FeedChange[CorporateAction]) -> None:
         if change.signal is FeedSignal.CLOSED:
             self._live = False  # a publication now would not reach us: cache nothing
+        if self._generation is not None:
+            # The shared generation moves before this process's watermark:
+            # once it answers the new card, no shared cache answers an entry
+            # made before. Meanwhile it answers from the store, not from its
+            # own cache, so an entry made under the new generation is new too.
+            live, self._live = self._live, False
+            try:
+                await self._generation.advance()
+            finally:
+                self._live = live
+        self._version += 1
+        if change.signal is FeedSignal.CLOSED:
             return
         if change.signal in (FeedSignal.OPENED, FeedSignal.RESET):
             self._live = True

@@ -46,6 +46,7 @@ from domain.ports.feeds import (
     FeedChange,
     FeedSignal,
     NoticeIssueFeed,
+    PublicGeneration,
 )
 from domain.ports.idempotency import (
     IdempotencyStore,
@@ -105,6 +106,7 @@ __all__ = [
     "PreferenceStore",
     "ProjectionStateStore",
     "ProjectionStatus",
+    "PublicGeneration",
     "PublishError",
     "PublishRefused",
     "StoreError",

@@ -62,3 +62,14 @@ class CardPublicationFeed(Protocol):
     def follow(self, reopen: asyncio.Event) -> AsyncGenerator[FeedChange[CorporateAction], None]:
         """As NoticeIssueFeed.follow, for every card."""
         ...
+
+
+class PublicGeneration(Protocol):
+    """The publication generation shared caches in front of the app key their
+    public answers by (the edge's read cache, edge/lua/herald_edge/cache.lua)."""
+
+    async def advance(self) -> None:
+        """Set a generation never used before: no entry cached under an earlier
+        one is answered again. Never raises; bounded in time (an unreachable
+        store is retried in the background, its outage logged)."""
+        ...

@@ -27,7 +27,7 @@ def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_quick_edge_bench_writes_a_result_file_with_figures_beside_baselines(
     tmp_path: Path,
 ) -> None:
-    # the cheapest benchmark (no Herald stack: nginx, Redis and a stub upstream)
+    # a cheap benchmark: nginx and Redis in front of one Herald on Tansu
     output = tmp_path / "out" / "bench.json"
     done = _bench(
         "--quick", "--only", "edge", "--broker", "tansu", "--output", str(output), cwd=tmp_path

@@ -67,6 +67,15 @@ def redis_server() -> Iterator[RedisServer]:
     server.close()
 
 
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own, so killing it disturbs no one else."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
 EdgeFactory = Callable[..., EdgeServer]
 
 

@@ -3,8 +3,9 @@ connections, one request at a time on each.
 
 httpx costs about 3 ms of CPU per request on the 2-core test machine and slows
 down further with hundreds of queued requests, so the storm, the fault tests
-and ``bench/edge_replay.py`` use this instead: real HTTP over real sockets,
-about ten times cheaper per request. Not a general client: no TLS, no
+and the edge benchmarks (``bench/edge_replay.py``, ``bench/edge_cache.py``)
+use this instead: real HTTP over real sockets, about ten times cheaper per
+request. Not a general client: no TLS, no
 redirects, no pipelining.
 """
 

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from redis.exceptions import MovedError
 
+from adapters.redis.generation import RedisPublicGeneration
 from devstack.redis import RedisCluster, command
 from edge import EdgeServer, redis_key
 from tests.edge.conftest import EdgeFactory
@@ -206,3 +207,25 @@ async def test_moved_and_ask_redirections_are_followed(
             > mid["herald_edge_cluster_slot_refreshes_total"]
         )
         assert sum(v for k, v in after.items() if k.startswith("herald_edge_fail_opens")) == 0
+
+
+async def test_the_apps_cache_generation_lands_on_the_master_owning_its_slot(
+    cluster: RedisCluster,
+) -> None:
+    """HERALD_EDGE_REDIS_CLUSTER: the app's generation, given one seed, is
+    routed by slot like the edge's reads (test_lua_crc16_matches_cluster_keyslot)."""
+    key = f"herald:edge:generation:{uuid.uuid4().hex[:8]}"
+    generation = RedisPublicGeneration(
+        f"redis://{cluster.addresses[-1]}/0", key, cluster=True, timeout_seconds=2.0
+    )
+    try:
+        await generation.advance()
+        assert generation.current is not None
+        (owner,) = await where_is(cluster, key)
+        client = next(n for n in cluster.nodes if n.address == owner).client()
+        try:
+            assert (await command(client, "GET", key)).decode() == generation.current
+        finally:
+            await client.aclose()
+    finally:
+        await generation.close()

@@ -12,7 +12,6 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,15 +20,6 @@ from edge import EdgeConfig, EdgeServer
 from tests.edge.conftest import EdgeFactory
 from tests.edge.httpclient import RawHTTPPool
 from tests.edge.support import Upstream, edge_metrics, fail_opens
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.close()
-
 
 # the production defaults: tight Redis timeouts and back-off
 TIGHT = {

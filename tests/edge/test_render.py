@@ -42,6 +42,9 @@ def config(**overrides: object) -> EdgeConfig:
         ({"key_ttl_ms": DAY_MS - 1}, "24 hours"),
         ({"paths": ("/graphql;",)}, "path"),
         ({"queued_paths": ("/other",)}, "subset"),
+        ({"cache_paths": ("/other",)}, "cache_paths must be a subset"),
+        ({"cache_generation_key": "a key"}, "cache_generation_key"),
+        ({"cache_max_size_mb": 0}, "cache_max_size_mb"),
         ({"lock_ttl_ms": 30_000}, "lock_ttl_ms"),
         ({"redis_nodes": ("redis.internal:6379",)}, "resolver"),
         ({"redis_nodes": ("127.0.0.1:1", "127.0.0.1:2")}, "standalone"),
@@ -73,6 +76,19 @@ def test_rendered_prefix_passes_nginx_t(tmp_path: Path) -> None:
     for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         assert f"{temp}_temp_path temp/{temp};" in conf
     assert (tmp_path / "prefix" / "lua" / "herald_edge" / "init.lua").exists()
+    # the read cache is on /graphql only (its default), not on other idempotent paths
+    graphql = conf.split("location = /graphql")[1].split("location")[0]
+    commands = conf.split("location = /v1/commands")[1].split("location")[0]
+    assert "proxy_cache herald_edge_cache;" in graphql
+    assert "proxy_cache " not in commands
+    assert "proxy_cache_path temp/cache " in conf
+
+
+def test_without_cache_paths_nothing_is_cached(tmp_path: Path) -> None:
+    server = EdgeServer(config(cache_paths=()), tmp_path / "prefix")
+    server.check()
+    conf = (tmp_path / "prefix" / "conf" / "nginx.conf").read_text()
+    assert "proxy_cache" not in conf and "X-Cache" not in conf
 
 
 def test_lua_literal_escapes_every_byte() -> None:

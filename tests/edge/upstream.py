@@ -1,4 +1,4 @@
-"""A small real upstream for the edge tests and ``bench/edge_replay.py``.
+"""A small real upstream for the edge tests.
 
 A Starlette app run by uvicorn in its own process
 (``python -m tests.edge.upstream --port P``). For every request carrying an

@@ -25,6 +25,7 @@
 -- does not parse GraphQL, the app knows which operations need a key.
 
 local ffi = require "ffi"
+local cache = require "herald_edge.cache"
 local canonical_json = require "herald_edge.canonical_json"
 local crc16 = require "herald_edge.crc16"
 local metrics = require "herald_edge.metrics"
@@ -103,6 +104,7 @@ function _M.configure(c)
     c.internal_prefix = c.internal_prefix or "/_herald_edge_upstream"
     conf = c
     store.init(c.redis)
+    cache.init(c)
     metrics.init()
 end
 

@@ -34,6 +34,8 @@ local FAMILIES = {
       "MOVED/ASK redirections followed in Redis Cluster mode." },
     { "herald_edge_cluster_slot_refreshes_total",
       "CLUSTER SLOTS refreshes of the slot map." },
+    { "herald_edge_cache_fail_opens_total",
+      "Anonymous GETs sent to the app past the cache: the publication generation could not be read." },
 }
 
 -- Series that exist from the start, so a scrape shows zeros, not gaps.
@@ -43,6 +45,9 @@ local INITIAL = {
     'herald_edge_fail_opens_total{reason="edge_error"}',
     'herald_edge_cluster_redirects_total{kind="moved"}',
     'herald_edge_cluster_redirects_total{kind="ask"}',
+    'herald_edge_cache_fail_opens_total{reason="redis_error"}',
+    'herald_edge_cache_fail_opens_total{reason="redis_backoff"}',
+    'herald_edge_cache_fail_opens_total{reason="edge_error"}',
 }
 
 local function dict()
@@ -53,7 +58,8 @@ function _M.init()
     local d = dict()
     for _, fam in ipairs(FAMILIES) do
         if fam[1] ~= "herald_edge_fail_opens_total"
-            and fam[1] ~= "herald_edge_cluster_redirects_total" then
+            and fam[1] ~= "herald_edge_cluster_redirects_total"
+            and fam[1] ~= "herald_edge_cache_fail_opens_total" then
             d:add(fam[1], 0)
         end
     end

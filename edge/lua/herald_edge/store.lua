@@ -41,6 +41,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 ]],
+    -- generation: the publication generation of the edge cache; a missing one
+    -- (a fresh or flushed Redis) is set to ARGV[1], a value never used before,
+    -- so no entry cached under an earlier generation can match again.
+    generation = [[
+local g = redis.call('GET', KEYS[1])
+if g then return g end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+]],
     -- release: delete our own lock so a retry can run.
     release = [[
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

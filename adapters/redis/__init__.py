@@ -1,0 +1,1 @@
+"""Redis adapters: the edges' shared state the app writes to."""
