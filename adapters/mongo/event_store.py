@@ -5,7 +5,10 @@ version) makes two writers of the same aggregate version conflict. A
 command's unique reservations (e.g. the official reference) ride on its first
 event as `reserves`, under a unique index, so the event and its reservation
 are one atomic insert — no transaction for the common single-event command.
-Several events go in one transaction. All of it is stored before the caller
+Concurrent single-event appends are group-committed (adapters/mongo/
+group_commit.py): one sequence allocation and one unordered insert for all of
+them, each append hearing its own outcome. Several events go in one
+transaction. All of it is stored before the caller
 hears "accepted". The relay drains `published: false` in sequence order.
 
 An append is idempotent by event id: a duplicate key whose event ids are
@@ -32,6 +35,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
+from adapters.mongo.group_commit import GroupCommit, insert_unordered
 from domain.events import CommandOrigin, EventEnvelope
 from domain.ports import ConcurrencyError, DuplicateKey, StoreError, UniqueKeyTaken
 from observability.trace_context import trace_context_of
@@ -110,6 +114,7 @@ class MongoEventStore:
         self._db = db
         self._events = db[EVENTS]
         self._counters = db[COUNTERS]
+        self._single_appends = GroupCommit(self._append_singles)
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -159,28 +164,48 @@ class MongoEventStore:
     ) -> list[EventEnvelope]:
         if not events:
             return []
-        async with translated():
-            first = await self._allocate_sequences(len(events))
-            stored = [_with_sequence(event, first + offset) for offset, event in enumerate(events)]
-            documents = [_to_document(event) for event in stored]
-            if reservations:
-                documents[0][RESERVES] = [_reservation(ns, key) for ns, key in reservations]
-
-            async def write(session: AsyncClientSession) -> None:
-                await self._events.insert_many(documents, ordered=True, session=session)
-
-            try:
-                async with translated():
-                    if len(documents) > 1:
-                        async with self._db.client.start_session() as session:
-                            await session.with_transaction(write)
-                    else:  # one document is atomic by itself: no transaction's round trips
-                        await self._events.insert_one(documents[0])
-            except DuplicateKey as exc:
+        try:
+            if len(events) == 1:  # the common command: group-committed with its peers
+                return [await self._single_appends.submit(_Append(events[0], tuple(reservations)))]
+            return await self._append_in_transaction(events, reservations)
+        except DuplicateKey as exc:
+            async with translated():
                 written = await self._already_written(events)
-                if written is not None:
-                    return written
-                raise _duplicate_error(exc, reservations) from exc
+            if written is not None:
+                return written
+            raise _duplicate_error(exc, reservations) from exc
+
+    async def _append_singles(self, appends: Sequence[_Append]) -> list[EventEnvelope | Exception]:
+        """One sequence allocation and one unordered insert for the single-event
+        appends of concurrent commands; each append's own duplicate key is its
+        outcome (a document is atomic by itself: no transaction needed)."""
+        first = await self._allocate_sequences(len(appends))
+        stored = [
+            _with_sequence(append.event, first + offset) for offset, append in enumerate(appends)
+        ]
+        documents = [_to_document(event) for event in stored]
+        for document, append in zip(documents, appends, strict=True):
+            if append.reservations:
+                document[RESERVES] = [_reservation(ns, key) for ns, key in append.reservations]
+        errors = await insert_unordered(self._events, documents)
+        return [
+            event if error is None else error for event, error in zip(stored, errors, strict=True)
+        ]
+
+    async def _append_in_transaction(
+        self, events: Sequence[EventEnvelope], reservations: Sequence[tuple[str, str]]
+    ) -> list[EventEnvelope]:
+        first = await self._allocate_sequences(len(events))
+        stored = [_with_sequence(event, first + offset) for offset, event in enumerate(events)]
+        documents = [_to_document(event) for event in stored]
+        if reservations:
+            documents[0][RESERVES] = [_reservation(ns, key) for ns, key in reservations]
+
+        async def write(session: AsyncClientSession) -> None:
+            await self._events.insert_many(documents, ordered=True, session=session)
+
+        async with translated(), self._db.client.start_session() as session:
+            await session.with_transaction(write)
         return stored
 
     async def _already_written(self, events: Sequence[EventEnvelope]) -> list[EventEnvelope] | None:
@@ -318,6 +343,14 @@ class MongoEventStore:
     async def unpublished_count(self) -> int:
         async with translated():
             return await self._events.count_documents({"published": False})
+
+
+@dataclass(frozen=True)
+class _Append:
+    """One command's single event and the unique keys it reserves."""
+
+    event: EventEnvelope
+    reservations: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
