@@ -1,18 +1,20 @@
 """Group commit (adapters/mongo/group_commit.py): concurrent commands' durable
 writes batched into one, each caller hearing its own outcome.
 
-The batcher's mapping is checked on its own (hypothesis: arrivals, per-item
-failures and cancellations); the event store's and the idempotency store's
-batches on the real store (SecantusDB), where a batch's commands are counted
-with PyMongo command monitoring (tests/store_commands.py). Concurrent callers
-started by one `asyncio.gather` all queue before the first write starts
-(asyncio runs ready tasks in order), so they form one batch."""
+Beside the ports' contracts: the promises of each append and claim hold when
+concurrent callers share one write. The batcher's mapping is checked on its
+own (hypothesis: arrivals, per-item failures and cancellations); the event
+store's and the idempotency store's batches on the real store (SecantusDB),
+where a batch's commands are counted with PyMongo command monitoring
+(tests/store_commands.py). Concurrent callers started by one `asyncio.gather`
+all queue before the first write starts (asyncio runs ready tasks in order),
+so they form one batch."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymongo.asynchronous.database import AsyncDatabase
 
-from adapters.mongo.client import Document, connect
+from adapters.mongo.client import Document
 from adapters.mongo.event_store import EVENTS, MongoEventStore
 from adapters.mongo.group_commit import GroupCommit
 from adapters.mongo.idempotency import MongoIdempotencyStore
@@ -133,12 +135,8 @@ async def test_a_caller_cancelled_in_flight_does_not_stop_the_others_write() -> 
 
 
 @pytest.fixture
-async def db(mongo_uri: str) -> AsyncIterator[AsyncDatabase[Document]]:
-    client = connect(mongo_uri)
-    name = f"group_commit_{uuid.uuid4().hex[:10]}"
-    yield client[name]
-    await client.drop_database(name)
-    await client.close()
+def db(mongo_db: AsyncDatabase[Document]) -> AsyncDatabase[Document]:
+    return mongo_db  # (tests/contracts/conftest.py: a fresh database per test)
 
 
 @pytest.fixture
