@@ -5,9 +5,9 @@ version) makes two writers of the same aggregate version conflict. A
 command's unique reservations (e.g. the official reference) ride on its first
 event as `reserves`, under a unique index, so the event and its reservation
 are one atomic insert — no transaction for the common single-event command.
-Concurrent single-event appends are group-committed (adapters/mongo/
-group_commit.py): one sequence allocation and one unordered insert for all of
-them, each append hearing its own outcome. Several events go in one
+Concurrent appends are group-committed (adapters/mongo/group_commit.py): one
+sequence allocation for all of them, and one unordered insert for the
+single-event ones, each append hearing its own outcome. Several events go in one
 transaction. All of it is stored before the caller
 hears "accepted". The relay drains `published: false` in sequence order.
 
@@ -114,7 +114,11 @@ class MongoEventStore:
         self._db = db
         self._events = db[EVENTS]
         self._counters = db[COUNTERS]
-        self._single_appends = GroupCommit(self._append_singles)
+        # Group commit (adapters/mongo/group_commit.py): sequence allocations
+        # and single-event inserts batched apart, so one batch's allocation
+        # overlaps the previous batch's insert.
+        self._sequences = GroupCommit(self._allocate_blocks)
+        self._single_inserts = GroupCommit(self._insert_singles)
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -164,49 +168,45 @@ class MongoEventStore:
     ) -> list[EventEnvelope]:
         if not events:
             return []
+        first = await self._sequences.submit(len(events))
+        stored = [_with_sequence(event, first + offset) for offset, event in enumerate(events)]
+        documents = [_to_document(event) for event in stored]
+        if reservations:
+            documents[0][RESERVES] = [_reservation(ns, key) for ns, key in reservations]
         try:
-            if len(events) == 1:  # the common command: group-committed with its peers
-                return [await self._single_appends.submit(_Append(events[0], tuple(reservations)))]
-            return await self._append_in_transaction(events, reservations)
+            if len(documents) == 1:  # atomic by itself: group-committed with its peers
+                await self._single_inserts.submit(documents[0])
+            else:
+                await self._insert_in_transaction(documents)
         except DuplicateKey as exc:
             async with translated():
                 written = await self._already_written(events)
             if written is not None:
                 return written
             raise _duplicate_error(exc, reservations) from exc
+        return stored
 
-    async def _append_singles(self, appends: Sequence[_Append]) -> list[EventEnvelope | Exception]:
-        """One sequence allocation and one unordered insert for the single-event
-        appends of concurrent commands; each append's own duplicate key is its
-        outcome (a document is atomic by itself: no transaction needed)."""
-        first = await self._allocate_sequences(len(appends))
-        stored = [
-            _with_sequence(append.event, first + offset) for offset, append in enumerate(appends)
-        ]
-        documents = [_to_document(event) for event in stored]
-        for document, append in zip(documents, appends, strict=True):
-            if append.reservations:
-                document[RESERVES] = [_reservation(ns, key) for ns, key in append.reservations]
-        errors = await insert_unordered(self._events, documents)
-        return [
-            event if error is None else error for event, error in zip(stored, errors, strict=True)
-        ]
+    async def _allocate_blocks(self, counts: Sequence[int]) -> Sequence[int | Exception]:
+        """The first of each of `counts` consecutive global positions, in
+        order, from one allocation."""
+        first = await self._allocate_sequences(sum(counts))
+        starts = []
+        for count in counts:
+            starts.append(first)
+            first += count
+        return starts
 
-    async def _append_in_transaction(
-        self, events: Sequence[EventEnvelope], reservations: Sequence[tuple[str, str]]
-    ) -> list[EventEnvelope]:
-        first = await self._allocate_sequences(len(events))
-        stored = [_with_sequence(event, first + offset) for offset, event in enumerate(events)]
-        documents = [_to_document(event) for event in stored]
-        if reservations:
-            documents[0][RESERVES] = [_reservation(ns, key) for ns, key in reservations]
+    async def _insert_singles(self, documents: Sequence[Document]) -> list[Exception | None]:
+        """The events of concurrent single-event appends in one unordered
+        insert; each one's duplicate key is its own."""
+        return await insert_unordered(self._events, documents)
 
+    async def _insert_in_transaction(self, documents: Sequence[Document]) -> None:
         async def write(session: AsyncClientSession) -> None:
             await self._events.insert_many(documents, ordered=True, session=session)
 
         async with translated(), self._db.client.start_session() as session:
             await session.with_transaction(write)
-        return stored
 
     async def _already_written(self, events: Sequence[EventEnvelope]) -> list[EventEnvelope] | None:
         """The stored events when every one of `events` is stored under its id
@@ -343,14 +343,6 @@ class MongoEventStore:
     async def unpublished_count(self) -> int:
         async with translated():
             return await self._events.count_documents({"published": False})
-
-
-@dataclass(frozen=True)
-class _Append:
-    """One command's single event and the unique keys it reserves."""
-
-    event: EventEnvelope
-    reservations: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
