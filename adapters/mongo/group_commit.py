@@ -85,7 +85,12 @@ class GroupCommit(Generic[ItemT, ResultT]):
                 self._runner = None
 
     def _take(self) -> list[tuple[ItemT, asyncio.Future[ResultT]]]:
-        pending = [(item, future) for item, future in self._queue if not future.done()]
+        loop = asyncio.get_running_loop()  # (a caller of a closed loop waits no more)
+        pending = [
+            (item, future)
+            for item, future in self._queue
+            if not future.done() and future.get_loop() is loop
+        ]
         batch, self._queue = pending[: self._max_batch], pending[self._max_batch :]
         return batch
 
@@ -146,7 +151,7 @@ async def insert_unordered(
     except StoreRefused:
         if len(documents) == 1:
             raise
-        return [await _insert_alone(collection, document) for document in documents]
+        return list(await asyncio.gather(*(_insert_alone(collection, d) for d in documents)))
     return [None] * len(documents)
 
 

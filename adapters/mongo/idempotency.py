@@ -15,6 +15,7 @@ that finds its own, has succeeded.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -204,9 +205,10 @@ class MongoIdempotencyStore:
         except StoreUnavailable as exc:
             if not _write_conflict(exc):
                 raise
-            # A takeover or release of one of these keys touched it meanwhile:
-            # one at a time, so only that one's completion hears of it.
-            return [await self._record_completion(c) for c in completions]
+            # A takeover or release of one of these keys touched it meanwhile
+            # (or the connection dropped: a transaction's writes are not
+            # retried): each alone, so only its own completion hears of it.
+            return list(await asyncio.gather(*map(self._record_completion, completions)))
         if result.matched_count == len(updates):
             return [True] * len(updates)
         return [states.get(c.doc_id) == (c.claim_id, COMPLETED) for c in completions]
