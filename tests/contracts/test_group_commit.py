@@ -26,7 +26,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from adapters.mongo.client import Document
 from adapters.mongo.event_store import EVENTS, MongoEventStore
 from adapters.mongo.group_commit import GroupCommit
-from adapters.mongo.idempotency import MongoIdempotencyStore
+from adapters.mongo.idempotency import IDEMPOTENCY, MongoIdempotencyStore
 from domain.events import EventEnvelope
 from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
 from domain.ports import ConcurrencyError, StoreRefused, StoreUnavailable, UniqueKeyTaken
@@ -257,3 +257,37 @@ async def test_claims_and_completions_of_concurrent_requests_are_batched_each_it
         assert stored is not None
         assert (stored.response == RESPONSE) is done
         assert stored.claim_id == (record if done else taken_over).claim_id
+
+
+async def test_completions_whose_transaction_meets_a_write_conflict_are_recorded_each_alone(
+    db: AsyncDatabase[Document],
+) -> None:
+    store = MongoIdempotencyStore(db)
+    records = [_record(CallerKey("olga", f"conflict-{n}")) for n in range(3)]
+    for record in records:
+        assert await store.claim(record) is None
+    # Another writer's open transaction holds one of the keys' documents.
+    other = db.client.start_session()
+    await other.start_transaction()
+    await db[IDEMPOTENCY].update_one(
+        {"_id": records[1].caller_key.scoped}, {"$set": {"touched": True}}, session=other
+    )
+    with recording() as sent:
+        completing = [
+            asyncio.create_task(store.complete(r, RESPONSE, NOW + timedelta(days=2)))
+            for r in records
+        ]
+        # the batch's update in its transaction conflicts; then each alone
+        # (the held key's update waits for the other transaction)
+        for _ in range(600):
+            if [str(command) for command in sent].count("update idempotency") == 4:
+                break
+            await asyncio.sleep(0.05)
+        await other.commit_transaction()
+        completed = await asyncio.gather(*completing)
+    await other.end_session()
+    assert completed == [True, True, True]
+    assert [str(command) for command in sent].count("update idempotency") == 4, sent
+    for record in records:
+        stored = await store.get(record.caller_key)
+        assert stored is not None and stored.response == RESPONSE
