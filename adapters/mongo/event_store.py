@@ -5,7 +5,10 @@ version) makes two writers of the same aggregate version conflict. A
 command's unique reservations (e.g. the official reference) ride on its first
 event as `reserves`, under a unique index, so the event and its reservation
 are one atomic insert — no transaction for the common single-event command.
-Several events go in one transaction. All of it is stored before the caller
+Concurrent appends are group-committed (adapters/mongo/group_commit.py): one
+sequence allocation for all of them, and one unordered insert for the
+single-event ones, each append hearing its own outcome. Several events go in one
+transaction. All of it is stored before the caller
 hears "accepted". The relay drains `published: false` in sequence order.
 
 An append is idempotent by event id: a duplicate key whose event ids are
@@ -32,6 +35,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
+from adapters.mongo.group_commit import GroupCommit, insert_unordered
 from domain.events import CommandOrigin, EventEnvelope
 from domain.ports import ConcurrencyError, DuplicateKey, StoreError, UniqueKeyTaken
 from observability.trace_context import trace_context_of
@@ -110,6 +114,11 @@ class MongoEventStore:
         self._db = db
         self._events = db[EVENTS]
         self._counters = db[COUNTERS]
+        # Group commit (adapters/mongo/group_commit.py): sequence allocations
+        # and single-event inserts batched apart, so one batch's allocation
+        # overlaps the previous batch's insert.
+        self._sequences = GroupCommit(self._allocate_blocks)
+        self._single_inserts = GroupCommit(self._insert_singles)
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -159,29 +168,45 @@ class MongoEventStore:
     ) -> list[EventEnvelope]:
         if not events:
             return []
-        async with translated():
-            first = await self._allocate_sequences(len(events))
-            stored = [_with_sequence(event, first + offset) for offset, event in enumerate(events)]
-            documents = [_to_document(event) for event in stored]
-            if reservations:
-                documents[0][RESERVES] = [_reservation(ns, key) for ns, key in reservations]
-
-            async def write(session: AsyncClientSession) -> None:
-                await self._events.insert_many(documents, ordered=True, session=session)
-
-            try:
-                async with translated():
-                    if len(documents) > 1:
-                        async with self._db.client.start_session() as session:
-                            await session.with_transaction(write)
-                    else:  # one document is atomic by itself: no transaction's round trips
-                        await self._events.insert_one(documents[0])
-            except DuplicateKey as exc:
+        first = await self._sequences.submit(len(events))
+        stored = [_with_sequence(event, first + offset) for offset, event in enumerate(events)]
+        documents = [_to_document(event) for event in stored]
+        if reservations:
+            documents[0][RESERVES] = [_reservation(ns, key) for ns, key in reservations]
+        try:
+            if len(documents) == 1:  # atomic by itself: group-committed with its peers
+                await self._single_inserts.submit(documents[0])
+            else:
+                await self._insert_in_transaction(documents)
+        except DuplicateKey as exc:
+            async with translated():
                 written = await self._already_written(events)
-                if written is not None:
-                    return written
-                raise _duplicate_error(exc, reservations) from exc
+            if written is not None:
+                return written
+            raise _duplicate_error(exc, reservations) from exc
         return stored
+
+    async def _allocate_blocks(self, counts: Sequence[int]) -> Sequence[int | Exception]:
+        """The first of each of `counts` consecutive global positions, in
+        order, from one allocation."""
+        first = await self._allocate_sequences(sum(counts))
+        starts = []
+        for count in counts:
+            starts.append(first)
+            first += count
+        return starts
+
+    async def _insert_singles(self, documents: Sequence[Document]) -> list[Exception | None]:
+        """The events of concurrent single-event appends in one unordered
+        insert; each one's duplicate key is its own."""
+        return await insert_unordered(self._events, documents)
+
+    async def _insert_in_transaction(self, documents: Sequence[Document]) -> None:
+        async def write(session: AsyncClientSession) -> None:
+            await self._events.insert_many(documents, ordered=True, session=session)
+
+        async with translated(), self._db.client.start_session() as session:
+            await session.with_transaction(write)
 
     async def _already_written(self, events: Sequence[EventEnvelope]) -> list[EventEnvelope] | None:
         """The stored events when every one of `events` is stored under its id

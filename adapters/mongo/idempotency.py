@@ -15,16 +15,21 @@ that finds its own, has succeeded.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import errors as mongo_errors
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
+from adapters.mongo.group_commit import GroupCommit, insert_unordered
 from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
-from domain.ports import DuplicateKey, StoreError
+from domain.ports import DuplicateKey, StoreError, StoreUnavailable
 
 IDEMPOTENCY = "idempotency"
 IN_FLIGHT = "in_flight"
@@ -85,15 +90,43 @@ def _from_document(doc: Document) -> IdempotencyRecord:
     )
 
 
+def _write_conflict(exc: StoreUnavailable) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, mongo_errors.PyMongoError) and cause.has_error_label(
+        "TransientTransactionError"
+    )
+
+
 def _state(record: IdempotencyRecord) -> str:
     if record.released:
         return RELEASED
     return IN_FLIGHT if record.in_flight else COMPLETED
 
 
+@dataclass(frozen=True)
+class _Completion:
+    """A `complete` of one claim: the update that records its response."""
+
+    doc_id: str
+    claim_id: str
+    fields: Document
+
+    @property
+    def filter(self) -> Document:
+        return {"_id": self.doc_id, "claim": self.claim_id, "state": IN_FLIGHT}
+
+
 class MongoIdempotencyStore:
+    """Claims and completions of concurrent requests are group-committed
+    (adapters/mongo/group_commit.py): the claims in one unordered insert, the
+    completions in one transaction (SecantusDB commits the updates of an
+    unordered bulk write one by one, a transaction's once)."""
+
     def __init__(self, db: AsyncDatabase[Document], collection: str = IDEMPOTENCY) -> None:
+        self._db = db
         self._records = db[collection]
+        self._claims = GroupCommit(self._insert_claims)
+        self._completions = GroupCommit(self._record_completions)
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -104,8 +137,7 @@ class MongoIdempotencyStore:
         # The holder may be released between our failed insert and the read.
         for _ in range(5):
             try:
-                async with translated():
-                    await self._records.insert_one({"_id": doc_id, **_in_flight_fields(record)})
+                await self._claims.submit({"_id": doc_id, **_in_flight_fields(record)})
                 return None
             except DuplicateKey:
                 async with translated():
@@ -134,22 +166,61 @@ class MongoIdempotencyStore:
     async def complete(
         self, record: IdempotencyRecord, response: StoredResponse, expires_at: datetime
     ) -> bool:
-        async with translated():
-            result = await self._records.update_one(
-                {
-                    "_id": document_id(record.caller_key),
-                    "claim": record.claim_id,
-                    "state": IN_FLIGHT,
-                },
-                {
-                    "$set": {
-                        "state": COMPLETED,
-                        "response": _response_to_doc(response),
-                        "completedAt": datetime.now(UTC),
-                        "expiresAt": expires_at,
-                    }
-                },
-            )
+        fields: Document = {
+            "state": COMPLETED,
+            "response": _response_to_doc(response),
+            "completedAt": datetime.now(UTC),
+            "expiresAt": expires_at,
+        }
+        return await self._completions.submit(
+            _Completion(document_id(record.caller_key), record.claim_id, fields)
+        )
+
+    async def _insert_claims(self, documents: Sequence[Document]) -> list[Exception | None]:
+        return await insert_unordered(self._records, documents)
+
+    async def _record_completions(
+        self, completions: Sequence[_Completion]
+    ) -> list[bool | Exception]:
+        """Whether each completion found its claim in flight (and recorded its
+        response). One alone is one update; several are one transaction."""
+        if len(completions) == 1:
+            return [await self._record_completion(completions[0])]
+        updates = [UpdateOne(c.filter, {"$set": c.fields}) for c in completions]
+        try:
+            # (an error leaves the session's context, which aborts the transaction)
+            async with translated(), self._db.client.start_session() as session:
+                await session.start_transaction()
+                result = await self._records.bulk_write(updates, ordered=False, session=session)
+                states: dict[str, tuple[str, str]] = {}
+                if result.matched_count < len(updates):
+                    # Some claim was taken over: which ones recorded, read in the transaction.
+                    cursor = self._records.find(
+                        {"_id": {"$in": [c.doc_id for c in completions]}},
+                        {"claim": 1, "state": 1},
+                        session=session,
+                    )
+                    states = {doc["_id"]: (doc["claim"], doc["state"]) async for doc in cursor}
+                await session.commit_transaction()
+        except StoreUnavailable as exc:
+            if not _write_conflict(exc):
+                raise
+            # A takeover or release of one of these keys touched it meanwhile
+            # (or the connection dropped: a transaction's writes are not
+            # retried): each alone, so only its own completion hears of it.
+            return list(await asyncio.gather(*map(self._record_completion, completions)))
+        if result.matched_count == len(updates):
+            return [True] * len(updates)
+        return [states.get(c.doc_id) == (c.claim_id, COMPLETED) for c in completions]
+
+    async def _record_completion(self, completion: _Completion) -> bool | Exception:
+        try:
+            async with translated():
+                result = await self._records.update_one(
+                    completion.filter, {"$set": completion.fields}
+                )
+        except StoreError as exc:
+            return exc
         return result.matched_count == 1
 
     async def release(self, record: IdempotencyRecord) -> None:

@@ -3,7 +3,9 @@ command monitoring): one announce and one acknowledgement must not cost more
 than they do today. Only the commands the request itself sends are counted
 (the relay, the projectors and the readiness checks run in their own tasks):
 the request runs in this test's task through httpx's ASGI transport, and the
-listener (tests/store_commands.py) records only in this task's context."""
+listener (tests/store_commands.py) records only in this task's context.
+A lone command is a batch of one for the adapters' group commit
+(adapters/mongo/group_commit.py), whose write task runs in its context."""
 
 from __future__ import annotations
 
