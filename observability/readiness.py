@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 Checks = dict[str, bool]
 
+# How long one round of checks may take; past it, every check counts as failed.
+ROUND_SECONDS = 2.0
+
 
 class CachedReadiness:
     def __init__(
@@ -28,7 +31,7 @@ class CachedReadiness:
         check: Callable[[], Awaitable[Checks]],
         *,
         interval: float = 0.5,
-        timeout: float = 2.0,
+        timeout: float = ROUND_SECONDS,
     ) -> None:
         self._check = check
         self.interval = interval
