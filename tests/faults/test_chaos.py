@@ -92,6 +92,16 @@ LEASE_SECONDS = 2.0
 # A SIGKILLed process's consumer-group members hold their partitions this
 # long: short, so the restarted one gets them soon (Tansu takes 1 s).
 SESSION_TIMEOUT_MS = 1000
+# A kill mid-append leaves a gap in the global sequence, which a checkpoint
+# passes once a process has watched the counter stand past it this long
+# (projections/checkpoint.py; 60 s in production, for appends still in
+# flight). No process here lives 60 s, so with the production horizon every
+# broker round re-published the record from the first gap on, and the
+# rounds grew longer (53 -> 293 events re-published in 6 broker rounds).
+# Short is safe enough here: an append a kill leaves in flight fails or lands
+# (and is projected) while its round's checks wait for the projections, long
+# before the next broker kill empties the log.
+HORIZON_SECONDS = 5.0
 PAUSE_CLIENTS = 20
 PAUSE_REQUESTS_PER_CLIENT = 4
 
@@ -107,7 +117,11 @@ def own_store(tmp_path: Path) -> Iterator[SecantusServer]:
 
 
 def chaos_env(settings: Settings) -> dict[str, str]:
-    return {**worker_env(settings), "HERALD_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS)}
+    return {
+        **worker_env(settings),
+        "HERALD_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        "HERALD_CHECKPOINT_HORIZON_SECONDS": str(HORIZON_SECONDS),
+    }
 
 
 class ChildHerald:
