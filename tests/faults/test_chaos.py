@@ -10,7 +10,8 @@ the same Idempotency-Key (invariants 1, 3 and 4, issue 12).
   disk), the broker (Tansu: its log is in memory, so it comes back empty and
   Herald — SIGKILLed with it and started after it, as `herald dev` would —
   re-publishes what some projection has not applied). HERALD_CHAOS_ROUNDS
-  rounds (default ROUNDS below; 100 for the long run). A round costs
+  rounds (default ROUNDS below; 100 for the long run); HERALD_CHAOS_VICTIMS
+  (e.g. "broker,herald") replays a kill order of its own. A round costs
   mostly the restart of what was killed: Herald (imports and start-up,
   then its consumer-group members' join, the dead ones' partitions held
   for SESSION_TIMEOUT_MS) and the broker (the same, after Tansu); each
@@ -18,7 +19,8 @@ the same Idempotency-Key (invariants 1, 3 and 4, issue 12).
 - The store (its own SecantusDB process) SIGSTOPped for longer than the
   driver's socket timeout during concurrent recordPositions, then resumed.
 
-After each round: every key was answered, with a success, and the same
+After each round, for its keys (and at the end, for every key of the run):
+every key was answered, with a success, and the same
 answer when asked again (a replay); every key's command stored exactly one
 event (none twice, none lost), matching what was answered; every stream
 holds exactly the versions the answers name; every holder has exactly one
@@ -73,15 +75,17 @@ from tests.support import (
     worker_env,
 )
 
-# 12 (each kind of kill 3 times) is what fits in ~120 s on the shared 2-core
-# machine (load ~10): a round costs 6-13 s, mostly the restart; see above.
-ROUNDS = int(os.environ.get("HERALD_CHAOS_ROUNDS", "12"))
+# 20 (each kind of kill 5 times), as issue 12 asks of CI; see above for what
+# a round costs.
+ROUNDS = int(os.environ.get("HERALD_CHAOS_ROUNDS", "20"))
 KILLED = ("herald", "worker", "store", "broker")
 # Killed in turn, round after round; HERALD_CHAOS_VICTIMS (e.g. "broker,herald")
 # replays a sequence of its own (a failure's round order, say).
 VICTIMS = tuple(os.environ.get("HERALD_CHAOS_VICTIMS", ",".join(KILLED)).split(","))
 PAUSES = int(os.environ.get("HERALD_PAUSE_ROUNDS", "1"))
-ACTIONS_PER_ROUND = 6
+# Enough commands in flight at any kill; over 20 rounds, more of each kind
+# than 12 rounds of 6 actions checked.
+ACTIONS_PER_ROUND = 4
 POSITIONS_PER_ROUND = 4
 # Holders of the announced security on the record date: every published
 # action issues each a notice; ACKNOWLEDGED of them acknowledge theirs.
