@@ -59,6 +59,11 @@ from settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How often the end of a re-fill is looked for (a count in the store).
+REFILL_POLL_SECONDS = 0.25
+# How long /readyz's "catching up: N events behind" may take to count.
+PROGRESS_SECONDS = 0.5
+
 
 @dataclass
 class Services:
@@ -72,8 +77,9 @@ class Services:
     # While not ready: "catching up: N events behind" (/readyz shows it).
     progress: str | None = None
     # The last sequence re-published into an empty log, until the relay has
-    # published through it.
+    # published through it (`_follow_refill` watches for that).
     _refill_through: int | None = None
+    _refill_watch: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -316,6 +322,8 @@ class Services:
         # (also when a re-queue cut short by a crash left nothing to flip)
         if queued or await self.events.unpublished_through(top):
             self._refill_through = top
+            if self._refill_watch is None or self._refill_watch.done():
+                self._refill_watch = asyncio.create_task(self._follow_refill(), name="refill")
         if queued:
             log.info(
                 "event log was empty: re-publishing %d recorded events past sequence %d "
@@ -325,6 +333,27 @@ class Services:
             )
         self.relay.notify()
         return queued
+
+    async def _follow_refill(self) -> None:
+        """Wait until the relay (of this process or another) has published the
+        record re-queued through `_refill_through`, then have the projectors
+        measure the log's end again: caught up with it, they are ready.
+
+        A task of its own, not a step of the readiness checks: those are
+        bounded (observability.readiness), and a count slower than their
+        bound — a loaded store — must not keep /readyz at 503 for ever."""
+        while (through := self._refill_through) is not None:
+            try:
+                pending = await self.events.unpublished_through(through)
+            except Exception as exc:  # the store is away: look again
+                log.debug("cannot count the re-filled events still to publish: %s", exc)
+                pending = None
+            if pending == 0 and self._refill_through == through:  # (not re-filled again meanwhile)
+                self._refill_through = None
+                for runner in self.runners:
+                    runner.retarget()
+                return
+            await asyncio.sleep(REFILL_POLL_SECONDS)
 
     async def _supervised(
         self,
@@ -383,13 +412,10 @@ class Services:
         any record re-published into an empty log — so a command accepted now
         is readable within the normal delay. While catching up, `progress`
         says how many events a new command would queue behind."""
-        checks: dict[str, bool] = {}
-        try:
-            await ping(self.db)
-            checks["store"] = True
-        except Exception:
-            checks["store"] = False
-        checks["kafka"] = await kafka_ping(self.settings.kafka_bootstrap)
+        store, kafka = await asyncio.gather(  # side by side: the round is bounded
+            self._store_answers(), kafka_ping(self.settings.kafka_bootstrap)
+        )
+        checks: dict[str, bool] = {"store": store, "kafka": kafka}
         # A supervised task is healthy only once its run started, which waits
         # for the topics: no separate check for them.
         for name, task in self.tasks.items():
@@ -399,8 +425,9 @@ class Services:
         )
         behind: int | None = None
         if catching_up and checks["store"]:
-            try:  # (first: it may find the re-published record all in the log)
-                behind = await self._behind()
+            try:  # only a note: bounded, so the checks themselves stay in time
+                async with asyncio.timeout(PROGRESS_SECONDS):
+                    behind = await self._behind()
             except Exception as exc:  # unknown for now; the other checks say why
                 log.debug("cannot count the events behind: %s", exc)
         for runner in self.runners:
@@ -417,17 +444,19 @@ class Services:
         self.progress = None if ready or not notes else "; ".join(notes)
         return checks
 
+    async def _store_answers(self) -> bool:
+        try:
+            await ping(self.db)
+        except Exception:
+            return False
+        return True
+
     async def _behind(self) -> int:
         """Events a command accepted now would queue behind: those re-published
         into an empty log that the relay has still to publish, and those the
         projectors that are not caught up have still to consume."""
-        pending = 0
-        if self._refill_through is not None:
-            pending = await self.events.unpublished_through(self._refill_through)
-            if pending == 0:  # all in the log now: catch up with its new end
-                self._refill_through = None
-                for runner in self.runners:
-                    runner.retarget()
+        through = self._refill_through
+        pending = 0 if through is None else await self.events.unpublished_through(through)
         for runner in self.runners:
             if not runner.ready:
                 progress = await runner.lag()
@@ -446,6 +475,8 @@ class Services:
         # Cancelled first: a feed slow to stop must not leave the relay and the
         # projectors running (a caller that gives up on this stop leaks them).
         tasks = [*self.tasks.values(), self._topics_task]
+        if self._refill_watch is not None:
+            tasks.append(self._refill_watch)
         for task in tasks:
             task.cancel()
         await _bounded(self.published_cards.stop(), "card feed", limit)

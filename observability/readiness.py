@@ -3,9 +3,10 @@
 A readiness probe must answer in milliseconds whatever the state of what it
 checks: a store that is down makes its ping wait for the server-selection
 timeout (5 s), and a probe that waits that long is itself reported dead.
-The checks run every `interval` seconds (0.5 s), each round bounded by `timeout`
-(past it every check counts as failed, named `checks`); /readyz reads the
-last round's answer.
+The checks run every `interval` seconds (0.5 s) — every `not_ready_interval`
+(0.2 s) while some check fails, so a process that comes ready (a restart
+catching up) says so soon — each round bounded by `timeout` (past it every
+check counts as failed, named `checks`); /readyz reads the last round's answer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 Checks = dict[str, bool]
 
+# How long one round of checks may take; past it, every check counts as failed.
+ROUND_SECONDS = 2.0
+
 
 class CachedReadiness:
     def __init__(
@@ -28,10 +32,12 @@ class CachedReadiness:
         check: Callable[[], Awaitable[Checks]],
         *,
         interval: float = 0.5,
-        timeout: float = 2.0,
+        not_ready_interval: float = 0.2,
+        timeout: float = ROUND_SECONDS,
     ) -> None:
         self._check = check
         self.interval = interval
+        self.not_ready_interval = min(not_ready_interval, interval)
         self.timeout = timeout
         self._last: Checks | None = None
         self._task: asyncio.Task[None] | None = None
@@ -67,5 +73,5 @@ class CachedReadiness:
 
     async def _run(self) -> None:
         while True:
-            await self.refresh()
-            await asyncio.sleep(self.interval)
+            ready = all((await self.refresh()).values())
+            await asyncio.sleep(self.interval if ready else self.not_ready_interval)

@@ -150,11 +150,16 @@ class ProjectionRunner:
             # per-record spans continue each record's trace (see trace_context.processing)
             group = getattr(self._consumer, "group_id", None)
             with trace_context.processing(self.name, group, batch.records) as events:
+                fresh = events if self._caught_up else await self._not_applied(events)
                 try:
-                    await self._retrying(lambda: self._projector.apply(events))
+                    if fresh:
+                        await self._retrying(lambda: self._projector.apply(fresh))
                 except Exception:
                     # Some record here cannot be applied: find it, one at a time.
-                    parked += await self._apply_one_by_one(batch.records)
+                    ids = {event.event_id for event in fresh}
+                    parked += await self._apply_one_by_one(
+                        [r for r in batch.records if r.event and r.event.event_id in ids]
+                    )
                 # Parked events count as processed: a token naming one is met.
                 versions = highest_versions(events)
                 await self._retrying(lambda: self._state.record_applied(self.name, versions))
@@ -169,6 +174,18 @@ class ProjectionRunner:
             await self._maybe_report()
             if not self._caught_up:
                 await self._check_caught_up()
+
+    async def _not_applied(self, events: Sequence[EventEnvelope]) -> list[EventEnvelope]:
+        """`events` but those this projection applied already (the tracking
+        holds a version at least theirs: recorded only after their effects).
+        Asked while catching up, when most of a batch may be a record
+        re-published into an empty log: each re-applied event would be
+        absorbed by the version guards, but only after the projector's reads
+        (a notices reconcile reads the action, its snapshots and holders)."""
+        applied = await self._retrying(
+            lambda: self._state.applied_versions(self.name, {e.aggregate_id for e in events})
+        )
+        return [e for e in events if e.version > applied.get(e.aggregate_id, 0)]
 
     async def _apply_one_by_one(self, records: Sequence[ConsumedRecord]) -> int:
         parked = 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,9 +151,13 @@ async def until_answered(
         return sent
 
 
-async def events_by_key(events: Any) -> dict[str, list[Document]]:
-    """Every stored event that a keyed request recorded, by caller-scoped key."""
+async def events_by_key(
+    events: Any, keys: Sequence[str] | None = None
+) -> dict[str, list[Document]]:
+    """Every stored event that a keyed request recorded (of `keys`, the
+    caller-scoped keys, when given), by caller-scoped key."""
     found: dict[str, list[Document]] = {}
-    async for doc in events.find({"command": {"$exists": True}}):
+    query = {"command": {"$exists": True}} if keys is None else {"command.key": {"$in": keys}}
+    async for doc in events.find(query):
         found.setdefault(doc["command"]["key"], []).append(doc)
     return found

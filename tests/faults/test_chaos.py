@@ -10,7 +10,8 @@ the same Idempotency-Key (invariants 1, 3 and 4, issue 12).
   disk), the broker (Tansu: its log is in memory, so it comes back empty and
   Herald — SIGKILLed with it and started after it, as `herald dev` would —
   re-publishes what some projection has not applied). HERALD_CHAOS_ROUNDS
-  rounds (default ROUNDS below; 100 for the long run). A round costs
+  rounds (default ROUNDS below; 100 for the long run); HERALD_CHAOS_VICTIMS
+  (e.g. "broker,herald") replays a kill order of its own. A round costs
   mostly the restart of what was killed: Herald (imports and start-up,
   then its consumer-group members' join, the dead ones' partitions held
   for SESSION_TIMEOUT_MS) and the broker (the same, after Tansu); each
@@ -18,7 +19,8 @@ the same Idempotency-Key (invariants 1, 3 and 4, issue 12).
 - The store (its own SecantusDB process) SIGSTOPped for longer than the
   driver's socket timeout during concurrent recordPositions, then resumed.
 
-After each round: every key was answered, with a success, and the same
+After each round, for its keys (and at the end, for every key of the run):
+every key was answered, with a success, and the same
 answer when asked again (a replay); every key's command stored exactly one
 event (none twice, none lost), matching what was answered; every stream
 holds exactly the versions the answers name; every holder has exactly one
@@ -73,12 +75,17 @@ from tests.support import (
     worker_env,
 )
 
-# 12 (each kind of kill 3 times) is what fits in ~120 s on the shared 2-core
-# machine (load ~10): a round costs 6-13 s, mostly the restart; see above.
-ROUNDS = int(os.environ.get("HERALD_CHAOS_ROUNDS", "12"))
-KILLED = ("herald", "worker", "store", "broker")  # in turn, round after round
+# 20 (each kind of kill 5 times), as issue 12 asks of CI; see above for what
+# a round costs.
+ROUNDS = int(os.environ.get("HERALD_CHAOS_ROUNDS", "20"))
+KILLED = ("herald", "worker", "store", "broker")
+# Killed in turn, round after round; HERALD_CHAOS_VICTIMS (e.g. "broker,herald")
+# replays a sequence of its own (a failure's round order, say).
+VICTIMS = tuple(os.environ.get("HERALD_CHAOS_VICTIMS", ",".join(KILLED)).split(","))
 PAUSES = int(os.environ.get("HERALD_PAUSE_ROUNDS", "1"))
-ACTIONS_PER_ROUND = 6
+# Enough commands in flight at any kill; over 20 rounds, more of each kind
+# than 12 rounds of 6 actions checked.
+ACTIONS_PER_ROUND = 4
 POSITIONS_PER_ROUND = 4
 # Holders of the announced security on the record date: every published
 # action issues each a notice; ACKNOWLEDGED of them acknowledge theirs.
@@ -89,6 +96,16 @@ LEASE_SECONDS = 2.0
 # A SIGKILLed process's consumer-group members hold their partitions this
 # long: short, so the restarted one gets them soon (Tansu takes 1 s).
 SESSION_TIMEOUT_MS = 1000
+# A kill mid-append leaves a gap in the global sequence, which a checkpoint
+# passes once a process has watched the counter stand past it this long
+# (projections/checkpoint.py; 60 s in production, for appends still in
+# flight). No process here lives 60 s, so with the production horizon every
+# broker round re-published the record from the first gap on, and the
+# rounds grew longer (53 -> 293 events re-published in 6 broker rounds).
+# Short is safe enough here: an append a kill leaves in flight fails or lands
+# (and is projected) while its round's checks wait for the projections, long
+# before the next broker kill empties the log.
+HORIZON_SECONDS = 5.0
 PAUSE_CLIENTS = 20
 PAUSE_REQUESTS_PER_CLIENT = 4
 
@@ -104,7 +121,11 @@ def own_store(tmp_path: Path) -> Iterator[SecantusServer]:
 
 
 def chaos_env(settings: Settings) -> dict[str, str]:
-    return {**worker_env(settings), "HERALD_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS)}
+    return {
+        **worker_env(settings),
+        "HERALD_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        "HERALD_CHECKPOINT_HORIZON_SECONDS": str(HORIZON_SECONDS),
+    }
 
 
 class ChildHerald:
@@ -288,15 +309,22 @@ async def _listed(request: Awaitable[Sent]) -> list[Sent]:
 
 
 async def check_round(
-    http: httpx.AsyncClient, db: Any, this_round: list[Sent], sent: list[Sent]
+    http: httpx.AsyncClient, db: Any, this_round: list[Sent], sent: list[Sent] | None = None
 ) -> dict[str, int]:
-    """Every key answered with a success, consistently; executed exactly once
-    (`sent`: every request of every round so far)."""
+    """Every key of `this_round` answered with a success, consistently, and
+    executed exactly once, its stream holding what was answered. With `sent`
+    (every request of every round), the same of all of them and of every
+    stream, and no keyed event but theirs: what the run checks at its end
+    (a later round's kill must not have doubled an earlier key)."""
     # answered consistently: asked again, each key replays its first answer
     await asyncio.gather(*(until_answered(http, request) for request in this_round))
     for request in this_round:
         assert request.answers[-1] == request.answers[0], request.key
-    by_key = await events_by_key(db["events"])
+    whole = sent is not None
+    sent = this_round if sent is None else sent
+    by_key = await events_by_key(
+        db["events"], None if whole else [request.scoped_key for request in sent]
+    )
     counts = {"keys": len(sent), "events": 0}
     for request in sent:
         stored = by_key.get(request.scoped_key, [])
@@ -327,16 +355,21 @@ async def check_round(
             assert event["aggregateId"] == positions_stream(request.body)
             assert answer["accepted"] == len(request.body["variables"]["input"]["positions"])
     # nothing stored twice behind the keys' back: each stream holds what was answered
+    touched = {"aggregateId": {"$in": sorted({e["aggregateId"] for e in stored_events(by_key)})}}
     streams: dict[str, list[int]] = {}
-    async for doc in db["events"].find({}, {"aggregateId": 1, "version": 1}):
+    async for doc in db["events"].find({} if whole else touched, {"aggregateId": 1, "version": 1}):
         streams.setdefault(doc["aggregateId"], []).append(doc["version"])
     for versions in streams.values():
         assert sorted(versions) == list(range(1, len(versions) + 1)), versions
-    # (a command's events carry its key; derived NoticeIssued events none)
-    total = await db["events"].count_documents({"command": {"$exists": True}})
-    assert total == len(by_key) == counts["events"], (total, len(by_key))
+    if whole:  # (a command's events carry its key; derived NoticeIssued events none)
+        total = await db["events"].count_documents({"command": {"$exists": True}})
+        assert total == len(by_key) == counts["events"], (total, len(by_key))
     counts["streams"] = len(streams)
     return counts
+
+
+def stored_events(by_key: Mapping[str, list[Document]]) -> list[Document]:
+    return [event for events in by_key.values() for event in events]
 
 
 async def test_sigkill_mid_command_executes_every_key_once(
@@ -347,6 +380,7 @@ async def test_sigkill_mid_command_executes_every_key_once(
     issuer: DevIssuer,
 ) -> None:
     """Each round SIGKILLs, in turn, Herald, the worker, the store or the broker."""
+    assert set(VICTIMS) <= set(KILLED), f"HERALD_CHAOS_VICTIMS: each one of {KILLED}"
     olga = issuer.mint("olga", roles=[ROLE_OPERATOR])
     ivan = issuer.mint("ivan", roles=[ROLE_APPROVER])
     holders = {
@@ -361,7 +395,7 @@ async def test_sigkill_mid_command_executes_every_key_once(
     totals = {"keys": 0, "events": 0, "retried": 0}
     checked = {
         kind: {"rounds": 0, "notices": 0, "issued events": 0, "acknowledgements": 0, "stats": 0}
-        for kind in KILLED
+        for kind in dict.fromkeys(VICTIMS)
     }
     everything: list[Sent] = []
     actions: list[str] = []
@@ -406,7 +440,7 @@ async def test_sigkill_mid_command_executes_every_key_once(
                 began = loop.time()
                 load = asyncio.gather(*flows, *(_listed(p) for p in positions))
                 await asyncio.sleep(rng.uniform(0.05, 0.5))  # while the load runs
-                killed = KILLED[round_ % len(KILLED)]
+                killed = VICTIMS[round_ % len(VICTIMS)]
                 killed_at = loop.time()
                 await kill(killed)
                 restarted = loop.time() - killed_at
@@ -417,8 +451,7 @@ async def test_sigkill_mid_command_executes_every_key_once(
                     this_round.extend(result)
                 totals["retried"] += sum(1 for s in this_round if s.attempts > 1)
                 everything.extend(this_round)
-                counts = await check_round(http, db, this_round, everything)
-                totals["keys"], totals["events"] = counts["keys"], counts["events"]
+                await check_round(http, db, this_round)
                 announced = [
                     r.data("announceCorporateAction")["corporateAction"]["id"]
                     for r in this_round
@@ -441,7 +474,9 @@ async def test_sigkill_mid_command_executes_every_key_once(
                     "keys checked "
                     f"{keys_checked - loaded:.1f}s, notices {loop.time() - keys_checked:.1f}s"
                 )
-            # every action again: a later round's kill must not have undone one
+            # every key and action again: a later round's kill must not have undone one
+            counts = await check_round(http, db, [], everything)
+            totals["keys"], totals["events"] = counts["keys"], counts["events"]
             final = await check_notices(http, db, olga, actions, holders)
     finally:
         await store.close()

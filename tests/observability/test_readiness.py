@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from observability.readiness import CachedReadiness
 
 
@@ -43,3 +45,26 @@ async def test_a_failing_check_is_a_failed_round() -> None:
         raise RuntimeError("boom")
 
     assert await CachedReadiness(fails).refresh() == {"checks": False}
+
+
+async def test_while_not_ready_the_checks_run_again_sooner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restarted process catching up says it is ready within
+    `not_ready_interval` of being so, not a whole `interval`."""
+    answers = iter([{"projector:cards": False}, {"projector:cards": True}])
+    waits: list[float] = []
+
+    async def check() -> dict[str, bool]:
+        return next(answers)
+
+    async def sleep(seconds: float) -> None:  # the waits between rounds, not slept
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise asyncio.CancelledError
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    readiness = CachedReadiness(check, interval=0.5, not_ready_interval=0.2)
+    with pytest.raises(asyncio.CancelledError):
+        await readiness._run()
+    assert waits == [0.2, 0.5]

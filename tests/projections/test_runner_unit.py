@@ -97,3 +97,19 @@ async def test_an_outage_is_retried_on_the_same_batch_and_nothing_is_parked() ->
     assert projector.applied == [event.event_id]
     assert await harness.letters.find(status=None) == []
     assert harness.consumer.committed == 1 and harness.runner.failing is None
+
+
+async def test_while_catching_up_what_the_projection_applied_already_is_not_applied_again() -> None:
+    """A record re-published into an empty log (issue 12): the events the
+    tracking covers were applied before; only those past it reach the
+    projector, and the batch still counts, records and commits them all."""
+    projector = Recorder()
+    harness = Harness(projector)
+    await harness.state.record_applied(NAME, {"A": 2})
+    events = [bare_event("A", 1), bare_event("A", 2), bare_event("B", 1), bare_event("A", 3)]
+    for event in events:
+        harness.consumer.append(event)
+    await harness.step()
+    assert projector.applied == [events[2].event_id, events[3].event_id]
+    assert await harness.state.applied_versions(NAME, ["A", "B"]) == {"A": 3, "B": 1}
+    assert harness.consumer.committed == 4
