@@ -29,7 +29,7 @@ from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from adapters.mongo.event_store import COUNTERS, EVENTS, put_derived_events
 from domain.codes import NoticeKind
-from domain.delivery import IssuedNotice, notice_issued_event
+from domain.delivery import ISSUED_PER_EVENT, IssuedNotice, notices_issued_event
 from domain.ports import DuplicateKey, NoticePlan, NoticeRecord, StoredIssue
 from observability import metrics
 from observability.trace_context import current_trace_context
@@ -51,8 +51,9 @@ class MongoNoticeProjectionStore:
         self._subscriptions = db[SUBSCRIPTIONS]
         self._events = db[EVENTS]
         self._counters = db[COUNTERS]
-        # Each issued version also becomes a `NoticeIssued` event in the outbox,
-        # in the same transaction as the notice: the dispatcher's input.
+        # Each issued version is also named in a `NoticeIssued` event in the
+        # outbox (a batch per transaction), written with the notice: the
+        # dispatcher's input.
         self._issue_events = issue_events
         # (notice, version) pairs every chosen channel delivered: kept apart from
         # the notices so a rebuilt notice gets its `deliveredAt` back.
@@ -132,7 +133,7 @@ class MongoNoticeProjectionStore:
                 )
             await self._count(action_id, moves, session)
             if self._issue_events and (new or replacing):
-                await self._record_issues([*new, *replacing], session)
+                await self._record_issues(action_id, [*new, *replacing], session)
             written = [*new, *replacing]  # (an attempt started over forgets its own)
 
         await self._in_transaction(attempt)
@@ -141,29 +142,43 @@ class MongoNoticeProjectionStore:
         return len(written)
 
     async def _record_issues(
-        self, notices: Sequence[Document], session: AsyncClientSession
+        self, action_id: str, notices: Sequence[Document], session: AsyncClientSession
     ) -> None:
-        """`NoticeIssued` for each written notice version, in the caller's
-        transaction. Global positions are reserved outside it (gaps are
-        harmless); the event id comes from (notice, version), so a rerun of
-        the transaction or a rebuild writes nothing new."""
+        """`NoticeIssued` for the written notice versions, in the caller's
+        transaction: one event per `ISSUED_PER_EVENT` versions (a fan-out's
+        outbox writes were one document per notice, each under the events'
+        four indexes: two thirds of a chunk's transaction). Global positions
+        are reserved outside it (gaps are harmless); an event's id comes from
+        its (notice, version) pairs, so a rerun of the transaction writes
+        nothing new. (A rebuild whose batches differ from the live ones names
+        some versions again: the planner plans each (notice, version, channel)
+        once.)"""
+        ordered = sorted(notices, key=lambda doc: str(doc["_id"]))
+        batches = [
+            ordered[start : start + ISSUED_PER_EVENT]
+            for start in range(0, len(ordered), ISSUED_PER_EVENT)
+        ]
         reserved = await self._counters.find_one_and_update(
             {"_id": EVENTS},
-            {"$inc": {"value": len(notices)}},
+            {"$inc": {"value": len(batches)}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
         assert reserved is not None
-        first = int(reserved["value"]) - len(notices) + 1
+        first = int(reserved["value"]) - len(batches) + 1
         # the trace of the work that wrote the notices goes on to the dispatcher
         trace_context = current_trace_context()
         events = [
             replace(
-                notice_issued_event(_issued(doc), doc["issuedAt"]),
-                sequence=first + offset,
+                notices_issued_event(
+                    action_id,
+                    [_issued(doc) for doc in batch],
+                    min(doc["issuedAt"] for doc in batch),
+                    first + offset,
+                ),
                 trace_context=trace_context,
             )
-            for offset, doc in enumerate(notices)
+            for offset, batch in enumerate(batches)
         ]
         await put_derived_events(self._events, events, session)
 

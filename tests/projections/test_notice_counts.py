@@ -10,18 +10,14 @@ equal the notices counted one by one."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import pytest
 from hypothesis import strategies as st
-from pymongo import AsyncMongoClient
 
-from adapters.mongo.client import Document
 from adapters.mongo.notice_projection import NOTICES, MongoNoticeProjectionStore
 from adapters.mongo.notices import MongoNoticeStore
 from domain.notices import notice_id
@@ -70,15 +66,6 @@ async def play(store: MongoNoticeProjectionStore, writer: Sequence[Step]) -> Non
             await store.reconcile_range(ACTION, first, last, partial(planned, step))
         else:
             await store.acknowledge(notice_id(ACTION, step.account), step.version, AT)
-
-
-@pytest.fixture
-async def db(mongo_uri: str) -> AsyncIterator[Any]:
-    client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    name = f"counts_{uuid.uuid4().hex[:10]}"
-    yield client[name]
-    await client.drop_database(name)
-    await client.close()
 
 
 async def test_counts_equal_the_notices_whatever_the_interleaving(db: Any) -> None:
