@@ -193,18 +193,22 @@ ISSUED_PER_EVENT = 250
 ISSUED_BATCH_SCHEMA = 2
 
 
+def issue_stream(action_id: str) -> str:
+    """The stream of an action's batched `NoticeIssued` events."""
+    return f"{action_id}:issued"
+
+
 def notices_issued_event(
-    action_id: str, notices: Sequence[IssuedNotice], occurred_at: datetime, sequence: int
+    action_id: str, notices: Sequence[IssuedNotice], occurred_at: datetime, version: int
 ) -> ev.EventEnvelope:
     """One `NoticeIssued` (schema 2) for several versions of one corporate
     action's notices: payload `{"notices": [IssuedNotice payload, …]}`.
 
     Its id is derived from the (notice, version) pairs, so writing the same
     batch again (a rerun transaction, a redelivered Kafka batch) is the same
-    event. Every batch of an action is in the stream `<action id>:issued`, so
-    the relay keys them alike and the planner sees an action's versions in
-    order (a CANCELLATION after its NEW); the stream version is `sequence`, the
-    batch's reserved global position (unique, hence never a conflict).
+    event. Every batch of an action is in the stream `issue_stream(action)`
+    (versions 1, 2, 3 …), so the relay keys them alike and the planner sees an
+    action's versions in order (a CANCELLATION after its NEW).
     Raises ValueError for an empty batch."""
     if not notices:
         raise ValueError("a NoticeIssued batch names at least one version")
@@ -214,14 +218,13 @@ def notices_issued_event(
         event_id=f"issued-batch-{digest[:32]}",
         event_name=ev.NOTICE_ISSUED,
         aggregate_type=ev.AGGREGATE_NOTICE_ISSUE,
-        aggregate_id=f"{action_id}:issued",
-        version=sequence,
+        aggregate_id=issue_stream(action_id),
+        version=version,
         occurred_at=occurred_at,
         actor="notices-projector",
         correlation_id=action_id,
         payload={"notices": [n.to_payload() for n in notices]},
         schema_version=ISSUED_BATCH_SCHEMA,
-        sequence=sequence,
     )
 
 

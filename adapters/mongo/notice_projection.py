@@ -29,7 +29,12 @@ from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from adapters.mongo.event_store import COUNTERS, EVENTS, put_derived_events
 from domain.codes import NoticeKind
-from domain.delivery import ISSUED_PER_EVENT, IssuedNotice, notices_issued_event
+from domain.delivery import (
+    ISSUED_PER_EVENT,
+    IssuedNotice,
+    issue_stream,
+    notices_issued_event,
+)
 from domain.ports import DuplicateKey, NoticePlan, NoticeRecord, StoredIssue
 from observability import metrics
 from observability.trace_context import current_trace_context
@@ -147,40 +152,63 @@ class MongoNoticeProjectionStore:
         """`NoticeIssued` for the written notice versions, in the caller's
         transaction: one event per `ISSUED_PER_EVENT` versions (a fan-out's
         outbox writes were one document per notice, each under the events'
-        four indexes: two thirds of a chunk's transaction). Global positions
-        are reserved outside it (gaps are harmless); an event's id comes from
-        its (notice, version) pairs, so a rerun of the transaction writes
-        nothing new. (A rebuild whose batches differ from the live ones names
-        some versions again: the planner plans each (notice, version, channel)
-        once.)"""
+        four indexes: two thirds of a chunk's transaction). An event's id
+        comes from its (notice, version) pairs, so a rerun of the transaction
+        writes nothing new; the new ones continue the action's issue stream
+        from its head read here (a concurrent writer of the same stream makes
+        one of the two transactions start over on the duplicate version).
+        Global positions are reserved outside the transaction (gaps are
+        harmless). (A rebuild whose batches differ from the live ones names
+        some versions again: the planner plans each (notice, version,
+        channel) once.)"""
         ordered = sorted(notices, key=lambda doc: str(doc["_id"]))
-        batches = [
-            ordered[start : start + ISSUED_PER_EVENT]
-            for start in range(0, len(ordered), ISSUED_PER_EVENT)
+        events = [
+            notices_issued_event(
+                action_id,
+                [_issued(doc) for doc in batch],
+                min(doc["issuedAt"] for doc in batch),
+                0,  # the stream version is assigned below, to the new ones
+            )
+            for batch in (
+                ordered[start : start + ISSUED_PER_EVENT]
+                for start in range(0, len(ordered), ISSUED_PER_EVENT)
+            )
         ]
+        stored = self._events.find(
+            {"_id": {"$in": [e.event_id for e in events]}}, {"_id": 1}, session=session
+        )
+        known = {doc["_id"] async for doc in stored}
+        new = [e for e in events if e.event_id not in known]
+        if not new:
+            return
+        stream = issue_stream(action_id)
+        heads = self._events.find(
+            {"aggregateId": stream, "version": {"$gt": 0}}, {"version": 1}, session=session
+        )
+        head = max([int(doc["version"]) async for doc in heads], default=0)
         reserved = await self._counters.find_one_and_update(
             {"_id": EVENTS},
-            {"$inc": {"value": len(batches)}},
+            {"$inc": {"value": len(new)}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
         assert reserved is not None
-        first = int(reserved["value"]) - len(batches) + 1
+        first = int(reserved["value"]) - len(new) + 1
         # the trace of the work that wrote the notices goes on to the dispatcher
         trace_context = current_trace_context()
-        events = [
-            replace(
-                notices_issued_event(
-                    action_id,
-                    [_issued(doc) for doc in batch],
-                    min(doc["issuedAt"] for doc in batch),
-                    first + offset,
-                ),
-                trace_context=trace_context,
-            )
-            for offset, batch in enumerate(batches)
-        ]
-        await put_derived_events(self._events, events, session)
+        await put_derived_events(
+            self._events,
+            [
+                replace(
+                    event,
+                    version=head + 1 + offset,
+                    sequence=first + offset,
+                    trace_context=trace_context,
+                )
+                for offset, event in enumerate(new)
+            ],
+            session,
+        )
 
     async def _with_delivery(
         self, notices: Sequence[Document], session: AsyncClientSession

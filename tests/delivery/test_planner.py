@@ -118,7 +118,7 @@ async def test_a_batched_notice_issued_plans_each_of_its_versions_once(
             Preferences(account, (DeliveryChannel.PUSH,), push_token=f"tok-{n}"), 1, 0, AT
         )
     notices = [issued(fresh("NT"), account, 1, NoticeKind.NEW) for account in accounts]
-    batch = notices_issued_event("CA1", notices, AT, 500)
+    batch = replace(notices_issued_event("CA1", notices, AT, 1), sequence=500)
     assert issued_versions(batch) == notices
     await planner.apply([batch])
     await planner.apply([batch])  # redelivered
