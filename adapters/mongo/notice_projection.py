@@ -6,13 +6,19 @@ corporate actions follow which (isin, record date), so a positions snapshot
 finds the actions it affects. Writes are guarded by the notice version: a
 stale or repeated write never replaces a newer notice.
 
-Beside the notices of each action, in the same collection, one summary
-document counts them (`_id` "stats|<action id>": total, delivered,
-acknowledged), so the portal reads three numbers instead of counting
-100 000 notices. Every write that changes a count moves it in the same
-transaction, from what the transaction itself read: the counts stay exact
-through redeliveries, concurrent workers and crashes, and a rebuild's
-collection switch-over carries them along with the notices.
+Beside the notices of each action, in the same collection, two summary
+documents count them (total, delivered, acknowledged; the counts are their
+sums), so the portal reads three numbers instead of counting 100 000
+notices: `stats|<action id>`, moved by the projector's writes, and
+`stats|<action id>|marks`, moved by the delivery and acknowledgement marks.
+Two documents, because a transaction that writes a document another one
+committed to since it began fails with a write conflict and starts over: with
+one, every delivery mark of a fan-out's first notices made the projector
+redo its 5 000-notice chunk (300 notices/s instead of 2 000). Every write that
+changes a count moves it in the same transaction, from what the transaction
+itself read: the counts stay exact through redeliveries, concurrent workers
+and crashes, and a rebuild's collection switch-over carries them along with
+the notices.
 """
 
 from __future__ import annotations
@@ -298,7 +304,7 @@ class MongoNoticeProjectionStore:
                 action = doc["corporateActionId"]
                 per_action[action] = per_action.get(action, 0) + 1
             for action, count in per_action.items():
-                await self._count(action, _Counts(delivered=count), session)
+                await self._count(action, _Counts(delivered=count), session, marks=True)
             marked = len(due)
 
         await self._in_transaction(attempt)
@@ -323,15 +329,21 @@ class MongoNoticeProjectionStore:
             )
             acknowledged = notice is not None
             if notice is not None:
-                await self._count(notice["corporateActionId"], _Counts(acknowledged=1), session)
+                await self._count(
+                    notice["corporateActionId"], _Counts(acknowledged=1), session, marks=True
+                )
 
         await self._in_transaction(attempt)
         return acknowledged
 
-    async def _count(self, action_id: str, moves: _Counts, session: AsyncClientSession) -> None:
+    async def _count(
+        self, action_id: str, moves: _Counts, session: AsyncClientSession, *, marks: bool = False
+    ) -> None:
+        """Move the action's counts: the projector's document, or (`marks`) the
+        one the delivery and acknowledgement marks move."""
         if moves:
             await self._notices.update_one(
-                {"_id": stats_id(action_id)},
+                {"_id": marks_id(action_id) if marks else stats_id(action_id)},
                 {"$inc": moves.as_update(), "$set": {STATS_OF: action_id}},
                 upsert=True,
                 session=session,
@@ -406,8 +418,15 @@ def _delivered_key(notice_id: str, version: int) -> str:
 
 
 def stats_id(action_id: str) -> str:
-    """The `_id` of an action's summary document in the notices collection."""
+    """The `_id` of an action's summary document in the notices collection
+    (the projector's; its counts add to those of `marks_id`)."""
     return f"stats|{action_id}"
+
+
+def marks_id(action_id: str) -> str:
+    """The `_id` of the summary document the delivery and acknowledgement
+    marks move (see the module's docstring)."""
+    return f"stats|{action_id}|marks"
 
 
 @dataclass
