@@ -22,7 +22,7 @@ figure is notices/s with 2 workers against 1 in the same run; the notes name
 how the actions fell on the workers and the CPU each process used (the
 store is one process: when it is the bottleneck, a second worker waits on it).
 
-    .venv/bin/python -m bench.fanout_scaleout [--actions 6] [--accounts 10000]
+    .venv/bin/python -m bench.fanout_scaleout [--actions 6] [--accounts 5000]
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ async def run_phase(
 
 
 async def measure(
-    stack: BenchStack, *, actions: int = 6, accounts: int = 10_000, progress: bool = True
+    stack: BenchStack, *, actions: int = 6, accounts: int = 5_000, progress: bool = True
 ) -> Result:
     """notices/s of `actions` concurrent fan-outs with 2 workers against 1."""
     result = Result("fan-out scale-out", sizes={"actions": actions, "accounts": accounts})
@@ -193,7 +193,7 @@ async def run(
     *,
     keep: bool = False,
     actions: int = 6,
-    accounts: int = 10_000,
+    accounts: int = 5_000,
     progress: bool = True,
 ) -> Result:
     """Its own stack: the in-process Herald serves the API and the relay only."""
@@ -211,7 +211,7 @@ async def run(
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--actions", type=int, default=6, help="concurrent fan-outs")
-    parser.add_argument("--accounts", type=int, default=10_000, help="accounts per action")
+    parser.add_argument("--accounts", type=int, default=5_000, help="accounts per action")
     add_stack_arguments(parser)
     args = parser.parse_args()
     result = await run(args.broker, keep=args.keep, actions=args.actions, accounts=args.accounts)
