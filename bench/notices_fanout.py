@@ -29,6 +29,7 @@ Commands go through the handlers in-process (not GraphQL): the clock starts
 when the approval is accepted, so the HTTP layer is not part of the figure.
 
     .venv/bin/python -m bench.notices_fanout [--accounts 100000] [--broker kafka|tansu]
+        [--no-dispatcher]
 """
 
 from __future__ import annotations
@@ -455,9 +456,18 @@ async def main() -> None:
     add_stack_arguments(parser)
     parser.add_argument("--runs", type=int, default=5, help="small fan-outs for p50/p99")
     parser.add_argument("--run-accounts", type=int, default=2000)
+    parser.add_argument(
+        "--no-dispatcher",
+        action="store_true",
+        help="without the delivery dispatcher (which marks the same notices delivered meanwhile)",
+    )
     args = parser.parse_args()
     async with bench_stack(
-        "fanout", broker=args.broker, keep=args.keep, kafka_session_timeout_ms=6000
+        "fanout",
+        broker=args.broker,
+        keep=args.keep,
+        kafka_session_timeout_ms=6000,
+        run_dispatcher=not args.no_dispatcher,
     ) as stack:
         print(
             f"store: SecantusDB {stack.store.uri} (data folder, sync-on-commit); broker: "
