@@ -126,6 +126,14 @@ async def _fanout(ctx: Context) -> Result:
     return await notices_fanout.measure(stack, progress=False)
 
 
+async def _scaleout(ctx: Context) -> Result:
+    from bench import fanout_scaleout
+
+    if ctx.quick:
+        return await fanout_scaleout.run(ctx.broker, actions=3, accounts=500, progress=False)
+    return await fanout_scaleout.run(ctx.broker, progress=False)
+
+
 async def _edge(ctx: Context) -> Result:
     from bench import edge_replay
 
@@ -173,6 +181,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark("paging", "every page of myNotices and corporateActions vs the first", _paging),
     Benchmark("fanout", "notice fan-out vs raw insert_many; approval → last notice", _fanout),
+    Benchmark(
+        "scaleout",
+        "notice fan-out with 2 herald workers vs 1",
+        _scaleout,
+        shared_stack=False,
+        seconds=(150.0, 1800.0),
+    ),
     Benchmark("edge", "duplicates replayed by the nginx edge, Herald's announce behind", _edge),
     Benchmark("deliveries", "notices out to e-mail and push vs raw clients", _deliveries, False),
     # issue 12's: its own Tansu and store, minutes at full size; run when named

@@ -65,7 +65,7 @@ def register(
     formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter,
 ) -> None:
     """Add `herald bench` to the `herald` parser."""
-    from_names = "commands, freshness, reads, paging, fanout, edge, deliveries, restart"
+    from_names = "commands, freshness, reads, paging, fanout, scaleout, edge, deliveries, restart"
     bench = sub.add_parser(
         "bench",
         help="run the benchmarks; print each figure beside its same-run baseline",

@@ -1,14 +1,17 @@
 """The dispatcher's planner: issued notice versions in, a delivery plan out.
 
 How issued versions reach it (DESIGN.md invariant 6). The notices projector
-writes, in the same MongoDB transaction as each notice version it stores, a
-`NoticeIssued` event into the outbox (adapters.mongo.notice_projection); its
-id is derived from (notice, version), so a rerun or a rebuild writes nothing
-new. The relay publishes it to the `notice-issues` topic like any event, and
-the planner consumes that topic in its own consumer group (`<prefix>.dispatcher`)
-through the same ProjectionRunner as the projectors: offsets are committed
-only after the plan of the batch is stored. A crash anywhere therefore either
-leaves the version unissued (the notice was not stored either) or redelivers
+writes, in the same MongoDB transaction as the notice versions it stores,
+`NoticeIssued` events into the outbox (adapters.mongo.notice_projection), each
+naming up to 250 versions of one action (`domain.delivery.notices_issued_event`;
+a schema-1 event names one); an event's id is derived from its (notice,
+version) pairs, so a rerun writes nothing new, and every (notice, version,
+channel) is planned once whichever event names it. The relay publishes them to
+the `notice-issues` topic like any event, and the planner consumes that topic
+in its own consumer group (`<prefix>.dispatcher`) through the same
+ProjectionRunner as the projectors: offsets are committed only after the
+plan of the batch is stored. A crash anywhere therefore either leaves the
+version unissued (the notice was not stored either) or redelivers
 it from the log — no path skips a version.
 
 For each version the planner reads the account's preferences in force at
@@ -36,7 +39,7 @@ from datetime import UTC, datetime
 from domain import events as ev
 from domain.codes import NoticeKind
 from domain.consistency import PREFERENCES_PROJECTION
-from domain.delivery import IssuedNotice, OutboundNotice, plan_channels
+from domain.delivery import IssuedNotice, OutboundNotice, issued_versions, plan_channels
 from domain.ports import (
     Channel,
     DeliveryLog,
@@ -95,9 +98,10 @@ class DeliveryPlanner:
         # Each version with the global sequence of its NoticeIssued event: where
         # in the log it was issued, so the preferences in force then decide.
         issued = [
-            (IssuedNotice.from_payload(e.payload), e.sequence, e.trace_context)
+            (notice, e.sequence, e.trace_context)
             for e in events
             if e.event_name == ev.NOTICE_ISSUED
+            for notice in issued_versions(e)
         ]
         if not issued:
             return

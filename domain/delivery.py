@@ -19,7 +19,7 @@ attempt is classified. The dispatcher (`delivery/`) applies them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -184,6 +184,56 @@ def notice_issued_event(notice: IssuedNotice, occurred_at: datetime) -> ev.Event
         correlation_id=notice.notice_id,
         payload=notice.to_payload(),
     )
+
+
+# Versions per batched `NoticeIssued` (schema 2): one outbox document and one
+# Kafka record (~1 KB a version, under the broker's 1 MiB record limit) stand
+# for this many notices, so a fan-out writes ~1/250 of the outbox documents.
+ISSUED_PER_EVENT = 250
+ISSUED_BATCH_SCHEMA = 2
+
+
+def issue_stream(action_id: str) -> str:
+    """The stream of an action's batched `NoticeIssued` events."""
+    return f"{action_id}:issued"
+
+
+def notices_issued_event(
+    action_id: str, notices: Sequence[IssuedNotice], occurred_at: datetime, version: int
+) -> ev.EventEnvelope:
+    """One `NoticeIssued` (schema 2) for several versions of one corporate
+    action's notices: payload `{"notices": [IssuedNotice payload, …]}`.
+
+    Its id is derived from the (notice, version) pairs, so writing the same
+    batch again (a rerun transaction, a redelivered Kafka batch) is the same
+    event. Every batch of an action is in the stream `issue_stream(action)`
+    (versions 1, 2, 3 …), so the relay keys them alike and the planner sees an
+    action's versions in order (a CANCELLATION after its NEW).
+    Raises ValueError for an empty batch."""
+    if not notices:
+        raise ValueError("a NoticeIssued batch names at least one version")
+    keys = "\n".join(f"{n.notice_id}|{n.version}" for n in notices)
+    digest = hashlib.sha256(keys.encode()).hexdigest()
+    return ev.EventEnvelope(
+        event_id=f"issued-batch-{digest[:32]}",
+        event_name=ev.NOTICE_ISSUED,
+        aggregate_type=ev.AGGREGATE_NOTICE_ISSUE,
+        aggregate_id=issue_stream(action_id),
+        version=version,
+        occurred_at=occurred_at,
+        actor="notices-projector",
+        correlation_id=action_id,
+        payload={"notices": [n.to_payload() for n in notices]},
+        schema_version=ISSUED_BATCH_SCHEMA,
+    )
+
+
+def issued_versions(event: ev.EventEnvelope) -> list[IssuedNotice]:
+    """The versions a `NoticeIssued` event issues: one (schema 1, the payload
+    is the version) or a batch (schema 2, `notices_issued_event`)."""
+    if event.schema_version >= ISSUED_BATCH_SCHEMA:
+        return [IssuedNotice.from_payload(n) for n in event.payload["notices"]]
+    return [IssuedNotice.from_payload(event.payload)]
 
 
 def plan_channels(

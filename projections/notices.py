@@ -11,6 +11,7 @@ holders never sit in memory at once; progress is exported as metrics.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -33,6 +34,8 @@ from observability import metrics, trace_context
 log = logging.getLogger(__name__)
 
 NAME = NOTICES_PROJECTION
+# A chunk's accounts (sorted) and their holdings per snapshot id.
+Holders = tuple[list[str], dict[str, dict[str, nt.Holding]]]
 CHUNK = 5000
 
 
@@ -100,10 +103,20 @@ class NoticeProjector:
         # never a list of account ids sent to the store, never all ids in memory.
         marks, total = await self._positions.boundaries(snapshot_ids, self._chunk)
         remaining.inc(total)
+        ranges = list(zip(marks, [*marks[1:], None], strict=True))
+
+        def read(index: int) -> asyncio.Task[Holders]:
+            first, before = ranges[index]
+            return asyncio.ensure_future(self._positions.between(snapshot_ids, first, before))
+
+        # The next chunk's positions are read while this chunk's transaction
+        # runs (two chunks in memory at most): the store works on both.
+        upcoming = read(0) if ranges else None
         try:
-            for index, first in enumerate(marks):
-                before = marks[index + 1] if index + 1 < len(marks) else None
-                chunk, holdings = await self._positions.between(snapshot_ids, first, before)
+            for index in range(len(ranges)):
+                assert upcoming is not None
+                chunk, holdings = await upcoming
+                upcoming = read(index + 1) if index + 1 < len(ranges) else None
                 if not chunk:
                     continue
                 derived = nt.derive(effective, chunk, holdings)
@@ -112,6 +125,9 @@ class NoticeProjector:
                 )
                 remaining.dec(len(chunk))
         finally:
+            if upcoming is not None and not upcoming.done():
+                upcoming.cancel()  # a failed chunk: the read ahead is not wanted
+                await asyncio.gather(upcoming, return_exceptions=True)
             remaining.set(0)
         metrics.NOTICES_WRITTEN.inc(written)
         return written

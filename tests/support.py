@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from adapters.auth.dev_issuer import DevIssuer
 from devstack.herald import RunningHerald
 from devstack.process import free_port
+from devstack.workers import worker_env as worker_env  # shared with bench/
 from settings import Settings
 
 T = TypeVar("T")
@@ -193,24 +194,3 @@ def drawn(strategy: st.SearchStrategy[T], count: int) -> list[T]:
 
     collect()
     return found
-
-
-def worker_env(s: Settings) -> dict[str, str]:
-    """The HERALD_* environment of a `herald serve` / `herald worker` subprocess
-    sharing `s`'s store, broker, topics, groups and issuer."""
-    return {
-        "HERALD_MONGO_URI": s.mongo_uri,
-        "HERALD_MONGO_DATABASE": s.mongo_database,
-        "HERALD_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "HERALD_KAFKA_IDEMPOTENT_PRODUCER": str(s.kafka_idempotent_producer).lower(),
-        "HERALD_KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
-        "HERALD_KAFKA_PARTITIONS": str(s.kafka_partitions),
-        "HERALD_KAFKA_SESSION_TIMEOUT_MS": str(s.kafka_session_timeout_ms),
-        "HERALD_PROJECTOR_GROUP_PREFIX": s.projector_group_prefix,
-        "HERALD_JWKS": s.jwks_location or "",
-        "HERALD_JWT_ISSUER": s.jwt_issuer,
-        "HERALD_JWT_AUDIENCE": s.jwt_audience,
-        "HERALD_RUN_DISPATCHER": str(s.run_dispatcher).lower(),
-        # no probe server: several workers share a host (and a test may give one a port)
-        "HERALD_WORKER_METRICS_PORT": "0",
-    }

@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from adapters.mongo.changes import Change, MongoChangeFeed, as_feed
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
-from adapters.mongo.notice_projection import STATS_OF, stats_id
+from adapters.mongo.notice_projection import STATS_OF, marks_id, stats_id
 from domain.codes import NoticeKind
 from domain.ports import FeedChange, StoredNotice
 
@@ -159,15 +159,21 @@ class MongoNoticeStore:
 
     async def by_action(self, action_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
         """(total, delivered, acknowledged) per corporate action, in one round
-        trip: the summary documents the notices projector keeps exact beside
-        the notices (see adapters.mongo.notice_projection), not a count."""
+        trip: the sums of the summary documents kept exact beside the notices
+        (see adapters.mongo.notice_projection), not a count."""
+        ids = [i for a in action_ids for i in (stats_id(a), marks_id(a))]
         async with translated():
-            cursor = self._notices.find({"_id": {"$in": [stats_id(a) for a in action_ids]}})
+            cursor = self._notices.find({"_id": {"$in": ids}})
             rows = [row async for row in cursor]
-        return {
-            row[STATS_OF]: (int(row["total"]), int(row["delivered"]), int(row["acknowledged"]))
-            for row in rows
-        }
+        counts: dict[str, tuple[int, int, int]] = {}
+        for row in rows:
+            total, delivered, acknowledged = counts.get(row[STATS_OF], (0, 0, 0))
+            counts[row[STATS_OF]] = (
+                total + int(row["total"]),
+                delivered + int(row["delivered"]),
+                acknowledged + int(row["acknowledged"]),
+            )
+        return counts
 
     async def page_for_action(
         self, action_id: str, first: int, after: str | None

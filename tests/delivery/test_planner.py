@@ -11,7 +11,13 @@ from adapters.channels.push import PushChannel
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
 from delivery.dispatcher import DeliveryPlanner
 from domain.codes import NoticeKind
-from domain.delivery import DeliveryStatus, IssuedNotice, notice_issued_event
+from domain.delivery import (
+    DeliveryStatus,
+    IssuedNotice,
+    issued_versions,
+    notice_issued_event,
+    notices_issued_event,
+)
 from domain.preferences import DeliveryChannel, Preferences
 from tests.delivery.support import fresh
 from tests.support import RunningHerald
@@ -96,4 +102,31 @@ async def test_a_version_goes_where_the_preferences_in_force_at_its_issue_said(
     assert planned.address == "tok-at-issue"
     [after_change] = await services.deliveries.of_version(later, 1)
     assert after_change.address == "tok-changed"
+    await push.close()
+
+
+async def test_a_batched_notice_issued_plans_each_of_its_versions_once(
+    herald: RunningHerald,
+) -> None:
+    """A fan-out issues its versions in batches (one `NoticeIssued` of schema 2
+    for up to ISSUED_PER_EVENT versions): each version in it is planned as if
+    issued alone, and a redelivered batch plans nothing new."""
+    services = herald.services
+    push = PushChannel("http://127.0.0.1:9/push")  # never called: planning sends nothing
+    planner = _planner(herald, push)
+    accounts = [fresh("acc") for _ in range(3)]
+    for n, account in enumerate(accounts[:2]):
+        await services.preferences.save(
+            Preferences(account, (DeliveryChannel.PUSH,), push_token=f"tok-{n}"), 1, 0, AT
+        )
+    notices = [issued(fresh("NT"), account, 1, NoticeKind.NEW) for account in accounts]
+    batch = replace(notices_issued_event("CA1", notices, AT, 1), sequence=500)
+    assert issued_versions(batch) == notices
+    await planner.apply([batch])
+    await planner.apply([batch])  # redelivered
+    for n, notice in enumerate(notices[:2]):
+        [planned] = await services.deliveries.of_version(notice.notice_id, 1)
+        assert (planned.channel, planned.address) == (DeliveryChannel.PUSH, f"tok-{n}")
+    # the third account has no preferences and the planner no default channel
+    assert await services.deliveries.of_version(notices[2].notice_id, 1) == []
     await push.close()

@@ -25,7 +25,7 @@ answer when asked again (a replay); every key's command stored exactly one
 event (none twice, none lost), matching what was answered; every stream
 holds exactly the versions the answers name; every holder has exactly one
 notice of each published action, at version 1 (one issue, NEW), with exactly
-one `NoticeIssued` event for that version; and each action's `noticeStats`
+one `NoticeIssued` event naming that version; and each action's `noticeStats`
 (total, acknowledged, delivered) equal the counts taken from the store
 (holders, notices with an acknowledgement event, notices delivered).
 """
@@ -225,7 +225,7 @@ async def check_notices(
     async for event in db["events"].find({"eventType": ev.NOTICE_ACKNOWLEDGED}):
         acknowledged[event["aggregateId"]] = acknowledged.get(event["aggregateId"], 0) + 1
     assert all(n == 1 for n in acknowledged.values()), acknowledged  # one per notice version
-    counts = {"notices": 0, "issued events": 0, "acknowledgements": 0, "stats": 0}
+    counts = {"notices": 0, "issued versions": 0, "acknowledgements": 0, "stats": 0}
 
     async def check(action_id: str) -> dict[str, int]:
         notices = await eventually(
@@ -235,17 +235,16 @@ async def check_notices(
         )
         assert sorted(n["accountId"] for n in notices) == sorted(holders), notices
         assert all(n["version"] == 1 and n["kind"] == "NEW" for n in notices), notices
-        # each version issued once: one NoticeIssued event per (notice, version)
+        # each version issued once: in exactly one NoticeIssued event (a batch
+        # of the action's versions, domain.delivery.notices_issued_event)
         issued = [
-            (doc["aggregateId"], doc["version"])
+            (version["noticeId"], version["version"])
             async for doc in db["events"].find(
-                {
-                    "eventType": ev.NOTICE_ISSUED,
-                    "correlationId": {"$in": [n["_id"] for n in notices]},
-                }
+                {"eventType": ev.NOTICE_ISSUED, "correlationId": action_id}
             )
+            for version in doc["payload"]["notices"]
         ]
-        assert sorted(issued) == sorted((f"{n['_id']}:issued", 1) for n in notices), issued
+        assert sorted(issued) == sorted((n["_id"], 1) for n in notices), issued
         # the stats and the store's counts, read together until they agree
         # (acknowledgements are projected, deliveries settled, meanwhile)
         stats, expected = await eventually(
@@ -258,7 +257,7 @@ async def check_notices(
         assert expected["acknowledged"] == sum(1 for n in notices if n["_id"] in acknowledged)
         return {
             "notices": len(notices),
-            "issued events": len(issued),
+            "issued versions": len(issued),
             "acknowledgements": expected["acknowledged"],
             "stats": 1,
         }
@@ -394,7 +393,7 @@ async def test_sigkill_mid_command_executes_every_key_once(
     rng = random.Random(os.environ.get("HERALD_CHAOS_SEED", uuid.uuid4().hex))
     totals = {"keys": 0, "events": 0, "retried": 0}
     checked = {
-        kind: {"rounds": 0, "notices": 0, "issued events": 0, "acknowledgements": 0, "stats": 0}
+        kind: {"rounds": 0, "notices": 0, "issued versions": 0, "acknowledgements": 0, "stats": 0}
         for kind in dict.fromkeys(VICTIMS)
     }
     everything: list[Sent] = []

@@ -12,7 +12,6 @@ positions event's partition is the producer's (murmur2 of the aggregate id).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from adapters.mongo.notice_projection import NOTICES, SUBSCRIPTIONS
 from devstack.apache_kafka import ApacheKafkaBroker
 from devstack.process import ManagedProcess
 from devstack.secantus import SecantusServer
+from devstack.workers import Partition, current, split
 from domain.commands import CommandContext
 from domain.events import AGGREGATE_POSITIONS
 from domain.positions import positions_aggregate_id
@@ -53,12 +53,6 @@ ISIN = "RU0009029540"
 AS_OF = "2026-12-15"
 OPERATOR = CommandContext(Principal(subject="olga", roles=frozenset({ROLE_OPERATOR})), "kill")
 
-# a console line or a JSON one (the worker's default format)
-_ASSIGNED = re.compile(r"Setting newly assigned partitions (.*) for group ([^\s\"]+)")
-_PARTITION = re.compile(r"TopicPartition\(topic='([^']+)', partition=(\d+)\)")
-
-Partition = tuple[str, int]
-
 
 def quantity(n: int) -> str:
     return "0" if n % 10 == 0 else str(n % 500 + 1)  # every 10th account holds nothing
@@ -66,25 +60,6 @@ def quantity(n: int) -> str:
 
 def account(n: int) -> str:
     return f"ACC-{n:06d}"
-
-
-def assignments(worker: ManagedProcess, group: str) -> list[set[Partition]]:
-    """Every assignment the worker's member of `group` received, oldest first."""
-    try:
-        text = worker.log_path.read_text(errors="replace")
-    except OSError:
-        return []
-    found = []
-    for line in text.splitlines():
-        match = _ASSIGNED.search(line)
-        if match and match.group(2) == group:
-            found.append({(t, int(p)) for t, p in _PARTITION.findall(match.group(1))})
-    return found
-
-
-def current(worker: ManagedProcess, group: str) -> set[Partition]:
-    history = assignments(worker, group)
-    return history[-1] if history else set()
 
 
 async def split_between(workers: list[ManagedProcess], group: str, partitions: int) -> None:
@@ -95,14 +70,10 @@ async def split_between(workers: list[ManagedProcess], group: str, partitions: i
             assert worker.is_running, worker.log_tail()
         return [current(w, group) for w in workers]
 
-    def split(held: list[set[Partition]]) -> bool:
-        a, b = held
-        return bool(a) and bool(b) and not a & b and len(a | b) == partitions
-
     async def probe() -> list[set[Partition]]:
         return shares()
 
-    await eventually(probe, split, timeout=60)
+    await eventually(probe, lambda held: split(held, partitions), timeout=60)
 
 
 def positions_partition(s: Settings) -> Partition:
