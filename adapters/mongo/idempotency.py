@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
-from pymongo import errors as mongo_errors
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from adapters.mongo.group_commit import GroupCommit, insert_unordered
 from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
-from domain.ports import DuplicateKey, StoreError, StoreUnavailable
+from domain.ports import DuplicateKey, StoreError
 
 IDEMPOTENCY = "idempotency"
 IN_FLIGHT = "in_flight"
@@ -90,13 +89,6 @@ def _from_document(doc: Document) -> IdempotencyRecord:
     )
 
 
-def _write_conflict(exc: StoreUnavailable) -> bool:
-    cause = exc.__cause__
-    return isinstance(cause, mongo_errors.PyMongoError) and cause.has_error_label(
-        "TransientTransactionError"
-    )
-
-
 def _state(record: IdempotencyRecord) -> str:
     if record.released:
         return RELEASED
@@ -118,9 +110,9 @@ class _Completion:
 
 class MongoIdempotencyStore:
     """Claims and completions of concurrent requests are group-committed
-    (adapters/mongo/group_commit.py): the claims in one unordered insert, the
-    completions in one transaction (SecantusDB commits the updates of an
-    unordered bulk write one by one, a transaction's once)."""
+    (adapters/mongo/group_commit.py): the claims in one unordered insert; the
+    completions of a batch are sent side by side, each its own update (see
+    `_record_completions`)."""
 
     def __init__(self, db: AsyncDatabase[Document], collection: str = IDEMPOTENCY) -> None:
         self._db = db
@@ -183,35 +175,11 @@ class MongoIdempotencyStore:
         self, completions: Sequence[_Completion]
     ) -> list[bool | Exception]:
         """Whether each completion found its claim in flight (and recorded its
-        response). One alone is one update; several are one transaction."""
-        if len(completions) == 1:
-            return [await self._record_completion(completions[0])]
-        updates = [UpdateOne(c.filter, {"$set": c.fields}) for c in completions]
-        try:
-            # (an error leaves the session's context, which aborts the transaction)
-            async with translated(), self._db.client.start_session() as session:
-                await session.start_transaction()
-                result = await self._records.bulk_write(updates, ordered=False, session=session)
-                states: dict[str, tuple[str, str]] = {}
-                if result.matched_count < len(updates):
-                    # Some claim was taken over: which ones recorded, read in the transaction.
-                    cursor = self._records.find(
-                        {"_id": {"$in": [c.doc_id for c in completions]}},
-                        {"claim": 1, "state": 1},
-                        session=session,
-                    )
-                    states = {doc["_id"]: (doc["claim"], doc["state"]) async for doc in cursor}
-                await session.commit_transaction()
-        except StoreUnavailable as exc:
-            if not _write_conflict(exc):
-                raise
-            # A takeover or release of one of these keys touched it meanwhile
-            # (or the connection dropped: a transaction's writes are not
-            # retried): each alone, so only its own completion hears of it.
-            return list(await asyncio.gather(*map(self._record_completion, completions)))
-        if result.matched_count == len(updates):
-            return [True] * len(updates)
-        return [states.get(c.doc_id) == (c.claim_id, COMPLETED) for c in completions]
+        response): each its own update, sent side by side. Not one transaction,
+        though SecantusDB commits that faster: a process killed mid-transaction
+        leaves it open, and every key it touched would wait for the store to
+        reap it (60 s) before its retry could be answered."""
+        return list(await asyncio.gather(*map(self._record_completion, completions)))
 
     async def _record_completion(self, completion: _Completion) -> bool | Exception:
         try:

@@ -79,6 +79,8 @@ from tests.support import (
 # a round costs.
 ROUNDS = int(os.environ.get("HERALD_CHAOS_ROUNDS", "20"))
 KILLED = ("herald", "worker", "store", "broker")
+# When the store aborts a transaction its (killed) client left open.
+ORPHAN_REAPED = 60
 # Killed in turn, round after round; HERALD_CHAOS_VICTIMS (e.g. "broker,herald")
 # replays a sequence of its own (a failure's round order, say).
 VICTIMS = tuple(os.environ.get("HERALD_CHAOS_VICTIMS", ",".join(KILLED)).split(","))
@@ -152,7 +154,11 @@ class ChildHerald:
         started = asyncio.get_running_loop().time()
         await self.process.wait_ready(self.settings.port, timeout=60)
         self.listening_after = asyncio.get_running_loop().time() - started
-        await self.process.wait_ready(self.settings.port, ready, timeout=60)
+        # A process SIGKILLed mid-transaction (a notice chunk) leaves it open:
+        # the documents it wrote wait until the store reaps it, 60 s later
+        # (mongod's transactionLifetimeLimitSeconds and SecantusDB's), and
+        # the notices projector with them.
+        await self.process.wait_ready(self.settings.port, ready, timeout=ORPHAN_REAPED + 30)
 
 
 @pytest.fixture
