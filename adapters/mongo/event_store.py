@@ -230,11 +230,14 @@ class MongoEventStore:
         return None if doc is None else _from_document(doc)
 
     async def load(self, aggregate_id: str, after_version: int = 0) -> list[EventEnvelope]:
+        # Sorted here: SecantusDB would sort the index range in memory anyway
+        # (the index leads with aggregateId, not the sort's version).
         async with translated():
             cursor = self._events.find(
                 {"aggregateId": aggregate_id, "version": {"$gt": after_version}}
-            ).sort("version", ASCENDING)
-            return [_from_document(doc) async for doc in cursor]
+            )
+            found = [_from_document(doc) async for doc in cursor]
+        return sorted(found, key=lambda event: event.version)
 
     async def stream_heads(
         self, aggregate_ids: Collection[str], before_sequence: int
@@ -390,13 +393,19 @@ class MongoEventStore:
             )
 
     async def read_all(self, after_sequence: int, limit: int) -> list[EventEnvelope]:
+        """In windows of HEADS_WINDOW sequences (see `heads`): one sorted read
+        past `after_sequence` would fetch the rest of the record."""
+        top = await self.last_sequence()
+        found: list[EventEnvelope] = []
+        low = after_sequence
         async with translated():
-            cursor = (
-                self._events.find({"sequence": {"$gt": after_sequence}})
-                .sort("sequence", ASCENDING)
-                .limit(limit)
-            )
-            return [_from_document(doc) async for doc in cursor]
+            while low < top and len(found) < limit:
+                high = low + HEADS_WINDOW
+                cursor = self._events.find({"sequence": {"$gt": low, "$lte": high}})
+                window = [_from_document(doc) async for doc in cursor]
+                found.extend(sorted(window, key=lambda event: event.sequence))
+                low = high
+        return found[:limit]
 
     async def unpublished_count(self) -> int:
         async with translated():

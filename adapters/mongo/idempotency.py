@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, UpdateOne
 from pymongo import errors as mongo_errors
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -150,18 +150,22 @@ class MongoIdempotencyStore:
 
     async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
         doc_id = document_id(held.caller_key)
+        # update_one, not find_one_and_update: SecantusDB serves an `_id` filter
+        # with more conditions from the `_id` index in an update, but scans
+        # the collection (every key of the TTL) for a findAndModify.
         async with translated():
-            taken = await self._records.find_one_and_update(
+            taken = await self._records.update_one(
                 {"_id": doc_id, "claim": held.claim_id, "state": _state(held)},
                 {
                     "$set": _in_flight_fields(record),
                     "$unset": {"response": "", "completedAt": ""},
                 },
-                return_document=ReturnDocument.AFTER,
             )
-            if taken is None:  # lost, unless the driver resent our own update
-                taken = await self._records.find_one({"_id": doc_id, "claim": record.claim_id})
-        return taken is not None
+            if taken.matched_count:
+                return True
+            # lost, unless the driver resent our own update
+            ours = await self._records.find_one({"_id": doc_id, "claim": record.claim_id})
+        return ours is not None
 
     async def complete(
         self, record: IdempotencyRecord, response: StoredResponse, expires_at: datetime
