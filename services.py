@@ -16,6 +16,7 @@ import logging
 import random
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from adapters.auth.dev_issuer import unknown_key_hint
@@ -58,6 +59,8 @@ from queries.feeds import CardFanout, NoticeFanout
 from settings import Settings
 
 log = logging.getLogger(__name__)
+# How often expired Idempotency-Keys are deleted (a TTL monitor's pace).
+IDEMPOTENCY_SWEEP_SECONDS = 60.0
 
 # How often the end of a re-fill is looked for (a count in the store).
 REFILL_POLL_SECONDS = 0.25
@@ -155,11 +158,25 @@ class Services:
                 self._supervised("relay", self.relay.run, on_failure=relay_stopped),
                 name="relay",
             )
+            self.tasks["idempotency-sweep"] = asyncio.create_task(
+                self._supervised("idempotency-sweep", self._sweep_idempotency),
+                name="idempotency-sweep",
+            )
         if s.run_projectors:
             for projector in self.projectors():
                 self._start_projector(projector)
         if s.run_dispatcher:
             self._start_dispatcher()
+
+    async def _sweep_idempotency(self) -> None:
+        """Delete expired Idempotency-Keys every IDEMPOTENCY_SWEEP_SECONDS
+        (adapters/mongo/idempotency.py says why not a TTL index). Replicas
+        sweeping side by side delete nothing twice."""
+        while True:
+            swept = await self.idempotency.sweep_expired(datetime.now(UTC))
+            if swept:
+                log.debug("swept %d expired idempotency keys", swept)
+            await asyncio.sleep(IDEMPOTENCY_SWEEP_SECONDS)
 
     def _start_dispatcher(self) -> None:
         """The planner (consumer group `<prefix>.dispatcher` on notice-issues)

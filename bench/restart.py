@@ -53,22 +53,27 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pymongo import AsyncMongoClient
 
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.client import Document, connect
 from adapters.mongo.event_store import COUNTERS, EVENTS
 from adapters.mongo.projection_state import CHECKPOINTS, MongoProjectionState
+from bench.commands_throughput import ANNOUNCE
 from bench.stack import OPERATOR, settled
 from devstack.herald import RunningHerald
 from devstack.process import free_port
 from devstack.secantus import SecantusServer
 from devstack.tansu import TansuBroker
 from domain.consistency import PROJECTION_STREAMS
+from domain.principal import ROLE_OPERATOR
 from settings import Settings
 from tests.builders import seed_announcements
 from tests.support import DIVIDEND
@@ -114,18 +119,25 @@ async def restart(settings: Settings, issuer: DevIssuer, events: int, path: str)
     return Figures(events, path, republished, ready, readable)
 
 
-async def bulk_seed(settings: Settings, issuer: DevIssuer, events: int) -> None:
+async def bulk_seed(
+    settings: Settings, issuer: DevIssuer, events: int, *, through_api: bool = False
+) -> None:
     """A store as N projected announcements leave it, written directly: one
     announcement through a running Herald (its command path and projectors),
     then its event and every read-model document naming its action cloned
     N - 1 times with new ids and references (inserted in bulk, indexes
     already made), the sequence counter and every checkpoint set to the end.
-    The command path writes ~25 events/s at these sizes; this, thousands."""
+    The command path writes ~25 events/s at these sizes; this, thousands.
+    `through_api`: the template is announced over GraphQL, so its
+    Idempotency-Key record is cloned too (one per command, as the API leaves)."""
+    key = f"template-{uuid.uuid4().hex}"
     async with RunningHerald(settings, issuer) as herald:
         services = herald.services
         terms = {**DIVIDEND, "reference": "RU-TEMPLATE-0"}
-        announced = await services.handlers.announce(terms, OPERATOR)
-        template_id = announced.action.id
+        if through_api:
+            template_id = await _announced_over_http(herald, terms, key)
+        else:
+            template_id = (await services.handlers.announce(terms, OPERATOR)).action.id
         await settled(herald)
         await checkpoints_at_end(herald)
     # A long socket timeout and no driver retry: a bulk insert outlasting the
@@ -143,12 +155,16 @@ async def bulk_seed(settings: Settings, issuer: DevIssuer, events: int) -> None:
         for name in await db.list_collection_names():
             if name in (EVENTS, COUNTERS, CHECKPOINTS):
                 continue
-            found = [d async for d in db[name].find({}) if template_id in repr(d)]
+            found = [d async for d in db[name].find({}) if template_id in repr(d) or key in repr(d)]
             if found:
                 templates[name] = found
                 clones[name] = []
         for n in range(1, events):
-            changes = {template_id: f"{template_id[:-8]}{n:08d}", "RU-TEMPLATE-0": f"RU-T-{n}"}
+            changes = {
+                template_id: f"{template_id[:-8]}{n:08d}",
+                "RU-TEMPLATE-0": f"RU-T-{n}",
+                key: f"{key}-{n}",
+            }
             event = _replaced(template_event, changes)
             event.update({"_id": uuid.uuid4().hex, "sequence": base + n, "published": True})
             clones[EVENTS].append(event)
@@ -172,6 +188,21 @@ async def bulk_seed(settings: Settings, issuer: DevIssuer, events: int) -> None:
         await client.close()
 
 
+async def _announced_over_http(herald: RunningHerald, terms: dict[str, Any], key: str) -> str:
+    """Announce `terms` through GraphQL under Idempotency-Key `key`; the action's id."""
+    token = herald.issuer.mint("bench", roles=[ROLE_OPERATOR])
+    transport = httpx.ASGITransport(app=herald.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://herald") as http:
+        response = await http.post(
+            "/graphql",
+            json={"query": ANNOUNCE, "variables": {"input": terms}},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+        )
+    body = response.json()
+    assert response.status_code == 200 and not body.get("errors"), body
+    return str(body["data"]["announceCorporateAction"]["corporateAction"]["id"])
+
+
 def _replaced(value: Any, changes: dict[str, str]) -> Any:
     """`value` with every string's occurrences of each key replaced."""
     if isinstance(value, str):
@@ -185,10 +216,29 @@ def _replaced(value: Any, changes: dict[str, str]) -> Any:
     return value
 
 
-async def measure(events: int, *, old: bool, keep: bool, projected: bool) -> list[Figures]:
-    work = Path(tempfile.mkdtemp(prefix="herald-bench-restart-"))
-    # Seeded without a sync per commit (what made 500 000 take ~35 min), then
-    # started again as Herald runs it, with one, for the measured restarts.
+@dataclass
+class SeedStack:
+    """A fresh store and Tansu in a work folder, and the settings of a Herald
+    on them. The store starts without a sync per commit, to be seeded (what
+    made 500 000 events take ~35 min); `durable()` starts it again as Herald
+    runs it, with one. `tansu` is replaced by a restart."""
+
+    work: Path
+    store: SecantusServer
+    tansu: TansuBroker
+    issuer: DevIssuer
+    settings: Settings
+
+    async def durable(self) -> None:
+        """The store started again with a sync per commit (the same port)."""
+        self.store.stop()
+        self.store = SecantusServer(self.work / "store", self.store.port, sync_on_commit=True)
+        await self.store.start_async(timeout=600)
+
+
+@asynccontextmanager
+async def seed_stack(prefix: str, *, keep: bool = False) -> AsyncIterator[SeedStack]:
+    work = Path(tempfile.mkdtemp(prefix=f"herald-bench-{prefix}-"))
     store = SecantusServer(work / "store", sync_on_commit=False)
     await store.start_async()
     tansu = TansuBroker(log_dir=work)
@@ -206,8 +256,20 @@ async def measure(events: int, *, old: bool, keep: bool, projected: bool) -> lis
         relay_poll_seconds=0.05,
         checkpoint_horizon_seconds=0.0,  # nothing in flight: checkpoints follow at once
     )
-    figures: list[Figures] = []
+    stack = SeedStack(work, store, tansu, issuer, settings)
     try:
+        yield stack
+    finally:
+        stack.tansu.stop()
+        stack.store.stop()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+async def measure(events: int, *, old: bool, keep: bool, projected: bool) -> list[Figures]:
+    figures: list[Figures] = []
+    async with seed_stack("restart", keep=keep) as stack:
+        store, tansu, issuer, settings = stack.store, stack.tansu, stack.issuer, stack.settings
         seeding = time.perf_counter()
         if projected:
             async with RunningHerald(settings, issuer) as herald:
@@ -218,12 +280,11 @@ async def measure(events: int, *, old: bool, keep: bool, projected: bool) -> lis
         else:
             await bulk_seed(settings, issuer, events)
         print(f"  {events} events seeded and projected in {time.perf_counter() - seeding:.0f}s")
-        store.stop()
-        store = SecantusServer(work / "store", store.port, sync_on_commit=True)
-        await store.start_async(timeout=600)
+        await stack.durable()
+        store = stack.store
         for path in ("new", "old") if old else ("new",):
             tansu.stop()
-            tansu = TansuBroker(tansu.port, log_dir=work)  # an empty log
+            stack.tansu = tansu = TansuBroker(tansu.port, log_dir=stack.work)  # an empty log
             await tansu.start_async()
             if path == "old":  # as before checkpoints: the whole record again
                 client = connect(store.uri)
@@ -231,11 +292,6 @@ async def measure(events: int, *, old: bool, keep: bool, projected: bool) -> lis
                 await client.close()
             figures.append(await restart(settings, issuer, events, path))
             print(f"  {figures[-1]}")
-    finally:
-        tansu.stop()
-        store.stop()
-        if not keep:
-            shutil.rmtree(work, ignore_errors=True)
     return figures
 
 

@@ -170,6 +170,15 @@ async def _restart(ctx: Context) -> Result:
     return result
 
 
+async def _growth(ctx: Context) -> Result:
+    from bench import growth
+
+    async with LoadProcess() as load:
+        if ctx.quick:
+            return await growth.measure(load, sizes=[20_000], commands=30, rounds=3, progress=False)
+        return await growth.measure(load, sizes=[20_000, 100_000], progress=False)
+
+
 # In run order: the shared-stack ones first (cheapest first), then their own stacks.
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("commands", "announce commands/s, 1 and 20 clients, relay latency", _commands),
@@ -196,6 +205,15 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "restart against an empty log with N stored events",
         _restart,
         shared_stack=False,
+        default=False,
+    ),
+    # issue 16 item 5's: its own stores, seeded in bulk (minutes); run when named
+    Benchmark(
+        "growth",
+        "announce rate with N stored events vs an empty store",
+        _growth,
+        shared_stack=False,
+        seconds=(420.0, 3600.0),
         default=False,
     ),
 )

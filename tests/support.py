@@ -20,6 +20,7 @@ from adapters.auth.dev_issuer import DevIssuer
 from devstack.herald import RunningHerald
 from devstack.process import free_port
 from devstack.workers import worker_env as worker_env  # shared with bench/
+from domain.consistency import PROJECTION_STREAMS
 from settings import Settings
 
 T = TypeVar("T")
@@ -175,6 +176,18 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not reached within {timeout}s; last value: {value!r}")
         await asyncio.sleep(0.05)
+
+
+async def checkpoints_at_end(herald: RunningHerald) -> None:
+    """Wait until every projection's applied-through checkpoint stands at the
+    record's end as it is now."""
+    services = herald.services
+    end = await services.events.last_sequence()
+    for projection in PROJECTION_STREAMS:
+        await eventually(
+            lambda p=projection: services.projection_state.applied_through(p),  # type: ignore[misc]
+            lambda through: through >= end,
+        )
 
 
 def drawn(strategy: st.SearchStrategy[T], count: int) -> list[T]:

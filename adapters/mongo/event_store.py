@@ -53,6 +53,10 @@ ALLOCATION_ATTEMPTS = 5
 REQUEUE_SLICE = 2_000
 # Sequences read per query when walking the record's heads.
 HEADS_WINDOW = 2_000
+# The outbox poll's window past its front, and the step of its walk above an
+# empty window (sequences; see MongoEventStore.unpublished).
+OUTBOX_WINDOW = 1_000
+OUTBOX_WALK = 20_000
 
 
 def _to_document(event: EventEnvelope) -> Document:
@@ -119,6 +123,8 @@ class MongoEventStore:
         # overlaps the previous batch's insert.
         self._sequences = GroupCommit(self._allocate_blocks)
         self._single_inserts = GroupCommit(self._insert_singles)
+        # Where the outbox starts, as last seen (a hint; None: not looked yet).
+        self._outbox_front: int | None = None
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -224,11 +230,14 @@ class MongoEventStore:
         return None if doc is None else _from_document(doc)
 
     async def load(self, aggregate_id: str, after_version: int = 0) -> list[EventEnvelope]:
+        # Sorted here: SecantusDB would sort the index range in memory anyway
+        # (the index leads with aggregateId, not the sort's version).
         async with translated():
             cursor = self._events.find(
                 {"aggregateId": aggregate_id, "version": {"$gt": after_version}}
-            ).sort("version", ASCENDING)
-            return [_from_document(doc) async for doc in cursor]
+            )
+            found = [_from_document(doc) async for doc in cursor]
+        return sorted(found, key=lambda event: event.version)
 
     async def stream_heads(
         self, aggregate_ids: Collection[str], before_sequence: int
@@ -251,11 +260,41 @@ class MongoEventStore:
         return heads
 
     async def unpublished(self, limit: int) -> list[EventEnvelope]:
+        """The outbox's first `limit` events in sequence order.
+
+        Read through a bounded window so a poll costs what is near the front
+        of the outbox, not the whole backlog: SecantusDB reads every document
+        a filter matches whatever the limit, and sorts them in memory (the
+        (published, sequence) index does not lead with the sort's field). The
+        window is `sequence <= front + OUTBOX_WINDOW` with no lower bound, so
+        every unpublished event below it is always seen (a late insert of a
+        lower sequence, an unparked event); `front` is only a hint of where
+        the outbox starts (the lowest sequence found last time). Nothing in
+        the window: the windows above it are walked up to the counter, each
+        an index range holding only unpublished keys."""
         async with translated():
-            cursor = (
-                self._events.find({"published": False}).sort("sequence", ASCENDING).limit(limit)
-            )
-            return [_from_document(doc) async for doc in cursor]
+            front, top = self._outbox_front, None
+            if front is None:  # the first poll: the whole outbox, once
+                found = await self._outbox({"published": False})
+            else:
+                low = front + OUTBOX_WINDOW
+                found = await self._outbox({"published": False, "sequence": {"$lte": low}})
+                top = None if found else await self.last_sequence()
+                while top is not None and not found and low < top:
+                    found = await self._outbox(
+                        {"published": False, "sequence": {"$gt": low, "$lte": low + OUTBOX_WALK}}
+                    )
+                    low += OUTBOX_WALK
+            if found:
+                self._outbox_front = found[0].sequence
+            else:  # empty up to the counter: the next appends come just above it
+                self._outbox_front = top if top is not None else await self.last_sequence()
+        return found[:limit]
+
+    async def _outbox(self, query: Document) -> list[EventEnvelope]:
+        """The unpublished events `query` matches, in sequence order."""
+        found = [_from_document(doc) async for doc in self._events.find(query)]
+        return sorted(found, key=lambda event: event.sequence)
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
         if not event_ids:
@@ -293,6 +332,8 @@ class MongoEventStore:
         retried by the driver), and a repeated slice changes nothing."""
         top = await self.last_sequence()
         queued = 0
+        # the outbox starts there now (a front above it would read it all at once)
+        self._outbox_front = min(self._outbox_front or sequence, sequence)
         async with translated():
             for low in range(sequence, top, REQUEUE_SLICE):
                 result = await self._events.update_many(
@@ -352,13 +393,19 @@ class MongoEventStore:
             )
 
     async def read_all(self, after_sequence: int, limit: int) -> list[EventEnvelope]:
+        """In windows of HEADS_WINDOW sequences (see `heads`): one sorted read
+        past `after_sequence` would fetch the rest of the record."""
+        top = await self.last_sequence()
+        found: list[EventEnvelope] = []
+        low = after_sequence
         async with translated():
-            cursor = (
-                self._events.find({"sequence": {"$gt": after_sequence}})
-                .sort("sequence", ASCENDING)
-                .limit(limit)
-            )
-            return [_from_document(doc) async for doc in cursor]
+            while low < top and len(found) < limit:
+                high = low + HEADS_WINDOW
+                cursor = self._events.find({"sequence": {"$gt": low, "$lte": high}})
+                window = [_from_document(doc) async for doc in cursor]
+                found.extend(sorted(window, key=lambda event: event.sequence))
+                low = high
+        return found[:limit]
 
     async def unpublished_count(self) -> int:
         async with translated():

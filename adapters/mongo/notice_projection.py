@@ -300,14 +300,20 @@ class MongoNoticeProjectionStore:
 
         async def attempt(session: AsyncClientSession) -> None:
             nonlocal acknowledged
-            notice = await self._notices.find_one_and_update(
+            # update_one then a read by `_id`, not find_one_and_update:
+            # SecantusDB serves the guarded `_id` filter from the `_id` index
+            # in an update but scans every notice for a findAndModify.
+            marked = await self._notices.update_one(
                 {"_id": notice_id, "version": version, "acknowledgedAt": None},
                 {"$set": {"acknowledgedAt": at}},
-                projection={"corporateActionId": 1},
                 session=session,
             )
-            acknowledged = notice is not None
-            if notice is not None:
+            acknowledged = marked.matched_count == 1
+            if acknowledged:
+                notice = await self._notices.find_one(
+                    {"_id": notice_id}, {"corporateActionId": 1}, session=session
+                )
+                assert notice is not None  # just updated, in this transaction
                 await self._count(
                     notice["corporateActionId"], _Counts(acknowledged=1), session, marks=True
                 )

@@ -126,3 +126,68 @@ async def test_stream_heads_name_each_streams_last_version_before_a_sequence(
     assert await store.stream_heads(["A", "B"], b1.sequence) == {"A": 1}
     assert await store.stream_heads(["A"], a1.sequence) == {}
     assert await store.stream_heads([], a2.sequence + 1) == {}
+
+
+@pytest.fixture
+def small_outbox_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Mongo outbox read in windows of 2 sequences, walked 3 at a time,
+    so a few events cross several windows."""
+    monkeypatch.setattr("adapters.mongo.event_store.OUTBOX_WINDOW", 2)
+    monkeypatch.setattr("adapters.mongo.event_store.OUTBOX_WALK", 3)
+
+
+@pytest.mark.usefixtures("small_outbox_windows")
+async def test_the_outbox_drains_in_sequence_order_across_its_windows(store: EventStore) -> None:
+    events = [(await store.append([_event(f"W{n}", 1)]))[0] for n in range(9)]
+    drained: list[str] = []
+    while batch := await store.unpublished(2):
+        drained.extend(e.event_id for e in batch)
+        await store.mark_published([e.event_id for e in batch])
+    assert drained == [e.event_id for e in events]
+
+
+@pytest.mark.usefixtures("small_outbox_windows")
+async def test_the_outbox_finds_events_past_a_long_published_run(store: EventStore) -> None:
+    events = [(await store.append([_event(f"R{n}", 1)]))[0] for n in range(12)]
+    assert [e.event_id for e in await store.unpublished(1)] == [events[0].event_id]
+    await store.mark_published([e.event_id for e in events[:-1]])
+    # the last one lies several windows above the front the first poll saw
+    assert [e.event_id for e in await store.unpublished(5)] == [events[-1].event_id]
+    await store.mark_published([events[-1].event_id])
+    assert await store.unpublished(5) == []
+    later = await store.append([_event("R-late", 1)])
+    assert await store.unpublished(5) == later
+
+
+@pytest.mark.usefixtures("small_outbox_windows")
+async def test_an_event_below_the_outbox_front_is_published_first(store: EventStore) -> None:
+    events = [(await store.append([_event(f"P{n}", 1)]))[0] for n in range(8)]
+    ids = [e.event_id for e in events]
+    await store.park(ids[:1], datetime(2026, 11, 30, tzinfo=UTC))
+    while batch := await store.unpublished(3):  # the front moves past the parked one
+        await store.mark_published([e.event_id for e in batch])
+    assert await store.unpark(ids[:1]) == 1
+    assert [e.event_id for e in await store.unpublished(3)] == ids[:1]
+
+
+@pytest.mark.usefixtures("small_outbox_windows")
+async def test_a_requeued_record_drains_in_order_from_where_it_was_requeued(
+    mongo_uri: str,
+) -> None:
+    client = connect(mongo_uri)
+    name = f"herald_contract_{uuid.uuid4().hex[:10]}"
+    store = MongoEventStore(client[name])
+    try:
+        await store.ensure_indexes()
+        events = [(await store.append([_event(f"Q{n}", 1)]))[0] for n in range(10)]
+        while batch := await store.unpublished(4):
+            await store.mark_published([e.event_id for e in batch])
+        assert await store.mark_unpublished_after(events[2].sequence) == 7
+        drained: list[str] = []
+        while batch := await store.unpublished(2):
+            drained.extend(e.event_id for e in batch)
+            await store.mark_published([e.event_id for e in batch])
+        assert drained == [e.event_id for e in events[3:]]
+    finally:
+        await client.drop_database(name)
+        await client.close()

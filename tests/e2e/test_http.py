@@ -13,6 +13,7 @@ async def test_health_ready_and_metrics(client: GraphQLClient) -> None:
         "store": True,
         "kafka": True,
         "relay": True,
+        "idempotency-sweep": True,
         "projector:cards": True,
         "projector:notices": True,
         "projector:preferences": True,

@@ -20,13 +20,12 @@ from adapters.mongo.notice_projection import NOTICES, SUBSCRIPTIONS
 from adapters.mongo.projection_state import CHECKPOINTS, TRACKING
 from devstack.herald import RunningHerald
 from devstack.tansu import TansuBroker
-from domain.consistency import PROJECTION_STREAMS
 from services import Services
 from settings import Settings
 from tests.builders import seed_announcements
 from tests.e2e.test_walking_skeleton import announce
 from tests.projections.scenario import PORTAL
-from tests.support import Broker, GraphQLClient, eventually, herald_settings
+from tests.support import Broker, GraphQLClient, checkpoints_at_end, eventually, herald_settings
 
 # events in the record before the restart: more than one checkpoint page
 # (projections/checkpoint.PAGE) and than two relay batches
@@ -83,12 +82,7 @@ async def seeded(herald: RunningHerald) -> None:
     services = herald.services
     await seed_announcements(services.events, STORED)
     services.relay.notify()
-    end = await services.events.last_sequence()
-    for projection in PROJECTION_STREAMS:
-        await eventually(
-            lambda p=projection: services.projection_state.applied_through(p),  # type: ignore[misc]
-            lambda through: through >= end,
-        )
+    await checkpoints_at_end(herald)
 
 
 async def test_a_restart_on_an_empty_log_republishes_only_what_is_new(

@@ -176,13 +176,27 @@ class TestMongoIdempotencyStore(IdempotencyStoreContract):
         await store.ensure_indexes()
         return store
 
-    async def test_expiry_is_a_ttl_index_on_expires_at(
-        self, store: MongoIdempotencyStore, database: AsyncDatabase[Document]
+    async def test_the_sweep_deletes_expired_keys_and_keeps_the_rest(
+        self, store: MongoIdempotencyStore
     ) -> None:
+        kept, expired = CallerKey("olga", "key-kept"), CallerKey("olga", "key-expired")
+        await store.claim(new_record(kept))  # expires a day after NOW
+        await store.claim(replace(new_record(expired), expires_at=NOW - timedelta(seconds=1)))
+        assert await store.sweep_expired(NOW) == 1
+        assert await store.get(expired) is None
+        assert await store.get(kept) is not None
+        assert await store.sweep_expired(NOW) == 0
+
+    async def test_expiry_is_the_sweep_not_a_ttl_index(
+        self, database: AsyncDatabase[Document]
+    ) -> None:
+        # a store an older Herald indexed: its TTL index goes, the sweep's stays
+        await database[IDEMPOTENCY].create_index("expiresAt", expireAfterSeconds=0)
+        await MongoIdempotencyStore(database).ensure_indexes()
         indexes = [index async for index in await database[IDEMPOTENCY].list_indexes()]
-        ttl = [i for i in indexes if dict(i["key"]) == {"expiresAt": 1}]
-        assert len(ttl) == 1
-        assert ttl[0]["expireAfterSeconds"] == 0
+        on_expiry = [i for i in indexes if dict(i["key"]) == {"expiresAt": 1}]
+        assert len(on_expiry) == 1
+        assert "expireAfterSeconds" not in on_expiry[0]
 
 
 class TestMemoryIdempotencyStore(IdempotencyStoreContract):

@@ -187,7 +187,7 @@ class IdempotencyMiddleware:
 
     def _may_take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
         if held.expires_at <= record.claimed_at:
-            return True  # expired but not yet swept by the TTL monitor: the key is free
+            return True  # expired but not yet swept: the key is free
         if held.released:
             return True  # its request ended in a server failure: the key is free
         # A key stays bound to its first body for as long as its record lives, so
