@@ -16,7 +16,6 @@ that finds its own, has succeeded.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -113,15 +112,13 @@ class _Completion:
 
 class MongoIdempotencyStore:
     """Claims and completions of concurrent requests are group-committed
-    (adapters/mongo/group_commit.py): the claims in one unordered insert; the
-    completions of a batch are sent side by side, each its own update (see
-    `_record_completions`)."""
+    (adapters/mongo/group_commit.py): the claims in one unordered insert.
+    Completions are not: see `complete`."""
 
     def __init__(self, db: AsyncDatabase[Document], collection: str = IDEMPOTENCY) -> None:
         self._db = db
         self._records = db[collection]
         self._claims = GroupCommit(self._insert_claims)
-        self._completions = GroupCommit(self._record_completions)
 
     async def ensure_indexes(self) -> None:
         """The `expiresAt` index `sweep_expired` reads; a TTL index an older
@@ -189,32 +186,16 @@ class MongoIdempotencyStore:
             "completedAt": datetime.now(UTC),
             "expiresAt": expires_at,
         }
-        return await self._completions.submit(
-            _Completion(document_id(record.caller_key), record.claim_id, fields)
-        )
+        # Not group-committed: one update per completion, so a key whose
+        # document another (e.g. a killed process's open) transaction holds
+        # delays only its own answer, never a batch of other keys behind it.
+        completion = _Completion(document_id(record.caller_key), record.claim_id, fields)
+        async with translated():
+            result = await self._records.update_one(completion.filter, {"$set": completion.fields})
+        return result.matched_count == 1
 
     async def _insert_claims(self, documents: Sequence[Document]) -> list[Exception | None]:
         return await insert_unordered(self._records, documents)
-
-    async def _record_completions(
-        self, completions: Sequence[_Completion]
-    ) -> list[bool | Exception]:
-        """Whether each completion found its claim in flight (and recorded its
-        response): each its own update, sent side by side. Not one transaction,
-        though SecantusDB commits that faster: a process killed mid-transaction
-        leaves it open, and every key it touched would wait for the store to
-        reap it (60 s) before its retry could be answered."""
-        return list(await asyncio.gather(*map(self._record_completion, completions)))
-
-    async def _record_completion(self, completion: _Completion) -> bool | Exception:
-        try:
-            async with translated():
-                result = await self._records.update_one(
-                    completion.filter, {"$set": completion.fields}
-                )
-        except StoreError as exc:
-            return exc
-        return result.matched_count == 1
 
     async def release(self, record: IdempotencyRecord) -> None:
         async with translated():

@@ -245,7 +245,8 @@ async def test_claims_and_completions_of_concurrent_requests_are_batched_each_it
         completed = await asyncio.gather(
             *(store.complete(r, RESPONSE, NOW + timedelta(days=2)) for r in records)
         )
-    # each its own update, side by side: no transaction a crash could leave open
+    # each its own update: no transaction a crash could leave open, no batch
+    # one stuck key could hold
     assert [str(command) for command in sent] == ["update idempotency"] * 5, sent
     assert completed == [True, False, True, True, True]
     for record, done in zip(records, completed, strict=True):
@@ -274,6 +275,7 @@ async def test_a_completion_held_by_another_transaction_does_not_hold_the_others
     ]
     done, _ = await asyncio.wait([completing[0], completing[2]], timeout=30)
     assert len(done) == 2 and [t.result() for t in done] == [True, True]
+    assert not completing[1].done()  # the held key's own update still waits
     await other.commit_transaction()
     completed = await asyncio.gather(*completing, return_exceptions=True)
     await other.end_session()
