@@ -39,6 +39,7 @@ from adapters.mongo.notices import MongoNoticeIssueFeed, MongoNoticeStore
 from adapters.mongo.positions import MongoPositionStore
 from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
+from adapters.mongo.transactions import REAP_SECONDS, TransactionSessions
 from adapters.redis.generation import RedisPublicGeneration
 from commands.handlers import CommandHandlers
 from commands.preferences import PreferencesHandlers
@@ -88,12 +89,15 @@ class Services:
         s = self.settings
         self.client = connect(s.mongo_uri)
         self.db = self.client[s.mongo_database]
-        self.events = MongoEventStore(self.db)
+        self.transaction_sessions = TransactionSessions(self.db)
+        self.events = MongoEventStore(self.db, self.transaction_sessions)
         self.cards = MongoCardStore(self.db)
         self.notices = MongoNoticeStore(self.db)
         self.projection_state = MongoProjectionState(self.db)
         self.positions = MongoPositionStore(self.db)
-        self.notice_projection = MongoNoticeProjectionStore(self.db)
+        self.notice_projection = MongoNoticeProjectionStore(
+            self.db, sessions=self.transaction_sessions
+        )
         self.idempotency = MongoIdempotencyStore(self.db)
         self.log_refills = MongoLogRefills(self.db)
         self.dead_letters = MongoDeadLetterStore(self.db)
@@ -162,6 +166,12 @@ class Services:
                 self._supervised("idempotency-sweep", self._sweep_idempotency),
                 name="idempotency-sweep",
             )
+        # every process: a killed peer's open transactions hold what the
+        # projectors here write next (adapters/mongo/transactions.py)
+        self.tasks["transaction-reaper"] = asyncio.create_task(
+            self._supervised("transaction-reaper", self._end_dead_transactions),
+            name="transaction-reaper",
+        )
         if s.run_projectors:
             for projector in self.projectors():
                 self._start_projector(projector)
@@ -177,6 +187,15 @@ class Services:
             if swept:
                 log.debug("swept %d expired idempotency keys", swept)
             await asyncio.sleep(IDEMPOTENCY_SWEEP_SECONDS)
+
+    async def _end_dead_transactions(self) -> None:
+        """Every REAP_SECONDS, abort the transactions that ended processes of
+        this host left open (their documents would wait 60 s for the store)."""
+        while True:
+            ended = await self.transaction_sessions.end_the_dead()
+            if ended:
+                log.info("ended the open transactions of %d process(es) that died", ended)
+            await asyncio.sleep(REAP_SECONDS)
 
     def _start_dispatcher(self) -> None:
         """The planner (consumer group `<prefix>.dispatcher` on notice-issues)

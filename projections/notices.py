@@ -103,7 +103,8 @@ class NoticeProjector:
         # never a list of account ids sent to the store, never all ids in memory.
         marks, total = await self._positions.boundaries(snapshot_ids, self._chunk)
         remaining.inc(total)
-        ranges = list(zip(marks, [*marks[1:], None], strict=True))
+        # (no holder yet, e.g. approved before the positions: no range at all)
+        ranges = list(zip(marks, [*marks[1:], None], strict=True)) if marks else []
 
         def read(index: int) -> asyncio.Task[Holders]:
             first, before = ranges[index]

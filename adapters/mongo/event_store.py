@@ -36,6 +36,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from adapters.mongo.group_commit import GroupCommit, insert_unordered
+from adapters.mongo.transactions import TransactionSessions
 from domain.events import CommandOrigin, EventEnvelope
 from domain.ports import ConcurrencyError, DuplicateKey, StoreError, UniqueKeyTaken
 from observability.trace_context import trace_context_of
@@ -114,8 +115,12 @@ def _origin(stored: Any) -> CommandOrigin | None:
 
 
 class MongoEventStore:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], sessions: TransactionSessions | None = None
+    ) -> None:
         self._db = db
+        # a SIGKILLed process's open multi-event append is ended by its survivors
+        self._sessions = sessions or TransactionSessions(db)
         self._events = db[EVENTS]
         self._counters = db[COUNTERS]
         # Group commit (adapters/mongo/group_commit.py): sequence allocations
@@ -211,7 +216,7 @@ class MongoEventStore:
         async def write(session: AsyncClientSession) -> None:
             await self._events.insert_many(documents, ordered=True, session=session)
 
-        async with translated(), self._db.client.start_session() as session:
+        async with translated(), self._sessions.session() as session:
             await session.with_transaction(write)
 
     async def _already_written(self, events: Sequence[EventEnvelope]) -> list[EventEnvelope] | None:

@@ -34,6 +34,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
 from adapters.mongo.event_store import COUNTERS, EVENTS, put_derived_events
+from adapters.mongo.transactions import TransactionSessions
 from domain.codes import NoticeKind
 from domain.delivery import (
     ISSUED_PER_EVENT,
@@ -55,9 +56,16 @@ class MongoNoticeProjectionStore:
     delivered)."""
 
     def __init__(
-        self, db: AsyncDatabase[Document], notices: str = NOTICES, *, issue_events: bool = True
+        self,
+        db: AsyncDatabase[Document],
+        notices: str = NOTICES,
+        *,
+        issue_events: bool = True,
+        sessions: TransactionSessions | None = None,
     ) -> None:
         self._db = db
+        # a SIGKILLed process's open chunk transaction is ended by its survivors
+        self._sessions = sessions or TransactionSessions(db)
         self._notices = db[notices]
         self._subscriptions = db[SUBSCRIPTIONS]
         self._events = db[EVENTS]
@@ -342,7 +350,7 @@ class MongoNoticeProjectionStore:
         starts it over too: the next read sees that notice."""
         for remaining in range(_DUPLICATE_RETRIES, -1, -1):
             try:
-                async with translated(), self._db.client.start_session() as session:
+                async with translated(), self._sessions.session() as session:
                     await session.with_transaction(attempt)
                 return
             except DuplicateKey:

@@ -14,6 +14,7 @@ async def test_health_ready_and_metrics(client: GraphQLClient) -> None:
         "kafka": True,
         "relay": True,
         "idempotency-sweep": True,
+        "transaction-reaper": True,
         "projector:cards": True,
         "projector:notices": True,
         "projector:preferences": True,

@@ -83,3 +83,16 @@ async def test_positions_recorded_before_the_approval_issue_the_same_notices() -
         }
 
     assert issued(before) == issued(after) and len(issued(before)) == len(HOLDERS)
+
+
+async def test_an_approval_before_any_position_issues_nothing_and_fails_nothing() -> None:
+    """The usual order in the back office: approve, then record positions.
+    The approval alone has no holder to fan out to; it must not fail (a
+    failure would park the approval as a dead letter)."""
+    world = World()
+    action_id = await world.publish()
+    await world.project()  # raised "zip() argument 2 is longer" on no positions
+    assert await world.projector.reconcile(action_id) == 0
+    await world.positions(HOLDERS)
+    await world.project()
+    assert await world.projector.reconcile(action_id) == 0  # all issued by the batch
