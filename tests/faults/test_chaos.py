@@ -154,10 +154,10 @@ class ChildHerald:
         started = asyncio.get_running_loop().time()
         await self.process.wait_ready(self.settings.port, timeout=60)
         self.listening_after = asyncio.get_running_loop().time() - started
-        # A process SIGKILLed mid-transaction (a notice chunk) leaves it open:
-        # the documents it wrote wait until the store reaps it, 60 s later
-        # (mongod's transactionLifetimeLimitSeconds and SecantusDB's), and
-        # the notices projector with them.
+        # A process SIGKILLed mid-transaction (a notice chunk) leaves it open;
+        # the processes that live on end it (adapters/mongo/transactions.py).
+        # Bounded above the store's own reaping (60 s) all the same: a
+        # transaction-reaper that fails must show as slowness, not a failure.
         await self.process.wait_ready(self.settings.port, ready, timeout=ORPHAN_REAPED + 30)
 
 
