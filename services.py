@@ -531,6 +531,8 @@ class Services:
             await _bounded(channel.close(), f"channel {channel.channel.value}", limit)
         if self.settings.run_relay:  # a restarted relay publishes at once, not in 10 s
             await _bounded(self.relay_lease.release(), "relay lease", limit)
+        # every transaction is over: nothing of this process is left to end
+        await _bounded(self.transaction_sessions.forget(), "transaction sessions", limit)
         await _bounded(self.publisher.close(), "Kafka producer", limit)
         for topic in self.dead_letter_topics:
             await _bounded(topic.close(), "dead-letter producer", limit)

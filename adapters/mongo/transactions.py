@@ -70,6 +70,12 @@ class TransactionSessions:
                 if attempt:
                     raise
 
+    async def forget(self) -> None:
+        """Drop this process's record (its transactions are over: it stops)."""
+        async with translated():
+            await self._records.delete_one({"_id": self.holder})
+        self._recorded.clear()
+
     async def end_the_dead(self) -> int:
         """Abort the open transactions of every ended process of this host
         that recorded its sessions, and forget it. Returns how many processes."""

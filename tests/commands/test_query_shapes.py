@@ -27,6 +27,7 @@ from pymongo import AsyncMongoClient, monitoring
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.client import Document
 from adapters.mongo.lease import LEASES
+from adapters.mongo.transactions import PROCESS_SESSIONS
 from tests.builders import insert_notices, notice_doc, seed_announcements
 from tests.support import (
     DIVIDEND,
@@ -42,8 +43,10 @@ RECORD = 400
 # new events): far below RECORD, so a read that grows with the record fails.
 MOST_READ = RECORD // 4
 # The relay lease's compare-and-set (`_id` and an `$or` on holder/expiry) is
-# scanned, but its collection holds one document per lease, whatever the record.
-EXEMPT = {LEASES}
+# scanned, but its collection holds one document per lease, whatever the record;
+# the transaction reaper reads all of `process_sessions`, one document per
+# running (or just killed) process.
+EXEMPT = {LEASES, PROCESS_SESSIONS}
 ANNOUNCE = """
 mutation($input: AnnounceCorporateActionInput!) {
   announceCorporateAction(input: $input) { corporateAction { id version } consistencyToken }

@@ -96,3 +96,6 @@ async def test_a_live_processs_sessions_are_left_alone(db: AsyncDatabase[Documen
         assert await TransactionSessions(db).end_the_dead() == 0  # this process lives
         await session.commit_transaction()
     assert (await db.held.find_one({"_id": "x"})) == {"_id": "x", "by": "me"}
+    assert await db[PROCESS_SESSIONS].count_documents({"_id": mine.holder}) == 1
+    await mine.forget()  # a process that stops leaves no record behind
+    assert await db[PROCESS_SESSIONS].count_documents({}) == 0
