@@ -109,6 +109,9 @@ class OutboxRelay:
         self._count_backlog = count_backlog
         self._backlog_every = backlog_every_seconds
         self._backlog_counted_at = -math.inf
+        # the last backlog this relay measured (herald_outbox_pending is the
+        # process's: another Herald in the same process writes it too)
+        self.backlog: int | None = None
 
     def notify(self) -> None:
         """Wake the relay now (a command just appended events in this process)."""
@@ -155,6 +158,7 @@ class OutboxRelay:
         (every `backlog_every_seconds`, and at once when the outbox is empty),
         before it publishes: a backlog the broker does not take still shows."""
         if fetched == 0:
+            self.backlog = 0
             metrics.OUTBOX_PENDING.set(0)
             return
         now = time.monotonic()
@@ -162,7 +166,8 @@ class OutboxRelay:
             return
         self._backlog_counted_at = now
         try:
-            metrics.OUTBOX_PENDING.set(await self._count_backlog())
+            self.backlog = await self._count_backlog()
+            metrics.OUTBOX_PENDING.set(self.backlog)
         except Exception as exc:  # the gauge keeps its last value; publishing goes on
             metrics.OUTBOX_SAMPLE_FAILURES.inc()
             log.debug("cannot count the outbox backlog: %s", exc)

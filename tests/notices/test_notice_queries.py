@@ -9,6 +9,7 @@ the module: nothing here is about the broker.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,9 @@ class StoreRoundTrips(monitoring.CommandListener):
             return
         if not self.armed or event.database_name != self.database:
             return
+        task = asyncio.current_task()  # PyMongo calls listeners in the sending task
+        if task is not None and task.get_name().endswith(":run"):
+            return  # a supervised background task (projector, checkpoint, relay)
         target = command.get("collection") if event.command_name == "getMore" else None
         target = target or command.get(event.command_name)
         if isinstance(target, str) and target in self.READ_MODELS:
