@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,26 +96,12 @@ def _state(record: IdempotencyRecord) -> str:
     return IN_FLIGHT if record.in_flight else COMPLETED
 
 
-@dataclass(frozen=True)
-class _Completion:
-    """A `complete` of one claim: the update that records its response."""
-
-    doc_id: str
-    claim_id: str
-    fields: Document
-
-    @property
-    def filter(self) -> Document:
-        return {"_id": self.doc_id, "claim": self.claim_id, "state": IN_FLIGHT}
-
-
 class MongoIdempotencyStore:
     """Claims and completions of concurrent requests are group-committed
     (adapters/mongo/group_commit.py): the claims in one unordered insert.
     Completions are not: see `complete`."""
 
     def __init__(self, db: AsyncDatabase[Document], collection: str = IDEMPOTENCY) -> None:
-        self._db = db
         self._records = db[collection]
         self._claims = GroupCommit(self._insert_claims)
 
@@ -189,9 +174,15 @@ class MongoIdempotencyStore:
         # Not group-committed: one update per completion, so a key whose
         # document another (e.g. a killed process's open) transaction holds
         # delays only its own answer, never a batch of other keys behind it.
-        completion = _Completion(document_id(record.caller_key), record.claim_id, fields)
         async with translated():
-            result = await self._records.update_one(completion.filter, {"$set": completion.fields})
+            result = await self._records.update_one(
+                {
+                    "_id": document_id(record.caller_key),
+                    "claim": record.claim_id,
+                    "state": IN_FLIGHT,
+                },
+                {"$set": fields},
+            )
         return result.matched_count == 1
 
     async def _insert_claims(self, documents: Sequence[Document]) -> list[Exception | None]:
