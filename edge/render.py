@@ -142,6 +142,7 @@ _CACHE_DIRECTIVES = """\
             proxy_cache_lock_timeout 5s;
             proxy_cache_lock_age 5s;
             add_header X-Cache $herald_edge_cache_status always;
+            log_by_lua_block { require("herald_edge.cache").log() }
 """
 
 

@@ -142,8 +142,12 @@ async def through_edge(cache_edge: EdgeServer) -> AsyncIterator[httpx.AsyncClien
         yield client
 
 
+def cache_answers(metrics: dict[str, float], status: str) -> float:
+    return metrics.get(f'herald_edge_cache_requests_total{{status="{status}"}}', 0.0)
+
+
 async def test_a_second_anonymous_get_is_a_hit_with_the_same_body(
-    api: GraphQLClient, through_edge: httpx.AsyncClient, publish: Publish
+    api: GraphQLClient, through_edge: httpx.AsyncClient, publish: Publish, cache_edge: EdgeServer
 ) -> None:
     day = a_record_date()
     await publish(**card_on(day, "RU-EDGE-HIT-1"))
@@ -153,6 +157,7 @@ async def test_a_second_anonymous_get_is_a_hit_with_the_same_body(
         shows("RU-EDGE-HIT-1"),
     )
 
+    before = await edge_metrics(cache_edge)
     first = await through_edge.get("/graphql", params=card_list(day))
     assert references(first) == ["RU-EDGE-HIT-1"]
     assert first.headers["x-cache"] == "MISS"
@@ -169,6 +174,11 @@ async def test_a_second_anonymous_get_is_a_hit_with_the_same_body(
     )
     assert revalidated.status_code == 304
     assert revalidated.headers["x-cache"] == "HIT"
+
+    # the dashboard's hit ratio counts each answer by its X-Cache value
+    after = await edge_metrics(cache_edge)
+    assert cache_answers(after, "MISS") - cache_answers(before, "MISS") == 1
+    assert cache_answers(after, "HIT") - cache_answers(before, "HIT") == 2
 
 
 async def test_a_request_with_a_token_or_a_cookie_is_never_cached(

@@ -20,6 +20,10 @@
 --
 -- When Redis fails or is in back-off the request goes to the app uncached
 -- (fail open, counted): without the generation an entry's freshness is unknown.
+--
+-- In the log phase every GET of a cached location is counted by the cache's
+-- answer (herald_edge_cache_requests_total{status=HIT|MISS|EXPIRED|...}, the
+-- X-Cache value): the dashboard's hit ratio.
 
 local metrics = require "herald_edge.metrics"
 local store = require "herald_edge.store"
@@ -64,6 +68,18 @@ function _M.rewrite()
         fail_open("edge_error", err)
         ngx.log(ngx.ERR, "herald edge: cache decision failed, bypassing: ", err)
     end
+end
+
+-- log_by_lua entry point of a cached location
+function _M.log()
+    if ngx.req.get_method() ~= "GET" then
+        return
+    end
+    local status = ngx.var.herald_edge_cache_status
+    if status == nil or status == "" then
+        status = "BYPASS"
+    end
+    metrics.inc('herald_edge_cache_requests_total{status="' .. status .. '"}')
 end
 
 return _M

@@ -36,6 +36,8 @@ local FAMILIES = {
       "CLUSTER SLOTS refreshes of the slot map." },
     { "herald_edge_cache_fail_opens_total",
       "Anonymous GETs sent to the app past the cache: the publication generation could not be read." },
+    { "herald_edge_cache_requests_total",
+      "GETs of a cached location by the read cache's answer (X-Cache: HIT, MISS, EXPIRED, REVALIDATED, UPDATING, STALE, BYPASS)." },
 }
 
 -- Series that exist from the start, so a scrape shows zeros, not gaps.
@@ -48,6 +50,9 @@ local INITIAL = {
     'herald_edge_cache_fail_opens_total{reason="redis_error"}',
     'herald_edge_cache_fail_opens_total{reason="redis_backoff"}',
     'herald_edge_cache_fail_opens_total{reason="edge_error"}',
+    'herald_edge_cache_requests_total{status="HIT"}',
+    'herald_edge_cache_requests_total{status="MISS"}',
+    'herald_edge_cache_requests_total{status="BYPASS"}',
 }
 
 local function dict()
@@ -59,7 +64,8 @@ function _M.init()
     for _, fam in ipairs(FAMILIES) do
         if fam[1] ~= "herald_edge_fail_opens_total"
             and fam[1] ~= "herald_edge_cluster_redirects_total"
-            and fam[1] ~= "herald_edge_cache_fail_opens_total" then
+            and fam[1] ~= "herald_edge_cache_fail_opens_total"
+            and fam[1] ~= "herald_edge_cache_requests_total" then
             d:add(fam[1], 0)
         end
     end
