@@ -56,6 +56,7 @@ from projections.checkpoint import AppliedThrough, replay_from
 from projections.notices import NoticeProjector
 from projections.preferences import PreferencesProjector
 from projections.runner import ProjectionRunner, Projector
+from queries.consistency import AppliedVersions
 from queries.feeds import CardFanout, NoticeFanout
 from settings import Settings
 
@@ -132,6 +133,7 @@ class Services:
         self.deliveries = MongoDeliveryLog(self.db)
         self.preference_handlers = PreferencesHandlers(self.events, on_appended=self.relay.notify)
         self.consistency_wait_seconds = s.consistency_wait_seconds
+        self.consistency_waits = AppliedVersions(self.projection_state)
         self.runners: list[ProjectionRunner] = []
         if self.verifier is None and s.jwks_location:
             self.verifier = TokenVerifier(

@@ -17,6 +17,7 @@ from domain.ports import (
     ProjectionStateStore,
 )
 from domain.principal import Principal
+from queries.consistency import AppliedVersions
 from queries.feeds import CardFanout, NoticeFanout
 
 
@@ -39,6 +40,7 @@ class ReadServices(Protocol):
     def projection_state(self) -> ProjectionStateStore: ...
 
     consistency_wait_seconds: float
+    consistency_waits: AppliedVersions
     issued_notices: NoticeFanout
     published_cards: CardFanout
 

@@ -57,7 +57,7 @@ async def notification_preferences(
     await wait_until_projected(
         consistency_token,
         PREFERENCES_PROJECTION,
-        ctx.services.projection_state,
+        ctx.services.consistency_waits,
         ctx.services.consistency_wait_seconds,
     )
     stored = await ctx.services.preferences.get(str(account_id))

@@ -94,7 +94,7 @@ async def _caught_up(info: Ctx, projection: str, consistency_token: str | None) 
     await wait_until_projected(
         consistency_token,
         projection,
-        ctx.services.projection_state,
+        ctx.services.consistency_waits,
         ctx.services.consistency_wait_seconds,
     )
 

@@ -4,13 +4,16 @@ that needs one and cannot start it fails — it never skips."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.auth.dev_issuer import DevIssuer
+from adapters.mongo.client import Document, connect
 from devstack.secantus import SecantusServer
 from devstack.tansu import TansuBroker
 from tests.support import Broker, GraphQLClient, RunningHerald, herald_settings
@@ -27,6 +30,16 @@ def secantus() -> Iterator[SecantusServer]:
 @pytest.fixture(scope="session")
 def mongo_uri(secantus: SecantusServer) -> str:
     return secantus.uri
+
+
+@pytest.fixture
+async def mongo_db(mongo_uri: str) -> AsyncIterator[AsyncDatabase[Document]]:
+    """A fresh MongoDB database per test, dropped after."""
+    client = connect(mongo_uri)
+    name = f"herald_test_{uuid.uuid4().hex[:10]}"
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
 
 
 @pytest.fixture(scope="session")
