@@ -1,7 +1,8 @@
 """The card projector applies a consumer batch as one: one read of the batch's
 cards, its new cards in one insert and its updates in one transaction, whatever
-the batch's size; and the cards end as applying one event at a time leaves them,
-whatever the order, the duplicates and the split of the deliveries."""
+the batch's size (the runner records the batch's versions in as few); and the
+cards end as applying one event at a time leaves them, whatever the order, the
+duplicates and the split of the deliveries."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from adapters.memory.cards import MemoryCardStore
 from adapters.memory.event_store import MemoryEventStore
 from adapters.memory.positions import MemoryPositionSnapshotStore
 from adapters.mongo.cards import MongoCardStore
+from adapters.mongo.projection_state import MongoProjectionState
 from adapters.mongo.transactions import PROCESS_SESSIONS, TransactionSessions
 from commands.handlers import CommandHandlers
 from domain.commands import ActionResult, CommandContext
@@ -25,6 +27,7 @@ from domain.events import EventEnvelope
 from domain.ports import CardStore
 from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, Principal
 from projections.cards import CardProjector
+from projections.runner import highest_versions
 from tests.store_commands import recording
 from tests.support import DIVIDEND
 
@@ -142,7 +145,8 @@ async def test_any_split_folds_as_one_event_at_a_time_on_mongo(
 
 
 async def _commands_per_batch(db: Any, size: int) -> list[Counter[str]]:
-    """The store commands of the card projector's batches of `size` actions:
+    """The store commands of the card projector's batches of `size` actions, and
+    of recording their applied versions:
     their announcements, their approvals, and announcements with an amendment
     beside approvals of stored cards."""
     events = MemoryEventStore()
@@ -150,6 +154,7 @@ async def _commands_per_batch(db: Any, size: int) -> list[Counter[str]]:
     name = f"cards_{uuid.uuid4().hex[:8]}"
     cards = MongoCardStore(db, name, sessions=TransactionSessions(db, holder="test"))
     projector = CardProjector(cards, events, ())
+    state = MongoProjectionState(db, sessions=TransactionSessions(db, holder="test"))
     first = [await _history(handlers, 1) for _ in range(size)]
     announced = [(await events.load(i))[0] for i in first]
     for i in first:
@@ -164,6 +169,7 @@ async def _commands_per_batch(db: Any, size: int) -> list[Counter[str]]:
     for batch in (announced, approvals, mixed):
         with recording() as sent:
             await projector.apply(batch)
+            await state.record_applied(name, highest_versions(batch))  # as the runner does
         # (a pooled session's first transaction records it once: not per batch)
         counted.append(
             Counter(str(s).replace(name, "cards") for s in sent if s.collection != PROCESS_SESSIONS)
@@ -178,6 +184,8 @@ async def test_the_store_commands_of_a_batch_do_not_grow_with_its_size(db: Any) 
     small, large = await _commands_per_batch(db, 2), await _commands_per_batch(db, 12)
     assert small == large
     new, updates, mixed = large
-    assert new == Counter({"find cards": 1, "insert cards": 1})
+    assert new == Counter({"find cards": 1, "insert cards": 1, "insert projection_tracking": 1})
     assert updates["find cards"] == 1 and updates["update cards"] == 1
+    assert updates["update projection_tracking"] == 1
     assert mixed["insert cards"] == 1 and mixed["update cards"] == 1
+    assert updates["commitTransaction"] == mixed["commitTransaction"] == 2
