@@ -73,6 +73,8 @@ class CardProjector:
             fresh = [e for e in fresh if e.version <= stream[-1].version]
         for event in fresh:
             state = ca.apply(state, event)
+        if state is None:  # delivered, yet not in the record: parked, as any poison record
+            raise LookupError(f"{aggregate_id} v{stream[-1].version} is not in the event record")
         return state
 
 
