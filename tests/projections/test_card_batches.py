@@ -6,9 +6,10 @@ duplicates and the split of the deliveries."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -17,14 +18,14 @@ from hypothesis import strategies as st
 from adapters.memory.cards import MemoryCardStore
 from adapters.memory.event_store import MemoryEventStore
 from adapters.memory.positions import MemoryPositionSnapshotStore
-from adapters.mongo.cards import MongoCardStore
+from adapters.mongo.cards import MongoCardPublicationFeed, MongoCardStore
 from adapters.mongo.projection_state import MongoProjectionState
 from adapters.mongo.transactions import PROCESS_SESSIONS, TransactionSessions
 from commands.handlers import CommandHandlers
 from domain.commands import ActionResult, CommandContext
 from domain.corporate_action import CorporateAction
 from domain.events import EventEnvelope
-from domain.ports import CardStore
+from domain.ports import CardStore, FeedChange, FeedSignal
 from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, Principal
 from projections.cards import CardProjector
 from projections.runner import highest_versions
@@ -37,6 +38,7 @@ IVAN = CommandContext(Principal("ivan", frozenset({ROLE_APPROVER})), "c")
 # approval, approved, amended again (REPL), approved, cancelled (CANC), approved.
 FULL_HISTORY = 7
 DEPTHS = (1, 2, 3, 5, 7, 4)
+HANG_SECONDS = 30.0  # a guard against a hang, not a timed assertion
 
 
 def _rate(amount: str) -> dict[str, Any]:
@@ -189,3 +191,37 @@ async def test_the_store_commands_of_a_batch_do_not_grow_with_its_size(db: Any) 
     assert updates["update projection_tracking"] == 1
     assert mixed["insert cards"] == 1 and mixed["update cards"] == 1
     assert updates["commitTransaction"] == mixed["commitTransaction"] == 2
+
+
+async def test_a_batch_publishes_through_the_publication_feed_as_single_writes_do(db: Any) -> None:
+    """The edge cache's generation and the card fan-out follow `publication_match`:
+    a batch's insert and its transaction's updates are seen there card by card."""
+    events = MemoryEventStore()
+    handlers = CommandHandlers(events, MemoryPositionSnapshotStore())
+    name = f"cards_{uuid.uuid4().hex[:8]}"
+    cards = MongoCardStore(db, name, sessions=TransactionSessions(db, holder="test"))
+    projector = CardProjector(cards, events, ())
+    pending = [await _history(handlers, 1) for _ in range(2)]
+    published = await _history(handlers, 3)  # NEWM, amended, approved: stored published
+    changes = MongoCardPublicationFeed(db, name).follow(asyncio.Event())
+    try:
+        assert (await _next(changes)).signal is FeedSignal.RESET
+        first = [e for i in [*pending, published] for e in await events.load(i)]
+        await projector.apply(first)
+        change = await _next(changes)
+        assert change.item is not None and change.item.id == published
+        for action_id in pending:
+            await handlers.approve(action_id, 1, IVAN)
+        await projector.apply([(await events.load(i, after_version=1))[0] for i in pending])
+        seen = [await _next(changes), await _next(changes)]
+        assert {c.item.id for c in seen if c.item is not None} == set(pending)
+        assert all(c.item is not None and c.item.published_version == 1 for c in seen)
+    finally:
+        await changes.aclose()
+
+
+async def _next(
+    changes: AsyncGenerator[FeedChange[CorporateAction], None],
+) -> FeedChange[CorporateAction]:
+    async with asyncio.timeout(HANG_SECONDS):
+        return await anext(changes)
