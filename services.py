@@ -92,9 +92,9 @@ class Services:
         self.db = self.client[s.mongo_database]
         self.transaction_sessions = TransactionSessions(self.db)
         self.events = MongoEventStore(self.db, self.transaction_sessions)
-        self.cards = MongoCardStore(self.db)
+        self.cards = MongoCardStore(self.db, sessions=self.transaction_sessions)
         self.notices = MongoNoticeStore(self.db)
-        self.projection_state = MongoProjectionState(self.db)
+        self.projection_state = MongoProjectionState(self.db, sessions=self.transaction_sessions)
         self.positions = MongoPositionStore(self.db)
         self.notice_projection = MongoNoticeProjectionStore(
             self.db, sessions=self.transaction_sessions

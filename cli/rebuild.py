@@ -37,7 +37,8 @@ def _phases(services: Services, name: str, collection: str) -> list[Projector]:
     positions = topic_for(prefix, AGGREGATE_POSITIONS)
     acks = topic_for(prefix, AGGREGATE_NOTICE)
     if name == "cards":
-        return [CardProjector(MongoCardStore(services.db, collection), services.events, [actions])]
+        cards = MongoCardStore(services.db, collection, sessions=services.transaction_sessions)
+        return [CardProjector(cards, services.events, [actions])]
     if name == "notices":
         store = MongoNoticeProjectionStore(services.db, notices=collection)
         return [

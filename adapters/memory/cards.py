@@ -45,6 +45,9 @@ class MemoryCardStore:
         self._cards[state.id] = state
         return True
 
+    async def save_many(self, changes: Sequence[tuple[CorporateAction, int]]) -> set[str]:
+        return {state.id for state, previous in changes if not await self.save(state, previous)}
+
     async def page(
         self, query: CardQuery, first: int, after: str | None
     ) -> tuple[list[CorporateAction], bool]:

@@ -6,7 +6,11 @@ the history) plus flat fields to filter and sort on: the public view's fields
 Writes are guarded by the stored revision, so a stale or duplicate apply
 changes nothing. An existing card is updated with `$set` rather than replaced,
 so a change stream sees which fields changed: `publication_match` picks the
-changes of the public view (a version published) at the store.
+changes of the public view (a version published) at the store. A batch of
+changes (`save_many`) costs two commits whatever its size: the new cards in
+one unordered insert, the updates in one transaction (SecantusDB commits each
+update of a bulk write on its own; a transaction a killed process leaves open
+is ended by adapters/mongo/transactions.py).
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.changes import INSERT, UPDATE, Change, MongoChangeFeed, as_feed
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
+from adapters.mongo.group_commit import insert_unordered
+from adapters.mongo.transactions import TransactionSessions
 from domain.corporate_action import ActionVersion, CorporateAction, HistoryEntry
 from domain.history import decode_terms
 from domain.ports import CardQuery, DuplicateKey, FeedChange
@@ -180,9 +187,30 @@ def _mongo_filter(query: CardQuery) -> dict[str, Any]:
     return conditions
 
 
+def _update(state: CorporateAction, previous_revision: int) -> tuple[Document, Document]:
+    """The guarded update of a stored card: (filter, update). Every field is
+    set (to_document writes them all): the same as a replace, but the change
+    event names only the fields that changed."""
+    fields = {name: value for name, value in to_document(state).items() if name != "_id"}
+    return {"_id": state.id, "revision": previous_revision}, {"$set": fields}
+
+
+class _RevisionMoved(Exception):
+    """A guarded update of a batch matched no card (its revision moved on)."""
+
+
 class MongoCardStore:
-    def __init__(self, db: AsyncDatabase[Document], collection: str = CARDS) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        collection: str = CARDS,
+        *,
+        sessions: TransactionSessions | None = None,
+    ) -> None:
+        """`sessions`: where a batch's updates get their one transaction;
+        without, they are written one at a time."""
         self._cards = db[collection]
+        self._sessions = sessions
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -206,22 +234,79 @@ class MongoCardStore:
 
     async def save(self, state: CorporateAction, previous_revision: int) -> bool:
         """Store `state` if the stored card is still at `previous_revision`."""
-        doc = to_document(state)
         if previous_revision == 0:
             try:
                 async with translated():
-                    await self._cards.insert_one(doc)
+                    await self._cards.insert_one(to_document(state))
             except DuplicateKey:
                 return False
             return True
         async with translated():
-            # Every field is set (to_document writes them all): the same as a
-            # replace, but the change event names only the fields that changed.
-            fields = {name: value for name, value in doc.items() if name != "_id"}
-            result = await self._cards.update_one(
-                {"_id": state.id, "revision": previous_revision}, {"$set": fields}
-            )
+            result = await self._cards.update_one(*_update(state, previous_revision))
         return result.matched_count == 1
+
+    async def save_many(self, changes: Sequence[tuple[CorporateAction, int]]) -> set[str]:
+        """Store each `(state, previous_revision)` as `save` does: the new cards
+        in one unordered insert, the updates in one transaction (one alone: a
+        plain update). Returns the ids not stored (a revision moved on)."""
+        if len(changes) == 1:
+            state, previous = changes[0]
+            return set() if await self.save(state, previous) else {state.id}
+        stale: set[str] = set()
+        new = [to_document(state) for state, previous in changes if previous == 0]
+        if new:
+            for doc, error in zip(new, await insert_unordered(self._cards, new), strict=True):
+                if isinstance(error, DuplicateKey):
+                    stale.add(doc["_id"])
+                elif error is not None:
+                    raise error
+        updates = [(state, previous) for state, previous in changes if previous != 0]
+        if len(updates) == 1:
+            stale |= await self.save_many(updates)
+        elif updates:
+            stale |= await self._update_many(updates)
+        return stale
+
+    async def _update_many(self, updates: Sequence[tuple[CorporateAction, int]]) -> set[str]:
+        """The guarded updates in one commit; the ids whose guard did not match.
+        A guard that does not match aborts the transaction (which of the
+        updates matched is not told by a bulk write): the cards no longer at
+        their previous revision are left out and the rest written again."""
+        if self._sessions is None:
+            return {state.id for state, previous in updates if not await self.save(state, previous)}
+        stale: set[str] = set()
+        while updates:
+            try:
+                await self._update_in_transaction(self._sessions, updates)
+                break
+            except _RevisionMoved:
+                ids = [state.id for state, _ in updates]
+                async with translated():
+                    stored = {
+                        doc["_id"]: doc["revision"]
+                        async for doc in self._cards.find({"_id": {"$in": ids}}, {"revision": 1})
+                    }
+                moved = {
+                    state.id for state, previous in updates if stored.get(state.id) != previous
+                }
+                stale |= moved
+                updates = [
+                    (state, previous) for state, previous in updates if state.id not in moved
+                ]
+        return stale
+
+    async def _update_in_transaction(
+        self, sessions: TransactionSessions, updates: Sequence[tuple[CorporateAction, int]]
+    ) -> None:
+        operations = [UpdateOne(*_update(state, previous)) for state, previous in updates]
+
+        async def write(session: AsyncClientSession) -> None:
+            result = await self._cards.bulk_write(operations, ordered=False, session=session)
+            if result.matched_count < len(operations):
+                raise _RevisionMoved  # aborts the transaction: nothing of it is stored
+
+        async with translated(), sessions.session() as session:
+            await session.with_transaction(write)
 
     async def page(
         self, query: CardQuery, first: int, after: str | None

@@ -6,6 +6,10 @@ projector's position, lag and last update, as `projections { … }` shows.
 `projection_checkpoints` holds, per projection, the global sequence through
 which every event of its streams is applied (projections/checkpoint.py):
 what a start against an empty event log has to publish again.
+
+A batch's applied versions cost two commits at most, whatever its size:
+SecantusDB commits each update of a bulk write on its own, but an insert of
+many documents, or a transaction, once.
 """
 
 from __future__ import annotations
@@ -14,40 +18,76 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from pymongo import UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
 from adapters.mongo.errors import translated
-from domain.ports import ProjectionStatus
+from adapters.mongo.group_commit import insert_unordered
+from adapters.mongo.transactions import TransactionSessions
+from domain.ports import DuplicateKey, ProjectionStatus
 
 TRACKING = "projection_tracking"
 PROJECTIONS = "projections"
 CHECKPOINTS = "projection_checkpoints"
+_DUPLICATE_RETRIES = 3
 
 
 class MongoProjectionState:
     """The ProjectionStateStore port on MongoDB."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], *, sessions: TransactionSessions | None = None
+    ) -> None:
+        """`sessions`: where a batch's raised versions get their one
+        transaction; without, they are one bulk write (a commit each)."""
+        self._sessions = sessions
         self._tracking = db[TRACKING]
         self._projections = db[PROJECTIONS]
         self._checkpoints = db[CHECKPOINTS]
 
     async def record_applied(self, projection: str, versions: Mapping[str, int]) -> None:
-        if not versions:
+        """Raise each aggregate's applied version to the one given (`$max`).
+        Version 1 is most likely the aggregate's first record: those are
+        inserted at once (one already stored joins the raises); the others
+        are raised in one transaction."""
+        keyed = {f"{projection}|{aggregate_id}": v for aggregate_id, v in versions.items()}
+        first = [key for key, version in keyed.items() if version == 1]
+        raises = {key: version for key, version in keyed.items() if version != 1}
+        if len(first) > 1:
+            docs = [{"_id": key, "version": 1} for key in first]
+            for key, error in zip(first, await insert_unordered(self._tracking, docs), strict=True):
+                if isinstance(error, DuplicateKey):
+                    raises[key] = 1
+                elif error is not None:
+                    raise error
+        else:
+            raises.update(dict.fromkeys(first, 1))
+        if raises:
+            await self._raise(raises)
+
+    async def _raise(self, versions: Mapping[str, int]) -> None:
+        operations = [
+            UpdateOne({"_id": key}, {"$max": {"version": version}}, upsert=True)
+            for key, version in versions.items()
+        ]
+
+        async def write(session: AsyncClientSession | None) -> None:
+            await self._tracking.bulk_write(operations, ordered=False, session=session)
+
+        if self._sessions is None or len(operations) == 1:
+            async with translated():
+                await write(None)
             return
-        async with translated():
-            await self._tracking.bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": f"{projection}|{aggregate_id}"},
-                        {"$max": {"version": version}},
-                        upsert=True,
-                    )
-                    for aggregate_id, version in versions.items()
-                ],
-                ordered=False,
-            )
+        for remaining in range(_DUPLICATE_RETRIES, -1, -1):
+            try:
+                async with translated(), self._sessions.session() as session:
+                    await session.with_transaction(write)
+                return
+            except DuplicateKey:
+                # two members upserted the same new record: the next run updates it
+                if remaining == 0:
+                    raise
 
     async def applied_version(self, projection: str, aggregate_id: str) -> int:
         async with translated():

@@ -39,6 +39,14 @@ class CardStore(Protocol):
         stored yet); False when it is not (a stale or repeated apply)."""
         ...
 
+    async def save_many(self, changes: Sequence[tuple[CorporateAction, int]]) -> set[str]:
+        """Store each `(state, previous_revision)` as `save` does (one change per
+        card), in as few store commits as the store allows: the new cards in one
+        write, the updates in another. Returns the ids of the cards not stored
+        (their stored revision is no longer `previous_revision`); every other
+        change is stored. Store errors as `save`."""
+        ...
+
     async def page(
         self, query: CardQuery, first: int, after: str | None
     ) -> tuple[list[CorporateAction], bool]:

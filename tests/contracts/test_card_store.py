@@ -13,6 +13,7 @@ from adapters.memory.event_store import MemoryEventStore
 from adapters.memory.positions import MemoryPositionSnapshotStore
 from adapters.mongo.cards import MongoCardStore
 from adapters.mongo.client import connect
+from adapters.mongo.transactions import TransactionSessions
 from commands.handlers import CommandHandlers
 from domain.commands import CommandContext
 from domain.corporate_action import CorporateAction
@@ -24,18 +25,32 @@ OLGA = CommandContext(Principal("olga", frozenset({ROLE_OPERATOR})), "c")
 IVAN = CommandContext(Principal("ivan", frozenset({ROLE_APPROVER})), "c")
 
 
-@pytest.fixture(params=["memory", "mongo"])
+@pytest.fixture(params=["memory", "mongo", "mongo-without-transactions"])
 async def cards(request: pytest.FixtureRequest, mongo_uri: str) -> AsyncIterator[CardStore]:
     if request.param == "memory":
         yield MemoryCardStore()
         return
     client = connect(mongo_uri)
     name = f"herald_contract_{uuid.uuid4().hex[:10]}"
-    store = MongoCardStore(client[name])
+    sessions = TransactionSessions(client[name]) if request.param == "mongo" else None
+    store = MongoCardStore(client[name], sessions=sessions)
     await store.ensure_indexes()
     yield store
     await client.drop_database(name)
     await client.close()
+
+
+async def _announced_and_approved(
+    count: int,
+) -> tuple[list[CorporateAction], list[CorporateAction]]:
+    """`count` actions as announced (revision 1) and as approved (revision 2)."""
+    handlers = CommandHandlers(MemoryEventStore(), MemoryPositionSnapshotStore())
+    announced, approved = [], []
+    for _ in range(count):
+        payload = {**DIVIDEND, "reference": f"R-{uuid.uuid4().hex[:8]}"}
+        announced.append((await handlers.announce(payload, OLGA)).action)
+        approved.append((await handlers.approve(announced[-1].id, 1, IVAN)).action)
+    return announced, approved
 
 
 async def _actions(count: int, *, publish: set[int], **changes: Any) -> list[CorporateAction]:
@@ -58,6 +73,22 @@ async def test_save_is_guarded_by_the_stored_revision(cards: CardStore) -> None:
     assert await cards.get(announced.id) == announced
     [published] = [s for s in await _actions(1, publish={0}) if s]
     assert await cards.get_many([announced.id, published.id, "nope"]) == {announced.id: announced}
+
+
+async def test_save_many_stores_each_change_and_names_the_cards_whose_revision_moved(
+    cards: CardStore,
+) -> None:
+    announced, approved = await _announced_and_approved(4)
+    assert await cards.save_many([(s, 0) for s in announced[:3]]) == set()
+    # updates of stored cards beside a new card and a repeated first apply
+    changes = [(approved[0], 1), (approved[1], 1), (announced[3], 0), (announced[0], 0)]
+    assert await cards.save_many(changes) == {announced[0].id}
+    # a stale update beside good ones: the good ones are stored all the same
+    changes = [(approved[2], 1), (approved[0], 1), (approved[3], 1)]
+    assert await cards.save_many(changes) == {approved[0].id}
+    assert await cards.get_many([s.id for s in announced]) == {s.id: s for s in approved}
+    assert await cards.save_many(changes[::2]) == {approved[2].id, approved[3].id}  # repeated
+    assert await cards.get_many([s.id for s in announced]) == {s.id: s for s in approved}
 
 
 async def test_pages_newest_first_with_the_public_view_filtered(cards: CardStore) -> None:

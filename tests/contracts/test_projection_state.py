@@ -12,14 +12,19 @@ from pymongo.asynchronous.database import AsyncDatabase
 from adapters.memory.projection_state import MemoryProjectionState
 from adapters.mongo.client import Document
 from adapters.mongo.projection_state import MongoProjectionState
+from adapters.mongo.transactions import TransactionSessions
 from domain.ports import ProjectionStateStore
 
 
-@pytest.fixture(params=["memory", "mongo"])
+@pytest.fixture(params=["memory", "mongo", "mongo-without-transactions"])
 async def state(
     request: pytest.FixtureRequest, mongo_db: AsyncDatabase[Document]
 ) -> AsyncIterator[ProjectionStateStore]:
-    yield MemoryProjectionState() if request.param == "memory" else MongoProjectionState(mongo_db)
+    if request.param == "memory":
+        yield MemoryProjectionState()
+        return
+    sessions = TransactionSessions(mongo_db) if request.param == "mongo" else None
+    yield MongoProjectionState(mongo_db, sessions=sessions)
 
 
 async def test_applied_versions_only_rise_per_projection_and_aggregate(
@@ -36,6 +41,18 @@ async def test_applied_versions_only_rise_per_projection_and_aggregate(
         "CA1": 3,
         "CA2": 1,
     }
+
+
+async def test_a_batch_of_first_and_later_versions_only_raises_them(
+    state: ProjectionStateStore,
+) -> None:
+    await state.record_applied("cards", {"A": 1, "B": 4})
+    # A's first version redelivered and B's older one, beside new aggregates
+    await state.record_applied("cards", {"A": 1, "B": 2, "C": 1, "D": 1, "E": 3})
+    ids = ["A", "B", "C", "D", "E"]
+    assert await state.applied_versions("cards", ids) == {"A": 1, "B": 4, "C": 1, "D": 1, "E": 3}
+    await state.record_applied("cards", {"A": 2, "C": 1, "D": 5, "E": 1})
+    assert await state.applied_versions("cards", ids) == {"A": 2, "B": 4, "C": 1, "D": 5, "E": 3}
 
 
 async def test_the_applied_through_checkpoint_never_goes_back(
