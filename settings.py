@@ -113,6 +113,17 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 65_535:
+        raise ValueError("must be a TCP port, 1-65535")
+    return value
+
+
+def _port_or_none(raw: str) -> int:
+    return 0 if raw.strip() == "0" else _port(raw)
+
+
 def _non_negative_int(raw: str) -> int:
     value = int(raw)
     if value < 0:
@@ -195,7 +206,7 @@ class Settings:
         "HERALD_ENV", str, "development", "production: no GraphiQL, introspection or suggestions"
     )
     host: str = var("HERALD_HOST", str, "127.0.0.1", "the address the API listens on")
-    port: int = var("HERALD_PORT", int, 8000, "the API's port")
+    port: int = var("HERALD_PORT", _port, 8000, "the API's port (1-65535)")
 
     kafka_bootstrap: str = var(
         "HERALD_KAFKA_BOOTSTRAP", str, "127.0.0.1:9092", "the Kafka brokers (host:port,...)"
@@ -210,7 +221,7 @@ class Settings:
         "HERALD_KAFKA_TOPIC_PREFIX", str, "herald", "the prefix of Herald's topics"
     )
     kafka_partitions: int = var(
-        "HERALD_KAFKA_PARTITIONS", int, 3, "partitions of the topics Herald creates"
+        "HERALD_KAFKA_PARTITIONS", _positive_int, 3, "partitions of the topics Herald creates"
     )
     kafka_session_timeout_ms: int = var(
         "HERALD_KAFKA_SESSION_TIMEOUT_MS",
@@ -234,7 +245,7 @@ class Settings:
         "HERALD_JWKS", str, None, "the issuer's JWKS: an https URL (production) or a file"
     )
     jwt_leeway_seconds: int = var(
-        "HERALD_JWT_LEEWAY_SECONDS", int, 30, "clock skew allowed on exp/nbf"
+        "HERALD_JWT_LEEWAY_SECONDS", _non_negative_int, 30, "clock skew allowed on exp/nbf"
     )
 
     relay_poll_seconds: float = var(
@@ -267,7 +278,7 @@ class Settings:
     )
     worker_metrics_port: int = var(
         "HERALD_WORKER_METRICS_PORT",
-        _non_negative_int,
+        _port_or_none,
         9464,
         "herald worker's /metrics, /healthz and /readyz port, on HERALD_HOST (0: none)",
     )

@@ -259,6 +259,8 @@ def _broker(kind: str, data_dir: Path):  # type: ignore[no-untyped-def]
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as uvicorn binds: a crashed run's TIME-WAIT connections do not hold the port
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

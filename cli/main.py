@@ -397,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_IO_ERROR = 74  # sysexits EX_IOERR: a file the user named could not be read or written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from cli.preflight import EXIT_CONFIG, StartupFailure
 
@@ -414,6 +417,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.exit_code if isinstance(exc, StartupFailure) else EXIT_CONFIG
         print(f"herald {args.command}: {exc}", file=sys.stderr)
         return code
+    except OSError as exc:
+        if exc.filename is None:  # not a file the user named: a bug, with its traceback
+            raise
+        if debug:
+            traceback.print_exc()
+        print(f"herald {args.command}: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_IO_ERROR
     return result
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.main import ROLES, build_parser
+from cli.dev import _port_free
+from cli.main import EXIT_IO_ERROR, ROLES, build_parser
 from cli.preflight import EXIT_CONFIG, EXIT_UNREACHABLE
 from devstack.process import ManagedProcess, free_port, run_sync
 from tests.support import HERALD
@@ -112,6 +113,48 @@ def test_a_malformed_setting_is_one_line_with_the_config_exit_code() -> None:
     assert done.stderr.strip().splitlines() == [
         "herald serve: HERALD_PORT='eighty': invalid literal for int() with base 10: 'eighty'"
     ]
+
+
+@pytest.mark.parametrize("port", ["99999", "-5", "0"])
+def test_a_port_out_of_range_is_a_config_error(port: str) -> None:
+    done = _run("serve", env={"HERALD_PORT": port})
+    assert done.returncode == EXIT_CONFIG
+    assert done.stderr.strip().splitlines() == [
+        f"herald serve: HERALD_PORT={port!r}: must be a TCP port, 1-65535"
+    ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["export-schema", "-o", "/nonexistent-dir/schema.graphql"],
+        ["allowlist", "-o", "/nonexistent-dir/allowlist.json"],
+        ["allowlist", "/nonexistent-dir/ops.graphql"],
+    ],
+)
+def test_a_file_that_cannot_be_read_or_written_is_one_line(command: list[str]) -> None:
+    done = _run(*command)
+    assert done.returncode == EXIT_IO_ERROR, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"herald {command[0]}: /nonexistent-dir/{Path(command[-1]).name}: No such file or directory"
+    ]
+
+
+def test_a_port_a_crashed_run_left_in_time_wait_counts_as_free() -> None:
+    """After a SIGKILLed `herald dev`, its closed connections sit in TIME-WAIT
+    for a minute; uvicorn binds with SO_REUSEADDR, so the check must too."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server side closes first: its end goes to TIME-WAIT
+        client.close()
+    assert _port_free("127.0.0.1", port)
 
 
 def test_serve_starts_without_the_broker_after_one_warning_line(

@@ -64,7 +64,7 @@ def test_herald_config_prints_every_setting_once_with_secrets_masked() -> None:
     lines = done.stdout.splitlines()
     variables = [line.split("=", 1)[0] for line in lines]
     assert variables == [f.metadata["env"] for f in fields(Settings)]
-    assert "HERALD_PORT=9002  # the API's port" in lines
+    assert "HERALD_PORT=9002  # the API's port (1-65535)" in lines
     assert "HERALD_MONGO_URI=mongodb://herald:***@db:27017/  # the MongoDB store" in lines
 
 

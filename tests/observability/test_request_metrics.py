@@ -26,7 +26,7 @@ async def test_a_wait_that_times_out_is_counted_and_timed(herald: RunningHerald)
     never = ConsistencyToken(AGGREGATE_CORPORATE_ACTION, "CA-NEVER-WRITTEN", 7, 10**9)
     with pytest.raises(GraphQLError, match="has not caught up") as raised:
         await wait_until_projected(
-            never.encode(), CARDS_PROJECTION, herald.services.projection_state, 0.2
+            never.encode(), CARDS_PROJECTION, herald.services.consistency_waits, 0.2
         )
     assert (raised.value.extensions or {})["code"] == NOT_CAUGHT_UP
     after = sample("herald_consistency_waits_total", **labels, outcome="timed_out")
