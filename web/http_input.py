@@ -79,7 +79,9 @@ def decode_json(data: str | bytes) -> object:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _refused(f"the request is not valid JSON: {exc.msg} at offset {exc.pos}") from exc
+        # some of json's messages end in "at" ("Unterminated string starting at")
+        where = "offset" if exc.msg.endswith(" at") else "at offset"
+        raise _refused(f"the request is not valid JSON: {exc.msg} {where} {exc.pos}") from exc
     except ValueError as exc:  # int(): more digits than Python converts
         raise _refused(
             f"the request holds a number of more than {sys.get_int_max_str_digits()} digits"

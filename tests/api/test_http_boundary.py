@@ -134,6 +134,7 @@ UNREADABLE: dict[str, tuple[bytes, str]] = {
         "nested",
     ),
     "not JSON": (b'{"query":', "not valid JSON"),
+    "an unterminated string": (b'{"query": "{__typ', "Unterminated string starting at offset 10"),
 }
 
 
