@@ -403,7 +403,11 @@ EXIT_IO_ERROR = 74  # sysexits EX_IOERR: a file the user named could not be read
 def main(argv: Sequence[str] | None = None) -> int:
     from cli.preflight import EXIT_CONFIG, StartupFailure
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand's own usage, not the top level's
+        (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     debug = bool(getattr(args, "debug", False))
     if debug:
         from observability.logs import configure_logging

@@ -140,6 +140,13 @@ def test_a_file_that_cannot_be_read_or_written_is_one_line(command: list[str]) -
     ]
 
 
+def test_a_mistyped_option_is_named_with_its_subcommands_usage() -> None:
+    done = _run("dev", "--prot", "8001")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: herald dev ")
+    assert done.stderr.strip().endswith("herald dev: error: unrecognized arguments: --prot 8001")
+
+
 def test_a_port_a_crashed_run_left_in_time_wait_counts_as_free() -> None:
     """After a SIGKILLed `herald dev`, its closed connections sit in TIME-WAIT
     for a minute; uvicorn binds with SO_REUSEADDR, so the check must too."""
