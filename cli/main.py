@@ -362,7 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--scope", nargs="*", default=[], help=f"scopes, e.g. {SCOPE_NOTICES_READ}")
     token.add_argument(
-        "--ttl", type=int, default=3600, help="seconds; negative gives an expired token"
+        "--ttl",
+        type=int,
+        default=3600,
+        help="seconds; below minus HERALD_JWT_LEEWAY_SECONDS (30) gives an expired token",
     )
     token.add_argument(
         "--audience", default=None, help="the aud claim (default: the dev issuer's audience)"
