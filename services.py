@@ -304,6 +304,7 @@ class Services:
     async def _prepare_topics(self) -> None:
         """Prepare the event log (`prepare_log`), retrying while the broker or
         the store does not answer; then the supervised tasks start."""
+        failures = 0
         while True:
             try:
                 await self.prepare_log()
@@ -311,7 +312,11 @@ class Services:
             except Exception as exc:  # broker or store not up yet: commands are still accepted
                 if not is_transient(exc):
                     raise
-                log.warning("cannot prepare the event log yet (%s); retrying", exc)
+                # tried every second, said once and then every 30 tries: a broker
+                # down for an hour is not 3 600 warnings
+                if failures % 30 == 0:
+                    log.warning("cannot prepare the event log yet (%s); retrying every second", exc)
+                failures += 1
                 await asyncio.sleep(1.0)
         self._topics_ready.set()
 
