@@ -64,6 +64,13 @@ def _correlation_id(context: Any) -> str:
     return str(getattr(context, "correlation_id", "") or "")
 
 
+# graphql-core's refusal past MAX_TOKENS, and what to do about it
+_TOO_MANY_TOKENS = "tokens. Parsing aborted."
+_VARIABLES_HINT = (
+    " Send long inputs (such as recordPositions' positions) as variables: they are not tokens."
+)
+
+
 class MaskUnexpectedErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=is_unexpected, error_message="Internal error")
@@ -168,6 +175,8 @@ class CodeEveryError(SchemaExtension):
             for error in errors:  # new per request (never cached): coded before masking
                 if not _code(error):
                     error.extensions = {**(error.extensions or {}), "code": GRAPHQL_PARSE_FAILED}
+                if error.message.endswith(_TOO_MANY_TOKENS):
+                    error.message += _VARIABLES_HINT
 
     def on_validate(self) -> Iterator[None]:
         yield

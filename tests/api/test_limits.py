@@ -198,6 +198,20 @@ async def test_every_contract_operation_passes_the_limits(api: GraphQLClient) ->
     assert checked == 13
 
 
+async def test_a_document_past_the_token_limit_says_to_send_inputs_as_variables(
+    api: GraphQLClient,
+) -> None:
+    inline = ", ".join(f'{{accountId: "A-{n}", quantity: "1"}}' for n in range(1_500))
+    result = await api.execute(
+        f'mutation {{ recordPositions(input: {{isin: "RU0009029540", asOf: "2027-01-01",'
+        f" positions: [{inline}]}}) {{ consistencyToken }} }}",
+        token=api.token("olga", "ca-operator"),
+    )
+    (error,) = result["errors"]
+    assert "more than 5000 tokens" in error["message"]
+    assert "as variables" in error["message"]
+
+
 async def test_deep_and_aliased_documents_are_refused(api: GraphQLClient) -> None:
     aliased = "{" + " ".join(f"a{i}: __typename" for i in range(31)) + "}"
     result = await api.execute(aliased)
