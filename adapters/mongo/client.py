@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -12,6 +13,20 @@ from pymongo.asynchronous.database import AsyncDatabase
 from domain.ports import StoreUnavailable
 
 Document = dict[str, Any]
+T = TypeVar("T")
+
+# The most values one `$in` may list. SecantusDB 0.7 matches `$in` in
+# quadratic time (each candidate document against every listed value):
+# measured on the loaded 2-core dev machine, one `_id: {$in: 5000 ids}` took
+# 30 s, the same ids in `$in`s of 100 took 0.6 s in all (250: 1.1 s, 500: 2.9 s).
+IN_LIMIT = 200
+
+
+def in_chunks(values: Sequence[T], limit: int = IN_LIMIT) -> Iterator[list[T]]:
+    """`values` in consecutive lists of at most `limit`, for `$in` filters
+    (see IN_LIMIT); nothing for no values."""
+    for start in range(0, len(values), limit):
+        yield list(values[start : start + limit])
 
 
 def connect(uri: str, *, timeout_ms: int = 5000) -> AsyncMongoClient[Document]:
