@@ -112,9 +112,9 @@ async def _stall(services: Services, db: AsyncDatabase[Document]) -> None:
             await session.commit_transaction()
 
     slow = asyncio.create_task(slow_statement())
-    await asyncio.sleep(1.0)  # the statement is running
+    await asyncio.sleep(0.5)  # the statement is running
     blocked = asyncio.create_task(next_transaction())
-    await asyncio.sleep(0.5)  # … and the registry waits for it
+    await asyncio.sleep(0.3)  # … and the registry waits for it
     try:
         await ping(services.db)
         checks = await services.ready()
