@@ -27,7 +27,7 @@ from adapters.kafka.dead_letters import KafkaDeadLetterTopic, dead_letter_topic
 from adapters.kafka.publisher import KafkaEventPublisher
 from adapters.kafka.topics import ensure_topics, kafka_ping, topic_for
 from adapters.mongo.cards import MongoCardPublicationFeed, MongoCardStore
-from adapters.mongo.client import connect, ping
+from adapters.mongo.client import StoreProbe, connect, ping
 from adapters.mongo.dead_letters import MongoDeadLetterStore
 from adapters.mongo.deliveries import MongoDeliveryLog
 from adapters.mongo.event_store import MongoEventStore
@@ -91,6 +91,8 @@ class Services:
         self.client = connect(s.mongo_uri)
         self.db = self.client[s.mongo_database]
         self.transaction_sessions = TransactionSessions(self.db)
+        # /readyz's store check: a real write, not only `ping`
+        self.store_probe = StoreProbe(self.db, self.transaction_sessions.holder)
         self.events = MongoEventStore(self.db, self.transaction_sessions)
         self.cards = MongoCardStore(self.db, sessions=self.transaction_sessions)
         self.notices = MongoNoticeStore(self.db)
@@ -488,11 +490,7 @@ class Services:
         return checks
 
     async def _store_answers(self) -> bool:
-        try:
-            await ping(self.db)
-        except Exception:
-            return False
-        return True
+        return await self.store_probe.answers()
 
     async def _behind(self) -> int:
         """Events a command accepted now would queue behind: those re-published
@@ -540,6 +538,7 @@ class Services:
             await _bounded(self.relay_lease.release(), "relay lease", limit)
         # every transaction is over: nothing of this process is left to end
         await _bounded(self.transaction_sessions.forget(), "transaction sessions", limit)
+        await _bounded(self.store_probe.close(), "store probe", limit)
         await _bounded(self.publisher.close(), "Kafka producer", limit)
         for topic in self.dead_letter_topics:
             await _bounded(topic.close(), "dead-letter producer", limit)

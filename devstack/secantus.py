@@ -34,7 +34,8 @@ class SecantusServer(LoopbackService):
     """A SecantusDB server on 127.0.0.1.
 
     ``data_dir`` holds the WiredTiger files (kept across restarts); ``None``
-    means in-memory. ``port`` defaults to a free one, fixed for the life of
+    means in-memory. ``test_commands`` enables mongod's test-only commands
+    (``configureFailPoint``). ``port`` defaults to a free one, fixed for the life of
     the object so ``stop()``/``start()`` keeps the same URI.
     """
 
@@ -45,6 +46,7 @@ class SecantusServer(LoopbackService):
         *,
         log_dir: Path | None = None,
         sync_on_commit: bool = True,
+        test_commands: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.port = port if port is not None else free_port()
@@ -67,6 +69,8 @@ class SecantusServer(LoopbackService):
         ]  # fmt: skip
         if sync_on_commit:
             argv.append("--sync-on-commit")
+        if test_commands:  # `configureFailPoint` (fault-injection tests)
+            argv.append("--enable-test-commands")
         self._config = config
         self.process = ManagedProcess(f"secantus-{self.port}", argv, self.log_dir)
 
