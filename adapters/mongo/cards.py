@@ -25,7 +25,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.changes import INSERT, UPDATE, Change, MongoChangeFeed, as_feed
-from adapters.mongo.client import Document
+from adapters.mongo.client import Document, in_chunks
 from adapters.mongo.errors import translated
 from adapters.mongo.group_commit import insert_unordered
 from adapters.mongo.transactions import TransactionSessions
@@ -229,7 +229,11 @@ class MongoCardStore:
 
     async def get_many(self, ids: Sequence[str]) -> dict[str, CorporateAction]:
         async with translated():
-            docs = [doc async for doc in self._cards.find({"_id": {"$in": list(ids)}})]
+            docs = [
+                doc
+                for chunk in in_chunks(ids)
+                async for doc in self._cards.find({"_id": {"$in": chunk}})
+            ]
         return {doc["_id"]: from_document(doc) for doc in docs}
 
     async def save(self, state: CorporateAction, previous_revision: int) -> bool:
@@ -284,7 +288,8 @@ class MongoCardStore:
                 async with translated():
                     stored = {
                         doc["_id"]: doc["revision"]
-                        async for doc in self._cards.find({"_id": {"$in": ids}}, {"revision": 1})
+                        for chunk in in_chunks(ids)
+                        async for doc in self._cards.find({"_id": {"$in": chunk}}, {"revision": 1})
                     }
                 moved = {
                     state.id for state, previous in updates if stored.get(state.id) != previous

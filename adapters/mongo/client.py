@@ -22,9 +22,10 @@ T = TypeVar("T")
 IN_LIMIT = 200
 
 
-def in_chunks(values: Sequence[T], limit: int = IN_LIMIT) -> Iterator[list[T]]:
-    """`values` in consecutive lists of at most `limit`, for `$in` filters
-    (see IN_LIMIT); nothing for no values."""
+def in_chunks(values: Sequence[T], limit: int | None = None) -> Iterator[list[T]]:
+    """`values` in consecutive lists of at most `limit` (default IN_LIMIT, read
+    at each call), for `$in` filters; nothing for no values."""
+    limit = IN_LIMIT if limit is None else limit
     for start in range(0, len(values), limit):
         yield list(values[start : start + limit])
 

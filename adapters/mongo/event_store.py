@@ -33,7 +33,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from adapters.mongo.client import Document
+from adapters.mongo.client import Document, in_chunks
 from adapters.mongo.errors import translated
 from adapters.mongo.group_commit import GroupCommit, insert_unordered
 from adapters.mongo.transactions import TransactionSessions
@@ -223,7 +223,11 @@ class MongoEventStore:
         """The stored events when every one of `events` is stored under its id
         (this append was already done), else None."""
         ids = [event.event_id for event in events]
-        found = {doc["_id"]: doc async for doc in self._events.find({"_id": {"$in": ids}})}
+        found = {
+            doc["_id"]: doc
+            for chunk in in_chunks(ids)
+            async for doc in self._events.find({"_id": {"$in": chunk}})
+        }
         if len(found) != len(ids):
             return None
         return [_from_document(found[event_id]) for event_id in ids]
@@ -254,14 +258,15 @@ class MongoEventStore:
         if not aggregate_ids:
             return heads
         async with translated():
-            cursor = self._events.find(
-                {"aggregateId": {"$in": list(aggregate_ids)}},
-                {"aggregateId": 1, "version": 1, "sequence": 1},
-            )
-            async for doc in cursor:
-                if int(doc["sequence"]) < before_sequence:
-                    stream = doc["aggregateId"]
-                    heads[stream] = max(heads.get(stream, 0), int(doc["version"]))
+            for chunk in in_chunks(sorted(aggregate_ids)):
+                cursor = self._events.find(
+                    {"aggregateId": {"$in": chunk}},
+                    {"aggregateId": 1, "version": 1, "sequence": 1},
+                )
+                async for doc in cursor:
+                    if int(doc["sequence"]) < before_sequence:
+                        stream = doc["aggregateId"]
+                        heads[stream] = max(heads.get(stream, 0), int(doc["version"]))
         return heads
 
     async def unpublished(self, limit: int) -> list[EventEnvelope]:
@@ -305,9 +310,10 @@ class MongoEventStore:
         if not event_ids:
             return
         async with translated():
-            await self._events.update_many(
-                {"_id": {"$in": list(event_ids)}}, {"$set": {"published": True}}
-            )
+            for chunk in in_chunks(event_ids):
+                await self._events.update_many(
+                    {"_id": {"$in": chunk}}, {"$set": {"published": True}}
+                )
 
     # Parking keeps a refused event out of the outbox (`published` is neither
     # False, which the relay drains, nor True, which a re-publish resets).
@@ -316,18 +322,22 @@ class MongoEventStore:
         if not event_ids:
             return
         async with translated():
-            await self._events.update_many(
-                {"_id": {"$in": list(event_ids)}, "published": False},
-                {"$set": {"published": None, "parkedAt": at}},
-            )
+            for chunk in in_chunks(event_ids):
+                await self._events.update_many(
+                    {"_id": {"$in": chunk}, "published": False},
+                    {"$set": {"published": None, "parkedAt": at}},
+                )
 
     async def unpark(self, event_ids: Sequence[str]) -> int:
+        unparked = 0
         async with translated():
-            result = await self._events.update_many(
-                {"_id": {"$in": list(event_ids)}, "published": None},
-                {"$set": {"published": False}, "$unset": {"parkedAt": ""}},
-            )
-        return result.modified_count
+            for chunk in in_chunks(event_ids):
+                result = await self._events.update_many(
+                    {"_id": {"$in": chunk}, "published": None},
+                    {"$set": {"published": False}, "$unset": {"parkedAt": ""}},
+                )
+                unparked += result.modified_count
+        return unparked
 
     async def mark_unpublished_after(self, sequence: int) -> int:
         """Queue the events past global `sequence` for publishing again (the
@@ -439,10 +449,13 @@ async def put_derived_events(
     event cost it several times more."""
     if not events:
         return
-    cursor = events_collection.find(
-        {"_id": {"$in": [e.event_id for e in events]}}, {"_id": 1}, session=session
-    )
-    stored = {doc["_id"] async for doc in cursor}
+    stored = {
+        doc["_id"]
+        for chunk in in_chunks([e.event_id for e in events])
+        async for doc in events_collection.find(
+            {"_id": {"$in": chunk}}, {"_id": 1}, session=session
+        )
+    }
     new = [_to_document(e) for e in events if e.event_id not in stored]
     if new:
         await events_collection.insert_many(new, ordered=False, session=session)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from adapters.mongo.client import Document
+from adapters.mongo.client import Document, in_chunks
 from adapters.mongo.errors import translated
 from domain.ports import StoredPreferences
 from domain.preferences import Preferences
@@ -93,8 +93,11 @@ class MongoPreferenceStore:
         if not account_ids:
             return {}
         async with translated():
-            cursor = self._preferences.find({"_id": {"$in": sorted(account_ids)}})
-            return {doc["_id"]: doc async for doc in cursor}
+            return {
+                doc["_id"]: doc
+                for chunk in in_chunks(sorted(account_ids))
+                async for doc in self._preferences.find({"_id": {"$in": chunk}})
+            }
 
 
 def _in_force(doc: Document, sequence: int) -> Mapping[str, Any] | None:

@@ -129,6 +129,32 @@ async def test_stream_heads_name_each_streams_last_version_before_a_sequence(
 
 
 @pytest.fixture
+def short_in_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`$in` filters of at most 2 values (adapters.mongo.client.IN_LIMIT), so a
+    few ids cross several lists."""
+    monkeypatch.setattr("adapters.mongo.client.IN_LIMIT", 2)
+
+
+@pytest.mark.usefixtures("short_in_lists")
+async def test_id_lists_longer_than_one_in_filter_are_all_read_and_marked(
+    store: EventStore,
+) -> None:
+    events = [(await store.append([_event(f"S{n}", 1)]))[0] for n in range(5)]
+    ids = [e.event_id for e in events]
+    assert await store.stream_heads([f"S{n}" for n in range(5)], 10**9) == {
+        f"S{n}": 1 for n in range(5)
+    }
+    batch = [_event("T", version) for version in range(1, 6)]
+    stored = await store.append(batch)
+    assert await store.append(batch) == stored  # resent: read back by id, 2 ids a read
+    ids += [e.event_id for e in stored]
+    await store.park(ids[:3], datetime(2026, 11, 30, tzinfo=UTC))
+    assert await store.unpark(ids[:3]) == 3
+    await store.mark_published(ids[:8])
+    assert [e.event_id for e in await store.unpublished(10)] == ids[8:]
+
+
+@pytest.fixture
 def small_outbox_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Mongo outbox read in windows of 2 sequences, walked 3 at a time,
     so a few events cross several windows."""
