@@ -199,10 +199,17 @@ def issue_stream(action_id: str) -> str:
 
 
 def notices_issued_event(
-    action_id: str, notices: Sequence[IssuedNotice], occurred_at: datetime, version: int
+    action_id: str,
+    notices: Sequence[IssuedNotice],
+    occurred_at: datetime,
+    version: int,
+    *,
+    delivered_at_issue: bool = False,
 ) -> ev.EventEnvelope:
     """One `NoticeIssued` (schema 2) for several versions of one corporate
-    action's notices: payload `{"notices": [IssuedNotice payload, …]}`.
+    action's notices: payload `{"notices": [IssuedNotice payload, …]}`, and
+    `"deliveredAtIssue": true` when the issuer had no outbound channel on and
+    stored them delivered (`delivered_at_issue`): the planner leaves those be.
 
     Its id is derived from the (notice, version) pairs, so writing the same
     batch again (a rerun transaction, a redelivered Kafka batch) is the same
@@ -223,9 +230,24 @@ def notices_issued_event(
         occurred_at=occurred_at,
         actor="notices-projector",
         correlation_id=action_id,
-        payload={"notices": [n.to_payload() for n in notices]},
+        payload={
+            "notices": [n.to_payload() for n in notices],
+            **({DELIVERED_AT_ISSUE: True} if delivered_at_issue else {}),
+        },
         schema_version=ISSUED_BATCH_SCHEMA,
     )
+
+
+DELIVERED_AT_ISSUE = "deliveredAtIssue"
+
+
+def delivered_at_issue(event: ev.EventEnvelope) -> bool:
+    """Whether a `NoticeIssued` event's versions were stored delivered by
+    their issuer: no outbound channel was on there (`plan_channels` with no
+    channel enabled plans none, whatever the preferences), so a version
+    "counts as delivered at once" already in the transaction that stored it
+    (contract: "Delivery to channels"). The planner plans nothing for them."""
+    return bool(event.payload.get(DELIVERED_AT_ISSUE))
 
 
 def issued_versions(event: ev.EventEnvelope) -> list[IssuedNotice]:

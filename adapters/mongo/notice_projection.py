@@ -61,6 +61,7 @@ class MongoNoticeProjectionStore:
         notices: str = NOTICES,
         *,
         issue_events: bool = True,
+        delivered_at_issue: bool = False,
         sessions: TransactionSessions | None = None,
     ) -> None:
         self._db = db
@@ -74,6 +75,12 @@ class MongoNoticeProjectionStore:
         # outbox (a batch per transaction), written with the notice: the
         # dispatcher's input.
         self._issue_events = issue_events
+        # No outbound channel on (`delivery.wiring.delivered_at_issue`): each
+        # version is stored delivered at its issue time, counted so in the
+        # chunk's transaction, and its event says so — the dispatcher's
+        # per-notice marks (a read and an update of each notice on the store
+        # the fan-out writes to) are not needed.
+        self._delivered_at_issue = delivered_at_issue
         # (notice, version) pairs every chosen channel delivered: kept apart from
         # the notices so a rebuilt notice gets its `deliveredAt` back.
         self._delivered = db[DELIVERED_VERSIONS]
@@ -182,6 +189,7 @@ class MongoNoticeProjectionStore:
                 [_issued(doc) for doc in batch],
                 min(doc["issuedAt"] for doc in batch),
                 0,  # the stream version is assigned below, to the new ones
+                delivered_at_issue=self._delivered_at_issue,
             )
             for batch in (
                 ordered[start : start + ISSUED_PER_EVENT]
@@ -227,14 +235,21 @@ class MongoNoticeProjectionStore:
     async def _with_delivery(
         self, notices: Sequence[Document], session: AsyncClientSession
     ) -> list[Document]:
-        """The notices, each with `deliveredAt` as recorded for its version."""
+        """The notices, each with `deliveredAt` as recorded for its version
+        (else its `issuedAt` when delivered at issue, else none)."""
         if not notices:
             return []
         keys = [_delivered_key(n["_id"], n["version"]) for n in notices]
         cursor = self._delivered.find({"_id": {"$in": keys}}, session=session)
         delivered = {d["_id"]: d["at"] async for d in cursor}
+        at_issue = self._delivered_at_issue
         return [
-            {**n, "deliveredAt": delivered.get(_delivered_key(n["_id"], n["version"]))}
+            {
+                **n,
+                "deliveredAt": delivered.get(
+                    _delivered_key(n["_id"], n["version"]), n["issuedAt"] if at_issue else None
+                ),
+            }
             for n in notices
         ]
 
