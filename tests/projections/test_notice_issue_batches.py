@@ -80,6 +80,13 @@ async def test_each_written_version_is_issued_in_exactly_one_batch(db: Any) -> N
     assert events[-1]["sequence"] > events[-2]["sequence"]
     assert events[-1]["version"] == 4
 
+    # another worker's store (it knows no head of this stream) continues it,
+    # then this one, whose remembered head (4) is behind: 5, then 6
+    other = MongoNoticeProjectionStore(db)
+    assert await other.reconcile_range(ACTION, first, last, partial(planned, changed, 3)) == 3
+    assert await store.reconcile_range(ACTION, first, last, partial(planned, changed, 4)) == 3
+    assert [e["version"] for e in await issued(db)] == [1, 2, 3, 4, 5, 6]
+
 
 async def test_with_no_channel_on_versions_are_stored_delivered_at_issue(db: Any) -> None:
     """No outbound channel on (delivery.wiring.delivered_at_issue): the chunk's
