@@ -549,6 +549,11 @@ async def main() -> None:
         "--profile-store", metavar="RAW", help="py-spy the store process during the fan-out"
     )
     parser.add_argument(
+        "--push-url",
+        help="turn the PUSH channel on (an endpoint that is never called: the holders have "
+        "no preferences, so the planner marks each notice delivered itself)",
+    )
+    parser.add_argument(
         "--no-raw",
         action="store_true",
         help="skip the raw insert_many copy (e.g. for peak RSS at 1 000 000 holders)",
@@ -562,6 +567,7 @@ async def main() -> None:
         keep=args.keep,
         kafka_session_timeout_ms=6000,
         run_dispatcher=not args.no_dispatcher,
+        push_url=args.push_url,
     ) as stack:
         print(
             f"store: SecantusDB {stack.store.uri} (data folder, sync-on-commit); broker: "

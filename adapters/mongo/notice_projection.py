@@ -24,12 +24,13 @@ the notices.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
@@ -300,10 +301,8 @@ class MongoNoticeProjectionStore:
             # Read which are recorded, insert the rest (the `_id`s alone: key
             # operations on SecantusDB, where an upsert each cost it more).
             keys = {_delivered_key(n, v) for n, v in versions}
-            recorded = self._delivered.find(
-                {"_id": {"$in": list(keys)}}, {"_id": 1}, session=session
-            )
-            known = {doc["_id"] async for doc in recorded}
+            recorded = await _by_id(self._delivered, list(keys), {"_id": 1}, session)
+            known = {doc["_id"] for doc in recorded}
             if keys - known:
                 await self._delivered.insert_many(
                     [{"_id": key, "at": at} for key in sorted(keys - known)],
@@ -316,23 +315,22 @@ class MongoNoticeProjectionStore:
             # any other field. The transaction keeps what it read: a notice
             # changed since by another writer makes the update below conflict
             # and the transaction start over.
-            cursor = self._notices.find(
-                {"_id": {"$in": list(wanted)}},
+            found = await _by_id(
+                self._notices,
+                list(wanted),
                 {"version": 1, "corporateActionId": 1, "deliveredAt": 1},
-                session=session,
+                session,
             )
             due = [
                 doc
-                async for doc in cursor
+                for doc in found
                 if doc["version"] == wanted[doc["_id"]] and doc.get("deliveredAt") is None
             ]
-            if due:
-                # one update for the lot (a guarded pipeline update per notice
-                # cost the store ~1 ms each, holding up the fan-out's writes)
+            # one update per slice of ids (a guarded pipeline update per notice
+            # cost the store ~1 ms each, holding up the fan-out's writes)
+            for ids in _slices([d["_id"] for d in due]):
                 await self._notices.update_many(
-                    {"_id": {"$in": [d["_id"] for d in due]}},
-                    {"$set": {"deliveredAt": at}},
-                    session=session,
+                    {"_id": {"$in": ids}}, {"$set": {"deliveredAt": at}}, session=session
                 )
             per_action: dict[str, int] = {}
             for doc in due:
@@ -410,6 +408,31 @@ STATS_OF = "statsOf"
 _COUNTED = {"acknowledgedAt": 1, "deliveredAt": 1}
 _DUPLICATE_RETRIES = 5
 _ISSUE_HEADS_KEPT = 1024  # actions whose issue-stream head is remembered
+# `_id`s per `$in`: SecantusDB checks each document it finds against the
+# `$in`'s values one by one, so an `$in` of n ids that finds them costs it
+# ~n²/2 comparisons (a planner batch of 1 000 versions: 500 000, twice — the
+# read and the update); slices of a `NoticeIssued` batch's size keep it near
+# linear for a few more round trips.
+_IN_SLICE = ISSUED_PER_EVENT
+
+
+def _slices(ids: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), _IN_SLICE):
+        yield list(ids[start : start + _IN_SLICE])
+
+
+async def _by_id(
+    collection: AsyncCollection[Document],
+    ids: Sequence[str],
+    projection: Document,
+    session: AsyncClientSession,
+) -> list[Document]:
+    """The documents of `ids` that exist, read a slice of `_IN_SLICE` at a time."""
+    found: list[Document] = []
+    for some in _slices(ids):
+        cursor = collection.find({"_id": {"$in": some}}, projection, session=session)
+        found.extend([doc async for doc in cursor])
+    return found
 
 
 def _stored_issue(doc: Document) -> StoredIssue:
