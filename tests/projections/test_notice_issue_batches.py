@@ -123,3 +123,10 @@ async def test_with_no_channel_on_versions_are_stored_delivered_at_issue(db: Any
     events = [doc async for doc in cursor]
     assert len(events) == 2
     assert all(e["payload"]["deliveredAtIssue"] is True for e in events)
+    # the versions named, not rendered: nothing renders them
+    assert {frozenset(n) for e in events for n in e["payload"]["notices"]} == {
+        frozenset({"noticeId", "version", "accountId", "kind"})
+    }
+    assert sorted(versions(events)) == sorted(
+        (notice_id(action, a), v) for a in accounts for v in (1, 2)
+    )
