@@ -45,7 +45,7 @@ from commands.handlers import CommandHandlers
 from commands.preferences import PreferencesHandlers
 from commands.relay import OutboxRelay, relay_stopped
 from delivery.dispatcher import DeliveryPlanner
-from delivery.wiring import configured_channels
+from delivery.wiring import configured_channels, delivered_at_issue
 from delivery.worker import ChannelWorker, Settler, breaker_factory
 from domain.consistency import PROJECTION_STREAMS
 from domain.delivery import OutboundNotice, delivery_id, parse_channels
@@ -99,7 +99,7 @@ class Services:
         self.projection_state = MongoProjectionState(self.db, sessions=self.transaction_sessions)
         self.positions = MongoPositionStore(self.db)
         self.notice_projection = MongoNoticeProjectionStore(
-            self.db, sessions=self.transaction_sessions
+            self.db, sessions=self.transaction_sessions, delivered_at_issue=delivered_at_issue(s)
         )
         self.idempotency = MongoIdempotencyStore(self.db)
         self.log_refills = MongoLogRefills(self.db)

@@ -29,7 +29,13 @@ Commands go through the handlers in-process (not GraphQL): the clock starts
 when the approval is accepted, so the HTTP layer is not part of the figure.
 
     .venv/bin/python -m bench.notices_fanout [--accounts 100000] [--broker kafka|tansu]
-        [--no-dispatcher]
+        [--no-dispatcher] [--commands] [--profile-store /tmp/store.raw]
+
+``--commands`` counts the store commands per notice during the big fan-out
+(a global ``pymongo.monitoring`` listener installed before the stack starts,
+so it sees every client in this process: relay, projectors, dispatcher,
+checkpoints); ``--profile-store`` records the store process with py-spy for
+the fan-out's duration (raw format; needs ``py-spy`` in the venv).
 """
 
 from __future__ import annotations
@@ -39,7 +45,10 @@ import asyncio
 import gc
 import os
 import resource
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -51,7 +60,7 @@ from typing import Any
 
 import pymongo
 from prometheus_client import REGISTRY
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, monitoring
 from pymongo.errors import PyMongoError
 from stdnum import isin as stdnum_isin
 
@@ -137,6 +146,43 @@ def notices_written() -> float:
 def fanout_remaining() -> float:
     value = REGISTRY.get_sample_value("herald_fanout_accounts_remaining", {"projection": "notices"})
     return value or 0.0
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Store commands (name, collection) started by any client in this
+    process while `counting` is set, and the seconds they took."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.counts: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        self._names: dict[tuple[int, Any], str] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if not self.counting:
+            return
+        target = event.command.get(event.command_name)
+        name = event.command_name
+        if isinstance(target, str) and name not in ("getMore", "commitTransaction"):
+            name = f"{name} {target}"
+        elif name == "getMore":
+            name = f"getMore {event.command.get('collection')}"
+        self.counts[name] = self.counts.get(name, 0) + 1
+        self._names[event.request_id, event.connection_id] = name
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._ended(event.request_id, event.connection_id, event.duration_micros)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._ended(event.request_id, event.connection_id, event.duration_micros)
+
+    def _ended(self, request_id: int, connection: Any, micros: int) -> None:
+        name = self._names.pop((request_id, connection), None)
+        if name is not None:
+            self.seconds[name] = self.seconds.get(name, 0.0) + micros / 1e6
+
+
+COMMANDS = CommandCounter()
 
 
 @dataclass
@@ -294,6 +340,8 @@ async def measure(
     runs: int = 5,
     run_accounts: int = 2000,
     progress: bool = True,
+    profile_store: str | None = None,
+    raw: bool = True,
 ) -> Result:
     """Fan-out of one action to `accounts` holders against raw `insert_many`
     of the same documents; approval → last notice for `runs` small fan-outs
@@ -344,6 +392,12 @@ async def measure(
 
         print("approving a DVCA on that ISIN/date; waiting for every notice …", flush=True)
         phases.reset()
+        spy = None
+        if profile_store and store.process.pid is not None:
+            spy = _py_spy(store.process.pid, profile_store)
+        COMMANDS.counts.clear()
+        COMMANDS.seconds.clear()
+        COMMANDS.counting = True
         try:
             big = await approve_and_wait(
                 herald,
@@ -361,14 +415,21 @@ async def measure(
             for label, error in phases.failures.items():
                 print(f"  {label:<32} failed (retried by the runner): {error}")
             raise
+        finally:
+            COMMANDS.counting = False
+            if spy is not None:
+                spy.send_signal(2)  # SIGINT: py-spy writes what it sampled
+                await asyncio.to_thread(spy.wait, 60)
         rss.append(("after fan-out", peak_rss_mib()))
         reconcile = (phases.last_end - phases.first_start) if phases.first_start else 0.0
         breakdown = dict(phases.seconds)
         calls = dict(phases.calls)
 
-        copied, raw_seconds = await raw_copy(db, big.action_id)
-        assert copied == expected, (copied, expected)
-        rss.append(("after raw copy", peak_rss_mib()))
+        copied, raw_seconds = expected, 0.0
+        if raw:
+            copied, raw_seconds = await raw_copy(db, big.action_id)
+            assert copied == expected, (copied, expected)
+            rss.append(("after raw copy", peak_rss_mib()))
 
         small: list[FanOut] = []
         run_expected = holders(run_accounts)
@@ -386,13 +447,13 @@ async def measure(
         await mongo.close()
 
     rate = expected / big.seconds
-    raw_rate = copied / raw_seconds
+    raw_rate = copied / raw_seconds if raw_seconds else None
     result.add(
         Figure(
             f"notice fan-out, {expected:,} holders",
             rate,
             "notices/s",
-            "raw insert_many of the same documents",
+            "raw insert_many of the same documents" if raw else None,
             raw_rate,
             "≥ 0.9×",
         )
@@ -412,7 +473,7 @@ async def measure(
             io += seconds
             notes.append(f"  {label:<32} {seconds:7.2f} s in {calls[label]} calls")
         notes.append(f"  {'plan/derive/build (the rest)':<32} {max(reconcile - io, 0):7.2f} s")
-    if small:
+    if small and raw_rate:
         latencies = [r.seconds * 1000 for r in small]
         # the store's own floor for those notices: raw insert_many at the rate above
         floor = f"raw insert_many of {run_expected:,} such documents"
@@ -439,6 +500,17 @@ async def measure(
             f"min {min(latencies):.0f} ms, max {max(latencies):.0f} ms, "
             f"mean {statistics.fmean(latencies):.0f} ms"
         )
+    if COMMANDS.counts:
+        spent = COMMANDS.seconds
+        notes.append(
+            f"store commands during the fan-out of {expected} (per 1 000 notices, seconds): "
+            + ", ".join(
+                f"{name} {count} ({count * 1000 / expected:.1f}) {spent.get(name, 0):.2f} s"
+                for name, count in sorted(
+                    COMMANDS.counts.items(), key=lambda kv: -spent.get(kv[0], 0)
+                )
+            )
+        )
     notes.append(
         "peak RSS (this process: Herald + bench): "
         + ", ".join(f"{label} {peak:.0f} MiB" for label, peak in rss)
@@ -448,6 +520,15 @@ async def measure(
         f"peak {big.peak_rss_during:.1f} MiB (+{big.peak_rss_during - big.rss_at_start:.1f} MiB)"
     )
     return result
+
+
+def _py_spy(pid: int, output: str) -> subprocess.Popen[bytes]:
+    """py-spy recording `pid` until interrupted (raw, 250 Hz)."""
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return subprocess.Popen(
+        [spy, "record", "-r", "250", "-f", "raw", "-o", output, "-p", str(pid)],
+        stdout=subprocess.DEVNULL,
+    )
 
 
 async def main() -> None:
@@ -461,13 +542,32 @@ async def main() -> None:
         action="store_true",
         help="without the delivery dispatcher (which marks the same notices delivered meanwhile)",
     )
+    parser.add_argument(
+        "--commands", action="store_true", help="count the store commands per notice"
+    )
+    parser.add_argument(
+        "--profile-store", metavar="RAW", help="py-spy the store process during the fan-out"
+    )
+    parser.add_argument(
+        "--push-url",
+        help="turn the PUSH channel on (an endpoint that is never called: the holders have "
+        "no preferences, so the planner marks each notice delivered itself)",
+    )
+    parser.add_argument(
+        "--no-raw",
+        action="store_true",
+        help="skip the raw insert_many copy (e.g. for peak RSS at 1 000 000 holders)",
+    )
     args = parser.parse_args()
+    if args.commands:
+        monitoring.register(COMMANDS)  # before any client exists: it then sees them all
     async with bench_stack(
         "fanout",
         broker=args.broker,
         keep=args.keep,
         kafka_session_timeout_ms=6000,
         run_dispatcher=not args.no_dispatcher,
+        push_url=args.push_url,
     ) as stack:
         print(
             f"store: SecantusDB {stack.store.uri} (data folder, sync-on-commit); broker: "
@@ -476,7 +576,12 @@ async def main() -> None:
             flush=True,
         )
         result = await measure(
-            stack, accounts=args.accounts, runs=args.runs, run_accounts=args.run_accounts
+            stack,
+            accounts=args.accounts,
+            runs=args.runs,
+            run_accounts=args.run_accounts,
+            profile_store=args.profile_store,
+            raw=not args.no_raw,
         )
     print_result(result, store="SecantusDB (sync-on-commit, data folder)", broker=args.broker)
 

@@ -22,6 +22,7 @@ from adapters.kafka.topics import topic_for
 from adapters.mongo.cards import CARDS, MongoCardStore
 from adapters.mongo.collections import drop, replace_collection
 from adapters.mongo.notice_projection import NOTICES, MongoNoticeProjectionStore
+from delivery.wiring import delivered_at_issue
 from domain.events import AGGREGATE_CORPORATE_ACTION, AGGREGATE_NOTICE, AGGREGATE_POSITIONS
 from projections.cards import CardProjector
 from projections.notices import NoticeProjector
@@ -40,7 +41,12 @@ def _phases(services: Services, name: str, collection: str) -> list[Projector]:
         cards = MongoCardStore(services.db, collection, sessions=services.transaction_sessions)
         return [CardProjector(cards, services.events, [actions])]
     if name == "notices":
-        store = MongoNoticeProjectionStore(services.db, notices=collection)
+        # delivered at issue as the live projector stores them (no channel on)
+        store = MongoNoticeProjectionStore(
+            services.db,
+            notices=collection,
+            delivered_at_issue=delivered_at_issue(services.settings),
+        )
         return [
             NoticeProjector(store, services.positions, services.events, [actions, positions]),
             NoticeProjector(store, services.positions, services.events, [acks]),

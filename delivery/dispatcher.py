@@ -39,7 +39,13 @@ from datetime import UTC, datetime
 from domain import events as ev
 from domain.codes import NoticeKind
 from domain.consistency import PREFERENCES_PROJECTION
-from domain.delivery import IssuedNotice, OutboundNotice, issued_versions, plan_channels
+from domain.delivery import (
+    IssuedNotice,
+    OutboundNotice,
+    delivered_at_issue,
+    issued_versions,
+    plan_channels,
+)
 from domain.ports import (
     Channel,
     DeliveryLog,
@@ -97,10 +103,13 @@ class DeliveryPlanner:
     async def apply(self, events: Sequence[ev.EventEnvelope]) -> None:
         # Each version with the global sequence of its NoticeIssued event: where
         # in the log it was issued, so the preferences in force then decide.
+        # (Versions stored delivered by an issuer with no channel on: nothing
+        # to plan, no store call — a fan-out's notices cost the dispatcher
+        # nothing on the store it shares with the projector.)
         issued = [
             (notice, e.sequence, e.trace_context)
             for e in events
-            if e.event_name == ev.NOTICE_ISSUED
+            if e.event_name == ev.NOTICE_ISSUED and not delivered_at_issue(e)
             for notice in issued_versions(e)
         ]
         if not issued:

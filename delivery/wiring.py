@@ -20,6 +20,17 @@ from domain.preferences import DeliveryChannel
 from settings import Settings
 
 
+def delivered_at_issue(settings: Settings) -> bool:
+    """No outbound channel is on: every notice version goes nowhere outbound
+    (`domain.delivery.plan_channels` plans none, whatever the preferences),
+    so the notices projector stores it delivered at its issue, in the
+    transaction that writes it, and the planner has nothing to do for it.
+    (Every process of a deployment shares these settings; the decision rides
+    in each `NoticeIssued` event, so a planner configured otherwise still
+    leaves those versions be.)"""
+    return not (settings.smtp_url or settings.push_url or settings.swift_sender_bic)
+
+
 def configured_channels(settings: Settings, events: EventStore) -> dict[DeliveryChannel, Channel]:
     from adapters.channels.email import SmtpChannel
     from adapters.channels.push import PushChannel

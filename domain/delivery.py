@@ -199,10 +199,21 @@ def issue_stream(action_id: str) -> str:
 
 
 def notices_issued_event(
-    action_id: str, notices: Sequence[IssuedNotice], occurred_at: datetime, version: int
+    action_id: str,
+    notices: Sequence[IssuedNotice],
+    occurred_at: datetime,
+    version: int,
+    *,
+    delivered_at_issue: bool = False,
 ) -> ev.EventEnvelope:
     """One `NoticeIssued` (schema 2) for several versions of one corporate
-    action's notices: payload `{"notices": [IssuedNotice payload, …]}`.
+    action's notices: payload `{"notices": [IssuedNotice payload, …]}`; or,
+    when the issuer had no outbound channel on and stored them delivered
+    (`delivered_at_issue`), `{"notices": [{noticeId, version, accountId,
+    kind}, …], "deliveredAtIssue": true}` — the versions named, not rendered
+    (nothing renders them; ~100 bytes a version instead of ~1 KB, which the
+    outbox, the relay's reads and published marks, and the broker carry):
+    the planner leaves those be.
 
     Its id is derived from the (notice, version) pairs, so writing the same
     batch again (a rerun transaction, a redelivered Kafka batch) is the same
@@ -223,14 +234,41 @@ def notices_issued_event(
         occurred_at=occurred_at,
         actor="notices-projector",
         correlation_id=action_id,
-        payload={"notices": [n.to_payload() for n in notices]},
+        payload=(
+            {"notices": [_named(n) for n in notices], DELIVERED_AT_ISSUE: True}
+            if delivered_at_issue
+            else {"notices": [n.to_payload() for n in notices]}
+        ),
         schema_version=ISSUED_BATCH_SCHEMA,
     )
 
 
+DELIVERED_AT_ISSUE = "deliveredAtIssue"
+
+
+def _named(notice: IssuedNotice) -> dict[str, Any]:
+    return {
+        "noticeId": notice.notice_id,
+        "version": notice.version,
+        "accountId": notice.account_id,
+        "kind": notice.kind.value,
+    }
+
+
+def delivered_at_issue(event: ev.EventEnvelope) -> bool:
+    """Whether a `NoticeIssued` event's versions were stored delivered by
+    their issuer: no outbound channel was on there (`plan_channels` with no
+    channel enabled plans none, whatever the preferences), so a version
+    "counts as delivered at once" already in the transaction that stored it
+    (contract: "Delivery to channels"). The planner plans nothing for them."""
+    return bool(event.payload.get(DELIVERED_AT_ISSUE))
+
+
 def issued_versions(event: ev.EventEnvelope) -> list[IssuedNotice]:
     """The versions a `NoticeIssued` event issues: one (schema 1, the payload
-    is the version) or a batch (schema 2, `notices_issued_event`)."""
+    is the version) or a batch (schema 2, `notices_issued_event`). Not for
+    a batch `delivered_at_issue` (it names its versions without rendering
+    them: KeyError)."""
     if event.schema_version >= ISSUED_BATCH_SCHEMA:
         return [IssuedNotice.from_payload(n) for n in event.payload["notices"]]
     return [IssuedNotice.from_payload(event.payload)]

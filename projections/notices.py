@@ -93,15 +93,14 @@ class NoticeProjector:
         # then either read below or finds this action when its event arrives.
         await self._notices.subscribe(action_id, pairs)
         steps: list[nt.Step] = list(publications)
+        sizes: dict[str, int] = {}  # accounts per snapshot id, as its event says
         for isin, as_of in sorted(pairs):
-            steps += await self._snapshots(isin, as_of)
+            steps += await self._snapshots(isin, as_of, sizes)
         effective = nt.plan(steps)
         snapshot_ids = nt.snapshot_ids(effective)
         written = 0
         remaining = metrics.FANOUT_REMAINING.labels(NAME)
-        # Chunk boundaries from one pass over the index, then bounded range reads:
-        # never a list of account ids sent to the store, never all ids in memory.
-        marks, total = await self._positions.boundaries(snapshot_ids, self._chunk)
+        marks, total = await self._chunk_marks(snapshot_ids, sizes)
         remaining.inc(total)
         # (no holder yet, e.g. approved before the positions: no range at all)
         ranges = list(zip(marks, [*marks[1:], None], strict=True)) if marks else []
@@ -153,19 +152,46 @@ class NoticeProjector:
             )
         return publications
 
-    async def _snapshots(self, isin: str, as_of: date) -> list[nt.SnapshotRecorded]:
+    async def _chunk_marks(
+        self, snapshot_ids: Sequence[str], sizes: Mapping[str, int]
+    ) -> tuple[list[str], int]:
+        """The first account of each chunk and the number of positions.
+
+        Chunk boundaries come from one pass over the index, then bounded range
+        reads: never a list of account ids sent to the store, never all ids in
+        memory. One snapshot no larger than a chunk (its size as its event
+        recorded it) is one range from the start, without that pass — a
+        store round trip before the first notice of most fan-outs."""
+        if len(snapshot_ids) == 1:
+            size = sizes.get(snapshot_ids[0])
+            if size is not None and size <= self._chunk:
+                return ([""] if size else []), size
+        return await self._positions.boundaries(snapshot_ids, self._chunk)
+
+    async def _snapshots(
+        self, isin: str, as_of: date, sizes: dict[str, int]
+    ) -> list[nt.SnapshotRecorded]:
+        """The snapshots recorded for (isin, as_of); notes in `sizes` the
+        accounts of each whose event says (`accounts`, in events since it was
+        added)."""
         aggregate_id = positions_aggregate_id(isin, as_of.isoformat())
-        return [
-            nt.SnapshotRecorded(
-                sequence=event.sequence,
-                occurred_at=event.occurred_at,
-                isin=isin,
-                as_of=as_of,
-                snapshot_id=str(event.payload["snapshotId"]),
+        recorded: list[nt.SnapshotRecorded] = []
+        for event in await self._events.load(aggregate_id):
+            if event.event_name != ev.POSITIONS_RECORDED:
+                continue
+            snapshot_id = str(event.payload["snapshotId"])
+            if isinstance(accounts := event.payload.get("accounts"), int):
+                sizes[snapshot_id] = accounts
+            recorded.append(
+                nt.SnapshotRecorded(
+                    sequence=event.sequence,
+                    occurred_at=event.occurred_at,
+                    isin=isin,
+                    as_of=as_of,
+                    snapshot_id=snapshot_id,
+                )
             )
-            for event in await self._events.load(aggregate_id)
-            if event.event_name == ev.POSITIONS_RECORDED
-        ]
+        return recorded
 
 
 def _to_store(

@@ -23,12 +23,14 @@ the notices.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.client import Document
@@ -61,6 +63,7 @@ class MongoNoticeProjectionStore:
         notices: str = NOTICES,
         *,
         issue_events: bool = True,
+        delivered_at_issue: bool = False,
         sessions: TransactionSessions | None = None,
     ) -> None:
         self._db = db
@@ -74,6 +77,15 @@ class MongoNoticeProjectionStore:
         # outbox (a batch per transaction), written with the notice: the
         # dispatcher's input.
         self._issue_events = issue_events
+        # No outbound channel on (`delivery.wiring.delivered_at_issue`): each
+        # version is stored delivered at its issue time, counted so in the
+        # chunk's transaction, and its event says so — the dispatcher's
+        # per-notice marks (a read and an update of each notice on the store
+        # the fan-out writes to) are not needed.
+        self._delivered_at_issue = delivered_at_issue
+        # The last committed version of each action's issue stream seen here
+        # (bounded; a hint, see `_issue_head`).
+        self._issue_heads: OrderedDict[str, int] = OrderedDict()
         # (notice, version) pairs every chosen channel delivered: kept apart from
         # the notices so a rebuilt notice gets its `deliveredAt` back.
         self._delivered = db[DELIVERED_VERSIONS]
@@ -117,9 +129,10 @@ class MongoNoticeProjectionStore:
         written. `plan` may run more than once (a conflicting concurrent
         write makes the transaction start over) and must be pure."""
         written: list[Document] = []
+        issue_head: int | None = None
 
         async def attempt(session: AsyncClientSession) -> None:
-            nonlocal written
+            nonlocal written, issue_head
             cursor = self._notices.find(
                 {"corporateActionId": action_id, "accountId": {"$gte": first, "$lte": last}},
                 {"accountId": 1, "version": 1, "contentHash": 1, **_COUNTED},
@@ -151,18 +164,21 @@ class MongoNoticeProjectionStore:
                     session=session,
                 )
             await self._count(action_id, moves, session)
+            issue_head = None
             if self._issue_events and (new or replacing):
-                await self._record_issues(action_id, [*new, *replacing], session)
+                issue_head = await self._record_issues(action_id, [*new, *replacing], session)
             written = [*new, *replacing]  # (an attempt started over forgets its own)
 
         await self._in_transaction(attempt)
+        if issue_head is not None:  # committed
+            self._remember_issue_head(action_id, issue_head)
         for doc in written:
             metrics.NOTICES_ISSUED.labels(doc["kind"]).inc()
         return len(written)
 
     async def _record_issues(
         self, action_id: str, notices: Sequence[Document], session: AsyncClientSession
-    ) -> None:
+    ) -> int | None:
         """`NoticeIssued` for the written notice versions, in the caller's
         transaction: one event per `ISSUED_PER_EVENT` versions (a fan-out's
         outbox writes were one document per notice, each under the events'
@@ -174,7 +190,8 @@ class MongoNoticeProjectionStore:
         Global positions are reserved outside the transaction (gaps are
         harmless). (A rebuild whose batches differ from the live ones names
         some versions again: the planner plans each (notice, version,
-        channel) once.)"""
+        channel) once.) Returns the stream's new head, or None if nothing
+        new was written."""
         ordered = sorted(notices, key=lambda doc: str(doc["_id"]))
         events = [
             notices_issued_event(
@@ -182,6 +199,7 @@ class MongoNoticeProjectionStore:
                 [_issued(doc) for doc in batch],
                 min(doc["issuedAt"] for doc in batch),
                 0,  # the stream version is assigned below, to the new ones
+                delivered_at_issue=self._delivered_at_issue,
             )
             for batch in (
                 ordered[start : start + ISSUED_PER_EVENT]
@@ -194,12 +212,8 @@ class MongoNoticeProjectionStore:
         known = {doc["_id"] async for doc in stored}
         new = [e for e in events if e.event_id not in known]
         if not new:
-            return
-        stream = issue_stream(action_id)
-        heads = self._events.find(
-            {"aggregateId": stream, "version": {"$gt": 0}}, {"version": 1}, session=session
-        )
-        head = max([int(doc["version"]) async for doc in heads], default=0)
+            return None
+        head = await self._issue_head(action_id, session)
         reserved = await self._counters.find_one_and_update(
             {"_id": EVENTS},
             {"$inc": {"value": len(new)}},
@@ -223,18 +237,53 @@ class MongoNoticeProjectionStore:
             ],
             session,
         )
+        return head + len(new)
+
+    async def _issue_head(self, action_id: str, session: AsyncClientSession) -> int:
+        """The last version of the action's issue stream: read from the last
+        head this store committed (an index range of the newer ones, usually
+        one document), else from version 1. (Reading the whole stream each
+        time read every earlier batch of the fan-out — ~250 KB each — in every
+        chunk's transaction: quadratic in the holders, 4 000 batches a chunk
+        at 1 000 000.) Events are never deleted, so a head once committed is
+        found again; if not, the whole stream is read."""
+        stream = issue_stream(action_id)
+        for since in dict.fromkeys((max(self._issue_heads.get(action_id, 1), 1), 1)):
+            heads = self._events.find(
+                {"aggregateId": stream, "version": {"$gte": since}},
+                {"version": 1},
+                session=session,
+            )
+            found = [int(doc["version"]) async for doc in heads]
+            if found:
+                return max(found)
+        return 0
+
+    def _remember_issue_head(self, action_id: str, head: int) -> None:
+        heads = self._issue_heads
+        heads[action_id] = max(head, heads.get(action_id, 0))
+        heads.move_to_end(action_id)
+        while len(heads) > _ISSUE_HEADS_KEPT:
+            heads.popitem(last=False)
 
     async def _with_delivery(
         self, notices: Sequence[Document], session: AsyncClientSession
     ) -> list[Document]:
-        """The notices, each with `deliveredAt` as recorded for its version."""
+        """The notices, each with `deliveredAt` as recorded for its version
+        (else its `issuedAt` when delivered at issue, else none)."""
         if not notices:
             return []
         keys = [_delivered_key(n["_id"], n["version"]) for n in notices]
         cursor = self._delivered.find({"_id": {"$in": keys}}, session=session)
         delivered = {d["_id"]: d["at"] async for d in cursor}
+        at_issue = self._delivered_at_issue
         return [
-            {**n, "deliveredAt": delivered.get(_delivered_key(n["_id"], n["version"]))}
+            {
+                **n,
+                "deliveredAt": delivered.get(
+                    _delivered_key(n["_id"], n["version"]), n["issuedAt"] if at_issue else None
+                ),
+            }
             for n in notices
         ]
 
@@ -252,10 +301,8 @@ class MongoNoticeProjectionStore:
             # Read which are recorded, insert the rest (the `_id`s alone: key
             # operations on SecantusDB, where an upsert each cost it more).
             keys = {_delivered_key(n, v) for n, v in versions}
-            recorded = self._delivered.find(
-                {"_id": {"$in": list(keys)}}, {"_id": 1}, session=session
-            )
-            known = {doc["_id"] async for doc in recorded}
+            recorded = await _by_id(self._delivered, list(keys), {"_id": 1}, session)
+            known = {doc["_id"] for doc in recorded}
             if keys - known:
                 await self._delivered.insert_many(
                     [{"_id": key, "at": at} for key in sorted(keys - known)],
@@ -268,23 +315,22 @@ class MongoNoticeProjectionStore:
             # any other field. The transaction keeps what it read: a notice
             # changed since by another writer makes the update below conflict
             # and the transaction start over.
-            cursor = self._notices.find(
-                {"_id": {"$in": list(wanted)}},
+            found = await _by_id(
+                self._notices,
+                list(wanted),
                 {"version": 1, "corporateActionId": 1, "deliveredAt": 1},
-                session=session,
+                session,
             )
             due = [
                 doc
-                async for doc in cursor
+                for doc in found
                 if doc["version"] == wanted[doc["_id"]] and doc.get("deliveredAt") is None
             ]
-            if due:
-                # one update for the lot (a guarded pipeline update per notice
-                # cost the store ~1 ms each, holding up the fan-out's writes)
+            # one update per slice of ids (a guarded pipeline update per notice
+            # cost the store ~1 ms each, holding up the fan-out's writes)
+            for ids in _slices([d["_id"] for d in due]):
                 await self._notices.update_many(
-                    {"_id": {"$in": [d["_id"] for d in due]}},
-                    {"$set": {"deliveredAt": at}},
-                    session=session,
+                    {"_id": {"$in": ids}}, {"$set": {"deliveredAt": at}}, session=session
                 )
             per_action: dict[str, int] = {}
             for doc in due:
@@ -361,6 +407,32 @@ class MongoNoticeProjectionStore:
 STATS_OF = "statsOf"
 _COUNTED = {"acknowledgedAt": 1, "deliveredAt": 1}
 _DUPLICATE_RETRIES = 5
+_ISSUE_HEADS_KEPT = 1024  # actions whose issue-stream head is remembered
+# `_id`s per `$in`: SecantusDB checks each document it finds against the
+# `$in`'s values one by one, so an `$in` of n ids that finds them costs it
+# ~n²/2 comparisons (a planner batch of 1 000 versions: 500 000, twice — the
+# read and the update); slices of a `NoticeIssued` batch's size keep it near
+# linear for a few more round trips.
+_IN_SLICE = ISSUED_PER_EVENT
+
+
+def _slices(ids: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), _IN_SLICE):
+        yield list(ids[start : start + _IN_SLICE])
+
+
+async def _by_id(
+    collection: AsyncCollection[Document],
+    ids: Sequence[str],
+    projection: Document,
+    session: AsyncClientSession,
+) -> list[Document]:
+    """The documents of `ids` that exist, read a slice of `_IN_SLICE` at a time."""
+    found: list[Document] = []
+    for some in _slices(ids):
+        cursor = collection.find({"_id": {"$in": some}}, projection, session=session)
+        found.extend([doc async for doc in cursor])
+    return found
 
 
 def _stored_issue(doc: Document) -> StoredIssue:

@@ -15,6 +15,7 @@ from adapters.memory.notices import MemoryNoticeStore
 from adapters.mongo.client import connect
 from adapters.mongo.notice_projection import MongoNoticeProjectionStore
 from adapters.mongo.notices import NOTICES, MongoNoticeStore, stored_notice
+from domain.delivery import ISSUED_PER_EVENT
 from domain.ports import NoticeDeliveryMarks, NoticeReadStore
 from tests.builders import T0, notice_doc
 
@@ -62,3 +63,28 @@ async def test_a_notice_is_marked_delivered_once_at_its_version(
     assert marked is not None and marked.delivered_at == at
     unmarked = await reads.get_for_accounts(second["_id"], {"ACC-2"})
     assert unmarked is not None and unmarked.delivered_at is None
+
+
+async def test_a_batch_larger_than_an_id_slice_marks_each_notice_at_its_version(
+    stores: tuple[NoticeDeliveryMarks, NoticeReadStore, Put],
+) -> None:
+    """More versions than one `$in` slice of the Mongo adapter (it reads and
+    updates them a slice at a time): each still marked once, at its version,
+    and counted."""
+    marks, reads, put = stores
+    action = f"CA-{uuid.uuid4().hex[:8]}"
+    size = 2 * ISSUED_PER_EVENT + 3
+    docs = [
+        notice_doc(f"ACC-{n:04d}", action, version=2, kind="UPDATE")
+        if n % 3 == 0
+        else notice_doc(f"ACC-{n:04d}", action)
+        for n in range(size)
+    ]
+    await put(docs)
+    at = T0 + timedelta(hours=1)
+    moved_on = sum(1 for n in range(size) if n % 3 == 0)  # at version 2: v1 is too late
+    assert await marks.mark_delivered([(d["_id"], 1) for d in docs], at) == size - moved_on
+    assert await marks.mark_delivered([(d["_id"], 1) for d in docs], at) == 0
+    assert (await reads.by_action([action]))[action][1] == size - moved_on
+    last = await reads.get_for_accounts(docs[-1]["_id"], {docs[-1]["accountId"]})
+    assert last is not None and last.delivered_at == (None if (size - 1) % 3 == 0 else at)

@@ -130,3 +130,25 @@ async def test_a_batched_notice_issued_plans_each_of_its_versions_once(
     # the third account has no preferences and the planner no default channel
     assert await services.deliveries.of_version(notices[2].notice_id, 1) == []
     await push.close()
+
+
+async def test_versions_stored_delivered_at_issue_are_not_planned(herald: RunningHerald) -> None:
+    """A batch whose issuer had no channel on says so (`deliveredAtIssue`):
+    the planner plans none of its versions, even for an account whose
+    preferences name a channel this planner has on."""
+    services = herald.services
+    push = PushChannel("http://127.0.0.1:9/push")
+    planner = _planner(herald, push)
+    account, notice_id = fresh("acc"), fresh("NT")
+    await services.preferences.save(
+        Preferences(account, (DeliveryChannel.PUSH,), push_token="tok-1"), 1, 0, AT
+    )
+    version = issued(notice_id, account, 1, NoticeKind.NEW)
+    await planner.apply([notices_issued_event("CA1", [version], AT, 1, delivered_at_issue=True)])
+    assert await services.deliveries.of_version(notice_id, 1) == []
+    # the same version in a batch without the flag is planned: the flag decided
+    await planner.apply([notices_issued_event("CA1", [version], AT, 1)])
+    assert [d.channel for d in await services.deliveries.of_version(notice_id, 1)] == [
+        DeliveryChannel.PUSH
+    ]
+    await push.close()

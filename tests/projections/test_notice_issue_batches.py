@@ -13,7 +13,12 @@ from typing import Any
 
 from adapters.mongo.client import Document
 from adapters.mongo.event_store import EVENTS, MongoEventStore
-from adapters.mongo.notice_projection import MongoNoticeProjectionStore
+from adapters.mongo.notice_projection import (
+    DELIVERED_VERSIONS,
+    NOTICES,
+    MongoNoticeProjectionStore,
+)
+from adapters.mongo.notices import MongoNoticeStore
 from domain import events as ev
 from domain.delivery import ISSUED_PER_EVENT
 from domain.notices import notice_id
@@ -74,3 +79,54 @@ async def test_each_written_version_is_issued_in_exactly_one_batch(db: Any) -> N
     assert sorted(versions(events[-1:])) == sorted((notice_id(ACTION, a), 2) for a in changed)
     assert events[-1]["sequence"] > events[-2]["sequence"]
     assert events[-1]["version"] == 4
+
+    # another worker's store (it knows no head of this stream) continues it,
+    # then this one, whose remembered head (4) is behind: 5, then 6
+    other = MongoNoticeProjectionStore(db)
+    assert await other.reconcile_range(ACTION, first, last, partial(planned, changed, 3)) == 3
+    assert await store.reconcile_range(ACTION, first, last, partial(planned, changed, 4)) == 3
+    assert [e["version"] for e in await issued(db)] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_with_no_channel_on_versions_are_stored_delivered_at_issue(db: Any) -> None:
+    """No outbound channel on (delivery.wiring.delivered_at_issue): the chunk's
+    transaction stores each version delivered at its issue time and counts it
+    so, and its `NoticeIssued` says so, for the planner to leave it be; a
+    version already recorded delivered keeps its recorded time."""
+    await MongoEventStore(db).ensure_indexes()
+    store = MongoNoticeProjectionStore(db, delivered_at_issue=True)
+    await store.ensure_indexes()
+    action, accounts = "CA-AT-ISSUE", ACCOUNTS[:3]
+
+    def plan(version: int, stored: Mapping[str, StoredIssue]) -> Sequence[NoticeRecord]:
+        return [
+            notice_record(a, action, version, issued_at=AT)
+            for a in accounts
+            if a not in stored or stored[a].version != version
+        ]
+
+    assert await store.reconcile_range(action, accounts[0], accounts[-1], partial(plan, 1)) == 3
+    later = datetime(2026, 12, 21, tzinfo=UTC)
+    # version 2 of one notice was delivered (recorded) before this issue of it
+    await db[DELIVERED_VERSIONS].insert_one(
+        {"_id": f"{notice_id(action, accounts[0])}|2", "at": later}
+    )
+    assert await store.reconcile_range(action, accounts[0], accounts[-1], partial(plan, 2)) == 3
+    stored = {n["accountId"]: n async for n in db[NOTICES].find({"corporateActionId": action})}
+    assert {a: (n["version"], n["deliveredAt"]) for a, n in stored.items()} == {
+        accounts[0]: (2, later),
+        accounts[1]: (2, AT),
+        accounts[2]: (2, AT),
+    }
+    assert (await MongoNoticeStore(db).by_action([action]))[action] == (3, 3, 0)
+    cursor = db[EVENTS].find({"eventType": ev.NOTICE_ISSUED, "correlationId": action})
+    events = [doc async for doc in cursor]
+    assert len(events) == 2
+    assert all(e["payload"]["deliveredAtIssue"] is True for e in events)
+    # the versions named, not rendered: nothing renders them
+    assert {frozenset(n) for e in events for n in e["payload"]["notices"]} == {
+        frozenset({"noticeId", "version", "accountId", "kind"})
+    }
+    assert sorted(versions(events)) == sorted(
+        (notice_id(action, a), v) for a in accounts for v in (1, 2)
+    )

@@ -5,6 +5,7 @@ without a store or a broker."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from adapters.memory.event_store import MemoryEventStore
 from adapters.memory.notice_projection import MemoryNoticeProjectionStore
@@ -21,13 +22,23 @@ IVAN = CommandContext(Principal("ivan", frozenset({ROLE_APPROVER})), "unit")
 HOLDERS = {f"ACC-{n}": str(n * 10) for n in range(1, 6)}
 
 
+class CountedPositions(MemoryPositionSnapshotStore):
+    """Counts the passes over the index for chunk boundaries."""
+
+    passes = 0
+
+    async def boundaries(self, snapshot_ids: Sequence[str], every: int) -> tuple[list[str], int]:
+        self.passes += 1
+        return await super().boundaries(snapshot_ids, every)
+
+
 class World:
-    def __init__(self) -> None:
+    def __init__(self, chunk: int = 2) -> None:
         self.events = MemoryEventStore()
-        positions = MemoryPositionSnapshotStore()
+        self.positions_store = positions = CountedPositions()
         self.handlers = CommandHandlers(self.events, positions)
         self.notices = MemoryNoticeProjectionStore()
-        self.projector = NoticeProjector(self.notices, positions, self.events, [], chunk=2)
+        self.projector = NoticeProjector(self.notices, positions, self.events, [], chunk=chunk)
         self._projected = 0
 
     async def publish(self) -> str:
@@ -96,3 +107,21 @@ async def test_an_approval_before_any_position_issues_nothing_and_fails_nothing(
     await world.positions(HOLDERS)
     await world.project()
     assert await world.projector.reconcile(action_id) == 0  # all issued by the batch
+
+
+async def test_a_snapshot_no_larger_than_a_chunk_is_read_in_one_range_without_boundaries() -> None:
+    """Its event says how many accounts it lists: one range read, no pass
+    over the index first; a larger one (chunks of 2 above) takes the pass."""
+    world = World(chunk=len(HOLDERS))
+    action_id = await world.publish()
+    await world.positions(HOLDERS)
+    await world.project()
+    assert sorted(n.account_id for n in world.notices.notices.values()) == sorted(HOLDERS)
+    assert world.positions_store.passes == 0
+    assert await world.projector.reconcile(action_id) == 0
+    smaller = World(chunk=len(HOLDERS) - 1)
+    await smaller.publish()
+    await smaller.positions(HOLDERS)
+    await smaller.project()
+    assert len(smaller.notices.notices) == len(HOLDERS)
+    assert smaller.positions_store.passes == 1
