@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from adapters.mongo.client import Document
+from adapters.mongo.client import Document, in_chunks
 from adapters.mongo.errors import translated
 from domain.delivery import (
     ClaimedDelivery,
@@ -87,12 +87,14 @@ class MongoDeliveryLog:
         if not versions:
             return {}
         found: dict[tuple[str, int], dict[DeliveryChannel, str]] = {v: {} for v in versions}
+        fields = {"noticeId": 1, "channel": 1, "address": 1, "version": 1, "status": 1}
         async with translated():
-            cursor = self._deliveries.find(
-                {"noticeId": {"$in": list({n for n, _ in versions})}},
-                {"noticeId": 1, "channel": 1, "address": 1, "version": 1, "status": 1},
-            )
-            earlier = [d async for d in cursor if d["status"] != DeliveryStatus.DEAD_LETTERED.value]
+            earlier = [
+                d
+                for chunk in in_chunks(sorted({n for n, _ in versions}))
+                async for d in self._deliveries.find({"noticeId": {"$in": chunk}}, fields)
+                if d["status"] != DeliveryStatus.DEAD_LETTERED.value
+            ]
         wanted: dict[str, list[int]] = {}
         for notice_id, version in versions:
             wanted.setdefault(notice_id, []).append(version)
@@ -133,7 +135,7 @@ class MongoDeliveryLog:
         self, keys: Sequence[str], now: datetime, lease: timedelta
     ) -> list[ClaimedDelivery]:
         """Take those of `keys` still due and not leased: count an attempt on
-        each and lease them to this caller (one write), then read them back."""
+        each and lease them to this caller (one write per IN_LIMIT keys), then read them back."""
         if not keys:
             return []
         token = uuid.uuid4().hex
@@ -144,26 +146,26 @@ class MongoDeliveryLog:
                 {"$lte": ["$claimedUntil", now]},
             ]
         }
-        async with translated():
-            await self._deliveries.update_many(
-                {"_id": {"$in": list(keys)}},
-                [
-                    _set_when(
-                        due,
-                        {
-                            "attempts": {"$add": ["$attempts", 1]},
-                            "claimedUntil": {"$literal": now + lease},
-                            "claim": {"$literal": token},
-                        },
-                    )
-                ],
+        claim = [
+            _set_when(
+                due,
+                {
+                    "attempts": {"$add": ["$attempts", 1]},
+                    "claimedUntil": {"$literal": now + lease},
+                    "claim": {"$literal": token},
+                },
             )
-            cursor = self._deliveries.find({"_id": {"$in": list(keys)}})
-            return [
-                ClaimedDelivery(_delivery(d), IssuedNotice.from_payload(d["notice"]))
-                async for d in cursor
-                if d.get("claim") == token
-            ]
+        ]
+        claimed: list[ClaimedDelivery] = []
+        async with translated():
+            for chunk in in_chunks(keys):
+                await self._deliveries.update_many({"_id": {"$in": chunk}}, claim)
+                claimed += [
+                    ClaimedDelivery(_delivery(d), IssuedNotice.from_payload(d["notice"]))
+                    async for d in self._deliveries.find({"_id": {"$in": chunk}})
+                    if d.get("claim") == token
+                ]
+        return claimed
 
     async def record(self, outcomes: Sequence[Outcome]) -> set[str]:
         """Record the outcomes of claimed deliveries; returns the keys newly
@@ -177,20 +179,19 @@ class MongoDeliveryLog:
         async with translated():
             if delivered:
                 at = max(o.at for o in delivered)
-                await self._deliveries.update_many(
-                    {"_id": {"$in": [o.key for o in delivered]}},
-                    [
-                        _set_when(
-                            {"$ne": ["$status", DeliveryStatus.DELIVERED.value]},
-                            {
-                                "status": {"$literal": DeliveryStatus.DELIVERED.value},
-                                "deliveredAt": {"$literal": at},
-                                "lastError": {"$literal": None},
-                                "claimedUntil": {"$literal": at},
-                            },
-                        )
-                    ],
-                )
+                mark = [
+                    _set_when(
+                        {"$ne": ["$status", DeliveryStatus.DELIVERED.value]},
+                        {
+                            "status": {"$literal": DeliveryStatus.DELIVERED.value},
+                            "deliveredAt": {"$literal": at},
+                            "lastError": {"$literal": None},
+                            "claimedUntil": {"$literal": at},
+                        },
+                    )
+                ]
+                for chunk in in_chunks([o.key for o in delivered]):
+                    await self._deliveries.update_many({"_id": {"$in": chunk}}, mark)
             if others:
                 await self._deliveries.bulk_write(others, ordered=False)
         return {o.key for o in delivered}
@@ -210,9 +211,10 @@ class MongoDeliveryLog:
         if not keys:
             return
         async with translated():
-            await self._deliveries.update_many(
-                {"_id": {"$in": list(keys)}}, {"$set": {"settled": True}}
-            )
+            for chunk in in_chunks(keys):
+                await self._deliveries.update_many(
+                    {"_id": {"$in": chunk}}, {"$set": {"settled": True}}
+                )
 
     async def of_version(self, notice_id: str, version: int) -> list[Delivery]:
         async with translated():

@@ -78,12 +78,6 @@ def test_in_chunks_cover_the_values_in_order_within_the_limit() -> None:
     assert list(in_chunks([])) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fan-out's rooms (adapters/mongo/notice_projection.py, delivery/, and the "
-    "preferences and event-store reads it makes) still send `$in`s of a whole chunk: "
-    "they must page them with adapters.mongo.client.in_chunks",
-)
 async def test_a_notice_fanout_lists_at_most_in_limit_ids_per_in(
     tansu_broker: Broker, mongo_uri: str, issuer: DevIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
