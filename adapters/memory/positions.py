@@ -24,13 +24,16 @@ class MemoryPositionSnapshotStore:
             held.setdefault(p.account_id, Holding(p.quantity, p.tax_rate_percent))
 
     async def boundaries(self, snapshot_ids: Sequence[str], every: int) -> tuple[list[str], int]:
-        marks: set[str] = set()
+        # exact: every `every`-th of the sorted union (the Mongo store's marks
+        # give the same; its pass over unmarked snapshots is ChunkBoundaries')
+        union: set[str] = set()
         total = 0
         for snapshot_id in snapshot_ids:
-            accounts = sorted(self._holdings.get(snapshot_id, {}))
-            marks.update(accounts[::every])
-            total += len(accounts)
-        return sorted(marks), total
+            held = self._holdings.get(snapshot_id, {})
+            union.update(held)
+            total += len(held)
+        accounts = sorted(union)
+        return (["", *accounts[every::every]] if accounts else []), total
 
     async def between(
         self, snapshot_ids: Sequence[str], first: str, before: str | None

@@ -19,10 +19,17 @@ from adapters.mongo.errors import translated
 from domain.money import canonical_string
 from domain.notices import Holding
 from domain.ports import DuplicateKey
-from domain.positions import PositionsSnapshot
+from domain.positions import ChunkBoundaries, PositionsSnapshot
 
 POSITIONS = "position_snapshots"
+# per snapshot, every MARK_EVERY-th of its sorted account ids, written with it:
+# the fan-out's chunk boundaries without a pass over the positions (a pass over
+# a million kept SecantusDB busy 19-38 s before its first answer, past the
+# client's socket timeout, and the fan-out retried it for ever)
+POSITION_MARKS = "position_marks"
+MARK_EVERY = 500
 WRITE_CHUNK = 5000
+BATCH = 5000  # account ids per batch of the boundaries pass (the first one is 101 by default)
 
 
 def _chunks(items: Sequence[Document], size: int) -> Iterator[Sequence[Document]]:
@@ -35,6 +42,7 @@ class MongoPositionStore:
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._positions = db[POSITIONS]
+        self._marks = db[POSITION_MARKS]
 
     async def ensure_indexes(self) -> None:
         async with translated():
@@ -58,24 +66,49 @@ class MongoPositionStore:
             with suppress(DuplicateKey):
                 async with translated():
                     await self._positions.insert_many(chunk, ordered=False)
+        # last: marks stand for a snapshot whose positions are all stored
+        accounts = sorted({p.account_id for p in snapshot.positions})
+        marks = {"every": MARK_EVERY, "count": len(accounts), "marks": accounts[::MARK_EVERY]}
+        with suppress(DuplicateKey):
+            async with translated():
+                await self._marks.insert_one({"_id": snapshot_id, **marks})
 
     async def boundaries(self, snapshot_ids: Sequence[str], every: int) -> tuple[list[str], int]:
-        """Every `every`-th account id of each snapshot (their sorted union) and the
-        number of position documents: one streaming pass, O(N / every) memory."""
+        """From each snapshot's marks (one read) when `every` is a multiple of
+        MARK_EVERY; else, or for a snapshot stored before the marks, one
+        unsorted streaming pass over its account ids (ChunkBoundaries),
+        O(N / every) memory."""
         marks: set[str] = set()
         total = 0
         async with translated():
+            recorded = {
+                doc["_id"]: doc
+                async for doc in self._marks.find({"_id": {"$in": sorted(set(snapshot_ids))}})
+            }
+        unmarked: list[str] = []
+        for snapshot_id in snapshot_ids:
+            doc = recorded.get(snapshot_id)
+            if doc is None or every % int(doc["every"]) != 0:
+                unmarked.append(snapshot_id)
+                continue
+            step = every // int(doc["every"])
+            marks.update(doc["marks"][step::step])  # the first account: "" stands for it
+            total += int(doc["count"])
+        passed, seen = await self._pass(unmarked, every)
+        marks.update(passed)
+        total += seen
+        return (["", *sorted(marks - {""})] if total else []), total
+
+    async def _pass(self, snapshot_ids: Sequence[str], every: int) -> tuple[list[str], int]:
+        cut = ChunkBoundaries(every)
+        async with translated():
             for snapshot_id in snapshot_ids:
                 cursor = self._positions.find(
-                    {"snapshotId": snapshot_id}, {"_id": 0, "accountId": 1}
-                ).sort([("snapshotId", ASCENDING), ("accountId", ASCENDING)])
-                seen = 0
+                    {"snapshotId": snapshot_id}, {"_id": 0, "accountId": 1}, batch_size=BATCH
+                )
                 async for doc in cursor:
-                    if seen % every == 0:
-                        marks.add(doc["accountId"])
-                    seen += 1
-                total += seen
-        return sorted(marks), total
+                    cut.see(doc["accountId"])
+        return cut.boundaries(), cut.seen
 
     async def between(
         self, snapshot_ids: Sequence[str], first: str, before: str | None

@@ -22,8 +22,11 @@ class PositionSnapshotReader(Protocol):
     at once. Raises StoreError when the store fails."""
 
     async def boundaries(self, snapshot_ids: Sequence[str], every: int) -> tuple[list[str], int]:
-        """Every `every`-th account id of each snapshot (their sorted union), and
-        how many positions the snapshots hold in all."""
+        """Chunk boundaries over the snapshots' accounts, and how many positions
+        they hold in all. The boundaries are sorted, start with "" (below every
+        account id) unless there is no position, and cut chunks of about
+        `every` accounts (`domain.positions.chunk_boundaries`: the same
+        positions always give the same boundaries)."""
         ...
 
     async def between(

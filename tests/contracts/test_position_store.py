@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.memory.positions import MemoryPositionSnapshotStore
 from adapters.mongo.client import Document
-from adapters.mongo.positions import MongoPositionStore
+from adapters.mongo.positions import POSITIONS, MongoPositionStore
 from domain.notices import Holding
 from domain.ports import PositionSnapshotReader, PositionSnapshotStore
 from domain.positions import Position, PositionsSnapshot
@@ -66,14 +66,38 @@ async def test_ranges_cover_every_account_of_several_snapshots_once(positions: P
     await positions.save("S2", _snapshot(("ACC-3", "5"), ("ACC-9", "5")))
     marks, total = await positions.boundaries(["S1", "S2", "S-none"], 3)
     assert total == 9
-    assert marks == ["ACC-1", "ACC-3", "ACC-4", "ACC-7"]  # every 3rd of S1, of S2: the union
+    # every 3rd of the accounts' sorted union (exact below 8 a chunk), after ""
+    assert marks == ["", "ACC-4", "ACC-7"]
     seen: list[str] = []
     for index, first in enumerate(marks):
         before = marks[index + 1] if index + 1 < len(marks) else None
         accounts, holdings = await positions.between(["S1", "S2"], first, before)
         seen += accounts
         assert all(first <= a and (before is None or a < before) for a in accounts)
-        if first == "ACC-3":
+        if first == "":
             assert holdings["S2"] == {"ACC-3": Holding(Decimal("5"), Decimal("13"))}
     assert seen == sorted({f"ACC-{n}" for n in range(1, 8)} | {"ACC-9"})
     assert await positions.boundaries([], 3) == ([], 0)
+
+
+async def test_large_chunks_are_cut_from_the_marks_saved_with_the_snapshot(
+    positions: Positions,
+) -> None:
+    """At a multiple of MARK_EVERY the Mongo store reads one marks document
+    per snapshot instead of passing over its positions; both adapters give
+    every 500th account of the union (the memory one by its pass)."""
+    accounts = [f"ACC-{n:05d}" for n in range(1_200)]
+    await positions.save("BIG", _snapshot(*((a, "1") for a in reversed(accounts))))
+    assert await positions.boundaries(["BIG"], 500) == (["", "ACC-00500", "ACC-01000"], 1_200)
+    assert await positions.boundaries(["BIG"], 1_000) == (["", "ACC-01000"], 1_200)
+
+
+async def test_marks_serve_the_boundaries_without_reading_the_positions(
+    mongo_db: AsyncDatabase[Document],
+) -> None:
+    store = MongoPositionStore(mongo_db)
+    await store.ensure_indexes()
+    accounts = [f"ACC-{n:05d}" for n in range(1_000)]
+    await store.save("BIG", _snapshot(*((a, "1") for a in accounts)))
+    await mongo_db[POSITIONS].delete_many({})  # a pass would now find nothing
+    assert await store.boundaries(["BIG"], 500) == (["", "ACC-00500"], 1_000)
