@@ -33,6 +33,7 @@ from pymongo import AsyncMongoClient, monitoring
 
 from adapters.kafka.topics import topic_for
 from adapters.mongo.notices import NOTICES
+from bench.fanout_scaleout import cpu_seconds
 from bench.figures import Figure, Result, print_result
 from bench.load import GraphQLLoad, LoadProcess, LoadResult, empty, graphql_load
 from bench.stack import APPROVER, OPERATOR, BenchStack, add_stack_arguments, bench_stack, pct
@@ -172,6 +173,15 @@ async def relay_latencies(stack: BenchStack, events: int) -> list[float]:
     return relay_ms
 
 
+def _cpu_per_command(
+    store_pid: int | None, started: tuple[float, float], commands: int
+) -> tuple[float, float]:
+    """ms of CPU per command since `started` (the store's, this process's)."""
+    store = cpu_seconds(store_pid) - started[0]
+    own = time.process_time() - started[1]
+    return 1000 * store / max(commands, 1), 1000 * own / max(commands, 1)
+
+
 async def measure(
     stack: BenchStack,
     load: LoadProcess,
@@ -194,12 +204,21 @@ async def measure(
 
     floor_http = await load.run(graphql_load, phase("{ __typename }", empty, commands, 1))
     floor_store = await load.run(raw_inserts, stack.store.uri, commands, seconds)
+    store_pid = stack.store.process.pid
+    cpu = cpu_seconds(store_pid), time.process_time()
     single = await load.run(graphql_load, phase(ANNOUNCE, announce_variables, commands, 1))
-    before = Counter(STORE_COMMANDS.counts)
+    cpu_single = _cpu_per_command(store_pid, cpu, single.completed)
+    before, cpu = Counter(STORE_COMMANDS.counts), (cpu_seconds(store_pid), time.process_time())
     many = await load.run(graphql_load, phase(ANNOUNCE, announce_variables, commands, clients))
+    cpu_many = _cpu_per_command(store_pid, cpu, many.completed)
     result.notes.append(
         f"store commands per announce, {clients} clients: "
         + STORE_COMMANDS.per_command(before, many.completed)
+    )
+    result.notes.append(
+        "CPU per announce, store / Herald (the bench process): "
+        f"1 client {cpu_single[0]:.1f} / {cpu_single[1]:.1f} ms, "
+        f"{clients} clients {cpu_many[0]:.1f} / {cpu_many[1]:.1f} ms"
     )
     relay_ms = await relay_latencies(stack, single.completed + many.completed)
     result.add(
