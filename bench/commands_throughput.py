@@ -8,7 +8,10 @@ one run:
   and a raw `insert_one` into the same store (the floor for a durable write);
 - announce commands from 1 client, then from 20 concurrent clients;
 - acknowledgeNotice the same way, on the notices of one approved dividend;
-- relay latency per event: Kafka record timestamp (producer send) − occurredAt.
+- relay latency per event: Kafka record timestamp (producer send) − occurredAt;
+- the store commands per command of each 20-client phase, by command and
+  collection, from every client of the bench process (the Herald's API, relay,
+  projectors, checkpoints: a PyMongo command listener registered on import).
 
     .venv/bin/python -m bench.commands_throughput [--commands 400] [--broker kafka|tansu]
 """
@@ -20,15 +23,17 @@ import asyncio
 import json
 import time
 import uuid
+from collections import Counter
 from datetime import date, datetime
 from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from adapters.kafka.topics import topic_for
 from adapters.mongo.notices import NOTICES
+from bench.fanout_scaleout import cpu_seconds
 from bench.figures import Figure, Result, print_result
 from bench.load import GraphQLLoad, LoadProcess, LoadResult, empty, graphql_load
 from bench.stack import APPROVER, OPERATOR, BenchStack, add_stack_arguments, bench_stack, pct
@@ -43,6 +48,37 @@ ANNOUNCE = """
 mutation($input: AnnounceCorporateActionInput!) {
   announceCorporateAction(input: $input) { corporateAction { id version } consistencyToken }
 }"""
+
+
+class StoreCommands(monitoring.CommandListener):
+    """Every store command sent from this process (by clients made after it
+    was registered), counted by `command collection` (e.g. "insert events")."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        if not isinstance(target, str):  # getMore names its cursor's collection apart
+            target = event.command.get("collection", "")
+        self.counts[f"{event.command_name} {target}".strip()] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def per_command(self, before: Counter[str], commands: int) -> str:
+        """The commands sent since `before` (a copy of `counts`), per one of
+        `commands`, most first (those under 0.05 a command left out)."""
+        sent = self.counts - before
+        shares = [(name, count / max(commands, 1)) for name, count in sent.most_common()]
+        return ", ".join(f"{name} {share:.2f}" for name, share in shares if share >= 0.05)
+
+
+STORE_COMMANDS = StoreCommands()
+monitoring.register(STORE_COMMANDS)  # before any stack starts: it sees every client
 
 
 def terms(n: int) -> dict[str, Any]:
@@ -137,6 +173,15 @@ async def relay_latencies(stack: BenchStack, events: int) -> list[float]:
     return relay_ms
 
 
+def _cpu_per_command(
+    store_pid: int | None, started: tuple[float, float], commands: int
+) -> tuple[float, float]:
+    """ms of CPU per command since `started` (the store's, this process's)."""
+    store = cpu_seconds(store_pid) - started[0]
+    own = time.process_time() - started[1]
+    return 1000 * store / max(commands, 1), 1000 * own / max(commands, 1)
+
+
 async def measure(
     stack: BenchStack,
     load: LoadProcess,
@@ -159,8 +204,22 @@ async def measure(
 
     floor_http = await load.run(graphql_load, phase("{ __typename }", empty, commands, 1))
     floor_store = await load.run(raw_inserts, stack.store.uri, commands, seconds)
+    store_pid = stack.store.process.pid
+    cpu = cpu_seconds(store_pid), time.process_time()
     single = await load.run(graphql_load, phase(ANNOUNCE, announce_variables, commands, 1))
+    cpu_single = _cpu_per_command(store_pid, cpu, single.completed)
+    before, cpu = Counter(STORE_COMMANDS.counts), (cpu_seconds(store_pid), time.process_time())
     many = await load.run(graphql_load, phase(ANNOUNCE, announce_variables, commands, clients))
+    cpu_many = _cpu_per_command(store_pid, cpu, many.completed)
+    result.notes.append(
+        f"store commands per announce, {clients} clients: "
+        + STORE_COMMANDS.per_command(before, many.completed)
+    )
+    result.notes.append(
+        "CPU per announce, store / Herald (the bench process): "
+        f"1 client {cpu_single[0]:.1f} / {cpu_single[1]:.1f} ms, "
+        f"{clients} clients {cpu_many[0]:.1f} / {cpu_many[1]:.1f} ms"
+    )
     relay_ms = await relay_latencies(stack, single.completed + many.completed)
     result.add(
         Figure(
@@ -195,21 +254,27 @@ async def measure(
             accounts=[f"ACK-{n:06d}" for n in range(2 * acks_each)],
             scopes=[SCOPE_NOTICES_READ],
         )
-        acks = [
-            await load.run(
-                graphql_load,
-                GraphQLLoad(
-                    url,
-                    depositor,
-                    ACKNOWLEDGE,
-                    partial(acknowledge_variables, notice_ids[half * acks_each :]),
-                    acks_each,
-                    n,
-                    seconds,
-                ),
+        acks: list[LoadResult] = []
+        for half, n in ((0, 1), (1, clients)):
+            before = Counter(STORE_COMMANDS.counts)
+            acks.append(
+                await load.run(
+                    graphql_load,
+                    GraphQLLoad(
+                        url,
+                        depositor,
+                        ACKNOWLEDGE,
+                        partial(acknowledge_variables, notice_ids[half * acks_each :]),
+                        acks_each,
+                        n,
+                        seconds,
+                    ),
+                )
             )
-            for half, n in ((0, 1), (1, clients))
-        ]
+        result.notes.append(
+            f"store commands per acknowledgement, {clients} clients: "
+            + STORE_COMMANDS.per_command(before, acks[1].completed)
+        )
         result.add(
             Figure(
                 "acknowledge, 1 client",

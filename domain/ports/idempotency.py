@@ -19,16 +19,20 @@ class IdempotencyStore(Protocol):
 
     async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
         """Replace `held` by `record` (in flight) if `held` is still what is stored
-        (or `record` already is: a resent takeover)."""
+        (or `record` already is: a resent takeover). Taking over an in-flight
+        (abandoned) claim ends it first: False if its completion or release
+        ended it before."""
         ...
 
     async def complete(
         self, record: IdempotencyRecord, response: StoredResponse, expires_at: datetime
     ) -> bool:
-        """Record the response of `record`'s claim; False if the claim is no longer ours."""
+        """Record the response of `record`'s claim, the key then kept until
+        `expires_at`; False if the claim had ended (completed, released, or
+        taken over as abandoned): a claim's first end is its only one."""
         ...
 
     async def release(self, record: IdempotencyRecord) -> None:
-        """Mark `record`'s in-flight claim (if still ours) released, keeping its
+        """End `record`'s claim as released unless it had ended, keeping its
         command id, so that a retry runs — or finds what the command stored."""
         ...

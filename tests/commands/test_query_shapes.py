@@ -8,10 +8,10 @@ in memory unless the index leads with the sort's field, and scans the
 collection for shapes its planner does not serve. This seeds a record of
 RECORD announcements and RECORD notices, lets one Herald publish and project
 it, then records (PyMongo command monitoring, every task of the process) what
-announcing, approving, acknowledging a notice and the background work
-send, and asks the store's `explain` for each filter's plan: no collection
-scan, no blocking sort, no hint, and no query reading more than a small part
-of the record.
+announcing (and repeating an announcement), approving, acknowledging a notice,
+the idempotency sweep and the background work send, and asks the store's
+`explain` for each filter's plan: no collection scan, no blocking sort, no
+hint, and no query reading more than a small part of the record.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -136,11 +137,16 @@ async def _commands(herald: RunningHerald, notice: dict[str, Any]) -> None:
     transport = httpx.ASGITransport(app=herald.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://herald") as http:
 
-        async def send(token: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        async def send(
+            token: str, query: str, variables: dict[str, Any], key: str | None = None
+        ) -> dict[str, Any]:
             response = await http.post(
                 "/graphql",
                 json={"query": query, "variables": variables},
-                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Idempotency-Key": key or uuid.uuid4().hex,
+                },
             )
             body: dict[str, Any] = response.json()
             assert response.status_code == 200 and not body.get("errors"), body
@@ -149,7 +155,10 @@ async def _commands(herald: RunningHerald, notice: dict[str, Any]) -> None:
 
         for n in range(3):
             terms = {**DIVIDEND, "reference": f"RU-QS-{uuid.uuid4().hex[:8]}-{n}"}
-            data = await send(operator, ANNOUNCE, {"input": terms})
+            key = uuid.uuid4().hex
+            data = await send(operator, ANNOUNCE, {"input": terms}, key)
+        # a repeat reads the key's claim and its recorded response
+        assert await send(operator, ANNOUNCE, {"input": terms}, key) == data
         action = data["announceCorporateAction"]["corporateAction"]["id"]
         await send(approver, APPROVE, {"id": action})
         await send(depositor, ACKNOWLEDGE, {"id": notice["_id"]})
@@ -171,6 +180,7 @@ async def test_the_command_relay_and_checkpoint_queries_are_index_served(
         _RECORDER.on = True
         try:
             await _commands(herald, notices[0])
+            await herald.services.idempotency.sweep_expired(datetime.now(UTC))
             await eventually(herald.behind, lambda behind: behind == 0)
             await checkpoints_at_end(herald)
             await asyncio.sleep(1.5)  # a projector's report and checkpoint walk, once more

@@ -69,7 +69,7 @@ async def test_one_announce_costs_its_known_store_round_trips(herald: RunningHer
         "insert idempotency",  # claim the Idempotency-Key (web/idempotency.py)
         "findAndModify counters",  # allocate the global sequence (event_store)
         "insert events",  # the event with its reference reservation, one atomic insert
-        "update idempotency",  # record the response under the key
+        "insert idempotency",  # the response, a document of its own (no update)
     ], sent
 
 
@@ -89,5 +89,5 @@ async def test_one_acknowledgement_costs_its_known_store_round_trips(
         "find events",  # the notice's stream: acknowledged already? the next version
         "findAndModify counters",  # allocate the global sequence
         "insert events",  # the NoticeAcknowledged event
-        "update idempotency",  # record the response under the key
+        "insert idempotency",  # the response, a document of its own
     ], sent

@@ -235,28 +235,32 @@ async def test_claims_and_completions_of_concurrent_requests_are_batched_each_it
     rival = _record(keys[0])
     with recording() as sent:
         claims = await asyncio.gather(*(store.claim(r) for r in [*records, rival]))
-    # one insert for all six claims, and the rival's look at the holder
-    assert [str(command) for command in sent] == ["insert idempotency", "find idempotency"]
+    # one insert for all six claims, and the rival's look at the holder: its
+    # claim, then the end of that claim (none yet)
+    assert [str(command) for command in sent] == ["insert idempotency"] + ["find idempotency"] * 2
     assert claims == [None] * 5 + [records[0]]
 
     taken_over = replace(records[1], claim_id=uuid.uuid4().hex)
     assert await store.take_over(records[1], taken_over)
+    newcomers = [_record(CallerKey("olga", f"later-{n}")) for n in range(2)]
     with recording() as sent:
         completed = await asyncio.gather(
-            *(store.complete(r, RESPONSE, NOW + timedelta(days=2)) for r in records)
+            *(store.complete(r, RESPONSE, NOW + timedelta(days=2)) for r in records),
+            *(store.claim(r) for r in newcomers),
         )
-    # each its own update: no transaction a crash could leave open, no batch
-    # one stuck key could hold
-    assert [str(command) for command in sent] == ["update idempotency"] * 5, sent
-    assert completed == [True, False, True, True, True]
-    for record, done in zip(records, completed, strict=True):
+    # the responses are inserts of their own documents: one unordered insert
+    # with the new claims, no transaction a crash could leave open; the
+    # taken-over claim's completion is refused by its takeover's mark
+    assert [str(command) for command in sent] == ["insert idempotency"], sent
+    assert completed == [True, False, True, True, True, None, None]
+    for record, done in zip(records, completed[: len(records)], strict=True):
         stored = await store.get(record.caller_key)
         assert stored is not None
         assert (stored.response == RESPONSE) is done
         assert stored.claim_id == (record if done else taken_over).claim_id
 
 
-async def test_a_completion_held_by_another_transaction_does_not_hold_the_others(
+async def test_a_claim_held_by_another_transaction_holds_no_completion(
     db: AsyncDatabase[Document],
 ) -> None:
     store = MongoIdempotencyStore(db)
@@ -264,22 +268,20 @@ async def test_a_completion_held_by_another_transaction_does_not_hold_the_others
     for record in records:
         assert await store.claim(record) is None
     # Another writer's open transaction (e.g. one a killed process left) holds
-    # one of the keys' documents.
+    # one of the keys' claim documents: a completion does not touch it.
     other = db.client.start_session()
     await other.start_transaction()
     await db[IDEMPOTENCY].update_one(
         {"_id": records[1].caller_key.scoped}, {"$set": {"touched": True}}, session=other
     )
-    completing = [
-        asyncio.create_task(store.complete(r, RESPONSE, NOW + timedelta(days=2))) for r in records
-    ]
-    done, _ = await asyncio.wait([completing[0], completing[2]], timeout=30)
-    assert len(done) == 2 and [t.result() for t in done] == [True, True]
-    assert not completing[1].done()  # the held key's own update still waits
-    await other.commit_transaction()
-    completed = await asyncio.gather(*completing, return_exceptions=True)
-    await other.end_session()
-    assert completed[0] is True and completed[2] is True
-    for record in (records[0], records[2]):
+    try:
+        completing = asyncio.gather(
+            *(store.complete(r, RESPONSE, NOW + timedelta(days=2)) for r in records)
+        )
+        assert await asyncio.wait_for(completing, timeout=30) == [True, True, True]
+    finally:
+        await other.abort_transaction()
+        await other.end_session()
+    for record in records:
         stored = await store.get(record.caller_key)
         assert stored is not None and stored.response == RESPONSE

@@ -25,7 +25,7 @@ from starlette.types import Message, Receive, Scope, Send
 from websockets import Subprotocol
 
 from adapters.mongo.client import Document, connect
-from adapters.mongo.idempotency import MongoIdempotencyStore
+from adapters.mongo.idempotency import IDEMPOTENCY, MongoIdempotencyStore
 from devstack.process import free_port
 from domain.events import CORPORATE_ACTION_ANNOUNCED
 from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
@@ -386,6 +386,81 @@ async def test_key_binding_and_expiry(idempotency_store: MongoIdempotencyStore) 
         )
         assert (await http.post("/graphql", json=MUTATION, headers=abandoned)).status_code == 200
     assert app.calls == 3
+
+
+async def test_a_request_finishing_after_its_takeover_answers_but_records_nothing(
+    idempotency_store: MongoIdempotencyStore,
+) -> None:
+    """The first request stalls past its lease; the retry takes its claim
+    over and is answered; then the first finishes. Its caller hears the
+    first's answer, the key keeps the retry's: the takeover ended the claim
+    before the late completion (the first end of a claim stands)."""
+    clock = Clock()
+    stalled = asyncio.Event()
+    go_on = asyncio.Event()
+    first, retry = (200, b'{"data":{"go":"first"}}'), (200, b'{"data":{"go":"retry"}}')
+    scripted = ScriptedApp([retry, first])  # the retry runs first
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if not stalled.is_set():  # the first request stalls until told
+            stalled.set()
+            await go_on.wait()
+        await scripted(scope, receive, send)
+
+    middleware = IdempotencyMiddleware(app, idempotency_store, lease_seconds=60, clock=clock)
+    key = {"Idempotency-Key": "stalls"}
+    async with http_to(middleware) as http:
+        late = asyncio.create_task(http.post("/graphql", json=MUTATION, headers=key))
+        await stalled.wait()
+        clock.now += timedelta(minutes=2)
+        taken_over = await http.post("/graphql", json=MUTATION, headers=key)
+        assert taken_over.content == retry[1] and "idempotent-replayed" not in taken_over.headers
+        go_on.set()
+        assert (await late).content == first[1]
+        again = await http.post("/graphql", json=MUTATION, headers=key)
+        assert again.headers["idempotent-replayed"] == "true" and again.content == retry[1]
+    assert scripted.calls == 2
+
+
+async def test_a_response_an_older_herald_recorded_still_replays(mongo_uri: str) -> None:
+    """Before responses were documents of their own, the response was written
+    into the claim document: such a key replays it byte for byte."""
+    client = connect(mongo_uri)
+    database = client[f"idem_{uuid.uuid4().hex[:10]}"]
+    now = datetime.now(UTC)
+    body = b'{"data":{"go":"recorded"}}\n'
+    await database[IDEMPOTENCY].insert_one(
+        {
+            "_id": CallerKey(None, "recorded").scoped,
+            "subject": None,
+            "key": "recorded",
+            "state": "completed",
+            "fingerprint": request_fingerprint("POST", "/graphql", MUTATION),
+            "claim": "old-claim",
+            "command": "old-command",
+            "claimedAt": now,
+            "createdAt": now,
+            "expiresAt": now + timedelta(days=1),
+            "response": {
+                "status": 200,
+                "headers": [["content-type", "application/json"]],
+                "body": body,
+            },
+            "completedAt": now,
+        }
+    )
+    app = ScriptedApp([])
+    try:
+        store = MongoIdempotencyStore(database)
+        async with http_to(IdempotencyMiddleware(app, store)) as http:
+            key = {"Idempotency-Key": "recorded"}
+            replay = await http.post("/graphql", json=MUTATION, headers=key)
+    finally:
+        await client.drop_database(database.name)
+        await client.close()
+    assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.content == body
+    assert app.calls == 0
 
 
 # --- the pure parts ------------------------------------------------------------------

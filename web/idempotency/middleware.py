@@ -41,6 +41,11 @@ answers from them what the first execution answered (rebuilt from the stored
 events), without deciding again; not found, it runs. A duplicate event id on
 append means "already written" (adapters.mongo.event_store), so even a
 resumed command racing the stalled original stores its events once.
+
+A claim ends once: the first of its recorded response, its release, or the
+takeover that found it abandoned stands (`IdempotencyStore`). A request that
+finishes after its claim was taken over still answers its caller but records
+nothing; the key is answered by the takeover's execution of the same command.
 """
 
 from __future__ import annotations
