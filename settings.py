@@ -407,6 +407,14 @@ class Settings:
         None,
         "the depository's own BIC, sender of every MT564 / seev message (unset: SWIFT off)",
     )
+    delivered_at_issue: bool = var(
+        "HERALD_DELIVERED_AT_ISSUE",
+        _bool,
+        False,
+        "true only where no process of the deployment has an outbound channel: notices are "
+        "stored delivered at their issue and no delivery is planned (refused with a channel "
+        "set here)",
+    )
     default_channels: str = var(
         "HERALD_DEFAULT_CHANNELS",
         _channels,

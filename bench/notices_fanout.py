@@ -568,6 +568,7 @@ async def main() -> None:
         kafka_session_timeout_ms=6000,
         run_dispatcher=not args.no_dispatcher,
         push_url=args.push_url,
+        delivered_at_issue=args.push_url is None,  # declared: no outbound channel here
     ) as stack:
         print(
             f"store: SecantusDB {stack.store.uri} (data folder, sync-on-commit); broker: "

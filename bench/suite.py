@@ -368,7 +368,11 @@ async def run_suite(
     shared = [b for b in chosen if b.shared_stack]
     if shared:
         async with (
-            bench_stack("suite", broker=broker, kafka_session_timeout_ms=6000) as stack,
+            # no outbound channel in this deployment, declared as a bank with
+            # only the in-app channel would (HERALD_DELIVERED_AT_ISSUE)
+            bench_stack(
+                "suite", broker=broker, kafka_session_timeout_ms=6000, delivered_at_issue=True
+            ) as stack,
             LoadProcess() as load,
         ):
             ctx.stack, ctx.load = stack, load

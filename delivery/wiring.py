@@ -17,18 +17,39 @@ from __future__ import annotations
 
 from domain.ports import Channel, EventStore
 from domain.preferences import DeliveryChannel
-from settings import Settings
+from settings import Settings, SettingsError
 
 
 def delivered_at_issue(settings: Settings) -> bool:
-    """No outbound channel is on: every notice version goes nowhere outbound
-    (`domain.delivery.plan_channels` plans none, whatever the preferences),
-    so the notices projector stores it delivered at its issue, in the
-    transaction that writes it, and the planner has nothing to do for it.
-    (Every process of a deployment shares these settings; the decision rides
-    in each `NoticeIssued` event, so a planner configured otherwise still
-    leaves those versions be.)"""
-    return not (settings.smtp_url or settings.push_url or settings.swift_sender_bic)
+    """HERALD_DELIVERED_AT_ISSUE: the deployment declares no outbound channel
+    on any process, so every notice version goes nowhere outbound
+    (`domain.delivery.plan_channels` plans none) and the notices projector
+    stores it delivered at its issue, in the transaction that writes it; the
+    planner has nothing to do for it (the decision rides in each
+    `NoticeIssued` event).
+
+    Declared, not inferred from this process's channels: the projectors and
+    the delivery workers are often different processes, and a projector
+    without the channels' settings would otherwise mark every notice
+    delivered where a worker with them should send it (the SWIFT kill test
+    found it). Raises SettingsError when declared beside a channel."""
+    if not settings.delivered_at_issue:
+        return False
+    on = [
+        name
+        for name, value in (
+            ("HERALD_SMTP_URL", settings.smtp_url),
+            ("HERALD_PUSH_URL", settings.push_url),
+            ("HERALD_SWIFT_SENDER_BIC", settings.swift_sender_bic),
+        )
+        if value
+    ]
+    if on:
+        raise SettingsError(
+            f"HERALD_DELIVERED_AT_ISSUE=true with an outbound channel on ({', '.join(on)}): "
+            "notices would be marked delivered and never sent"
+        )
+    return True
 
 
 def configured_channels(settings: Settings, events: EventStore) -> dict[DeliveryChannel, Channel]:
