@@ -427,6 +427,8 @@ class Services:
             except asyncio.CancelledError:  # the supervisor itself is stopped
                 run.cancel()
                 await asyncio.wait({run})
+                if not run.cancelled():  # it ended otherwise meanwhile (its store closed): seen
+                    run.exception()
                 raise
             error: BaseException | None = (
                 asyncio.CancelledError("cancelled from outside")
