@@ -35,6 +35,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+# imported before any stack starts: its store-command listener then sees every client
+from bench import commands_throughput
 from bench.figures import Result, table
 from bench.load import LoadProcess
 from bench.stack import BenchStack, bench_stack
@@ -69,8 +71,6 @@ class Benchmark:
 
 
 async def _commands(ctx: Context) -> Result:
-    from bench import commands_throughput
-
     stack, load = ctx.shared()
     count = 40 if ctx.quick else 400
     return await commands_throughput.measure(
