@@ -44,7 +44,7 @@ from domain.delivery import (
     issue_stream,
     notices_issued_event,
 )
-from domain.ports import DuplicateKey, NoticePlan, NoticeRecord, StoredIssue
+from domain.ports import NoticePlan, NoticeRecord, StoredIssue
 from observability import metrics
 from observability.trace_context import current_trace_context
 
@@ -392,14 +392,7 @@ class MongoNoticeProjectionStore:
         """Run `attempt` in a transaction; PyMongo retries transient conflicts,
         and a duplicate key (a concurrent run inserted the same notice first)
         starts it over too: the next read sees that notice."""
-        for remaining in range(_DUPLICATE_RETRIES, -1, -1):
-            try:
-                async with translated(), self._sessions.session() as session:
-                    await session.with_transaction(attempt)
-                return
-            except DuplicateKey:
-                if remaining == 0:
-                    raise
+        await self._sessions.run(attempt, duplicate_retries=_DUPLICATE_RETRIES)
 
 
 STATS_OF = "statsOf"

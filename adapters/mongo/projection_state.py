@@ -79,15 +79,8 @@ class MongoProjectionState:
             async with translated():
                 await write(None)
             return
-        for remaining in range(_DUPLICATE_RETRIES, -1, -1):
-            try:
-                async with translated(), self._sessions.session() as session:
-                    await session.with_transaction(write)
-                return
-            except DuplicateKey:
-                # two members upserted the same new record: the next run updates it
-                if remaining == 0:
-                    raise
+        # two members upserting the same new record: the next run updates it
+        await self._sessions.run(write, duplicate_retries=_DUPLICATE_RETRIES)
 
     async def applied_version(self, projection: str, aggregate_id: str) -> int:
         async with translated():

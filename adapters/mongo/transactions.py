@@ -21,7 +21,7 @@ limit, which deploy/compose.yml sets to 10 s.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from bson import Binary
@@ -57,6 +57,23 @@ class TransactionSessions:
                 await self._record(lsid)
                 self._recorded.add(bytes(lsid))
             yield session
+
+    async def run(
+        self, attempt: Callable[[AsyncClientSession], Awaitable[None]], *, duplicate_retries: int
+    ) -> None:
+        """Run `attempt(session)` in one transaction. PyMongo retries transient
+        conflicts; a DuplicateKey (a concurrent writer inserted the same
+        document first) starts it over, up to `duplicate_retries` times: the
+        next attempt reads that document. Raises StoreError (DuplicateKey
+        past the retries)."""
+        for remaining in range(duplicate_retries, -1, -1):
+            try:
+                async with translated(), self.session() as session:
+                    await session.with_transaction(attempt)
+                return
+            except DuplicateKey:
+                if remaining == 0:
+                    raise
 
     async def _record(self, lsid: object) -> None:
         for attempt in range(2):  # two first upserts of this process may race
