@@ -21,7 +21,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from adapters.mongo.client import Document
+from adapters.mongo.client import Document, in_chunks
 from adapters.mongo.errors import translated
 from adapters.mongo.group_commit import insert_unordered
 from adapters.mongo.transactions import TransactionSessions
@@ -92,12 +92,13 @@ class MongoProjectionState:
     ) -> dict[str, int]:
         """The highest version `projection` applied of each of `aggregate_ids`
         (absent: none)."""
-        ids = [f"{projection}|{aggregate_id}" for aggregate_id in set(aggregate_ids)]
+        ids = sorted(f"{projection}|{aggregate_id}" for aggregate_id in set(aggregate_ids))
         prefix = len(projection) + 1
         async with translated():
             return {
                 doc["_id"][prefix:]: int(doc["version"])
-                async for doc in self._tracking.find({"_id": {"$in": ids}})
+                for chunk in in_chunks(ids)  # the waiting readers' poll can name hundreds
+                async for doc in self._tracking.find({"_id": {"$in": chunk}})
             }
 
     async def applied_through(self, projection: str) -> int:
