@@ -310,8 +310,7 @@ class MongoCardStore:
             if result.matched_count < len(operations):
                 raise _RevisionMoved  # aborts the transaction: nothing of it is stored
 
-        async with translated(), sessions.session() as session:
-            await session.with_transaction(write)
+        await sessions.run(write)
 
     async def page(
         self, query: CardQuery, first: int, after: str | None

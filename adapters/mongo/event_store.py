@@ -216,8 +216,7 @@ class MongoEventStore:
         async def write(session: AsyncClientSession) -> None:
             await self._events.insert_many(documents, ordered=True, session=session)
 
-        async with translated(), self._sessions.session() as session:
-            await session.with_transaction(write)
+        await self._sessions.run(write)
 
     async def _already_written(self, events: Sequence[EventEnvelope]) -> list[EventEnvelope] | None:
         """The stored events when every one of `events` is stored under its id

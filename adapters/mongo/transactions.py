@@ -59,7 +59,10 @@ class TransactionSessions:
             yield session
 
     async def run(
-        self, attempt: Callable[[AsyncClientSession], Awaitable[None]], *, duplicate_retries: int
+        self,
+        attempt: Callable[[AsyncClientSession], Awaitable[None]],
+        *,
+        duplicate_retries: int = 0,
     ) -> None:
         """Run `attempt(session)` in one transaction. PyMongo retries transient
         conflicts; a DuplicateKey (a concurrent writer inserted the same
