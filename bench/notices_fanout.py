@@ -18,7 +18,7 @@ projectors) in this process; then, in one run:
    on SecantusDB one count over 20 000 notices takes over a second.) Progress
    is printed from ``herald_fanout_accounts_remaining``;
 3. copies the produced notice documents into another collection of the same
-   store with raw ``insert_many`` in chunks of 5000 (same secondary index as
+   store with raw ``insert_many`` in chunks of 5000 (the same secondary indexes as
    ``notices``) — the store's bulk-write floor — and prints the ratio;
 4. repeats approval → last notice for several small sets (distinct ISINs and
    dates) for p50/p99;
@@ -60,7 +60,7 @@ from typing import Any
 
 import pymongo
 from prometheus_client import REGISTRY
-from pymongo import ASCENDING, AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import PyMongoError
 from stdnum import isin as stdnum_isin
 
@@ -304,8 +304,11 @@ async def raw_copy(db: Any, action_id: str) -> tuple[int, float]:
     """insert_many the produced notice documents into another collection; (docs, seconds)."""
     raw = db[RAW]
     await raw.drop()
-    # The same secondary index as `notices`: a like-for-like write floor.
-    await raw.create_index([("corporateActionId", ASCENDING), ("accountId", ASCENDING)])
+    # The same secondary indexes as `notices` (the projector's and the
+    # depositors' list's, read from the store): a like-for-like write floor.
+    async for index in await db[NOTICES].list_indexes():
+        if index["name"] != "_id_":
+            await raw.create_index(list(index["key"].items()), name=index["name"])
     cursor = db[NOTICES].find({"corporateActionId": action_id}, batch_size=COPY_CHUNK)
     copied = 0
     spent = 0.0
