@@ -20,13 +20,13 @@ action's fan-out is done by the one member holding its partition, and a
 second worker takes over whole actions. Action ids are random (ULIDs), so
 the bench picks them: once the workers have split the group, it reads each
 member's partitions of the corporate-actions topic from its log, sets a
-quota per partition (`partition_quota`: the actions shared equally between
-the members, each member's spread over its partitions) and announces until
-every quota is met (`KeyPicker`, with the producer's own partitioner, aiokafka's
-murmur2 `DefaultPartitioner`); the announcements it does not keep stay
-drafts, which the fan-out ignores. The stack has `PARTITIONS` (6) partitions
-a topic, so the round-robin assignor gives each of two members 3 of them and
-6 actions land one a partition.
+part per member (`KeyPicker`: the actions shared equally between the
+members, each member's spread over its partitions) and announces until each
+part is kept, placing every id with the producer's own partitioner
+(aiokafka's murmur2 `DefaultPartitioner`); the announcements it does not
+keep stay drafts, which the fan-out ignores. The stack has `PARTITIONS` (6)
+partitions a topic, so the round-robin assignor gives each of two members 3
+of them and 6 actions land one a partition.
 
 The figure is notices/s with 2 workers against 1 in the same run; the notes
 give each worker's partitions, the actions and notices it fanned out and the
@@ -46,7 +46,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -79,50 +79,54 @@ def partition_of(key: str, partitions: int) -> int:
     return int(DefaultPartitioner()(key.encode(), ids, ids))
 
 
-def partition_quota(shares: Sequence[Collection[int]], actions: int) -> Counter[int]:
-    """How many of `actions` to key onto each partition so that the members
-    holding `shares` (each member's partitions of the action topic) get equal
-    numbers of actions (differing by one at most, the first members taking
-    the remainder), each member's spread evenly over its partitions (lowest
-    first). A member holding none gets none. ValueError when no member holds
-    a partition, or two hold the same one."""
-    held = [sorted(share) for share in shares if share]
-    if not held:
-        raise ValueError("no member holds a partition of the action topic")
-    flat = [p for share in held for p in share]
-    if len(flat) != len(set(flat)):
-        raise ValueError(f"a partition is held twice: {held}")
-    quota: Counter[int] = Counter()
-    base, extra = divmod(actions, len(held))
-    for n, share in enumerate(held):
-        for k in range(base + (n < extra)):
-            quota[share[k % len(share)]] += 1
-    return quota
-
-
-@dataclass
 class KeyPicker:
-    """Keeps the offered keys whose partition still has room in `quota`
-    (partition → keys wanted) until every quota is met."""
+    """Picks action ids so the members of a consumer group holding `shares`
+    (each member's partitions of the action topic) fan out equal numbers of
+    `actions`: a member's part is `actions` ÷ members holding a partition
+    (the first ones take the remainder; one holding none gets none), at most
+    ⌈part ÷ its partitions⌉ on one partition (so distinct partitions while
+    the part is no larger than its share). Offer keys until `done`.
 
-    quota: Counter[int]
-    partitions: int
-    kept: list[str] = field(default_factory=list)
-    refused: int = 0
+    ValueError when no member holds a partition, or two hold the same one."""
+
+    def __init__(self, shares: Sequence[Collection[int]], actions: int, partitions: int) -> None:
+        held = [share for share in shares if share]
+        if not held:
+            raise ValueError("no member holds a partition of the action topic")
+        if sum(map(len, held)) != len(set().union(*held)):
+            raise ValueError(f"a partition is held twice: {[sorted(s) for s in held]}")
+        self.partitions = partitions
+        base, extra = divmod(actions, len(held))
+        self.member_of = {p: n for n, share in enumerate(shares) for p in share}
+        self.wanted: dict[int, int] = {}  # member → actions still to keep
+        self.cap: dict[int, int] = {}  # partition → most actions on it
+        rank = 0  # among the members holding a partition
+        for member, share in enumerate(shares):
+            part = base + (rank < extra) if share else 0
+            rank += bool(share)
+            self.wanted[member] = part
+            for partition in share:
+                self.cap[partition] = -(-part // len(share))  # ⌈part ÷ len(share)⌉
+        self.on: Counter[int] = Counter()  # partition → actions kept on it
+        self.kept: list[str] = []
+        self.refused = 0
 
     def offer(self, key: str) -> bool:
-        """Keep `key` when its partition is still wanted; False otherwise."""
+        """Keep `key` when its partition's member still wants an action and
+        the partition is below its cap; False (counted in `refused`) otherwise."""
         partition = partition_of(key, self.partitions)
-        if self.quota[partition] <= 0:
+        member = self.member_of.get(partition)
+        if member is None or not self.wanted[member] or self.on[partition] >= self.cap[partition]:
             self.refused += 1
             return False
-        self.quota[partition] -= 1
+        self.wanted[member] -= 1
+        self.on[partition] += 1
         self.kept.append(key)
         return True
 
     @property
     def done(self) -> bool:
-        return all(wanted <= 0 for wanted in self.quota.values())
+        return not any(self.wanted.values())
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -190,7 +194,7 @@ async def announce_spread(
     announced: list[str] = []
     while not picker.done:
         if len(announced) >= MAX_TRIES_PER_ACTION * len(pairs):
-            raise RuntimeError(f"{len(announced)} announcements left the quota {picker.quota}")
+            raise RuntimeError(f"{len(announced)} announcements left {picker.wanted} unkept")
         pair = pairs[len(picker.kept)]
         action_id = (await handlers.announce(terms(*pair), OPERATOR)).action.id
         announced.append(action_id)
@@ -239,7 +243,7 @@ async def run_phase(
         topic = topic_for(settings.kafka_topic_prefix, AGGREGATE_CORPORATE_ACTION)
         rounds = [len(assignments(p, group)) for p in processes]
         held = [sorted(n for t, n in current(p, group) if t == topic) for p in processes]
-        picker = KeyPicker(partition_quota(held, len(pairs)), settings.kafka_partitions)
+        picker = KeyPicker(held, len(pairs), settings.kafka_partitions)
         announced = await announce_spread(stack, pairs, picker)
         worker_of = {partition: n for n, share in enumerate(held) for partition in share}
         owner = {a: worker_of[partition_of(a, settings.kafka_partitions)] for a in announced}
