@@ -10,7 +10,9 @@ dispatcher off), then for 1 and then 2 workers:
    devstack.workers);
 2. announces `actions` DVCAs, each on its own ISIN/record date whose
    positions (`accounts` accounts, every 20th holding nothing) were recorded
-   up front, approves them one after the other and measures from the first
+   up front, their ids picked so the workers get equal parts (below), waits
+   until the workers have consumed the announcements, approves the actions
+   one after the other and measures from the first
    approval accepted to the last of their notices stored (the actions'
    counts kept beside the notices reach the holders);
 3. stops the workers.
