@@ -10,17 +10,32 @@ dispatcher off), then for 1 and then 2 workers:
    devstack.workers);
 2. announces `actions` DVCAs, each on its own ISIN/record date whose
    positions (`accounts` accounts, every 20th holding nothing) were recorded
-   up front, approves them one after the other and measures from the first
+   up front, their ids picked so the workers get equal parts (below), waits
+   until the workers have consumed the announcements, approves the actions
+   one after the other and measures from the first
    approval accepted to the last of their notices stored (the actions'
    counts kept beside the notices reach the holders);
 3. stops the workers.
 
 The work is shared by partition: an approval is keyed by its action, so one
 action's fan-out is done by the one member holding its partition, and a
-second worker takes over whole actions (with 3 partitions: 2 and 1). The
-figure is notices/s with 2 workers against 1 in the same run; the notes name
-how the actions fell on the workers and the CPU each process used (the
-store is one process: when it is the bottleneck, a second worker waits on it).
+second worker takes over whole actions. Action ids are random (ULIDs), so
+the bench picks them: once the workers have split the group, it reads each
+member's partitions of the corporate-actions topic from its log, sets a
+part per member (`KeyPicker`: the actions shared equally between the
+members, each member's spread over its partitions) and announces until each
+part is kept, placing every id with the producer's own partitioner
+(aiokafka's murmur2 `DefaultPartitioner`); the announcements it does not
+keep stay drafts, which the fan-out ignores. The stack has `PARTITIONS` (6)
+partitions a topic, so the round-robin assignor gives each of two members 3
+of them and 6 actions land one a partition.
+
+The figure is notices/s with 2 workers against 1 in the same run; the notes
+give each worker's partitions, the actions and notices it fanned out and the
+CPU each process used (the store is one process: when it is the bottleneck,
+a second worker waits on it). A run where one worker did less than
+`SPREAD_FLOOR` of the notices, or the group rebalanced during the fan-out,
+is marked "not spread" in the figure's path: its ratio measures nothing.
 
     .venv/bin/python -m bench.fanout_scaleout [--actions 6] [--accounts 5000]
 """
@@ -31,6 +46,8 @@ import argparse
 import asyncio
 import os
 import time
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -42,13 +59,76 @@ from bench.figures import Figure, Result, print_result
 from bench.notices_fanout import holders, positions_payload, terms, valid_isin
 from bench.stack import APPROVER, OPERATOR, BenchStack, add_stack_arguments, bench_stack
 from devstack.process import ManagedProcess
-from devstack.workers import current, split, worker_env
+from devstack.workers import assignments, current, split, worker_env
+from domain.consistency import CARDS_PROJECTION, NOTICES_PROJECTION
 from domain.events import AGGREGATE_CORPORATE_ACTION
 from projections.notices import NoticeProjector
 
 HERALD = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "herald"
 FIRST_DATE = date(2027, 3, 1)
 _TICKS = os.sysconf("SC_CLK_TCK")
+PARTITIONS = 6  # a topic's: the round-robin assignor gives each of 2 members 3
+SPREAD_FLOOR = 0.25  # a worker with a smaller share of the notices: "not spread"
+MAX_TRIES_PER_ACTION = 40  # announcements per kept action before giving up
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition (0 … partitions-1) the producer puts a record keyed
+    `key` on: aiokafka's `DefaultPartitioner`, murmur2 of the UTF-8 key as
+    Kafka's Java client computes it (adapters/kafka/publisher.py keys every
+    event by its aggregate id)."""
+    ids = list(range(partitions))
+    return int(DefaultPartitioner()(key.encode(), ids, ids))
+
+
+class KeyPicker:
+    """Picks action ids so the members of a consumer group holding `shares`
+    (each member's partitions of the action topic) fan out equal numbers of
+    `actions`: a member's part is `actions` ÷ members holding a partition
+    (the first ones take the remainder; one holding none gets none), at most
+    ⌈part ÷ its partitions⌉ on one partition (so distinct partitions while
+    the part is no larger than its share). Offer keys until `done`.
+
+    ValueError when no member holds a partition, or two hold the same one."""
+
+    def __init__(self, shares: Sequence[Collection[int]], actions: int, partitions: int) -> None:
+        held = [share for share in shares if share]
+        if not held:
+            raise ValueError("no member holds a partition of the action topic")
+        if sum(map(len, held)) != len(set().union(*held)):
+            raise ValueError(f"a partition is held twice: {[sorted(s) for s in held]}")
+        self.partitions = partitions
+        base, extra = divmod(actions, len(held))
+        self.member_of = {p: n for n, share in enumerate(shares) for p in share}
+        self.wanted: dict[int, int] = {}  # member → actions still to keep
+        self.cap: dict[int, int] = {}  # partition → most actions on it
+        rank = 0  # among the members holding a partition
+        for member, share in enumerate(shares):
+            part = base + (rank < extra) if share else 0
+            rank += bool(share)
+            self.wanted[member] = part
+            for partition in share:
+                self.cap[partition] = -(-part // len(share))  # ⌈part ÷ len(share)⌉
+        self.on: Counter[int] = Counter()  # partition → actions kept on it
+        self.kept: list[str] = []
+        self.refused = 0
+
+    def offer(self, key: str) -> bool:
+        """Keep `key` when its partition's member still wants an action and
+        the partition is below its cap; False (counted in `refused`) otherwise."""
+        partition = partition_of(key, self.partitions)
+        member = self.member_of.get(partition)
+        if member is None or not self.wanted[member] or self.on[partition] >= self.cap[partition]:
+            self.refused += 1
+            return False
+        self.wanted[member] -= 1
+        self.on[partition] += 1
+        self.kept.append(key)
+        return True
+
+    @property
+    def done(self) -> bool:
+        return not any(self.wanted.values())
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -68,12 +148,68 @@ class Phase:
     workers: int
     notices: int
     seconds: float
+    partitions_per_worker: list[list[int]]  # each worker's corporate-actions partitions
     actions_per_worker: list[int]
+    notices_per_worker: list[int]
+    drafts: int  # announcements not kept (their partition was full)
+    rebalanced: bool  # the group's assignment changed during the fan-out
     cpu: dict[str, float]  # process → CPU seconds during the fan-out
 
     @property
     def rate(self) -> float:
         return self.notices / self.seconds
+
+    @property
+    def spread(self) -> bool:
+        """Every worker fanned out at least SPREAD_FLOOR of the notices (and
+        the split held for the whole fan-out)."""
+        total = sum(self.notices_per_worker)
+        return not self.rebalanced and all(
+            n >= SPREAD_FLOOR * total for n in self.notices_per_worker
+        )
+
+    def describe(self) -> str:
+        total = sum(self.notices_per_worker) or 1
+        split = "; ".join(
+            f"worker {n}: partitions {parts}, {actions} actions, {notices} notices "
+            f"({notices / total:.0%})"
+            for n, (parts, actions, notices) in enumerate(
+                zip(
+                    self.partitions_per_worker,
+                    self.actions_per_worker,
+                    self.notices_per_worker,
+                    strict=True,
+                )
+            )
+        )
+        return split + ("; REBALANCED during the fan-out" if self.rebalanced else "")
+
+
+async def announce_spread(
+    stack: BenchStack, pairs: list[tuple[str, date]], picker: KeyPicker
+) -> list[str]:
+    """Announce on `pairs` (one kept action each, in order) until `picker`
+    has its quota; an announcement it refuses stays a draft on the same pair
+    (a draft is neither approved nor fanned out). RuntimeError after
+    MAX_TRIES_PER_ACTION announcements a kept action."""
+    handlers = stack.herald.services.handlers
+    announced: list[str] = []
+    while not picker.done:
+        if len(announced) >= MAX_TRIES_PER_ACTION * len(pairs):
+            raise RuntimeError(f"{len(announced)} announcements left {picker.wanted} unkept")
+        pair = pairs[len(picker.kept)]
+        action_id = (await handlers.announce(terms(*pair), OPERATOR)).action.id
+        announced.append(action_id)
+        picker.offer(action_id)
+    # the workers consume the drafts before the clock starts, not during the fan-out
+    state = stack.herald.services.projection_state
+    deadline = time.monotonic() + 60
+    for projection in (NOTICES_PROJECTION, CARDS_PROJECTION):
+        while len(await state.applied_versions(projection, announced)) < len(announced):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the workers' {projection} projection missed announcements")
+            await asyncio.sleep(0.1)
+    return picker.kept
 
 
 async def run_phase(
@@ -105,16 +241,14 @@ async def run_phase(
                 raise TimeoutError(f"the {workers} workers did not split {group}")
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)  # let the last rebalance settle (no in-flight join)
-        announced = [(await handlers.announce(terms(*pair), OPERATOR)).action.id for pair in pairs]
-        # which worker holds each action's partition (the producer's murmur2 of the id)
+        # each worker's partitions of the approvals' topic, and actions keyed onto them
         topic = topic_for(settings.kafka_topic_prefix, AGGREGATE_CORPORATE_ACTION)
-        ids = list(range(settings.kafka_partitions))
-        shares = [current(p, group) for p in processes]
-        per_worker = [0] * workers
-        for action_id in announced:
-            partition = DefaultPartitioner()(action_id.encode(), ids, ids)
-            for n, share in enumerate(shares):
-                per_worker[n] += (topic, partition) in share
+        rounds = [len(assignments(p, group)) for p in processes]
+        held = [sorted(n for t, n in current(p, group) if t == topic) for p in processes]
+        picker = KeyPicker(held, len(pairs), settings.kafka_partitions)
+        announced = await announce_spread(stack, pairs, picker)
+        worker_of = {partition: n for n, share in enumerate(held) for partition in share}
+        owner = {a: worker_of[partition_of(a, settings.kafka_partitions)] for a in announced}
         pids = {p.name: p.pid for p in processes} | {"store": stack.store.process.pid}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         cpu_before["bench (API, relay)"] = time.process_time()
@@ -134,7 +268,21 @@ async def run_phase(
         seconds = time.perf_counter() - started
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         cpu["bench (API, relay)"] = time.process_time() - cpu_before["bench (API, relay)"]
-        return Phase(workers, expected, seconds, per_worker, cpu)
+        actions_per_worker, notices_per_worker = [0] * workers, [0] * workers
+        for action_id, n in owner.items():
+            actions_per_worker[n] += 1
+            notices_per_worker[n] += counts.get(action_id, (0, 0, 0))[0]
+        return Phase(
+            workers,
+            expected,
+            seconds,
+            held,
+            actions_per_worker,
+            notices_per_worker,
+            picker.refused,
+            rebalanced=[len(assignments(p, group)) for p in processes] != rounds,
+            cpu=cpu,
+        )
     finally:
         for process in processes:
             process.stop(timeout=10)
@@ -144,7 +292,12 @@ async def measure(
     stack: BenchStack, *, actions: int = 6, accounts: int = 5_000, progress: bool = True
 ) -> Result:
     """notices/s of `actions` concurrent fan-outs with 2 workers against 1."""
-    result = Result("fan-out scale-out", sizes={"actions": actions, "accounts": accounts})
+    sizes = {
+        "actions": actions,
+        "accounts": accounts,
+        "partitions": stack.settings.kafka_partitions,
+    }
+    result = Result("fan-out scale-out", sizes=sizes)
     handlers = stack.herald.services.handlers
     each = holders(accounts)
     plan: dict[int, list[tuple[str, date]]] = {}
@@ -163,11 +316,13 @@ async def measure(
             print(f"{workers} worker(s): {actions} actions × {each} holders …", flush=True)
         phases[workers] = await run_phase(stack, workers, plan[workers], each, timeout=timeout)
         if progress:
-            print(f"  {phases[workers].rate:,.0f} notices/s", flush=True)
+            phase = phases[workers]
+            print(f"  {phase.rate:,.0f} notices/s; {phase.describe()}", flush=True)
     one, two = phases[1], phases[2]
     result.add(
         Figure(
-            f"notice fan-out, {actions} actions × {each:,} holders, 2 workers",
+            f"notice fan-out, {actions} actions × {each:,} holders, 2 workers"
+            + ("" if two.spread else " (NOT SPREAD)"),
             two.rate,
             "notices/s",
             "the same with 1 worker",
@@ -178,8 +333,14 @@ async def measure(
     for phase in (one, two):
         cpu = ", ".join(f"{name} {seconds:.1f}" for name, seconds in phase.cpu.items())
         result.notes.append(
-            f"{phase.workers} worker(s): {phase.notices} notices in {phase.seconds:.1f} s; "
-            f"actions per worker {phase.actions_per_worker}; CPU s during it: {cpu}"
+            f"{phase.workers} worker(s): {phase.notices} notices in {phase.seconds:.1f} s "
+            f"({phase.drafts} announcements left as drafts to key the actions); "
+            f"{phase.describe()}; CPU s during it: {cpu}"
+        )
+    if not two.spread:
+        result.notes.append(
+            f"NOT SPREAD: a worker fanned out less than {SPREAD_FLOOR:.0%} of the notices "
+            "(or the group rebalanced): the 2-worker figure measures one worker"
         )
     result.notes.append(
         f"machine: {os.cpu_count()} cores, load average "
@@ -202,6 +363,7 @@ async def run(
         broker=broker,
         keep=keep,
         kafka_session_timeout_ms=6000,
+        kafka_partitions=PARTITIONS,
         run_projectors=False,
         run_dispatcher=False,
     ) as stack:

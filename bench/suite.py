@@ -130,7 +130,7 @@ async def _scaleout(ctx: Context) -> Result:
     from bench import fanout_scaleout
 
     if ctx.quick:
-        return await fanout_scaleout.run(ctx.broker, actions=3, accounts=500, progress=False)
+        return await fanout_scaleout.run(ctx.broker, actions=4, accounts=500, progress=False)
     return await fanout_scaleout.run(ctx.broker, progress=False)
 
 
