@@ -36,3 +36,11 @@ class IdempotencyStore(Protocol):
         """End `record`'s claim as released unless it had ended, keeping its
         command id, so that a retry runs — or finds what the command stored."""
         ...
+
+
+class StoredCommands(Protocol):
+    """Whether a command (an Idempotency-Key's one execution) stored its
+    event: then that event is the key's record, and a repeat of the request
+    is answered by rebuilding the first answer from it. Raises StoreError."""
+
+    async def stored(self, command_id: str) -> bool: ...

@@ -51,6 +51,7 @@ nothing; the key is answered by the takeover's execution of the same command.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -60,7 +61,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domain.commands import CURRENT_COMMAND, RequestCommand
 from domain.idempotency import CallerKey, IdempotencyRecord
-from domain.ports import IdempotencyStore, StoreError
+from domain.ports import IdempotencyStore, StoredCommands, StoreError
 from observability import metrics
 from web.asgi import BodyEnd, CapturedResponse, buffer_body, declared_too_large, replaying
 from web.auth import principal_from_scope
@@ -94,6 +95,7 @@ class IdempotencyMiddleware:
         app: ASGIApp,
         store: IdempotencyStore,
         *,
+        stored: StoredCommands | None = None,
         ttl_seconds: float = 86_400,
         lease_seconds: float = 60.0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -104,6 +106,8 @@ class IdempotencyMiddleware:
         assert 0 < lease_seconds < ttl_seconds
         self.app = app
         self.store = store
+        # None: every answer is recorded (nothing to rebuild answers from)
+        self.stored = stored
         self.ttl = timedelta(seconds=ttl_seconds)
         self.lease = timedelta(seconds=lease_seconds)
         self.max_body_bytes = max_body_bytes
@@ -149,35 +153,54 @@ class IdempotencyMiddleware:
             fingerprint=request_fingerprint("POST", self.path, payload),
             claim_id=uuid.uuid4().hex,
             claimed_at=now,
-            expires_at=now + self.ttl,
+            # A claim whose answer is its stored event is never completed: it
+            # keeps the key a TTL after any answer given within the lease.
+            expires_at=now + self.ttl + self.lease,
         )
         try:
-            claim = await self._claim(record)
+            claim = await self._claim(record, rebuild=True)
+            if isinstance(claim, _Stored):
+                if await self._replay_rebuilt(claim.record, scope, body, receive, send):
+                    return
+                # its answer cannot be rebuilt after all: as for any in-flight claim
+                claim = await self._claim(record, rebuild=False)
         except StoreError as exc:
             # Fail closed: without the store we cannot tell a retry from a first
             # request, and a bank would rather refuse a command than run it twice.
             log.warning("idempotency store unavailable, refusing the mutation: %s", exc)
             metrics.IDEMPOTENCY.labels("store_unavailable").inc()
-            await send_problem(send, problems.store_unavailable())
+            await send_problem(send, problems.store_unavailable(self.lease.total_seconds()))
             return
         if isinstance(claim, _Held):
             await self._answer_repeat(claim.record, record, send)
             return
+        assert isinstance(claim, _Claimed)
         metrics.IDEMPOTENCY.labels("executed").inc()
         await self._execute(claim, scope, replay_receive, send)
 
-    async def _claim(self, record: IdempotencyRecord) -> _Claimed | _Held:
+    async def _claim(
+        self, record: IdempotencyRecord, *, rebuild: bool
+    ) -> _Claimed | _Held | _Stored:
         """Claim the key, taking over a claim that expired, was abandoned or was
         released: _Claimed with the record we hold (its command id kept from the
-        claim taken over when the body is the same), else _Held."""
+        claim taken over when the body is the same), else _Held. With
+        `rebuild`, an unexpired in-flight claim of the same body whose command
+        stored its event is _Stored: its answer is rebuilt, nothing written."""
         held: IdempotencyRecord | None = None
         for _ in range(3):  # a takeover can lose to another one: look again
             held = await self.store.claim(record)
             if held is None:
                 return _Claimed(record, resumed=False)
+            if rebuild and await self._answered_by_event(held, record):
+                return _Stored(held)
             if not self._may_take_over(held, record):
                 return _Held(held)
-            resumes = held.response is None and held.fingerprint == record.fingerprint
+            # (an expired claim's key is free: its next request is a new command)
+            resumes = (
+                held.response is None
+                and held.fingerprint == record.fingerprint
+                and held.expires_at > record.claimed_at
+            )
             ours = replace(record, command_id=held.command_id) if resumes else record
             if await self.store.take_over(held, ours):
                 log.info(
@@ -189,6 +212,42 @@ class IdempotencyMiddleware:
                 return _Claimed(ours, resumed=resumes)
         assert held is not None
         return _Held(held)
+
+    async def _answered_by_event(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
+        """`held` is an unexpired claim of the same body, in flight (running,
+        or its answer not recorded), and its command stored its event."""
+        return (
+            self.stored is not None
+            and held.in_flight
+            and held.fingerprint == record.fingerprint
+            and held.expires_at > record.claimed_at
+            and await self.stored.stored(held.command_id)
+        )
+
+    async def _replay_rebuilt(
+        self, held: IdempotencyRecord, scope: Scope, body: bytes, receive: Receive, send: Send
+    ) -> bool:
+        """Answer a repeat of `held`'s request by running it again resumed: the
+        handler finds the stored event and rebuilds the first answer from it,
+        storing nothing. False (nothing sent) when the answer cannot be rebuilt
+        (it shows live state, or the command kind does not rebuild): the
+        request is then treated as for any in-flight claim."""
+        captured = CapturedResponse()
+        command = RequestCommand(held.origin(), resumed=True)
+        token = CURRENT_COMMAND.set(command)
+        try:
+            await self.app(scope, replaying(body, receive), captured.send)
+        finally:
+            CURRENT_COMMAND.reset(token)
+        response = to_stored(captured)
+        if captured.complete and is_server_failure(response):
+            await captured.flush(send)  # not an answer: the caller retries
+            return True
+        if not captured.complete or not command.outcome.rebuildable:
+            return False
+        metrics.IDEMPOTENCY.labels("replay").inc()
+        await send_replay(send, response)
+        return True
 
     def _may_take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
         if held.expires_at <= record.claimed_at:
@@ -211,7 +270,8 @@ class IdempotencyMiddleware:
             await send_problem(send, problems.key_reused())
         elif held.response is None:
             metrics.IDEMPOTENCY.labels("in_flight").inc()
-            await send_problem(send, problems.in_progress())
+            left = (held.claimed_at + self.lease - record.claimed_at).total_seconds()
+            await send_problem(send, problems.in_progress(math.ceil(left)))
         else:
             metrics.IDEMPOTENCY.labels("replay").inc()
             await send_replay(send, held.response)
@@ -219,7 +279,8 @@ class IdempotencyMiddleware:
     async def _execute(self, claim: _Claimed, scope: Scope, receive: Receive, send: Send) -> None:
         record = claim.record
         captured = CapturedResponse()
-        command = CURRENT_COMMAND.set(RequestCommand(record.origin(), resumed=claim.resumed))
+        command_run = RequestCommand(record.origin(), resumed=claim.resumed)
+        command = CURRENT_COMMAND.set(command_run)
         try:
             await self.app(scope, receive, captured.send)
         except BaseException:
@@ -230,6 +291,10 @@ class IdempotencyMiddleware:
         response = to_stored(captured)
         if not captured.complete or is_server_failure(response):
             await self._release(record)
+        elif self.stored is not None and command_run.outcome.rebuildable:
+            # The stored event is the record: a repeat finds it and rebuilds this
+            # answer (`_replay_rebuilt`); one durable write fewer per command.
+            pass
         else:
             # Recorded before the caller hears it: a repeat sent after the answer
             # always replays. If recording fails the command has run all the same,
@@ -259,6 +324,14 @@ class _Claimed:
 
     record: IdempotencyRecord
     resumed: bool
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """An in-flight claim of the same body whose command stored its event:
+    the repeat is answered by rebuilding that command's answer."""
+
+    record: IdempotencyRecord
 
 
 @dataclass(frozen=True)
