@@ -29,7 +29,9 @@ class IdempotencyStore(Protocol):
     ) -> bool:
         """Record the response of `record`'s claim, the key then kept until
         `expires_at`; False if the claim had ended (completed, released, or
-        taken over as abandoned): a claim's first end is its only one."""
+        taken over as abandoned): a claim's first end is its only one. Not
+        called for a claim whose command stored its event (`StoredCommands`):
+        that claim stays in flight, answered from the event."""
         ...
 
     async def release(self, record: IdempotencyRecord) -> None:

@@ -9,13 +9,26 @@ protocol error: mutations go by POST.
 
 For a mutation the caller must send `Idempotency-Key` (1–255 visible ASCII
 characters). The key is scoped to the caller's token subject. The first
-request claims the key in the store ("in flight"), runs, and the response is
-recorded before the caller hears it. A repeat then gets:
+request claims the key in the store ("in flight", kept a TTL plus a lease),
+runs, and its answer is on record before the caller hears it, in one of two
+ways:
 
-- the recorded response again, with `Idempotent-Replayed: true`, when the
-  body is the same (same fingerprint of the canonical request);
-- 409 while the first request is still running;
-- 422 when the body differs.
+- the command stored its event and answered from it alone (the handler says
+  so: `RequestCommand.outcome`): the stored event *is* the record and no
+  response is written (one durable write fewer per command). The claim stays
+  "in flight"; a repeat asks `StoredCommands` whether its command stored its
+  event, runs the request again *resumed* (the handler finds the event and
+  rebuilds, as of its version, what the first execution answered; it appends
+  nothing) and sends that answer;
+- any other answer (a refusal, invalid input, a command that stored nothing,
+  or an answer that shows live state, e.g. `noticeStats` or `deliveries`,
+  which a rebuild would not reproduce) is recorded, a document of its own.
+
+A repeat with the same body (same fingerprint of the canonical request) then
+gets the first answer again, recorded or rebuilt, with
+`Idempotent-Replayed: true`; 409 while the first request still runs and has
+stored nothing (with `Retry-After`: the seconds left on the claim's lease);
+422 when the body differs.
 
 One mutation per key: a request under an Idempotency-Key selects exactly one
 mutation field. A request selecting several (aliases, fragments, a batch) is
@@ -46,6 +59,14 @@ A claim ends once: the first of its recorded response, its release, or the
 takeover that found it abandoned stands (`IdempotencyStore`). A request that
 finishes after its claim was taken over still answers its caller but records
 nothing; the key is answered by the takeover's execution of the same command.
+An in-flight claim whose command stored its event is never taken over: its
+repeats are rebuilt, writing nothing (one key, one execution: the event is
+stored once, under the id its command id names).
+
+A store that fails while the key is claimed answers 503 (nothing executed);
+the claim may have been written all the same (its answer lost), so the 503
+says that a retry may answer 409 until the claim's lease
+(HERALD_IDEMPOTENCY_LEASE_SECONDS) ends.
 """
 
 from __future__ import annotations
