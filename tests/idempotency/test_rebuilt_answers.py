@@ -177,3 +177,31 @@ async def _post_refused(
     assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
     answer: dict[str, Any] = json.loads(first.content)
     return answer, key
+
+
+async def test_a_rebuild_refused_to_the_caller_is_sent_as_is_and_keeps_the_key(
+    herald: RunningHerald, client: GraphQLClient
+) -> None:
+    """The same subject repeats the request with a token that lost the role:
+    the rebuild is refused to it, that refusal is its answer (neither a replay
+    nor recorded), and the key still answers the first answer to the role."""
+    olga = client.token("olga", ROLE_OPERATOR)
+    terms = {**DIVIDEND, "reference": f"RU-ROLE-{uuid.uuid4().hex[:8]}"}
+    key = uuid.uuid4().hex
+    first = await _post(client.http, olga, key, ANNOUNCE, {"input": terms})
+    assert not first.json().get("errors"), first.text
+
+    demoted = client.token("olga")
+    refused = await _post(client.http, demoted, key, ANNOUNCE, {"input": terms})
+    assert refused.status_code == 200 and "idempotent-replayed" not in refused.headers
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert not await _recorded(herald, "olga", key)
+
+    again = await _post(client.http, olga, key, ANNOUNCE, {"input": terms})
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    assert (
+        await herald.services.db["events"].count_documents(
+            {"payload.terms.reference": terms["reference"]}
+        )
+        == 1
+    )

@@ -19,7 +19,8 @@ ways:
   "in flight"; a repeat asks `StoredCommands` whether its command stored its
   event, runs the request again *resumed* (the handler finds the event and
   rebuilds, as of its version, what the first execution answered; it appends
-  nothing) and sends that answer;
+  nothing) and sends that answer (a rebuild refused to this caller, whose
+  token lost the role or account since, is sent as it is, not as a replay);
 - any other answer (a refusal, invalid input, a command that stored nothing,
   or an answer that shows live state, e.g. `noticeStats` or `deliveries`,
   which a rebuild would not reproduce) is recorded, a document of its own.
@@ -250,9 +251,13 @@ class IdempotencyMiddleware:
     ) -> bool:
         """Answer a repeat of `held`'s request by running it again resumed: the
         handler finds the stored event and rebuilds the first answer from it,
-        storing nothing. False (nothing sent) when the answer cannot be rebuilt
-        (it shows live state, or the command kind does not rebuild): the
-        request is then treated as for any in-flight claim."""
+        storing nothing. Sent as it came, neither replay nor record, when the
+        run did not answer from the event: a server failure (the caller
+        retries), or a refusal of this caller (its token no longer carries
+        the role or account; the key's event stays its record). False
+        (nothing sent) when the answer shows live state, which the first
+        request records: the repeat is then treated as for any in-flight
+        claim (409 within its lease, else a takeover that records)."""
         captured = CapturedResponse()
         command = RequestCommand(held.origin(), resumed=True)
         token = CURRENT_COMMAND.set(command)
@@ -260,11 +265,14 @@ class IdempotencyMiddleware:
             await self.app(scope, replaying(body, receive), captured.send)
         finally:
             CURRENT_COMMAND.reset(token)
+        if not captured.complete:
+            return False  # the caller went away: nothing to answer
         response = to_stored(captured)
-        if captured.complete and is_server_failure(response):
-            await captured.flush(send)  # not an answer: the caller retries
+        if is_server_failure(response) or not command.outcome.stored:
+            metrics.IDEMPOTENCY.labels("rebuild_failed").inc()
+            await captured.flush(send)
             return True
-        if not captured.complete or not command.outcome.rebuildable:
+        if command.outcome.live:
             return False
         metrics.IDEMPOTENCY.labels("replay").inc()
         await send_replay(send, response)
