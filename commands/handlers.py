@@ -168,18 +168,17 @@ class CommandHandlers:
         stored `event`: the idempotency middleware records no response for
         such a command, and a repeat is answered by a resumed run."""
         earlier = await self._earlier(ctx)
-        if earlier is not None:
-            result = await answer(earlier)
-        else:
+        if earlier is None:
             try:
                 result = await run()
             except (DomainError, InvalidInput):
                 earlier = await self._earlier(ctx)
                 if earlier is None:
                     raise
-                result = await answer(earlier)
+        if earlier is not None:
+            result = await answer(earlier)
         # Either way the answer is the stored event's: a repeat rebuilds it.
-        _event_stored(ctx)
+        _event_stored(ctx, earlier=earlier is not None)
         return result
 
     async def _earlier(self, ctx: CommandContext) -> ev.EventEnvelope | None:
@@ -313,7 +312,7 @@ class CommandHandlers:
             raise NotFound(f"notice {notice_id} not found")
         mine = await self._earlier(ctx)
         if mine is not None:
-            _event_stored(ctx)
+            _event_stored(ctx, earlier=True)
             if notice.version != mine.payload.get("noticeVersion"):
                 # issued again since: this version's content is gone from the
                 # read model; answer the notice as it now stands
@@ -336,7 +335,7 @@ class CommandHandlers:
                 # another request's acknowledgement (or this command's own,
                 # stored by a stalled first execution)
                 if earlier.event_id == _command_event(ctx):
-                    _event_stored(ctx)
+                    _event_stored(ctx, earlier=True)
                 return _ack_result(notice, earlier)
             version = (stream[-1].version if stream else 0) + 1
             envelope = self._envelope(ev.AGGREGATE_NOTICE, notice_id, version, decided, ctx, actor)
@@ -390,10 +389,11 @@ class StoredCommandEvents:
         return await self._store.get(command_event_id(command_id)) is not None
 
 
-def _event_stored(ctx: CommandContext) -> None:
-    """Tell the request (if any) that its answer is its stored event's."""
+def _event_stored(ctx: CommandContext, *, earlier: bool = False) -> None:
+    """Tell the request (if any) that its answer is its stored event's
+    (`earlier`: stored by an earlier run of the command)."""
     if ctx.command is not None:
-        ctx.command.outcome.event_stored()
+        ctx.command.outcome.event_stored(earlier=earlier)
 
 
 def _command_event(ctx: CommandContext) -> str | None:

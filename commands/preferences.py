@@ -58,7 +58,7 @@ class PreferencesHandlers:
         if command is not None and command.resumed:
             earlier = await self._store.get(event_id)
             if earlier is not None:
-                command.outcome.event_stored()
+                command.outcome.event_stored(earlier=True)
                 return _result(earlier)
         account_id = str(payload.get("accountId") or "").strip()
         # Whose account, and who may set a BIC, before reading anything of it.

@@ -50,14 +50,18 @@ class CommandOutcome:
     records the response unless `rebuildable`.
     """
 
-    __slots__ = ("live", "stored")
+    __slots__ = ("live", "rebuilt", "stored")
 
     def __init__(self) -> None:
         self.stored = False
+        self.rebuilt = False  # answered from an event an earlier run stored
         self.live = False
 
-    def event_stored(self) -> None:
+    def event_stored(self, *, earlier: bool = False) -> None:
+        """The answer is the command's stored event's; `earlier`: that event
+        was stored by an earlier run of the same command (a repeat)."""
         self.stored = True
+        self.rebuilt = self.rebuilt or earlier
 
     def reads_live_state(self) -> None:
         self.live = True

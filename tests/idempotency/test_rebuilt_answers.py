@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from adapters.auth.dev_issuer import DevIssuer
 from domain.idempotency import CallerKey
@@ -115,8 +116,12 @@ async def test_a_repeat_rebuilds_each_commands_first_answer_from_its_event(
     olga = client.token("olga", ROLE_OPERATOR)
     reference = f"RU-REB-{uuid.uuid4().hex[:8]}"
     terms = {**DIVIDEND, "reference": reference}
+    counted = {"command": "announce", "outcome": "replayed"}
+    replays = REGISTRY.get_sample_value("herald_commands_total", counted) or 0.0
     announced, key = await _twice(herald, client, "olga", olga, ANNOUNCE, {"input": terms})
     assert not await _recorded(herald, "olga", key)  # the event is the record
+    # the repeat is counted as a replay, not as a second accepted command
+    assert REGISTRY.get_sample_value("herald_commands_total", counted) == replays + 1
     action = announced.json()["data"]["announceCorporateAction"]["corporateAction"]
 
     paula = client.token("paula", ROLE_APPROVER)
