@@ -287,6 +287,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Middleware(
                 IdempotencyMiddleware,
                 store=services.idempotency,
+                stored=services.stored_commands,
                 ttl_seconds=settings.idempotency_ttl_seconds,
                 lease_seconds=settings.idempotency_lease_seconds,
             ),

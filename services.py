@@ -41,7 +41,7 @@ from adapters.mongo.preferences import MongoPreferenceStore
 from adapters.mongo.projection_state import MongoProjectionState
 from adapters.mongo.transactions import REAP_SECONDS, TransactionSessions
 from adapters.redis.generation import RedisPublicGeneration
-from commands.handlers import CommandHandlers
+from commands.handlers import CommandHandlers, StoredCommandEvents
 from commands.preferences import PreferencesHandlers
 from commands.relay import OutboxRelay, relay_stopped
 from delivery.dispatcher import DeliveryPlanner
@@ -131,6 +131,8 @@ class Services:
             count_backlog=self.events.unpublished_count,
         )
         self.handlers = CommandHandlers(self.events, self.positions, on_appended=self.relay.notify)
+        # the Idempotency-Key check asks it whether a key's command stored its event
+        self.stored_commands = StoredCommandEvents(self.events)
         self.preferences = MongoPreferenceStore(self.db)
         self.deliveries = MongoDeliveryLog(self.db)
         self.preference_handlers = PreferencesHandlers(self.events, on_appended=self.relay.notify)

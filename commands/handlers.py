@@ -163,17 +163,23 @@ class CommandHandlers:
         """Run the command unless its request already stored its event, and
         answer from that event if so. A resumed command that is refused is
         checked again: the stalled first execution may have stored its event
-        between the look-up and the decision (the refusal would be of itself)."""
+        between the look-up and the decision (the refusal would be of itself).
+        `answer(event)` must rebuild exactly what `run()` answered once it
+        stored `event`: the idempotency middleware records no response for
+        such a command, and a repeat is answered by a resumed run."""
         earlier = await self._earlier(ctx)
+        if earlier is None:
+            try:
+                result = await run()
+            except (DomainError, InvalidInput):
+                earlier = await self._earlier(ctx)
+                if earlier is None:
+                    raise
         if earlier is not None:
-            return await answer(earlier)
-        try:
-            return await run()
-        except (DomainError, InvalidInput):
-            earlier = await self._earlier(ctx)
-            if earlier is None:
-                raise
-            return await answer(earlier)
+            result = await answer(earlier)
+        # Either way the answer is the stored event's: a repeat rebuilds it.
+        _event_stored(ctx, earlier=earlier is not None)
+        return result
 
     async def _earlier(self, ctx: CommandContext) -> ev.EventEnvelope | None:
         command = ctx.command
@@ -291,11 +297,27 @@ class CommandHandlers:
         acknowledged records nothing new and answers with the first
         acknowledgement; a later version of the notice (an update) needs its
         own.
+
+        A resumed request (a repeat of one whose event is stored) answers from
+        its stored acknowledgement and the notice as the read model holds it:
+        the first answer byte for byte while the notice stands at the version
+        acknowledged (a notice version's content never changes; its
+        `acknowledgedAt` is the event's). Once the notice was issued again,
+        that version's content is gone: the repeat shows the notice as it now
+        stands (the one case a repeat's answer is not the first one's).
         """
         actor = ctx.actor
         notice = await notices.get_for_accounts(notice_id, ctx.principal.accounts)
         if notice is None:
             raise NotFound(f"notice {notice_id} not found")
+        mine = await self._earlier(ctx)
+        if mine is not None:
+            _event_stored(ctx, earlier=True)
+            if notice.version != mine.payload.get("noticeVersion"):
+                # issued again since: this version's content is gone from the
+                # read model; answer the notice as it now stands
+                return AckResult(notice, notice.acknowledged_at or mine.occurred_at, _token(mine))
+            return _ack_result(notice, mine)
         notice_version = notice.version
         decided = ev.NewEvent(
             ev.NOTICE_ACKNOWLEDGED,
@@ -310,6 +332,10 @@ class CommandHandlers:
             stream = await self._store.load(notice_id)
             earlier = _acknowledgement_of(stream, notice_version)
             if earlier is not None:
+                # another request's acknowledgement (or this command's own,
+                # stored by a stalled first execution)
+                if earlier.event_id == _command_event(ctx):
+                    _event_stored(ctx, earlier=True)
                 return _ack_result(notice, earlier)
             version = (stream[-1].version if stream else 0) + 1
             envelope = self._envelope(ev.AGGREGATE_NOTICE, notice_id, version, decided, ctx, actor)
@@ -318,6 +344,7 @@ class CommandHandlers:
             except ConcurrencyError:
                 continue  # a concurrent acknowledgement won: the next round finds it
             self._on_appended()
+            _event_stored(ctx)
             return _ack_result(notice, stored)
         raise VersionConflict(f"notice {notice_id} is being acknowledged concurrently; retry")
 
@@ -348,6 +375,30 @@ class CommandHandlers:
             origin=None if command is None else command.origin,
             trace_context=current_trace_context(),
         )
+
+
+class StoredCommandEvents:
+    """`domain.ports.StoredCommands` from the event record: a command stored
+    its event when the id derived from its command id (`command_event_id`)
+    names one. Raises StoreError."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    async def stored(self, command_id: str) -> bool:
+        return await self._store.get(command_event_id(command_id)) is not None
+
+
+def _event_stored(ctx: CommandContext, *, earlier: bool = False) -> None:
+    """Tell the request (if any) that its answer is its stored event's
+    (`earlier`: stored by an earlier run of the command)."""
+    if ctx.command is not None:
+        ctx.command.outcome.event_stored(earlier=earlier)
+
+
+def _command_event(ctx: CommandContext) -> str | None:
+    command = ctx.command
+    return None if command is None else command_event_id(command.origin.command_id)
 
 
 def _token(event: ev.EventEnvelope) -> ConsistencyToken:

@@ -58,6 +58,7 @@ class PreferencesHandlers:
         if command is not None and command.resumed:
             earlier = await self._store.get(event_id)
             if earlier is not None:
+                command.outcome.event_stored(earlier=True)
                 return _result(earlier)
         account_id = str(payload.get("accountId") or "").strip()
         # Whose account, and who may set a BIC, before reading anything of it.
@@ -83,6 +84,9 @@ class PreferencesHandlers:
             except ConcurrencyError:
                 continue  # another change of the same account won: stack on top of it
             self._on_appended()
+            if command is not None:
+                # the answer is the stored event's: a repeat rebuilds it
+                command.outcome.event_stored()
             return _result(stored)
         raise VersionConflict(f"preferences of {payload.get('accountId')} are changing; retry")
 

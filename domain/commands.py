@@ -26,13 +26,49 @@ __all__ = [
     "AckResult",
     "ActionResult",
     "CommandContext",
+    "CommandOutcome",
     "CommandService",
     "NoticeLookup",
     "PositionsResult",
     "PreferencesResult",
     "PreferencesService",
     "RequestCommand",
+    "answer_reads_live_state",
 ]
+
+
+class CommandOutcome:
+    """What the request's command says of its answer (mutable: the handler
+    and the GraphQL layer mark it while the request runs, the idempotency
+    middleware reads it after).
+
+    `stored`: the command's own event is stored (appended now, or found by a
+    resumed run) and its answer is rebuilt from that event alone, as of its
+    version: a repeat of the request can rebuild it. `live`: the answer also
+    shows state that moves after the command (a read model's notice counts,
+    deliveries...): a rebuild would not be the same answer. The middleware
+    records the response unless `rebuildable`.
+    """
+
+    __slots__ = ("live", "rebuilt", "stored")
+
+    def __init__(self) -> None:
+        self.stored = False
+        self.rebuilt = False  # answered from an event an earlier run stored
+        self.live = False
+
+    def event_stored(self, *, earlier: bool = False) -> None:
+        """The answer is the command's stored event's; `earlier`: that event
+        was stored by an earlier run of the same command (a repeat)."""
+        self.stored = True
+        self.rebuilt = self.rebuilt or earlier
+
+    def reads_live_state(self) -> None:
+        self.live = True
+
+    @property
+    def rebuildable(self) -> bool:
+        return self.stored and not self.live
 
 
 @dataclass(frozen=True)
@@ -40,15 +76,27 @@ class RequestCommand:
     """The command of the request being served under an Idempotency-Key.
 
     `resumed`: an earlier execution of this key's command may have stored its
-    event (its claim was abandoned, or released after a server failure).
+    event (its claim was abandoned, or released after a server failure, or
+    its answer was not recorded: the stored event is the record).
+    `outcome`: what the handler and the GraphQL layer say of the answer.
     """
 
     origin: CommandOrigin
     resumed: bool = False
+    outcome: CommandOutcome = field(default_factory=CommandOutcome, compare=False)
 
 
 # Set by the idempotency middleware (web.idempotency) for the request it runs.
 CURRENT_COMMAND: ContextVar[RequestCommand | None] = ContextVar("herald_command", default=None)
+
+
+def answer_reads_live_state() -> None:
+    """The answer being built shows state that moves after the command (a
+    resolver of a read model's data): the request's response is recorded,
+    not rebuilt. Nothing outside a request's command."""
+    command = CURRENT_COMMAND.get()
+    if command is not None:
+        command.outcome.reads_live_state()
 
 
 @dataclass(frozen=True)

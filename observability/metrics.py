@@ -106,9 +106,11 @@ DELIVERY_LATENCY = Histogram(
 IDEMPOTENCY = Counter(
     "herald_idempotency_requests_total",
     "Mutations checked against their Idempotency-Key, by outcome (executed: first "
-    "request, or an abandoned claim resumed; replay: the stored answer sent again; "
-    "in_flight: 409, the first still runs; mismatch: 422, the key came with another "
-    "body; store_unavailable: 503, refused)",
+    "request, or an abandoned claim resumed; replay: the first answer sent again, "
+    "recorded or rebuilt from the command's stored event; rebuild_failed: a repeat "
+    "whose rebuild failed or was refused to this caller, sent as is; in_flight: 409, "
+    "the first still runs; mismatch: 422, the key came with another body; "
+    "store_unavailable: 503, refused)",
     ["outcome"],
 )
 CONSISTENCY_WAITS = Counter(

@@ -71,6 +71,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from domain.commands import RequestCommand
 from domain.errors import DomainError, Forbidden, NotFound, VersionConflict
 from domain.validation import InvalidInput
 from observability import metrics
@@ -340,6 +341,11 @@ def command_outcome(exc: BaseException) -> str:
     return "error"
 
 
+def _answered_from_earlier(arguments: Mapping[str, Any]) -> bool:
+    command = getattr(arguments.get("ctx"), "command", None)
+    return isinstance(command, RequestCommand) and command.outcome.rebuilt
+
+
 def traced_command(
     name: str, *, aggregate_arg: str | None = None
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
@@ -350,8 +356,10 @@ def traced_command(
     The aggregate id comes from the argument named `aggregate_arg` when there is
     one, else from the result's consistency token (commands that create the
     aggregate); the correlation id from the `ctx` argument. Outcomes: accepted,
-    invalid, conflict, not_found, forbidden, rejected (another business rule),
-    cancelled, error (unexpected; the span's status is ERROR).
+    replayed (a repeat under an Idempotency-Key answered from the event an
+    earlier run of its command stored), invalid, conflict, not_found,
+    forbidden, rejected (another business rule), cancelled, error
+    (unexpected; the span's status is ERROR).
     """
 
     def decorate(
@@ -378,7 +386,7 @@ def traced_command(
             ) as current:
                 try:
                     result = await func(*args, **kwargs)
-                    outcome = "accepted"
+                    outcome = "replayed" if _answered_from_earlier(arguments) else "accepted"
                     aggregate_id = getattr(getattr(result, "token", None), "aggregate_id", None)
                     if isinstance(aggregate_id, str):
                         current.set_attribute(ATTR_AGGREGATE_ID, aggregate_id)

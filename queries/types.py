@@ -17,6 +17,7 @@ from domain.codes import (
     NoticeKind,
     OptionKind,
 )
+from domain.commands import answer_reads_live_state
 from queries.delivery_types import Delivery
 from queries.errors import DomainErrors
 from queries.permissions import IsBackOffice
@@ -161,6 +162,7 @@ class CorporateAction:
 
     @strawberry.field(permission_classes=[IsBackOffice], description="Operators only.")
     async def notice_stats(self, info: Info[Any, Any]) -> NoticeStats | None:
+        answer_reads_live_state()  # the counts move as notices go out
         loader = info.context.loaders.notice_stats
         total, delivered, acknowledged = await loader.load(str(self.id))
         return NoticeStats(total=total, delivered=delivered, acknowledged=acknowledged)
@@ -175,6 +177,7 @@ class CorporateAction:
     ) -> DepositorNoticeConnection | None:
         from queries.deliveries import notices_of_action
 
+        answer_reads_live_state()
         return await notices_of_action(info, str(self.id), first, after)
 
 
@@ -257,6 +260,7 @@ class DepositorNotice:
         # views builds these types, so it is imported when first needed, not at load
         from queries.views import public_card
 
+        answer_reads_live_state()  # the last published card, not the notice's
         state = await info.context.loaders.cards.load(self._corporate_action_id)
         return None if state is None else public_card(state)
 
@@ -267,6 +271,7 @@ class DepositorNotice:
     async def deliveries(self, info: Info[Any, Any]) -> list[Delivery]:
         from queries.deliveries import deliveries_of
 
+        answer_reads_live_state()
         return await deliveries_of(info, str(self.id), self.version)
 
 

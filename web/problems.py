@@ -68,9 +68,11 @@ class Problem:
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The response headers but the length: the content type, Retry-After
-        for 409/503, and the problem's own (`extra_headers`)."""
+        for 409/503 (1 s unless `extra_headers` give their own), and the
+        problem's own (`extra_headers`)."""
         headers = [(b"content-type", PROBLEM_CONTENT_TYPE.encode())]
-        if self.status in _RETRY_LATER:
+        own = {name.lower() for name, _ in self.extra_headers}
+        if self.status in _RETRY_LATER and b"retry-after" not in own:
             headers.append((b"retry-after", b"1"))
         return [*headers, *self.extra_headers]
 

@@ -1,7 +1,8 @@
 """MemoryIdempotencyStore: the IdempotencyStore port in dicts, with the Mongo
 adapter's rules: a claim per key, taken over only by a takeover that names
 the claim and state it read; a claim ended once, by its response, its
-release or its takeover as abandoned (the first end stands). Nothing
+release or its takeover as abandoned (the first end stands); a claim whose
+command stored its event is never ended (the event is its record). Nothing
 expires: the store has no clock."""
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ completion:
   claim document, conditioned on that id).
 - the *end* of a claim, `_id` the scoped key and the claim id (`end_id`):
   its recorded response, its release, or the mark of its takeover as
-  abandoned. The unique `_id` makes the first end of a claim the only one:
+  abandoned. A claim whose command stored its event gets no end at all: the
+  event is its record (web/idempotency/middleware.py), and the claim stays in
+  flight until it expires (its `expiresAt` a TTL and a lease after the
+  claim). The unique `_id` makes the first end of a claim the only one:
   a completion that comes after a takeover's mark records nothing (the
   resumed command answers from its stored events), and a takeover that comes
   after the completion loses. A reader reads the claim, then the end of the

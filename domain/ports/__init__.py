@@ -50,6 +50,7 @@ from domain.ports.feeds import (
 )
 from domain.ports.idempotency import (
     IdempotencyStore,
+    StoredCommands,
 )
 from domain.ports.log import (
     DeadLetterStore,
@@ -112,6 +113,7 @@ __all__ = [
     "StoreError",
     "StoreRefused",
     "StoreUnavailable",
+    "StoredCommands",
     "StoredIssue",
     "StoredNotice",
     "StoredPreferences",

@@ -29,10 +29,20 @@ class IdempotencyStore(Protocol):
     ) -> bool:
         """Record the response of `record`'s claim, the key then kept until
         `expires_at`; False if the claim had ended (completed, released, or
-        taken over as abandoned): a claim's first end is its only one."""
+        taken over as abandoned): a claim's first end is its only one. Not
+        called for a claim whose command stored its event (`StoredCommands`):
+        that claim stays in flight, answered from the event."""
         ...
 
     async def release(self, record: IdempotencyRecord) -> None:
         """End `record`'s claim as released unless it had ended, keeping its
         command id, so that a retry runs — or finds what the command stored."""
         ...
+
+
+class StoredCommands(Protocol):
+    """Whether a command (an Idempotency-Key's one execution) stored its
+    event: then that event is the key's record, and a repeat of the request
+    is answered by rebuilding the first answer from it. Raises StoreError."""
+
+    async def stored(self, command_id: str) -> bool: ...

@@ -4,6 +4,9 @@ without a store or a broker (milliseconds per test)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,9 +14,11 @@ import pytest
 from adapters.memory.event_store import MemoryEventStore
 from adapters.memory.positions import MemoryPositionSnapshotStore
 from commands.handlers import CommandHandlers
+from domain.codes import NoticeKind
 from domain.commands import CommandContext, RequestCommand
 from domain.errors import Forbidden, VersionConflict
 from domain.events import CommandOrigin
+from domain.ports import StoredNotice
 from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, Principal
 from domain.validation import InvalidInput
 from tests.support import DIVIDEND
@@ -99,3 +104,59 @@ async def test_a_resumed_command_answers_from_its_stored_event_without_deciding_
 async def test_an_anonymous_caller_cannot_command(handlers: CommandHandlers) -> None:
     with pytest.raises(Forbidden):
         await handlers.announce(_dividend(), _ctx(Principal()))
+
+
+async def test_the_request_hears_whether_its_answer_is_its_stored_event(
+    handlers: CommandHandlers,
+) -> None:
+    origin = CommandOrigin(uuid.uuid4().hex, '["olga","k2"]', "f" * 64)
+    first = RequestCommand(origin)
+    await handlers.announce(_dividend(), _ctx(OLGA, first))
+    assert first.outcome.stored and not first.outcome.rebuilt and first.outcome.rebuildable
+    repeat = RequestCommand(origin, resumed=True)
+    await handlers.announce(_dividend(), _ctx(OLGA, repeat))  # (the body is the key's)
+    assert repeat.outcome.stored and repeat.outcome.rebuilt
+
+    refused = RequestCommand(CommandOrigin(uuid.uuid4().hex, '["olga","k3"]', "f" * 64))
+    with pytest.raises(InvalidInput):
+        await handlers.announce(_dividend(isin="XX"), _ctx(OLGA, refused))
+    assert not refused.outcome.stored  # nothing to rebuild from: recorded
+
+
+class _Notices:
+    """The notices read model as acknowledging reads it: one notice, re-issuable."""
+
+    def __init__(self, notice: StoredNotice) -> None:
+        self.notice = notice
+
+    async def get_for_accounts(
+        self, notice_id: str, accounts: Collection[str]
+    ) -> StoredNotice | None:
+        found = notice_id == self.notice.notice_id and self.notice.account_id in accounts
+        return self.notice if found else None
+
+
+async def test_a_resumed_acknowledgement_rebuilds_the_first_answer_from_its_event(
+    handlers: CommandHandlers, store: MemoryEventStore
+) -> None:
+    dora = Principal("dora", accounts=frozenset({"ACC-1"}))
+    notices = _Notices(
+        StoredNotice("NT1", "CA1", "ACC-1", 1, NoticeKind.NEW, datetime(2026, 12, 1, tzinfo=UTC))
+    )
+    origin = CommandOrigin(uuid.uuid4().hex, '["dora","k"]', "f" * 64)
+    first = await handlers.acknowledge_notice("NT1", _ctx(dora, RequestCommand(origin)), notices)
+    assert first.notice.acknowledged_at is not None
+
+    repeat = RequestCommand(origin, resumed=True)
+    again = await handlers.acknowledge_notice("NT1", _ctx(dora, repeat), notices)
+    assert again == first and repeat.outcome.rebuilt
+
+    # re-issued since (an UPDATE): that version's content is gone; the repeat
+    # shows the notice as it now stands, and acknowledges nothing new
+    notices.notice = replace(notices.notice, version=2, kind=NoticeKind.UPDATE)
+    later = await handlers.acknowledge_notice(
+        "NT1", _ctx(dora, RequestCommand(origin, resumed=True)), notices
+    )
+    assert later.notice.version == 2 and later.notice.acknowledged_at is None
+    assert later.token == first.token
+    assert len(await store.load("NT1")) == 1

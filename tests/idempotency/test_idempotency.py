@@ -27,8 +27,10 @@ from websockets import Subprotocol
 from adapters.mongo.client import Document, connect
 from adapters.mongo.idempotency import IDEMPOTENCY, MongoIdempotencyStore
 from devstack.process import free_port
+from domain.commands import CURRENT_COMMAND, RequestCommand
 from domain.events import CORPORATE_ACTION_ANNOUNCED
 from domain.idempotency import CallerKey, IdempotencyRecord, StoredResponse
+from domain.ports import StoreUnavailable
 from tests.support import DIVIDEND, GraphQLClient, RunningHerald, operation_document
 from web.idempotency import (
     IdempotencyMiddleware,
@@ -203,7 +205,9 @@ async def test_in_flight_claim_is_409_and_an_abandoned_one_is_taken_over(
     assert await store.claim(claim(busy, now)) is None
     in_progress = await send(client, body, token=olga, key=busy)
     assert assert_problem(in_progress, 409, "request-in-progress")["code"] == "REQUEST_IN_PROGRESS"
-    assert in_progress.headers["retry-after"]
+    # Retry-After: the seconds left on the claim's lease (60 s in these tests)
+    lease = herald.settings.idempotency_lease_seconds
+    assert 1 <= int(in_progress.headers["retry-after"]) <= lease
 
     # a claim whose process died (older than the lease) does not block the key
     abandoned = uuid.uuid4().hex
@@ -211,11 +215,13 @@ async def test_in_flight_claim_is_409_and_an_abandoned_one_is_taken_over(
     taken_over = await send(client, body, token=olga, key=abandoned)
     assert executed(taken_over), taken_over.text
     assert not taken_over.json().get("errors")
+    # The stored event is the record: no response is written, the claim keeps
+    # the key a day, and a repeat rebuilds the first answer from the event.
     record = await store.get(CallerKey("olga", abandoned))
-    assert record is not None and record.response is not None
-    assert record.response.body == taken_over.content
+    assert record is not None and record.in_flight and record.response is None
     assert record.expires_at >= datetime.now(UTC) + timedelta(hours=23, minutes=59)
-    assert replayed(await send(client, body, token=olga, key=abandoned))
+    again = await send(client, body, token=olga, key=abandoned)
+    assert replayed(again) and again.content == taken_over.content
     assert await announced_events(herald, "RU-IDEM-STALE") == 1
 
 
@@ -461,6 +467,176 @@ async def test_a_response_an_older_herald_recorded_still_replays(mongo_uri: str)
     assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
     assert replay.content == body
     assert app.calls == 0
+
+
+class _ClaimAnswerLost:
+    """The Mongo store, except that the first claim's answer is lost: the claim
+    is written, then the caller hears that the store is unavailable (a store
+    that froze mid-claim, as after a socket timeout)."""
+
+    def __init__(self, store: MongoIdempotencyStore) -> None:
+        self._store = store
+        self.lost = 0
+
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        held = await self._store.claim(record)
+        if not self.lost:
+            self.lost += 1
+            raise StoreUnavailable("timed out (injected after the write)")
+        return held
+
+    async def take_over(self, held: IdempotencyRecord, record: IdempotencyRecord) -> bool:
+        return await self._store.take_over(held, record)
+
+    async def complete(
+        self, record: IdempotencyRecord, response: StoredResponse, expires_at: datetime
+    ) -> bool:
+        return await self._store.complete(record, response, expires_at)
+
+    async def release(self, record: IdempotencyRecord) -> None:
+        await self._store.release(record)
+
+
+async def test_a_claim_written_by_a_frozen_store_is_409_with_the_lease_left(
+    idempotency_store: MongoIdempotencyStore,
+) -> None:
+    """503 "nothing was executed", yet the claim landed: the 503 says a retry
+    may meet 409 until the lease ends, and each 409 says how long is left."""
+    clock = Clock()
+    app = ScriptedApp([OK])
+    store = _ClaimAnswerLost(idempotency_store)
+    middleware = IdempotencyMiddleware(app, store, lease_seconds=60, clock=clock)
+    key = {"Idempotency-Key": "frozen"}
+    async with http_to(middleware) as http:
+        refused = assert_problem(
+            await http.post("/graphql", json=MUTATION, headers=key), 503, "idempotency-unavailable"
+        )
+        assert "nothing was executed" in refused["detail"]
+        assert "409" in refused["detail"] and "lease of 60 s" in refused["detail"]
+
+        busy = await http.post("/graphql", json=MUTATION, headers=key)
+        assert_problem(busy, 409, "request-in-progress")
+        assert busy.headers["retry-after"] == "60"
+        clock.now += timedelta(seconds=44.5)
+        later = await http.post("/graphql", json=MUTATION, headers=key)
+        assert_problem(later, 409, "request-in-progress")
+        assert later.headers["retry-after"] == "16"  # 15.5 s left, rounded up
+        assert app.calls == 0
+
+        clock.now += timedelta(seconds=16)  # the lease has ended: taken over, runs once
+        done = await http.post("/graphql", json=MUTATION, headers=key)
+        assert done.status_code == 200 and "idempotent-replayed" not in done.headers
+    assert app.calls == 1
+
+
+@dataclass
+class EventRecord:
+    """`StoredCommands` over the command ids whose event a CommandApp stored."""
+
+    ids: set[str] = field(default_factory=set)
+
+    async def stored(self, command_id: str) -> bool:
+        return command_id in self.ids
+
+
+@dataclass
+class CommandApp:
+    """Answers like a command handler under a key: stores "its event" (the
+    command id into `events`) and answers from it, marking the answer as
+    rebuilt from the event; `live`: the answer shows live state too."""
+
+    events: EventRecord
+    live: bool = False
+    runs: list[RequestCommand] = field(default_factory=list)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        command = CURRENT_COMMAND.get()
+        assert command is not None
+        await receive()
+        self.runs.append(command)
+        self.events.ids.add(command.origin.command_id)
+        command.outcome.event_stored()
+        if self.live:
+            command.outcome.reads_live_state()
+        body = json.dumps({"data": {"go": command.origin.command_id}}).encode()
+        start = {"type": "http.response.start", "status": 200}
+        await send({**start, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def test_a_command_whose_event_is_stored_is_answered_from_it(
+    idempotency_store: MongoIdempotencyStore,
+) -> None:
+    clock = Clock()
+    events = EventRecord()
+    app = CommandApp(events)
+    middleware = IdempotencyMiddleware(
+        app, idempotency_store, stored=events, lease_seconds=60, clock=clock
+    )
+    key = {"Idempotency-Key": "stored"}
+    async with http_to(middleware) as http:
+        first = await http.post("/graphql", json=MUTATION, headers=key)
+        assert first.status_code == 200 and "idempotent-replayed" not in first.headers
+        record = await idempotency_store.get(CallerKey(None, "stored"))
+        assert record is not None and record.in_flight  # no response written
+        for wait in (timedelta(0), timedelta(minutes=5), timedelta(hours=24)):
+            clock.now = record.claimed_at + wait  # within the lease, past it, a day on
+            again = await http.post("/graphql", json=MUTATION, headers=key)
+            assert again.headers["idempotent-replayed"] == "true"
+            assert again.content == first.content
+        # each repeat ran resumed, under the first's command id; no takeover
+        assert [run.resumed for run in app.runs] == [False, True, True, True]
+        assert {run.origin.command_id for run in app.runs} == {record.command_id}
+        unchanged = await idempotency_store.get(CallerKey(None, "stored"))
+        assert unchanged is not None and unchanged.claim_id == record.claim_id
+
+        # the key's day is over: the same body is a new command
+        clock.now = record.expires_at
+        fresh = await http.post("/graphql", json=MUTATION, headers=key)
+        assert "idempotent-replayed" not in fresh.headers and fresh.content != first.content
+        assert not app.runs[-1].resumed
+
+
+async def test_a_stored_command_whose_answer_shows_live_state_is_recorded(
+    idempotency_store: MongoIdempotencyStore,
+) -> None:
+    clock = Clock()
+    events = EventRecord()
+    app = CommandApp(events, live=True)
+    middleware = IdempotencyMiddleware(
+        app, idempotency_store, stored=events, lease_seconds=60, clock=clock
+    )
+    async with http_to(middleware) as http:
+        key = {"Idempotency-Key": "live"}
+        first = await http.post("/graphql", json=MUTATION, headers=key)
+        record = await idempotency_store.get(CallerKey(None, "live"))
+        assert record is not None and record.response is not None
+        again = await http.post("/graphql", json=MUTATION, headers=key)
+        assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+        assert len(app.runs) == 1
+
+        # A process died after storing the event of such a command: its answer
+        # cannot be rebuilt, so the claim is 409 within its lease, then taken
+        # over and the resumed command's answer recorded.
+        dead = IdempotencyRecord(
+            CallerKey(None, "died"),
+            request_fingerprint("POST", "/graphql", MUTATION),
+            "dead-process",
+            clock.now,
+            clock.now + timedelta(days=1),
+        )
+        await idempotency_store.claim(dead)
+        events.ids.add(dead.command_id)
+        died = {"Idempotency-Key": "died"}
+        busy = await http.post("/graphql", json=MUTATION, headers=died)
+        assert_problem(busy, 409, "request-in-progress")
+        clock.now += timedelta(minutes=2)
+        resumed = await http.post("/graphql", json=MUTATION, headers=died)
+        assert resumed.status_code == 200 and "idempotent-replayed" not in resumed.headers
+        assert app.runs[-1].resumed and app.runs[-1].origin.command_id == dead.command_id
+        taken = await idempotency_store.get(CallerKey(None, "died"))
+        assert taken is not None and taken.response is not None
+        assert taken.response.body == resumed.content
 
 
 # --- the pure parts ------------------------------------------------------------------

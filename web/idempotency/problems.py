@@ -3,6 +3,8 @@ URIs and codes are the edge's too: edge/config.py)."""
 
 from __future__ import annotations
 
+import math
+
 from queries.errors import (
     BAD_USER_INPUT,
     IDEMPOTENCY_KEY_REUSED,
@@ -49,13 +51,16 @@ def key_reused() -> Problem:
     )
 
 
-def in_progress() -> Problem:
+def in_progress(retry_after: int) -> Problem:
+    """409; `retry_after`: whole seconds (>= 1) until the claim's lease ends,
+    when a retry of the same request takes an abandoned claim over."""
     return Problem(
         409,
         "request-in-progress",
         "Request in progress",
         "a request with this Idempotency-Key is still being processed; retry later",
         REQUEST_IN_PROGRESS,
+        ((b"retry-after", str(max(1, retry_after)).encode()),),
     )
 
 
@@ -84,11 +89,17 @@ def too_deep() -> Problem:
     return malformed("the request body is JSON nested too deeply to read")
 
 
-def store_unavailable() -> Problem:
+def store_unavailable(lease_seconds: float) -> Problem:
+    """503; `lease_seconds`: the claim lease (HERALD_IDEMPOTENCY_LEASE_SECONDS)
+    a claim this request may have left holds the key for."""
+    lease = math.ceil(lease_seconds)
     return Problem(
         503,
         "idempotency-unavailable",
         "Service unavailable",
-        "the Idempotency-Key cannot be checked right now; nothing was executed, retry later",
+        "the Idempotency-Key cannot be checked right now; nothing was executed, retry later. "
+        "The store may have kept this request's claim of the key: a retry with the same key "
+        f"may then answer 409 (request in progress) until the claim's lease of {lease} s ends "
+        "(its Retry-After says how long is left)",
         SERVICE_UNAVAILABLE,
     )
