@@ -298,15 +298,18 @@ class CommandHandlers:
         acknowledgement; a later version of the notice (an update) needs its
         own.
 
-        A resumed request (a repeat of one whose event is stored) answers from
-        its stored acknowledgement and the notice as the read model holds it:
-        the first answer byte for byte while the notice stands at the version
-        acknowledged (a notice version's content never changes; its
-        `acknowledgedAt` is the event's). Once the notice was issued again,
-        that version's content is gone: the repeat shows the notice as it now
-        stands (the one case a repeat's answer is not the first one's).
+        The answer shows the notice as the read model holds it, which a later
+        issue of the notice replaces: the request's response is recorded (a
+        repeat replays it), not rebuilt from the event. Only a resumed request
+        (its first run stored the event but recorded no answer: it stalled or
+        failed) answers from its stored acknowledgement and the notice as it
+        now stands: the first answer byte for byte while the notice stands at
+        the version acknowledged; once the notice was issued again, that
+        version's content is gone and the notice is shown as it now stands.
         """
         actor = ctx.actor
+        if ctx.command is not None:
+            ctx.command.outcome.reads_live_state()
         notice = await notices.get_for_accounts(notice_id, ctx.principal.accounts)
         if notice is None:
             raise NotFound(f"notice {notice_id} not found")
