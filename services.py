@@ -259,6 +259,7 @@ class Services:
                 self.positions,
                 self.events,
                 topics(NoticeProjector.name),
+                progress=self.projection_state,
             ),
             PreferencesProjector(self.preferences, topics(PreferencesProjector.name)),
         ]

@@ -70,6 +70,7 @@ from domain.ports.positions import (
     PositionSnapshotStore,
 )
 from domain.ports.projection_state import (
+    FanoutProgress,
     ProjectionStateStore,
     ProjectionStatus,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "EventConsumer",
     "EventPublisher",
     "EventStore",
+    "FanoutProgress",
     "FeedChange",
     "FeedSignal",
     "IdempotencyStore",
