@@ -51,6 +51,7 @@ from domain.consistency import PROJECTION_STREAMS
 from domain.delivery import OutboundNotice, delivery_id, parse_channels
 from domain.ports import is_transient
 from observability import metrics
+from observability.readiness import Checks, answer, passed
 from projections.cards import CardProjector
 from projections.checkpoint import AppliedThrough, replay_from
 from projections.notices import NoticeProjector
@@ -453,17 +454,20 @@ class Services:
             failures += 1
             await asyncio.sleep(min(0.5 * 2 ** (failures - 1), 30.0) * random.uniform(0.8, 1.2))
 
-    async def ready(self) -> dict[str, bool]:
+    async def ready(self, checks: Checks | None = None) -> Checks:
         """What /readyz reports: store and event log reachable, every supervised
         task running (after the topics are prepared) and healthy, and every projector with its
         partitions and caught up with the log as it was when they came, after
         any record re-published into an empty log — so a command accepted now
         is readable within the normal delay. While catching up, `progress`
-        says how many events a new command would queue behind."""
-        store, kafka = await asyncio.gather(  # side by side: the round is bounded
-            self._store_answers(), kafka_ping(self.settings.kafka_bootstrap)
+        says how many events a new command would queue behind. `checks` is
+        filled as each answers, a peer that does not answer in time named
+        "timeout" (observability.readiness), and returned."""
+        checks = {} if checks is None else checks
+        await asyncio.gather(  # side by side, each bounded: the round is
+            answer(checks, "store", self._store_answers()),
+            answer(checks, "kafka", kafka_ping(self.settings.kafka_bootstrap)),
         )
-        checks: dict[str, bool] = {"store": store, "kafka": kafka}
         # A supervised task is healthy only once its run started, which waits
         # for the topics: no separate check for them.
         for name, task in self.tasks.items():
@@ -471,25 +475,25 @@ class Services:
         catching_up = self._refill_through is not None or not all(
             runner.ready for runner in self.runners
         )
+        for runner in self.runners:
+            name = f"projector:{runner.name}"
+            checks[name] = checks.get(name) is True and runner.ready
+        if self._refill_through is not None:  # the relay is re-publishing
+            checks["relay"] = False
+        stalled = self.relay_lease.stalled_holder() if "relay" in self.tasks else None
+        if stalled is not None:  # nothing is published until it expires
+            checks["relay"] = False
         behind: int | None = None
-        if catching_up and checks["store"]:
-            try:  # only a note: bounded, so the checks themselves stay in time
+        if catching_up and checks["store"] is True:
+            try:  # only a note, last: bounded, so the checks themselves stay in time
                 async with asyncio.timeout(PROGRESS_SECONDS):
                     behind = await self._behind()
             except Exception as exc:  # unknown for now; the other checks say why
                 log.debug("cannot count the events behind: %s", exc)
-        for runner in self.runners:
-            name = f"projector:{runner.name}"
-            checks[name] = checks.get(name, False) and runner.ready
-        if self._refill_through is not None:  # the relay is re-publishing
-            checks["relay"] = False
         notes = [] if behind is None else [f"catching up: {behind} events behind"]
-        stalled = self.relay_lease.stalled_holder() if "relay" in self.tasks else None
-        if stalled is not None:  # nothing is published until it expires
-            checks["relay"] = False
+        if stalled is not None:
             notes.insert(0, f"relay: waiting for the outbox lease {stalled.describe()}")
-        ready = all(checks.values())
-        self.progress = None if ready or not notes else "; ".join(notes)
+        self.progress = None if passed(checks) or not notes else "; ".join(notes)
         return checks
 
     async def _store_answers(self) -> bool:
