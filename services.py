@@ -86,6 +86,9 @@ class Services:
     # published through it (`_follow_refill` watches for that).
     _refill_through: int | None = None
     _refill_watch: asyncio.Task[None] | None = None
+    # True from the moment a memory-only broker is known emptied (restarted)
+    # until its re-fill is queued: the log lacks the record meanwhile.
+    _log_emptied: bool = False
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -306,13 +309,20 @@ class Services:
         )
 
     async def _prepare_topics(self) -> None:
-        """Prepare the event log (`prepare_log`), retrying while the broker or
-        the store does not answer; then the supervised tasks start."""
+        """Prepare the event log, retrying while the broker or the store does
+        not answer; then the supervised tasks start."""
+        await self.prepare_log_retrying()
+        self._topics_ready.set()
+
+    async def prepare_log_retrying(self, *, emptied: bool = False) -> int | None:
+        """`prepare_log`, tried every second while the broker or the store does
+        not answer (a transient error) — at start, and after a memory-only
+        broker came back empty: a re-fill given up would leave the log without
+        the record while this process runs. Other errors are raised."""
         failures = 0
         while True:
             try:
-                await self.prepare_log()
-                break
+                return await self.prepare_log(emptied=emptied)
             except Exception as exc:  # broker or store not up yet: commands are still accepted
                 if not is_transient(exc):
                     raise
@@ -322,7 +332,6 @@ class Services:
                     log.warning("cannot prepare the event log yet (%s); retrying every second", exc)
                 failures += 1
                 await asyncio.sleep(1.0)
-        self._topics_ready.set()
 
     async def prepare_log(self, *, emptied: bool = False) -> int | None:
         """Create the topics and, if the log is new — its topics were missing,
@@ -339,7 +348,8 @@ class Services:
         Returns how many events were queued again (None: no re-fill was due).
         Raises PublishError or a store error (both transient) to be retried."""
         s = self.settings
-        if emptied:
+        if emptied:  # before any wait: /readyz must not pass the empty log as ready
+            self._log_emptied = True
             await self.log_refills.needed()
         await ensure_topics(
             s.kafka_bootstrap,
@@ -355,6 +365,7 @@ class Services:
         if covered is not None:
             queued = await self.republish_unapplied()
             await self.log_refills.done(covered)
+        self._log_emptied = False  # re-queued: `_refill_through` holds /readyz now
         self.relay.notify()
         return queued
 
@@ -472,13 +483,12 @@ class Services:
         # for the topics: no separate check for them.
         for name, task in self.tasks.items():
             checks[name] = not task.done() and self.healthy.get(name, False)
-        catching_up = self._refill_through is not None or not all(
-            runner.ready for runner in self.runners
-        )
+        refilling = self._log_emptied or self._refill_through is not None
+        catching_up = refilling or not all(runner.ready for runner in self.runners)
         for runner in self.runners:
             name = f"projector:{runner.name}"
             checks[name] = checks.get(name) is True and runner.ready
-        if self._refill_through is not None:  # the relay is re-publishing
+        if refilling:  # the log is empty, or the relay is re-publishing into it
             checks["relay"] = False
         stalled = self.relay_lease.stalled_holder() if "relay" in self.tasks else None
         if stalled is not None:  # nothing is published until it expires
@@ -491,6 +501,8 @@ class Services:
             except Exception as exc:  # unknown for now; the other checks say why
                 log.debug("cannot count the events behind: %s", exc)
         notes = [] if behind is None else [f"catching up: {behind} events behind"]
+        if self._log_emptied:
+            notes.insert(0, "relay: the broker came back empty; queueing the record again")
         if stalled is not None:
             notes.insert(0, f"relay: waiting for the outbox lease {stalled.describe()}")
         self.progress = None if passed(checks) or not notes else "; ".join(notes)

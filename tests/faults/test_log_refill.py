@@ -22,8 +22,10 @@ from adapters.auth.dev_issuer import DevIssuer
 from adapters.kafka.topics import ensure_topics, topic_for
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.log_refill import MongoLogRefills
+from cli.dev import _refill
 from devstack.herald import RunningHerald
 from domain import events as ev
+from domain.ports import StoreUnavailable
 from observability.readiness import ROUND_SECONDS, passed
 from services import Services
 from settings import Settings
@@ -149,3 +151,42 @@ async def test_readiness_follows_a_refill_however_slow_its_checks(
 
 async def _ended(services: Services) -> bool:
     return services._topics_task.done()
+
+
+async def test_a_broker_back_empty_is_not_ready_until_its_refill_is_queued(
+    tansu_broker: Broker, mongo_uri: str, issuer: DevIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen with `herald dev` after a Tansu SIGKILL mid-fan-out: /readyz
+    answered 200 for seconds once the broker was back (empty) and before the
+    re-fill was queued — the store, busy with the fan-out, was slow to take
+    the re-fill's first write. The emptied log holds readiness from the
+    moment it is known; and a re-fill the store fails is tried again (the
+    supervisor runs it once)."""
+    herald = RunningHerald(herald_settings(tansu_broker, mongo_uri, issuer), issuer)
+    await herald.start(timeout=30)
+    services = herald.services
+    try:
+        assert passed(await services.ready())
+        recorded, release = asyncio.Event(), asyncio.Event()
+        needed = services.log_refills.needed
+        failures = [StoreUnavailable("the store is busy")]
+
+        async def slow_then_failing() -> None:
+            recorded.set()
+            await release.wait()
+            if failures:
+                raise failures.pop()
+            await needed()
+
+        monkeypatch.setattr(services.log_refills, "needed", slow_then_failing)
+        refill = asyncio.create_task(_refill(services, memory_only=True))  # as the supervisor
+        await recorded.wait()
+        checks = await services.ready()
+        assert checks["kafka"] is True and checks["relay"] is False
+        assert services.progress is not None and "came back empty" in services.progress
+        release.set()
+        await refill  # through the failure: tried again
+        assert not failures
+        await eventually(services.ready, passed)
+    finally:
+        await herald.stop()
