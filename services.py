@@ -25,7 +25,7 @@ from adapters.auth.verifier import TokenVerifier
 from adapters.kafka.consumer import KafkaEventConsumer
 from adapters.kafka.dead_letters import KafkaDeadLetterTopic, dead_letter_topic
 from adapters.kafka.publisher import KafkaEventPublisher
-from adapters.kafka.topics import ensure_topics, kafka_ping, topic_for
+from adapters.kafka.topics import ensure_topics, kafka_ping, log_lost, topic_for
 from adapters.mongo.cards import MongoCardPublicationFeed, MongoCardStore
 from adapters.mongo.client import StoreProbe, connect, ping
 from adapters.mongo.dead_letters import MongoDeadLetterStore
@@ -67,6 +67,8 @@ IDEMPOTENCY_SWEEP_SECONDS = 60.0
 
 # How often the end of a re-fill is looked for (a count in the store).
 REFILL_POLL_SECONDS = 0.25
+# How often the relay's process checks that the broker still has the log.
+LOG_WATCH_SECONDS = 2.0
 # How long /readyz's "catching up: N events behind" may take to count.
 PROGRESS_SECONDS = 0.5
 
@@ -86,6 +88,7 @@ class Services:
     # published through it (`_follow_refill` watches for that).
     _refill_through: int | None = None
     _refill_watch: asyncio.Task[None] | None = None
+    _log_watch: asyncio.Task[None] | None = None
     # True from the moment a memory-only broker is known emptied (restarted)
     # until its re-fill is queued: the log lacks the record meanwhile.
     _log_emptied: bool = False
@@ -174,6 +177,7 @@ class Services:
                 self._supervised("idempotency-sweep", self._sweep_idempotency),
                 name="idempotency-sweep",
             )
+            self._log_watch = asyncio.create_task(self._watch_log(), name="log-watch")
         # every process: a killed peer's open transactions hold what the
         # projectors here write next (adapters/mongo/transactions.py)
         self.tasks["transaction-reaper"] = asyncio.create_task(
@@ -185,6 +189,29 @@ class Services:
                 self._start_projector(projector)
         if s.run_dispatcher:
             self._start_dispatcher()
+
+    async def _watch_log(self) -> None:
+        """Every LOG_WATCH_SECONDS once the log is prepared: a broker that lost
+        the log while this process runs (a memory-only broker restarted under
+        `herald serve`, the topics deleted) is re-filled as at a start —
+        otherwise the events it held and no projection had applied yet (an
+        approval waiting behind a fan-out) are never projected, and /readyz
+        says ready all the same. A broker away is looked at again."""
+        await self._topics_ready.wait()
+        prefix = self.settings.kafka_topic_prefix
+        while True:
+            await asyncio.sleep(LOG_WATCH_SECONDS)
+            try:
+                if not await log_lost(self.settings.kafka_bootstrap, prefix):
+                    continue
+            except Exception as exc:  # broker away: the readiness checks say so
+                log.debug("cannot look for the event log: %s", exc)
+                continue
+            log.warning("the broker lost the event log (%s): re-filling it", prefix)
+            try:
+                await self.prepare_log_retrying(emptied=True)
+            except Exception:  # a bug: said, and the next look tries again
+                log.exception("cannot re-fill the lost event log")
 
     async def _sweep_idempotency(self) -> None:
         """Delete expired Idempotency-Keys every IDEMPOTENCY_SWEEP_SECONDS
@@ -535,8 +562,7 @@ class Services:
         # Cancelled first: a feed slow to stop must not leave the relay and the
         # projectors running (a caller that gives up on this stop leaks them).
         tasks = [*self.tasks.values(), self._topics_task]
-        if self._refill_watch is not None:
-            tasks.append(self._refill_watch)
+        tasks += [t for t in (self._refill_watch, self._log_watch) if t is not None]
         for task in tasks:
             task.cancel()
         await _bounded(self.published_cards.stop(), "card feed", limit)

@@ -5,14 +5,12 @@ has still to process — across processes, through the projection state."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 from devstack.herald import RunningHerald
-from domain.ports import NoticePlan
-from tests.projections.scenario import Portal, notices_of
+from tests.projections.scenario import HeldFanout, Portal, notices_of
 from tests.support import GraphQLClient, eventually
 
 PROJECTIONS = "{ projections { name lag fanoutAccountsRemaining } }"
@@ -22,22 +20,12 @@ HOLDERS = {"ACC-1": "100", "ACC-2": "5", "ACC-3": "7"}
 async def test_the_projections_view_names_the_fanout_left_until_the_notices_are_written(
     herald: RunningHerald, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The fan-out's chunk writes wait for the test: the fan-out is under way.
-    store = herald.services.notice_projection
-    writing, release = asyncio.Event(), asyncio.Event()
-    write = store.reconcile_range
-
-    async def held(action_id: str, first: str, last: str, plan: NoticePlan) -> int:
-        writing.set()
-        await release.wait()
-        return await write(action_id, first, last, plan)
-
-    monkeypatch.setattr(store, "reconcile_range", held)
+    fanout = HeldFanout(herald, monkeypatch)
     async with GraphQLClient.of(herald) as client:
         portal = Portal(client)
         await portal.positions(HOLDERS)
         action_id = await portal.publish(reference="RU-FANOUT-VIEW")
-        await writing.wait()
+        await fanout.writing.wait()
 
         async def notices_view() -> dict[str, Any]:
             data = await client.data(PROJECTIONS, token=portal.operator)
@@ -47,7 +35,7 @@ async def test_the_projections_view_names_the_fanout_left_until_the_notices_are_
         during = await notices_view()
         assert during["fanoutAccountsRemaining"] == str(len(HOLDERS))
         assert await notices_of(herald, action_id) == {}  # … and indeed none is visible
-        release.set()
+        fanout.release.set()
         await eventually(notices_view, lambda v: v["fanoutAccountsRemaining"] == "0")
         # 0 is said once every notice is written, not before
         assert sorted(await notices_of(herald, action_id)) == sorted(HOLDERS)
