@@ -202,10 +202,11 @@ class Services:
         while True:
             await asyncio.sleep(LOG_WATCH_SECONDS)
             try:
-                if not await log_lost(self.settings.kafka_bootstrap, prefix):
-                    continue
+                lost = await log_lost(self.settings.kafka_bootstrap, prefix)
             except Exception as exc:  # broker away: the readiness checks say so
                 log.debug("cannot look for the event log: %s", exc)
+                continue
+            if not lost or self._log_emptied:  # (a re-fill under way: herald dev's)
                 continue
             log.warning("the broker lost the event log (%s): re-filling it", prefix)
             try:
