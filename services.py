@@ -25,7 +25,7 @@ from adapters.auth.verifier import TokenVerifier
 from adapters.kafka.consumer import KafkaEventConsumer
 from adapters.kafka.dead_letters import KafkaDeadLetterTopic, dead_letter_topic
 from adapters.kafka.publisher import KafkaEventPublisher
-from adapters.kafka.topics import ensure_topics, kafka_ping, topic_for
+from adapters.kafka.topics import ensure_topics, kafka_ping, log_lost, topic_for
 from adapters.mongo.cards import MongoCardPublicationFeed, MongoCardStore
 from adapters.mongo.client import StoreProbe, connect, ping
 from adapters.mongo.dead_letters import MongoDeadLetterStore
@@ -51,6 +51,7 @@ from domain.consistency import PROJECTION_STREAMS
 from domain.delivery import OutboundNotice, delivery_id, parse_channels
 from domain.ports import is_transient
 from observability import metrics
+from observability.readiness import Checks, answer, passed
 from projections.cards import CardProjector
 from projections.checkpoint import AppliedThrough, replay_from
 from projections.notices import NoticeProjector
@@ -66,6 +67,8 @@ IDEMPOTENCY_SWEEP_SECONDS = 60.0
 
 # How often the end of a re-fill is looked for (a count in the store).
 REFILL_POLL_SECONDS = 0.25
+# How often the relay's process checks that the broker still has the log.
+LOG_WATCH_SECONDS = 2.0
 # How long /readyz's "catching up: N events behind" may take to count.
 PROGRESS_SECONDS = 0.5
 
@@ -85,6 +88,10 @@ class Services:
     # published through it (`_follow_refill` watches for that).
     _refill_through: int | None = None
     _refill_watch: asyncio.Task[None] | None = None
+    _log_watch: asyncio.Task[None] | None = None
+    # True from the moment a memory-only broker is known emptied (restarted)
+    # until its re-fill is queued: the log lacks the record meanwhile.
+    _log_emptied: bool = False
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -172,6 +179,7 @@ class Services:
                 self._supervised("idempotency-sweep", self._sweep_idempotency),
                 name="idempotency-sweep",
             )
+            self._log_watch = asyncio.create_task(self._watch_log(), name="log-watch")
         # every process: a killed peer's open transactions hold what the
         # projectors here write next (adapters/mongo/transactions.py)
         self.tasks["transaction-reaper"] = asyncio.create_task(
@@ -183,6 +191,30 @@ class Services:
                 self._start_projector(projector)
         if s.run_dispatcher:
             self._start_dispatcher()
+
+    async def _watch_log(self) -> None:
+        """Every LOG_WATCH_SECONDS once the log is prepared: a broker that lost
+        the log while this process runs (a memory-only broker restarted under
+        `herald serve`, the topics deleted) is re-filled as at a start —
+        otherwise the events it held and no projection had applied yet (an
+        approval waiting behind a fan-out) are never projected, and /readyz
+        says ready all the same. A broker away is looked at again."""
+        await self._topics_ready.wait()
+        prefix = self.settings.kafka_topic_prefix
+        while True:
+            await asyncio.sleep(LOG_WATCH_SECONDS)
+            try:
+                lost = await log_lost(self.settings.kafka_bootstrap, prefix)
+            except Exception as exc:  # broker away: the readiness checks say so
+                log.debug("cannot look for the event log: %s", exc)
+                continue
+            if not lost or self._log_emptied:  # (a re-fill under way: herald dev's)
+                continue
+            log.warning("the broker lost the event log (%s): re-filling it", prefix)
+            try:
+                await self.prepare_log_retrying(emptied=True)
+            except Exception:  # a bug: said, and the next look tries again
+                log.exception("cannot re-fill the lost event log")
 
     async def _sweep_idempotency(self) -> None:
         """Delete expired Idempotency-Keys every IDEMPOTENCY_SWEEP_SECONDS
@@ -261,6 +293,7 @@ class Services:
                 self.positions,
                 self.events,
                 topics(NoticeProjector.name),
+                progress=self.projection_state,
             ),
             PreferencesProjector(self.preferences, topics(PreferencesProjector.name)),
         ]
@@ -306,13 +339,20 @@ class Services:
         )
 
     async def _prepare_topics(self) -> None:
-        """Prepare the event log (`prepare_log`), retrying while the broker or
-        the store does not answer; then the supervised tasks start."""
+        """Prepare the event log, retrying while the broker or the store does
+        not answer; then the supervised tasks start."""
+        await self.prepare_log_retrying()
+        self._topics_ready.set()
+
+    async def prepare_log_retrying(self, *, emptied: bool = False) -> int | None:
+        """`prepare_log`, tried every second while the broker or the store does
+        not answer (a transient error) — at start, and after a memory-only
+        broker came back empty: a re-fill given up would leave the log without
+        the record while this process runs. Other errors are raised."""
         failures = 0
         while True:
             try:
-                await self.prepare_log()
-                break
+                return await self.prepare_log(emptied=emptied)
             except Exception as exc:  # broker or store not up yet: commands are still accepted
                 if not is_transient(exc):
                     raise
@@ -322,7 +362,6 @@ class Services:
                     log.warning("cannot prepare the event log yet (%s); retrying every second", exc)
                 failures += 1
                 await asyncio.sleep(1.0)
-        self._topics_ready.set()
 
     async def prepare_log(self, *, emptied: bool = False) -> int | None:
         """Create the topics and, if the log is new — its topics were missing,
@@ -339,7 +378,8 @@ class Services:
         Returns how many events were queued again (None: no re-fill was due).
         Raises PublishError or a store error (both transient) to be retried."""
         s = self.settings
-        if emptied:
+        if emptied:  # before any wait: /readyz must not pass the empty log as ready
+            self._log_emptied = True
             await self.log_refills.needed()
         await ensure_topics(
             s.kafka_bootstrap,
@@ -355,6 +395,7 @@ class Services:
         if covered is not None:
             queued = await self.republish_unapplied()
             await self.log_refills.done(covered)
+        self._log_emptied = False  # re-queued: `_refill_through` holds /readyz now
         self.relay.notify()
         return queued
 
@@ -454,43 +495,47 @@ class Services:
             failures += 1
             await asyncio.sleep(min(0.5 * 2 ** (failures - 1), 30.0) * random.uniform(0.8, 1.2))
 
-    async def ready(self) -> dict[str, bool]:
+    async def ready(self, checks: Checks | None = None) -> Checks:
         """What /readyz reports: store and event log reachable, every supervised
         task running (after the topics are prepared) and healthy, and every projector with its
         partitions and caught up with the log as it was when they came, after
         any record re-published into an empty log — so a command accepted now
         is readable within the normal delay. While catching up, `progress`
-        says how many events a new command would queue behind."""
-        store, kafka = await asyncio.gather(  # side by side: the round is bounded
-            self._store_answers(), kafka_ping(self.settings.kafka_bootstrap)
+        says how many events a new command would queue behind. `checks` is
+        filled as each answers, a peer that does not answer in time named
+        "timeout" (observability.readiness), and returned."""
+        checks = {} if checks is None else checks
+        await asyncio.gather(  # side by side, each bounded: the round is
+            answer(checks, "store", self._store_answers()),
+            answer(checks, "kafka", kafka_ping(self.settings.kafka_bootstrap)),
         )
-        checks: dict[str, bool] = {"store": store, "kafka": kafka}
         # A supervised task is healthy only once its run started, which waits
         # for the topics: no separate check for them.
         for name, task in self.tasks.items():
             checks[name] = not task.done() and self.healthy.get(name, False)
-        catching_up = self._refill_through is not None or not all(
-            runner.ready for runner in self.runners
-        )
+        refilling = self._log_emptied or self._refill_through is not None
+        catching_up = refilling or not all(runner.ready for runner in self.runners)
+        for runner in self.runners:
+            name = f"projector:{runner.name}"
+            checks[name] = checks.get(name) is True and runner.ready
+        if refilling:  # the log is empty, or the relay is re-publishing into it
+            checks["relay"] = False
+        stalled = self.relay_lease.stalled_holder() if "relay" in self.tasks else None
+        if stalled is not None:  # nothing is published until it expires
+            checks["relay"] = False
         behind: int | None = None
-        if catching_up and checks["store"]:
-            try:  # only a note: bounded, so the checks themselves stay in time
+        if catching_up and checks["store"] is True:
+            try:  # only a note, last: bounded, so the checks themselves stay in time
                 async with asyncio.timeout(PROGRESS_SECONDS):
                     behind = await self._behind()
             except Exception as exc:  # unknown for now; the other checks say why
                 log.debug("cannot count the events behind: %s", exc)
-        for runner in self.runners:
-            name = f"projector:{runner.name}"
-            checks[name] = checks.get(name, False) and runner.ready
-        if self._refill_through is not None:  # the relay is re-publishing
-            checks["relay"] = False
         notes = [] if behind is None else [f"catching up: {behind} events behind"]
-        stalled = self.relay_lease.stalled_holder() if "relay" in self.tasks else None
-        if stalled is not None:  # nothing is published until it expires
-            checks["relay"] = False
+        if self._log_emptied:
+            notes.insert(0, "relay: the broker came back empty; queueing the record again")
+        if stalled is not None:
             notes.insert(0, f"relay: waiting for the outbox lease {stalled.describe()}")
-        ready = all(checks.values())
-        self.progress = None if ready or not notes else "; ".join(notes)
+        self.progress = None if passed(checks) or not notes else "; ".join(notes)
         return checks
 
     async def _store_answers(self) -> bool:
@@ -520,8 +565,7 @@ class Services:
         # Cancelled first: a feed slow to stop must not leave the relay and the
         # projectors running (a caller that gives up on this stop leaks them).
         tasks = [*self.tasks.values(), self._topics_task]
-        if self._refill_watch is not None:
-            tasks.append(self._refill_watch)
+        tasks += [t for t in (self._refill_watch, self._log_watch) if t is not None]
         for task in tasks:
             task.cancel()
         await _bounded(self.published_cards.stop(), "card feed", limit)

@@ -188,8 +188,9 @@ async def _refill(services: Services, *, memory_only: bool) -> None:
     empty, queue what some projection has not applied for the relay to
     re-publish. Tansu (`memory_only`) always comes back empty, even if a
     publish already re-created a topic; the decision is stored first, so a
-    crash mid-way re-fills on the next start (Services.prepare_log)."""
-    queued = await services.prepare_log(emptied=memory_only)
+    crash mid-way re-fills on the next start (Services.prepare_log). Retried
+    while the store or the broker fails: the supervisor runs this once."""
+    queued = await services.prepare_log_retrying(emptied=memory_only)
     if queued is not None:
         log.info("the broker came back empty: re-publishing %d recorded events", queued)
 

@@ -4,7 +4,8 @@ and the small server `herald worker` runs beside its projectors.
 - `/healthz`: 200 `{"status": "ok"}` while the process runs;
 - `/readyz`: 200 `{"status": "ready", "checks": {...}}`, or 503 with
   `"not ready"` (and `"progress"` while catching up), from checks run twice a
-  second in the background (observability.readiness);
+  second in the background (observability.readiness); each check is true,
+  false, or `"timeout"` when it gave no answer in time;
 - `/metrics`: the process's Prometheus registry (text format 0.0.4).
 """
 
@@ -23,19 +24,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from observability.readiness import CachedReadiness, Checks
+from observability.readiness import CachedReadiness, Checks, passed
 
 __all__ = ["ProbeServer", "Probes"]
 
 
 class Probes:
-    """The three routes over `checks` (what /readyz reports), `progress` (a
+    """The three routes over `checks` (what /readyz reports: one round,
+    filling the answers it is given, see CachedReadiness), `progress` (a
     line while catching up, else None) and `before_scrape` (refreshes gauges
     measured on demand)."""
 
     def __init__(
         self,
-        checks: Callable[[], Awaitable[Checks]],
+        checks: Callable[[Checks], Awaitable[Checks]],
         progress: Callable[[], str | None],
         before_scrape: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -48,7 +50,7 @@ class Probes:
 
     async def readyz(self, request: Request) -> Response:
         checks = await self.readiness.current()
-        ok = all(checks.values())
+        ok = passed(checks)
         progress = None if ok else self._progress()
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks}

@@ -6,7 +6,10 @@ affected action it reads the action's timeline from the event record and
 derives the notices with `domain.notices` — a pure function of the record,
 so redeliveries, crashes mid-fan-out and full replays converge on identical
 documents. Accounts are processed in chunks with bulk writes, so 100 000
-holders never sit in memory at once; progress is exported as metrics.
+holders never sit in memory at once; progress is exported as metrics and,
+for the read side, noted per action in the projection state after each chunk
+(`projections { fanoutAccountsRemaining }`: `lag` does not count the work of
+the event being applied).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from domain import notices as nt
 from domain.consistency import NOTICES_PROJECTION
 from domain.ports import (
     EventStore,
+    FanoutProgress,
     NoticeProjectionStore,
     NoticeRecord,
     PositionSnapshotReader,
@@ -50,8 +54,12 @@ class NoticeProjector:
         topics: Sequence[str],
         *,
         chunk: int = CHUNK,
+        progress: FanoutProgress | None = None,
     ) -> None:
+        """`progress`: where each fan-out's accounts still to process are
+        noted for the read side (None: nowhere, e.g. a rebuild's)."""
         self._notices = notices
+        self._progress = progress
         self._positions = positions
         self._events = events
         self._chunk = chunk
@@ -102,6 +110,7 @@ class NoticeProjector:
         remaining = metrics.FANOUT_REMAINING.labels(NAME)
         marks, total = await self._chunk_marks(snapshot_ids, sizes)
         remaining.inc(total)
+        left = total
         # (no holder yet, e.g. approved before the positions: no range at all)
         ranges = list(zip(marks, [*marks[1:], None], strict=True)) if marks else []
 
@@ -113,6 +122,8 @@ class NoticeProjector:
         # runs (two chunks in memory at most): the store works on both.
         upcoming = read(0) if ranges else None
         try:
+            if total:  # while the first chunk is read
+                await self._note_progress(action_id, left)
             for index in range(len(ranges)):
                 assert upcoming is not None
                 chunk, holdings = await upcoming
@@ -124,6 +135,11 @@ class NoticeProjector:
                     action_id, chunk[0], chunk[-1], partial(_to_store, action_id, derived)
                 )
                 remaining.dec(len(chunk))
+                left -= len(chunk)
+                if left > 0:
+                    await self._note_progress(action_id, left)
+            if total:  # over; a failed fan-out keeps its note until it runs again
+                await self._note_progress(action_id, 0)
         finally:
             if upcoming is not None and not upcoming.done():
                 upcoming.cancel()  # a failed chunk: the read ahead is not wanted
@@ -131,6 +147,17 @@ class NoticeProjector:
             remaining.set(0)
         metrics.NOTICES_WRITTEN.inc(written)
         return written
+
+    async def _note_progress(self, action_id: str, left: int) -> None:
+        """Note `left` accounts to go in `action_id`'s fan-out. Only a note:
+        a store that fails it is logged, and the fan-out goes on (the chunks
+        say soon enough whether the store is failing)."""
+        if self._progress is None:
+            return
+        try:
+            await self._progress.report_fanout(NAME, action_id, left)
+        except Exception as exc:
+            log.warning("cannot note the %s fan-out progress of %s: %s", NAME, action_id, exc)
 
     async def _publications(self, action_id: str) -> list[nt.Publication]:
         state: ca.CorporateAction | None = None

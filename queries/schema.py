@@ -223,6 +223,7 @@ class Query:
                 position=t.BigInt(s.position),
                 lag=t.BigInt(s.lag),
                 updated_at=s.updated_at,
+                fanout_accounts_remaining=t.BigInt(s.fanout_accounts_remaining),
             )
             for s in statuses
         ]

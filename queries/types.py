@@ -210,8 +210,20 @@ class RecordPositionsPayload:
 class Projection:
     name: str
     position: BigInt = strawberry.field(description="The last event-log position applied.")
-    lag: BigInt = strawberry.field(description="Events behind the log's end.")
+    lag: BigInt = strawberry.field(
+        description=(
+            "Events behind the log's end, as last reported between batches: the work left "
+            "in an event being applied is fanoutAccountsRemaining."
+        )
+    )
     updated_at: datetime
+    fanout_accounts_remaining: BigInt = strawberry.field(
+        description=(
+            "Accounts this projector's notice fan-outs under way have still to process "
+            "(0: none under way; always 0 but for notices). Until both this and lag are 0, "
+            "some holders' notices are not visible yet."
+        )
+    )
 
 
 @strawberry.type(description="What a depositor receives: cash amounts, or new securities.")

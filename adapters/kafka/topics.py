@@ -34,8 +34,29 @@ def topic_for(prefix: str, aggregate_type: str) -> str:
     return f"{prefix}.{TOPIC_OF_AGGREGATE[aggregate_type]}"
 
 
+def log_marker(prefix: str) -> str:
+    """A topic created with the others that nothing writes to or reads: a
+    broker that auto-creates topics re-creates the others on the first
+    publish or subscription, so only this one's absence says the broker lost
+    the log (a memory-only broker restarted, the topics deleted)."""
+    return f"{prefix}.log-marker"
+
+
 def all_topics(prefix: str) -> list[str]:
-    return [f"{prefix}.{name}" for name in TOPIC_OF_AGGREGATE.values()]
+    return [*(f"{prefix}.{name}" for name in TOPIC_OF_AGGREGATE.values()), log_marker(prefix)]
+
+
+async def log_lost(bootstrap: str, prefix: str, timeout: float = 3.0) -> bool:
+    """True when the broker lists no `log_marker(prefix)` topic. Raises
+    PublishError when the broker does not answer in time."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        return log_marker(prefix) not in await asyncio.wait_for(admin.list_topics(), timeout)
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise PublishError(f"cannot list the topics on {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
 
 
 async def ensure_topics(

@@ -4,6 +4,7 @@ reference the Mongo adapter's contract suite is checked against)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from domain.ports import ProjectionStatus
@@ -16,6 +17,7 @@ class MemoryProjectionState:
         self._applied: dict[tuple[str, str], int] = {}  # (projection, aggregate id) -> version
         self._through: dict[str, int] = {}
         self._reports: dict[str, ProjectionStatus] = {}
+        self._fanouts: dict[str, dict[str, int]] = {}  # projection -> action id -> accounts
 
     async def record_applied(self, projection: str, versions: Mapping[str, int]) -> None:
         for aggregate_id, version in versions.items():
@@ -43,5 +45,20 @@ class MemoryProjectionState:
     async def report(self, projection: str, position: int, lag: int) -> None:
         self._reports[projection] = ProjectionStatus(projection, position, lag, datetime.now(UTC))
 
+    async def report_fanout(self, projection: str, action_id: str, remaining: int) -> None:
+        fanouts = self._fanouts.setdefault(projection, {})
+        if remaining > 0:
+            fanouts[action_id] = remaining
+        else:
+            fanouts.pop(action_id, None)
+        if projection not in self._reports:  # a fan-out before the first report
+            self._reports[projection] = ProjectionStatus(projection, 0, 0, datetime.now(UTC))
+
     async def statuses(self) -> list[ProjectionStatus]:
-        return [self._reports[name] for name in sorted(self._reports)]
+        return [
+            replace(
+                self._reports[name],
+                fanout_accounts_remaining=sum(self._fanouts.get(name, {}).values()),
+            )
+            for name in sorted(self._reports)
+        ]

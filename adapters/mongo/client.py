@@ -95,14 +95,16 @@ class StoreProbe:
         self._in_flight: asyncio.Task[None] | None = None
 
     async def answers(self) -> bool:
-        """True when the store acknowledged the probe write within `within` s
-        (False while an earlier probe is still unanswered)."""
+        """True when the store acknowledged the probe write within `within` s,
+        False when it refused it; raises TimeoutError when it gave no answer
+        in time (an earlier probe still unanswered included): /readyz then
+        names the store `"timeout"`."""
         probe = self._in_flight
         if probe is None:
             probe = self._in_flight = asyncio.create_task(self._write(), name="store-probe")
         await asyncio.wait({probe}, timeout=self._within)
         if not probe.done():
-            return False
+            raise TimeoutError(f"the store did not answer the probe write within {self._within}s")
         self._in_flight = None
         return not probe.cancelled() and probe.exception() is None
 

@@ -2,7 +2,9 @@
 
 `projection_tracking` holds, per projection and aggregate, the highest stream
 version applied — what read-your-writes waits on. `projections` holds each
-projector's position, lag and last update, as `projections { … }` shows.
+projector's position, lag and last update, and the accounts each fan-out
+under way has still to process (`fanouts`, by corporate action id), as
+`projections { … }` shows.
 `projection_checkpoints` holds, per projection, the global sequence through
 which every event of its streams is applied (projections/checkpoint.py):
 what a start against an empty event log has to publish again.
@@ -125,10 +127,29 @@ class MongoProjectionState:
                 upsert=True,
             )
 
+    async def report_fanout(self, projection: str, action_id: str, remaining: int) -> None:
+        """`fanouts.<action id>` set to `remaining`, or removed at 0 (one
+        document per projection: members fanning out other actions each own
+        a field of it)."""
+        field = f"fanouts.{action_id}"
+        change: Document = (
+            {"$set": {field: remaining}} if remaining > 0 else {"$unset": {field: ""}}
+        )
+        # a fan-out before the projection's first report: its progress still unknown
+        change["$setOnInsert"] = {"position": 0, "lag": 0, "updatedAt": datetime.now(UTC)}
+        async with translated():
+            await self._projections.update_one({"_id": projection}, change, upsert=True)
+
     async def statuses(self) -> list[ProjectionStatus]:
         async with translated():
             docs = [doc async for doc in self._projections.find({}).sort("_id", 1)]
         return [
-            ProjectionStatus(doc["_id"], int(doc["position"]), int(doc["lag"]), doc["updatedAt"])
+            ProjectionStatus(
+                doc["_id"],
+                int(doc["position"]),
+                int(doc["lag"]),
+                doc["updatedAt"],
+                sum(int(n) for n in (doc.get("fanouts") or {}).values()),
+            )
             for doc in docs
         ]

@@ -71,6 +71,7 @@ from domain.ports.positions import (
     PositionSnapshotStore,
 )
 from domain.ports.projection_state import (
+    FanoutProgress,
     ProjectionStateStore,
     ProjectionStatus,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "EventConsumer",
     "EventPublisher",
     "EventStore",
+    "FanoutProgress",
     "FeedChange",
     "FeedSignal",
     "IdempotencyStore",

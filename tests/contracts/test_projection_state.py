@@ -74,3 +74,28 @@ async def test_reported_progress_reads_back_by_name(state: ProjectionStateStore)
     statuses = await state.statuses()
     assert [(s.name, s.position, s.lag) for s in statuses] == [("cards", 7, 0), ("notices", 14, 0)]
     assert all(s.updated_at.tzinfo is not None for s in statuses)
+
+
+async def test_fanouts_under_way_add_up_per_projection_and_leave_when_over(
+    state: ProjectionStateStore,
+) -> None:
+    """Each member notes its own action's fan-out; `statuses` sums them, and a
+    fan-out noted before the projection's first report still shows."""
+    await state.report_fanout("notices", "CA1", 7000)
+    (early,) = await state.statuses()
+    assert (early.name, early.position, early.lag) == ("notices", 0, 0)
+    assert early.fanout_accounts_remaining == 7000
+    await state.report_fanout("notices", "CA2", 300)
+    await state.report("notices", 14, 0)  # the runner's report keeps the fan-outs
+    await state.report("cards", 7, 0)
+    await state.report_fanout("notices", "CA1", 2000)
+    remaining = {s.name: s.fanout_accounts_remaining for s in await state.statuses()}
+    assert remaining == {"cards": 0, "notices": 2300}
+    await state.report_fanout("notices", "CA2", 0)
+    await state.report_fanout("notices", "CA1", 0)
+    await state.report_fanout("notices", "CA3", 0)  # never noted: nothing to forget
+    statuses = await state.statuses()
+    assert [(s.name, s.position, s.fanout_accounts_remaining) for s in statuses] == [
+        ("cards", 7, 0),
+        ("notices", 14, 0),
+    ]

@@ -162,15 +162,6 @@ class ChildHerald:
 
 
 @pytest.fixture
-def own_tansu(tmp_path: Path) -> Iterator[TansuBroker]:
-    """A broker of its own (it is killed), memory-only."""
-    broker = TansuBroker(log_dir=tmp_path / "tansu-logs")
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture
 async def child_herald(
     own_tansu: TansuBroker, own_store: SecantusServer, issuer: DevIssuer, tmp_path: Path
 ) -> AsyncIterator[ChildHerald]:

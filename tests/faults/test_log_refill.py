@@ -22,9 +22,11 @@ from adapters.auth.dev_issuer import DevIssuer
 from adapters.kafka.topics import ensure_topics, topic_for
 from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.log_refill import MongoLogRefills
+from cli.dev import _refill
 from devstack.herald import RunningHerald
 from domain import events as ev
-from observability.readiness import ROUND_SECONDS
+from domain.ports import StoreUnavailable
+from observability.readiness import ROUND_SECONDS, passed
 from services import Services
 from settings import Settings
 from tests.builders import seed_announcements
@@ -96,7 +98,7 @@ async def test_a_crash_while_preparing_a_new_log_still_refills_it(
 
     second = await start(settings)
     try:
-        await eventually(second.ready, lambda checks: all(checks.values()))
+        await eventually(second.ready, passed)
         await eventually(second.events.unpublished_count, lambda n: n == 0)
         assert second.relay.published_total == RECORDED
         assert await MongoLogRefills(second.db).pending() is None
@@ -108,7 +110,7 @@ async def test_a_crash_while_preparing_a_new_log_still_refills_it(
 
     third = await start(settings)  # the log is whole: nothing again
     try:
-        await eventually(third.ready, lambda checks: all(checks.values()))
+        await eventually(third.ready, passed)
         assert third.relay.published_total == 0
     finally:
         await third.stop()
@@ -149,3 +151,42 @@ async def test_readiness_follows_a_refill_however_slow_its_checks(
 
 async def _ended(services: Services) -> bool:
     return services._topics_task.done()
+
+
+async def test_a_broker_back_empty_is_not_ready_until_its_refill_is_queued(
+    tansu_broker: Broker, mongo_uri: str, issuer: DevIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen with `herald dev` after a Tansu SIGKILL mid-fan-out: /readyz
+    answered 200 for seconds once the broker was back (empty) and before the
+    re-fill was queued — the store, busy with the fan-out, was slow to take
+    the re-fill's first write. The emptied log holds readiness from the
+    moment it is known; and a re-fill the store fails is tried again (the
+    supervisor runs it once)."""
+    herald = RunningHerald(herald_settings(tansu_broker, mongo_uri, issuer), issuer)
+    await herald.start(timeout=30)
+    services = herald.services
+    try:
+        assert passed(await services.ready())
+        recorded, release = asyncio.Event(), asyncio.Event()
+        needed = services.log_refills.needed
+        failures = [StoreUnavailable("the store is busy")]
+
+        async def slow_then_failing() -> None:
+            recorded.set()
+            await release.wait()
+            if failures:
+                raise failures.pop()
+            await needed()
+
+        monkeypatch.setattr(services.log_refills, "needed", slow_then_failing)
+        refill = asyncio.create_task(_refill(services, memory_only=True))  # as the supervisor
+        await recorded.wait()
+        checks = await services.ready()
+        assert checks["kafka"] is True and checks["relay"] is False
+        assert services.progress is not None and "came back empty" in services.progress
+        release.set()
+        await refill  # through the failure: tried again
+        assert not failures
+        await eventually(services.ready, passed)
+    finally:
+        await herald.stop()

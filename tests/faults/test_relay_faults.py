@@ -131,7 +131,7 @@ async def test_a_failing_relay_shows_in_readiness_and_recovers(
             lambda: http.get("/readyz"),
             lambda r: r.status_code == 503 and not r.json()["checks"]["relay"],
         )
-        assert down.json()["checks"]["store"]
+        assert down.json()["checks"]["store"] is True
         assert sample("herald_relay_up") == 0
         assert sample("herald_task_up", task="relay") == 0
 

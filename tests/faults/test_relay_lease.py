@@ -27,6 +27,7 @@ from adapters.mongo.event_store import MongoEventStore
 from adapters.mongo.lease import LEASES, MongoLease, holder_alive, this_process
 from commands.relay import OutboxRelay
 from domain.events import EventEnvelope
+from observability.readiness import passed
 from services import Services
 from tests.builders import seed_announcements
 from tests.support import Broker, eventually, herald_settings
@@ -124,7 +125,7 @@ async def test_readiness_names_a_stalled_holder_until_its_lease_expires(
         )
         assert services.relay.published_total == 0
         # expired: taken over, the outbox drained, ready
-        await eventually(services.ready, lambda checks: all(checks.values()))
+        await eventually(services.ready, passed)
         assert services.progress is None
         assert services.relay_lease.waiting is None
         await eventually(services.events.unpublished_count, lambda n: n == 0)
@@ -147,7 +148,7 @@ async def test_a_live_holder_renewing_its_lease_does_not_hold_readiness(
     beating = asyncio.create_task(heartbeat())
     await services.start()
     try:
-        await eventually(services.ready, lambda checks: all(checks.values()))
+        await eventually(services.ready, passed)
         assert services.relay_lease.valid_for() == 0  # the other replica publishes
         assert services.relay_lease.waiting is not None
     finally:

@@ -1,4 +1,4 @@
-"""A store that answers `ping` but no write: /readyz must say `store: false`.
+"""A store that answers `ping` but no write: /readyz must say `"store": "timeout"`.
 
 Seen after a broker SIGKILL during a large notice fan-out on SecantusDB:
 every store operation hit the 10 s socket timeout while /readyz said
@@ -9,7 +9,10 @@ transaction command waits for that mutex while holding the server's
 transaction registry lock, which every retryable write takes — so every
 write waits, while `ping` (no registry) answers at once.
 
-The store check is now a real write (adapters.mongo.client.StoreProbe).
+The store check is now a real write (adapters.mongo.client.StoreProbe), and
+one the store does not answer in time is named `"timeout"` in /readyz (it
+was first `false` like a refused one, and a round cut short answered only
+`"checks": false`, naming nothing).
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from starlette.applications import Starlette
 
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.client import Document, ping
 from devstack.secantus import SecantusServer
+from observability.probes import Probes
+from observability.readiness import TIMEOUT
 from services import Services
 from tests.support import Broker, eventually, herald_settings
 
@@ -65,18 +72,25 @@ async def _writes_hang(client: AsyncMongoClient[Document], mode: str) -> None:
     )
 
 
-async def test_readiness_says_store_down_while_writes_hang_and_ping_answers(
+async def test_readiness_names_the_store_timeout_while_writes_hang_and_ping_answers(
     services: Services,
 ) -> None:
-    assert (await services.ready())["store"]
+    assert (await services.ready())["store"] is True
     await _writes_hang(services.client, "alwaysOn")
     try:
         await ping(services.db)  # the store answers ping …
-        assert not (await services.ready())["store"]  # … but no write
-        assert not (await services.ready())["store"]  # (still unanswered)
+        assert (await services.ready())["store"] == TIMEOUT  # … but no write
+        # … and /readyz names it (the probe still unanswered: within the 4 s block)
+        probes = Probes(services.ready, lambda: services.progress)
+        app = Starlette(routes=probes.routes())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://herald") as http:
+            response = await http.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["checks"] == {"store": TIMEOUT, "kafka": True}
     finally:
         await _writes_hang(services.client, "off")
-    await eventually(services.ready, lambda checks: checks["store"], timeout=30)
+    await eventually(services.ready, lambda checks: checks["store"] is True, timeout=30)
 
 
 async def test_a_long_transaction_statement_stalls_every_write_and_readiness_says_so(
@@ -95,7 +109,7 @@ async def test_a_long_transaction_statement_stalls_every_write_and_readiness_say
 async def _stall(services: Services, db: AsyncDatabase[Document]) -> None:
     await db.slow.insert_many([{"_id": f"n{i:06d}"} for i in range(SLOW_IN)])
     await db.other.insert_one({"_id": "x"})
-    assert (await services.ready())["store"]
+    assert (await services.ready())["store"] is True
 
     async def slow_statement() -> None:  # what the fan-out's chunk did
         async with db.client.start_session() as session:
@@ -119,7 +133,7 @@ async def _stall(services: Services, db: AsyncDatabase[Document]) -> None:
         await ping(services.db)
         checks = await services.ready()
         assert not slow.done(), "the statement ended too soon to stall anything"
-        assert not checks["store"]
+        assert checks["store"] == TIMEOUT
     finally:
         await asyncio.gather(slow, blocked)
-    await eventually(services.ready, lambda checks: checks["store"], timeout=30)
+    await eventually(services.ready, lambda checks: checks["store"] is True, timeout=30)

@@ -3,9 +3,13 @@ cancel and record positions over HTTP, then wait for a read model."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
+import pytest
+
 from devstack.herald import RunningHerald
+from domain.ports import NoticePlan
 from tests.support import GraphQLClient, eventually, operation_document
 
 PORTAL = operation_document("portal")
@@ -97,3 +101,21 @@ async def assert_counts_exact(herald: RunningHerald, action_id: str) -> dict[str
 async def settled(herald: RunningHerald) -> None:
     """Wait until the outbox is drained and every projector has no lag."""
     await eventually(herald.behind, lambda n: n == 0)
+
+
+class HeldFanout:
+    """The notices projector's chunk writes wait until `release` is set:
+    a fan-out stays under way (as a large one does) while a test looks;
+    `writing` is set once the first chunk waits."""
+
+    def __init__(self, herald: RunningHerald, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.writing, self.release = asyncio.Event(), asyncio.Event()
+        store = herald.services.notice_projection
+        write = store.reconcile_range
+
+        async def held(action_id: str, first: str, last: str, plan: NoticePlan) -> int:
+            self.writing.set()
+            await self.release.wait()
+            return await write(action_id, first, last, plan)
+
+        monkeypatch.setattr(store, "reconcile_range", held)

@@ -7,12 +7,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+import pytest
+
 from adapters.memory.event_store import MemoryEventStore
 from adapters.memory.notice_projection import MemoryNoticeProjectionStore
 from adapters.memory.positions import MemoryPositionSnapshotStore
+from adapters.memory.projection_state import MemoryProjectionState
 from commands.handlers import CommandHandlers
 from domain.codes import NoticeKind
 from domain.commands import CommandContext
+from domain.ports import NoticePlan
 from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, Principal
 from projections.notices import NoticeProjector
 from tests.support import DIVIDEND
@@ -32,13 +36,34 @@ class CountedPositions(MemoryPositionSnapshotStore):
         return await super().boundaries(snapshot_ids, every)
 
 
+class WatchedNotices(MemoryNoticeProjectionStore):
+    """Before each chunk is written: the fan-out's remaining accounts the
+    projection state shows; the write fails at chunk `fail_at` (1-based)."""
+
+    def __init__(self, state: MemoryProjectionState) -> None:
+        super().__init__()
+        self.state = state
+        self.seen: list[int] = []
+        self.fail_at: int | None = None
+
+    async def reconcile_range(self, action_id: str, first: str, last: str, plan: NoticePlan) -> int:
+        (status,) = await self.state.statuses()
+        self.seen.append(status.fanout_accounts_remaining)
+        if len(self.seen) == self.fail_at:
+            raise RuntimeError("the store failed this chunk")
+        return await super().reconcile_range(action_id, first, last, plan)
+
+
 class World:
     def __init__(self, chunk: int = 2) -> None:
         self.events = MemoryEventStore()
         self.positions_store = positions = CountedPositions()
         self.handlers = CommandHandlers(self.events, positions)
-        self.notices = MemoryNoticeProjectionStore()
-        self.projector = NoticeProjector(self.notices, positions, self.events, [], chunk=chunk)
+        self.state = MemoryProjectionState()
+        self.notices = WatchedNotices(self.state)
+        self.projector = NoticeProjector(
+            self.notices, positions, self.events, [], chunk=chunk, progress=self.state
+        )
         self._projected = 0
 
     async def publish(self) -> str:
@@ -125,3 +150,35 @@ async def test_a_snapshot_no_larger_than_a_chunk_is_read_in_one_range_without_bo
     await smaller.project()
     assert len(smaller.notices.notices) == len(HOLDERS)
     assert smaller.positions_store.passes == 1
+
+
+async def test_the_accounts_left_in_a_fanout_are_noted_chunk_by_chunk_until_it_is_over() -> None:
+    """What `projections { fanoutAccountsRemaining }` reads while the
+    approval's fan-out runs (its `lag` is 0 meanwhile): 5 holders in chunks of
+    2 leave 5, 3, then 1 before each chunk, and nothing once it is over."""
+    world = World(chunk=2)
+    await world.positions(HOLDERS)
+    await world.project()
+    await world.publish()
+    await world.project()
+    assert world.notices.seen == [5, 3, 1]
+    (status,) = await world.state.statuses()
+    assert status.fanout_accounts_remaining == 0
+
+
+async def test_a_failed_fanout_keeps_its_note_until_it_runs_again() -> None:
+    """Its holders still lack their notices: the note stays (a retried
+    batch, a redelivery or a dead-letter replay runs it again)."""
+    world = World(chunk=2)
+    await world.positions(HOLDERS)
+    await world.project()
+    action_id = await world.publish()
+    world.notices.fail_at = 2
+    with pytest.raises(RuntimeError, match="failed this chunk"):
+        await world.project()
+    (status,) = await world.state.statuses()
+    assert status.fanout_accounts_remaining == 3
+    world.notices.fail_at = None
+    assert await world.projector.reconcile(action_id) == 3  # the rest of the holders
+    (status,) = await world.state.statuses()
+    assert status.fanout_accounts_remaining == 0
