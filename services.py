@@ -100,7 +100,13 @@ class Services:
         self.transaction_sessions = TransactionSessions(self.db)
         # /readyz's store check: a real write, not only `ping`
         self.store_probe = StoreProbe(self.db, self.transaction_sessions.holder)
-        self.events = MongoEventStore(self.db, self.transaction_sessions)
+        # A reserved sequence is stored or dropped well within the checkpoint's
+        # horizon (projections/checkpoint.py): a block lives at most a tenth of it.
+        self.events = MongoEventStore(
+            self.db,
+            self.transaction_sessions,
+            block_seconds=min(s.sequence_block_seconds, s.checkpoint_horizon_seconds / 10),
+        )
         self.cards = MongoCardStore(self.db, sessions=self.transaction_sessions)
         self.notices = MongoNoticeStore(self.db)
         self.projection_state = MongoProjectionState(self.db, sessions=self.transaction_sessions)

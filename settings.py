@@ -258,6 +258,13 @@ class Settings:
         60.0,
         "a projection's checkpoint passes a gap in the event sequence once it is this old",
     )
+    # Sequence blocks: adapters/mongo/event_store.py (at most a tenth of the horizon).
+    sequence_block_seconds: float = var(
+        "HERALD_SEQUENCE_BLOCK_SECONDS",
+        _non_negative_float,
+        2.0,
+        "how long a process hands out event sequences it reserved in one block (0: never)",
+    )
     shutdown_timeout_seconds: float = var(
         "HERALD_SHUTDOWN_TIMEOUT_SECONDS",
         _positive_float,

@@ -18,7 +18,7 @@ the action it created itself.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -78,7 +78,7 @@ class CommandHandlers:
         action_id = new_action_id()
         decided = ca.announce(terms_to_payload(terms))
         return await self._record_action(
-            None, action_id, decided, ctx, actor, reserve_reference=terms.reference
+            None, 0, action_id, decided, ctx, actor, reserve_reference=terms.reference
         )
 
     @traced_command("amend", aggregate_arg="action_id")
@@ -93,7 +93,7 @@ class CommandHandlers:
         self, action_id: str, expected_version: int, changes: Mapping[str, Any], ctx: CommandContext
     ) -> ActionResult:
         actor = ctx.actor
-        state = await self._load_action(action_id)
+        state, head = await self._load_action(action_id)
         if state is not None and expected_version == state.latest_version:
             current = state.latest_terms  # as recorded, not re-validated
             new_terms = parse_amendment(current, changes)
@@ -105,7 +105,7 @@ class CommandHandlers:
             terms_payload, new_reference = {}, None  # the decision below refuses
         decided = ca.amend(state, action_id, expected_version, terms_payload)
         return await self._record_action(
-            state, action_id, decided, ctx, actor, reserve_reference=new_reference
+            state, head, action_id, decided, ctx, actor, reserve_reference=new_reference
         )
 
     @traced_command("cancel", aggregate_arg="action_id")
@@ -123,9 +123,9 @@ class CommandHandlers:
         reason = reason.strip()
         if not reason or len(reason) > 500:
             raise InvalidInput((Problem(("reason",), "must be 1–500 characters"),))
-        state = await self._load_action(action_id)
+        state, head = await self._load_action(action_id)
         decided = ca.cancel(state, action_id, expected_version, reason)
-        return await self._record_action(state, action_id, decided, ctx, actor)
+        return await self._record_action(state, head, action_id, decided, ctx, actor)
 
     @traced_command("approve", aggregate_arg="action_id")
     async def approve(self, action_id: str, version: int, ctx: CommandContext) -> ActionResult:
@@ -135,12 +135,15 @@ class CommandHandlers:
 
     async def _approve(self, action_id: str, version: int, ctx: CommandContext) -> ActionResult:
         actor = ctx.actor
-        state = await self._load_action(action_id)
+        state, head = await self._load_action(action_id)
         decided = ca.approve(state, action_id, version, actor)
-        return await self._record_action(state, action_id, decided, ctx, actor)
+        return await self._record_action(state, head, action_id, decided, ctx, actor)
 
-    async def _load_action(self, action_id: str) -> ca.CorporateAction | None:
-        return ca.replay(await self._store.load(action_id))
+    async def _load_action(self, action_id: str) -> tuple[ca.CorporateAction | None, int]:
+        """The action as its stream stands, and the global sequence of the
+        stream's head (0: no stream), which the next event must follow."""
+        stream = await self._store.load(action_id)
+        return ca.replay(stream), _head_sequence(stream)
 
     async def _action_answer(self, stored: ev.EventEnvelope) -> ActionResult:
         """What the command that stored `stored` answered: the action as of that
@@ -190,6 +193,7 @@ class CommandHandlers:
     async def _record_action(
         self,
         state: ca.CorporateAction | None,
+        head: int,
         action_id: str,
         decided: ev.NewEvent,
         ctx: CommandContext,
@@ -209,7 +213,7 @@ class CommandHandlers:
             [] if reserve_reference is None else [(REFERENCE_NAMESPACE, reserve_reference)]
         )
         try:
-            [stored] = await self._store.append([envelope], reservations)
+            [stored] = await self._store.append([envelope], reservations, follows=head)
         except ConcurrencyError as exc:
             raise VersionConflict(
                 f"corporate action {action_id} was changed concurrently; reload and retry"
@@ -273,7 +277,7 @@ class CommandHandlers:
                 ev.AGGREGATE_POSITIONS, aggregate_id, version, decided, ctx, actor
             )
             try:
-                [stored] = await self._store.append([envelope])
+                [stored] = await self._store.append([envelope], follows=_head_sequence(existing))
             except ConcurrencyError:
                 if attempt == attempts - 1:
                     raise VersionConflict(
@@ -343,7 +347,7 @@ class CommandHandlers:
             version = (stream[-1].version if stream else 0) + 1
             envelope = self._envelope(ev.AGGREGATE_NOTICE, notice_id, version, decided, ctx, actor)
             try:
-                [stored] = await self._store.append([envelope])
+                [stored] = await self._store.append([envelope], follows=_head_sequence(stream))
             except ConcurrencyError:
                 continue  # a concurrent acknowledgement won: the next round finds it
             self._on_appended()
@@ -434,3 +438,9 @@ def _ack_result(notice: StoredNotice, event: ev.EventEnvelope) -> AckResult:
     return AckResult(
         notice=replace(notice, acknowledged_at=at), acknowledged_at=at, token=_token(event)
     )
+
+
+def _head_sequence(stream: Sequence[ev.EventEnvelope]) -> int:
+    """The global sequence of a loaded stream's head, which an event appended
+    to it follows (0: a new stream)."""
+    return stream[-1].sequence if stream else 0

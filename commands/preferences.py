@@ -80,7 +80,9 @@ class PreferencesHandlers:
                 trace_context=current_trace_context(),
             )
             try:
-                [stored] = await self._store.append([envelope])
+                # (the head's sequence: this stream's sequences rise with its versions)
+                head = stream[-1].sequence if stream else 0
+                [stored] = await self._store.append([envelope], follows=head)
             except ConcurrencyError:
                 continue  # another change of the same account won: stack on top of it
             self._on_appended()

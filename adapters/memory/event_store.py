@@ -28,7 +28,10 @@ class MemoryEventStore:
         self,
         events: Sequence[EventEnvelope],
         reservations: Sequence[tuple[str, str]] = (),
+        *,
+        follows: int | None = None,
     ) -> list[EventEnvelope]:
+        # `follows` needs nothing here: the one counter is above every stored sequence.
         if not events:
             return []
         if all(event.event_id in self._events for event in events):

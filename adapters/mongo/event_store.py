@@ -11,6 +11,28 @@ single-event ones, each append hearing its own outcome. Several events go in one
 transaction. All of it is stored before the caller
 hears "accepted". The relay drains `published: false` in sequence order.
 
+Sequence blocks (issue 16, "the command path"): an allocation also reserves a
+block of sequences this process hands out to later appends without a round
+trip, so a command's only durable write is its event. Two rules keep what
+the sequence promises:
+- Per aggregate, sequences rise with versions (the relay publishes in
+  sequence order; projectors need each stream in version order). Another
+  process may have stored this aggregate's head above our block, so an
+  append names the sequence of the head it follows (`follows`, known from the
+  stream the handler loaded) and takes a local sequence only above it;
+  otherwise it allocates from the counter, whose new values are above every
+  sequence allocated so far. An append that does not say (`follows=None`)
+  always allocates from the counter.
+- A block is used only for `block_seconds` (BLOCK_SECONDS) after it was
+  reserved; its unused rest is dropped, a gap. The applied-through
+  checkpoint passes a gap once the counter stood past it for its horizon
+  (projections/checkpoint.py, 60 s), so a block's lifetime must stay well
+  below that horizon (services.py bounds it).
+A block's size follows demand: twice what the previous block handed out,
+within BLOCK_MIN..BLOCK_MAX, so an idle process drops at most BLOCK_MIN - 1
+sequences per command and the record's sequences stay dense enough for the
+sequence-window reads below.
+
 An append is idempotent by event id: a duplicate key whose event ids are
 already stored means "already written" (a retry of our own insert — PyMongo's
 retryable writes resend an insert whose answer was lost to a socket timeout,
@@ -22,7 +44,8 @@ version conflict. Events recorded by a request carry its `command`
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -58,6 +81,12 @@ HEADS_WINDOW = 2_000
 # empty window (sequences; see MongoEventStore.unpublished).
 OUTBOX_WINDOW = 1_000
 OUTBOX_WALK = 20_000
+# Sequence blocks (see the module docstring): how long a reserved block is
+# handed out (seconds; well below the checkpoint's 60 s horizon) and its size
+# bounds (sequences).
+BLOCK_SECONDS = 2.0
+BLOCK_MIN = 16
+BLOCK_MAX = 512
 
 
 def _to_document(event: EventEnvelope) -> Document:
@@ -114,10 +143,53 @@ def _origin(stored: Any) -> CommandOrigin | None:
     return CommandOrigin(str(stored["id"]), str(stored["key"]), str(stored["fingerprint"]))
 
 
+@dataclass
+class _Block:
+    """Sequences first..end reserved at `reserved_at` (the clock before the
+    allocation was sent); `next` is the first not yet handed out."""
+
+    first: int
+    end: int
+    reserved_at: float
+    next: int = 0
+
+    def __post_init__(self) -> None:
+        self.next = self.first
+
+    def take(self, count: int, follows: int | None, now: float, lifetime: float) -> int | None:
+        """The first of `count` consecutive sequences above `follows`, or None
+        (`follows` unknown or not below the block, too few left, expired)."""
+        if (
+            follows is None
+            or self.next <= follows
+            or self.next + count - 1 > self.end
+            or now - self.reserved_at >= lifetime
+        ):
+            return None
+        first, self.next = self.next, self.next + count
+        return first
+
+    @property
+    def handed_out(self) -> int:
+        return self.next - self.first
+
+
+# A sequence request: how many, and the sequence of the stream head they follow.
+_Request = tuple[int, int | None]
+
+
 class MongoEventStore:
     def __init__(
-        self, db: AsyncDatabase[Document], sessions: TransactionSessions | None = None
+        self,
+        db: AsyncDatabase[Document],
+        sessions: TransactionSessions | None = None,
+        *,
+        block_seconds: float = BLOCK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`block_seconds`: how long a reserved block of sequences is handed
+        out (0: never; every append allocates from the counter); `clock`:
+        monotonic seconds."""
         self._db = db
         # a SIGKILLed process's open multi-event append is ended by its survivors
         self._sessions = sessions or TransactionSessions(db)
@@ -126,7 +198,10 @@ class MongoEventStore:
         # Group commit (adapters/mongo/group_commit.py): sequence allocations
         # and single-event inserts batched apart, so one batch's allocation
         # overlaps the previous batch's insert.
-        self._sequences = GroupCommit(self._allocate_blocks)
+        self._sequences: GroupCommit[_Request, int] = GroupCommit(self._allocate_blocks)
+        self._block_seconds = block_seconds
+        self._clock = clock
+        self._block: _Block | None = None
         self._single_inserts = GroupCommit(self._insert_singles)
         # Where the outbox starts, as last seen (a hint; None: not looked yet).
         self._outbox_front: int | None = None
@@ -176,10 +251,14 @@ class MongoEventStore:
         self,
         events: Sequence[EventEnvelope],
         reservations: Sequence[tuple[str, str]] = (),
+        *,
+        follows: int | None = None,
     ) -> list[EventEnvelope]:
         if not events:
             return []
-        first = await self._sequences.submit(len(events))
+        first = self._take(len(events), follows)
+        if first is None:
+            first = await self._sequences.submit((len(events), follows))
         stored = [_with_sequence(event, first + offset) for offset, event in enumerate(events)]
         documents = [_to_document(event) for event in stored]
         if reservations:
@@ -197,15 +276,34 @@ class MongoEventStore:
             raise _duplicate_error(exc, reservations) from exc
         return stored
 
-    async def _allocate_blocks(self, counts: Sequence[int]) -> Sequence[int | Exception]:
-        """The first of each of `counts` consecutive global positions, in
-        order, from one allocation."""
-        first = await self._allocate_sequences(sum(counts))
-        starts = []
-        for count in counts:
-            starts.append(first)
-            first += count
-        return starts
+    def _take(self, count: int, follows: int | None) -> int | None:
+        """`count` sequences from this process's block, or None (see _Block.take)."""
+        if self._block is None:
+            return None
+        return self._block.take(count, follows, self._clock(), self._block_seconds)
+
+    async def _allocate_blocks(self, requests: Sequence[_Request]) -> Sequence[int | Exception]:
+        """The first of each request's consecutive global positions, in order:
+        from the block when it serves (a block reserved while these requests
+        queued), the rest from one allocation, which also reserves the next
+        block when a request named the head it follows."""
+        starts = [self._take(count, follows) for count, follows in requests]
+        missing = [n for n, start in enumerate(starts) if start is None]
+        if not missing:
+            return [start for start in starts if start is not None]
+        wanted = sum(requests[n][0] for n in missing)
+        block = 0
+        if self._block_seconds > 0 and any(requests[n][1] is not None for n in missing):
+            handed_out = 0 if self._block is None else self._block.handed_out
+            block = min(BLOCK_MAX, max(BLOCK_MIN, 2 * handed_out))
+        reserved_at = self._clock()  # before the counter moves: the block's age is an upper bound
+        first = await self._allocate_sequences(wanted + block)
+        for n in missing:  # above every sequence allocated before: above any head followed
+            starts[n] = first
+            first += requests[n][0]
+        if block:
+            self._block = _Block(first, first + block - 1, reserved_at)
+        return [start for start in starts if start is not None]
 
     async def _insert_singles(self, documents: Sequence[Document]) -> list[Exception | None]:
         """The events of concurrent single-event appends in one unordered

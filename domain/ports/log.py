@@ -18,8 +18,17 @@ class EventStore(Protocol):
         self,
         events: Sequence[EventEnvelope],
         reservations: Sequence[tuple[str, str]] = (),
+        *,
+        follows: int | None = None,
     ) -> list[EventEnvelope]:
         """Store events (and unique reservations) atomically; return them with sequences.
+
+        `follows`: the global sequence of the stream head the events follow,
+        as the caller loaded it (0 for a new stream; None when unknown). The
+        events' sequences are above it and above every sequence of their
+        stream stored before, so one aggregate's sequences rise with its
+        versions; knowing it lets a store hand out sequences it reserved
+        earlier instead of allocating them on each append.
 
         Idempotent by event id: when the events are already stored under their
         ids, return what was stored. ConcurrencyError only when another event

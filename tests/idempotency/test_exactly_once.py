@@ -162,9 +162,13 @@ class _FailsAfterWriting:
         return getattr(self._store, name)
 
     async def append(
-        self, events: Sequence[ev.EventEnvelope], reservations: Sequence[tuple[str, str]] = ()
+        self,
+        events: Sequence[ev.EventEnvelope],
+        reservations: Sequence[tuple[str, str]] = (),
+        *,
+        follows: int | None = None,
     ) -> list[ev.EventEnvelope]:
-        stored = await self._store.append(events, reservations)
+        stored = await self._store.append(events, reservations, follows=follows)
         if not self.failed:
             self.failed += 1
             raise StoreUnavailable("timed out (injected after the write)")
