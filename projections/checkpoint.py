@@ -29,16 +29,26 @@ only grows (`$max`), so it is never ahead of a read model.
 Appends in flight: a sequence is allocated (an atomic `$inc` on the counter)
 before its event is inserted, so while a higher sequence is stored and
 applied, a lower one may still be on its way — and would be missed if S
-passed it. S therefore passes only sequences it has seen stored: while the
-stored sequences run on without a gap, each one's append is over, and S
-follows the projection at once (within a second, from the first start).
-A gap is an append that failed after its allocation (a version conflict, a
-resumed command's ids already stored, a notice transaction rerun, a counter
-increment retried by the driver) or one still in flight; they cannot be
-told apart, so S passes a gap only once the counter stood past it
-`horizon_seconds` ago (60 s by default, well past an append's socket
-timeout and retry): an append allocated before that has committed or failed
-by now. Gaps are rare, so the horizon delays S only now and then.
+passed it. A process also reserves blocks of sequences and hands them out to
+later appends for a short while (adapters/mongo/event_store.py: at most
+`HERALD_SEQUENCE_BLOCK_SECONDS`, 2 s, and never more than a tenth of the
+horizon), so a sequence may be stored up to that long after the counter
+passed it, below sequences other processes stored meanwhile. S therefore
+passes only sequences it has seen stored: while the stored sequences run on
+without a gap, each one's append is over, and S follows the projection at
+once (within a second, from the first start). A gap is an append that failed
+after its allocation (a version conflict, a resumed command's ids already
+stored, a notice transaction rerun, a counter increment retried by the
+driver), the unused rest of a block (dropped when it expires or is replaced),
+or an append still in flight or a block still in use; they cannot be told
+apart, so S passes a gap only once the counter stood past it
+`horizon_seconds` ago (60 s by default, well past a block's lifetime plus an
+append's socket timeout and retry): a sequence allocated before that is
+stored or never will be. Gaps are no longer rare — each expired block leaves
+one, and several processes' blocks interleave — so while commands arrive S
+often stands at a gap, up to `horizon_seconds` behind the projection; that
+only makes a start against an empty log re-publish the last minute or so
+again, which the projectors absorb by their version guards.
 
 Consistency tokens survive all of this unchanged: a token names an
 aggregate's stream version (domain/consistency.py), not a Kafka offset, and

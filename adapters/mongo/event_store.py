@@ -378,7 +378,10 @@ class MongoEventStore:
         lower sequence, an unparked event); `front` is only a hint of where
         the outbox starts (the lowest sequence found last time). Nothing in
         the window: the windows above it are walked up to the counter, each
-        an index range holding only unpublished keys."""
+        an index range holding only unpublished keys; the first one holding
+        events is read again with no lower bound, so an event stored below it
+        meanwhile (e.g. from another process's sequence block) is not passed
+        over: it may be its aggregate's version before the one found."""
         async with translated():
             front, top = self._outbox_front, None
             if front is None:  # the first poll: the whole outbox, once
@@ -392,6 +395,8 @@ class MongoEventStore:
                         {"published": False, "sequence": {"$gt": low, "$lte": low + OUTBOX_WALK}}
                     )
                     low += OUTBOX_WALK
+                if top is not None and found:
+                    found = await self._outbox({"published": False, "sequence": {"$lte": low}})
             if found:
                 self._outbox_front = found[0].sequence
             else:  # empty up to the counter: the next appends come just above it

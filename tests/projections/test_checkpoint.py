@@ -138,3 +138,25 @@ async def test_an_empty_log_gets_again_only_the_events_past_the_checkpoint(
     assert await events.mark_unpublished_after(through) == 6
     assert [e.sequence for e in await events.unpublished(100)] == [e.sequence for e in stored[4:]]
     assert await events.unpublished_through(stored[5].sequence) == 2
+
+
+async def test_a_dropped_block_tail_is_passed_only_after_the_horizon(db: Any) -> None:
+    clock = Clock()
+    events = MongoEventStore(db, block_seconds=2.0, clock=clock)
+    await events.ensure_indexes()
+    state = MongoProjectionState(db)
+    checkpoint = AppliedThrough("cards", CARDS, events, state, horizon_seconds=60.0, clock=clock)
+    # a new stream follows sequence 0: its sequence comes with a block reserved
+    [first] = await events.append([announcement(0)], follows=0)
+    await state.record_applied("cards", {first.aggregate_id: 1})
+    reserved = await events.last_sequence()
+    assert reserved > first.sequence  # the block's rest, not stored (yet)
+    assert await checkpoint.advance() == first.sequence
+    clock.now += 2.0  # the block expires: its rest is dropped, a gap for good
+    [later] = await events.append([announcement(1)], follows=0)
+    await state.record_applied("cards", {later.aggregate_id: 1})
+    assert later.sequence == reserved + 1  # from a fresh block, above the gap
+    clock.now += 57.0
+    assert await checkpoint.advance() == first.sequence  # not yet past the gap
+    clock.now += 1.0  # the counter stood past the dropped tail a horizon ago
+    assert await checkpoint.advance() == later.sequence
