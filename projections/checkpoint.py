@@ -165,13 +165,21 @@ class AppliedThrough:
                 through = min(settled, before)
             return through == before
 
+        # Standing at a gap not settled yet (the usual case while blocks of
+        # sequences are in use): one key tells, not a page of heads.
+        unsettled = settled is None or settled <= through
+        if through < top and unsettled and not await self._events.heads(through, through + 1, 1):
+            return through
         while walked < limit and through < top:
             heads = await self._events.heads(through, top, PAGE)
             if not heads:  # (through, top]: nothing stored yet
                 past_gap(top)
                 break
             walked += len(heads)
-            ours = [head for head in heads if head.aggregate_type in self._streams]
+            # only the heads before the first gap not settled can be passed:
+            # their tracking alone is read
+            passable = _before_unsettled_gap(heads, through, settled)
+            ours = [head for head in passable if head.aggregate_type in self._streams]
             applied = await self._state.applied_versions(
                 self.projection, (head.aggregate_id for head in ours)
             )
@@ -191,6 +199,20 @@ class AppliedThrough:
         if through > start:
             await self._state.advance_applied_through(self.projection, through)
         return through
+
+
+def _before_unsettled_gap(
+    heads: Sequence[EventHead], after: int, settled: int | None
+) -> Sequence[EventHead]:
+    """The first of `heads` (stored events past `after`, in sequence order)
+    up to the first one behind a gap of unstored sequences not all settled."""
+    previous = after
+    for index, head in enumerate(heads):
+        gap_end = head.sequence - 1
+        if gap_end > previous and (settled is None or settled < gap_end):
+            return heads[:index]
+        previous = head.sequence
+    return heads
 
 
 async def replay_from(state: AppliedState, projections: Collection[str]) -> int:

@@ -21,6 +21,7 @@ from adapters.mongo.projection_state import MongoProjectionState
 from domain import events as ev
 from projections.checkpoint import AppliedThrough, replay_from
 from tests.builders import announcement
+from tests.store_commands import recording
 
 CARDS = frozenset({ev.AGGREGATE_CORPORATE_ACTION})
 
@@ -160,3 +161,28 @@ async def test_a_dropped_block_tail_is_passed_only_after_the_horizon(db: Any) ->
     assert await checkpoint.advance() == first.sequence  # not yet past the gap
     clock.now += 1.0  # the counter stood past the dropped tail a horizon ago
     assert await checkpoint.advance() == later.sequence
+
+
+async def test_a_checkpoint_standing_at_an_unsettled_gap_reads_one_key_of_the_record(
+    db: Any,
+) -> None:
+    """While blocks of sequences are in use S mostly stands at a gap; each
+    advance then costs a look at the next sequence, not a page of heads and
+    their tracking."""
+    events, state = await stores(db)
+    clock = Clock()
+    checkpoint = AppliedThrough("cards", CARDS, events, state, horizon_seconds=60.0, clock=clock)
+    [first] = await events.append([announcement(0)])
+    await events._allocate_sequences(1)  # in flight, or dropped: a gap
+    stored = [(await events.append([announcement(n)]))[0] for n in range(1, 4)]
+    await state.record_applied("cards", {e.aggregate_id: 1 for e in [first, *stored]})
+    assert await checkpoint.advance() == first.sequence
+    with recording() as sent:
+        assert await checkpoint.advance() == first.sequence
+    reads = [command for command in sent if str(command) == "find events"]
+    assert [read.command["filter"] for read in reads] == [
+        {"sequence": {"$gt": first.sequence, "$lte": first.sequence + 1}}
+    ]
+    assert "find projection_tracking" not in [str(command) for command in sent]
+    clock.now += 60.0  # settled: the walk goes on over it
+    assert await checkpoint.advance() == stored[-1].sequence
