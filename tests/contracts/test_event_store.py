@@ -49,6 +49,17 @@ async def test_appended_events_load_in_version_order_with_rising_sequences(
     assert await store.get("no-such-event") is None
 
 
+async def test_an_append_following_its_streams_head_is_sequenced_above_it(
+    store: EventStore,
+) -> None:
+    [a1] = await store.append([_event("A", 1)], follows=0)
+    [b1] = await store.append([_event("B", 1)], follows=0)
+    [a2] = await store.append([_event("A", 2)], follows=a1.sequence)
+    [b2, b3] = await store.append([_event("B", 2), _event("B", 3)], follows=b1.sequence)
+    assert a1.sequence < a2.sequence and b1.sequence < b2.sequence < b3.sequence
+    assert len({e.sequence for e in (a1, a2, b1, b2, b3)}) == 5
+
+
 async def test_an_append_resent_returns_what_was_stored(store: EventStore) -> None:
     pair = [_event("A", 1), _event("A", 2)]
     first = await store.append(pair, [("reference", "R-1")])
