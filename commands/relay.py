@@ -153,10 +153,11 @@ class OutboxRelay:
         self.published_total += len(batch)
         return len(batch)
 
-    async def _sample_backlog(self, fetched: int) -> None:
+    async def _sample_backlog(self, fetched: int | None) -> None:
         """herald_outbox_pending, measured by the relay that holds the lease
         (every `backlog_every_seconds`, and at once when the outbox is empty),
-        before it publishes: a backlog the broker does not take still shows."""
+        before it publishes and while a batch waits on the broker (`fetched`
+        None): a backlog the broker does not take still shows."""
         if fetched == 0:
             self.backlog = 0
             metrics.OUTBOX_PENDING.set(0)
@@ -200,19 +201,27 @@ class OutboxRelay:
         metrics.RELAY_PARKED.inc(len(events))
 
     async def _fenced(self, publishing: Awaitable[T]) -> T:
-        """`publishing`, abandoned (LeaseLost) once the lease is no longer valid."""
+        """`publishing`, abandoned (LeaseLost) once the lease is no longer
+        valid. The backlog is measured meanwhile: a broker that went away
+        while a batch was in flight holds it until it is back (aiokafka keeps
+        a batch for the partition leader it knows, unexpired), and the outbox
+        alert must still see what piles up behind it."""
         task = asyncio.ensure_future(publishing)
-        if self._lease is None:
-            return await task
         try:
             while not task.done():
-                remaining = self._lease.valid_for()
-                if remaining <= 0:
-                    task.cancel()
-                    await asyncio.wait({task})
-                    raise LeaseLost
-                # the heartbeat may renew meanwhile: look again when this runs out
-                await asyncio.wait({task}, timeout=remaining)
+                wait = self._backlog_every
+                if self._lease is not None:
+                    remaining = self._lease.valid_for()
+                    if remaining <= 0:
+                        task.cancel()
+                        await asyncio.wait({task})
+                        raise LeaseLost
+                    # the heartbeat may renew meanwhile: look again when this runs out
+                    wait = min(wait, remaining)
+                await asyncio.wait({task}, timeout=wait)
+                if not task.done():
+                    with tracing.untraced():
+                        await self._sample_backlog(None)
         except asyncio.CancelledError:
             task.cancel()
             raise

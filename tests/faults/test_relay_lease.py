@@ -206,3 +206,31 @@ async def test_a_relay_whose_lease_runs_out_mid_batch_abandons_it_unmarked(
     assert published == 0
     assert publisher.cancelled.is_set()
     assert await events.unpublished_count() == 2  # left for the lease's next holder
+
+
+async def test_a_batch_waiting_on_an_absent_broker_still_measures_the_backlog(
+    db: AsyncDatabase[Document],
+) -> None:
+    """aiokafka keeps a batch sent as the broker went away for the leader it
+    knows, unexpired: the publish waits until the broker is back. The outbox
+    backlog behind it must still be measured (the outbox alert reads it)."""
+    events = MongoEventStore(db)
+    await events.ensure_indexes()
+    await seed_announcements(events, 1)
+    relay = OutboxRelay(
+        events,
+        NeverAnswers(),  # type: ignore[arg-type]
+        MongoDeadLetterStore(db),
+        count_backlog=events.unpublished_count,
+        backlog_every_seconds=0.1,
+        lease=RunningOut(),
+    )
+    batch = asyncio.create_task(relay.run_once())
+    try:
+        await eventually(lambda: asyncio.sleep(0.05, relay.backlog), lambda n: n == 1, timeout=10)
+        await seed_announcements(events, 5)  # commands accepted while the batch waits
+        await eventually(lambda: asyncio.sleep(0.05, relay.backlog), lambda n: n == 6, timeout=10)
+        assert not batch.done()
+    finally:
+        batch.cancel()
+        await asyncio.gather(batch, return_exceptions=True)
