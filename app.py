@@ -282,6 +282,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 public_root_fields=PUBLIC_CARD_FIELDS,
                 max_age_seconds=settings.public_cache_max_age_seconds,
                 enabled=settings.public_cache,
+                max_body_bytes=settings.max_body_bytes,
             ),
             # innermost: it needs the principal to scope keys by caller
             Middleware(
@@ -290,6 +291,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 stored=services.stored_commands,
                 ttl_seconds=settings.idempotency_ttl_seconds,
                 lease_seconds=settings.idempotency_lease_seconds,
+                max_body_bytes=settings.max_body_bytes,
             ),
         ],
         lifespan=lifespan,

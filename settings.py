@@ -351,6 +351,13 @@ class Settings:
         "json for serve, worker and rebuild",
     )
 
+    max_body_bytes: int = var(
+        "HERALD_MAX_BODY_BYTES",
+        _positive_int,
+        1024 * 1024,
+        "the largest request body accepted, in bytes (413 above it; the edge takes the same): "
+        "the default 1 MiB holds positions of about 15 000 accounts",
+    )
     max_query_cost: int = var(
         "HERALD_MAX_QUERY_COST", _positive_int, 5_000, "the GraphQL cost limit (queries/cost.py)"
     )

@@ -117,7 +117,12 @@ async def _run(
             from edge.dev import DevEdge
 
             # before the API: its Redis gets the edge cache's generation (edge/README.md)
-            front = DevEdge(api_port, listen_port=port, log_dir=data_dir / "logs" / "edge")
+            front = DevEdge(
+                api_port,
+                listen_port=port,
+                log_dir=data_dir / "logs" / "edge",
+                max_body_bytes=settings.max_body_bytes,
+            )
             await asyncio.to_thread(front.start)
             stack.callback(front.stop)
             settings = settings.with_overrides(edge_redis_url=front.redis_url)

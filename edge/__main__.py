@@ -38,6 +38,16 @@ def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {raw!r}")
+    return value
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     parser.add_argument("--name", default="edge", help="node name (logs, lock owner)")
@@ -79,6 +89,12 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         "--no-cache", action="store_true", help="no read cache (anonymous GETs go to the app)"
     )
     parser.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=env("HERALD_MAX_BODY_BYTES", str(1024 * 1024)),
+        help="the largest request body let through (413 above it; the app's HERALD_MAX_BODY_BYTES)",
+    )
+    parser.add_argument(
         "--cache-generation-key",
         default=env("HERALD_EDGE_GENERATION_KEY", DEFAULT_GENERATION_KEY),
         help="the Redis key of the read cache's publication generation",
@@ -115,6 +131,7 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         # the read cache is on the GraphQL endpoint's GETs, when it is one of the paths
         cache_paths=tuple(p for p in paths if p == "/graphql" and not args.no_cache),
         cache_generation_key=args.cache_generation_key,
+        max_body_bytes=args.max_body_bytes,
     )
 
 

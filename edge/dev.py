@@ -43,6 +43,7 @@ class DevEdge:
         log_dir: Path,
         status_port: int | None = None,
         redis_address: str | None = None,
+        max_body_bytes: int = 1024 * 1024,
     ) -> None:
         self.log_dir = Path(log_dir)
         self.redis: RedisServer | None = None
@@ -58,6 +59,7 @@ class DevEdge:
                 upstreams=(f"127.0.0.1:{app_port}",),
                 redis_nodes=(redis_address,),
                 worker_processes=1,
+                max_body_bytes=max_body_bytes,
             ),
             self.log_dir / "nginx",
         )
