@@ -28,7 +28,8 @@ ways:
 A repeat with the same body (same fingerprint of the canonical request) then
 gets the first answer again, recorded or rebuilt, with
 `Idempotent-Replayed: true`; 409 while the first request still runs and has
-stored nothing (with `Retry-After`: the seconds left on the claim's lease);
+stored nothing (with `Retry-After`: about as long as it has run, at most
+the seconds left on the claim's lease);
 422 when the body differs.
 
 One mutation per key: a request under an Idempotency-Key selects exactly one
@@ -299,8 +300,12 @@ class IdempotencyMiddleware:
             await send_problem(send, problems.key_reused())
         elif held.response is None:
             metrics.IDEMPOTENCY.labels("in_flight").inc()
+            # Retry after about as long as the first request has run (most
+            # answer within a second), never past the lease: then a retry
+            # takes an abandoned claim over.
+            ran = (record.claimed_at - held.claimed_at).total_seconds()
             left = (held.claimed_at + self.lease - record.claimed_at).total_seconds()
-            await send_problem(send, problems.in_progress(math.ceil(left)))
+            await send_problem(send, problems.in_progress(math.ceil(min(max(ran, 1.0), left))))
         else:
             metrics.IDEMPOTENCY.labels("replay").inc()
             await send_replay(send, held.response)

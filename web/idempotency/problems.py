@@ -52,8 +52,9 @@ def key_reused() -> Problem:
 
 
 def in_progress(retry_after: int) -> Problem:
-    """409; `retry_after`: whole seconds (>= 1) until the claim's lease ends,
-    when a retry of the same request takes an abandoned claim over."""
+    """409; `retry_after`: whole seconds (>= 1) to wait before a retry (the
+    middleware gives about as long as the claim has run, at most until its
+    lease ends, when a retry takes an abandoned claim over)."""
     return Problem(
         409,
         "request-in-progress",
