@@ -396,6 +396,12 @@ class Services:
         dead_letter_topics = [topic.topic for topic in self.dead_letter_topics]
         if dead_letter_topics:
             await ensure_topics(s.kafka_bootstrap, "", 1, topics=dead_letter_topics)
+        if emptied:
+            # This process's projectors read the new log from its start (its
+            # topics exist now): their positions in the lost log, and offsets a
+            # batch under way when the broker went commits to the new one, would
+            # skip re-filled records.
+            await asyncio.gather(*(runner.rewind() for runner in self.runners))
         queued = None
         covered = await self.log_refills.pending()
         if covered is not None:

@@ -126,6 +126,13 @@ class ProjectionRunner:
         self._caught_up, self._targets = False, None
         self._retargeted += 1
 
+    async def rewind(self) -> None:
+        """Consume this member's partitions again from their start: the broker
+        lost the log, and its re-fill writes a new one (what this member read
+        of the lost log is absorbed by the projector's version guards when it
+        comes again)."""
+        await self._consumer.rewind()
+
     async def lag(self) -> tuple[int, int] | None:
         """(position, lag) of this member's partitions; None when unknown."""
         return await self._consumer.lag()

@@ -114,6 +114,17 @@ class KafkaEventConsumer:
             # idempotently from the last committed offset.
             log.warning("offset commit failed: %r", exc)
 
+    async def rewind(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        owned = consumer.assignment()
+        try:
+            if owned:  # (the next fetch reads from each partition's first offset)
+                await consumer.seek_to_beginning(*owned)
+        except KafkaError as exc:  # a rebalance took a partition: its new owner reads it
+            log.warning("cannot rewind %s: %r", self.group_id, exc)
+
     async def lag(self) -> tuple[int, int] | None:
         """(position, lag) summed over the partitions this member owns; None when
         the broker does not answer (unknown — never a reassuring 0)."""

@@ -58,5 +58,8 @@ class MemoryEventConsumer:
         key = f"{self.partition.topic}:{self.partition.partition}"
         return {key: self.committed}, {key: len(self.records)}
 
+    async def rewind(self) -> None:
+        self._position = 0
+
     async def stop(self) -> None:
         self._started = False

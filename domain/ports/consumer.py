@@ -76,4 +76,11 @@ class EventConsumer(Protocol):
         """(committed, end) offsets of this member's partitions, keyed "topic:partition"."""
         ...
 
+    async def rewind(self) -> None:
+        """Read every partition this member owns again from its start: the
+        broker lost the log and a re-fill is writing a new one, where the
+        lost log's positions (and offsets committed since) mean nothing. No
+        partition owned, or not started: nothing to do."""
+        ...
+
     async def stop(self) -> None: ...

@@ -8,13 +8,16 @@ broker lost, as at a start (services.Services._watch_log)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from adapters.auth.dev_issuer import DevIssuer
-from adapters.kafka.topics import log_lost
+from adapters.kafka.consumer import KafkaEventConsumer
+from adapters.kafka.topics import ensure_topics, log_lost
 from devstack.herald import RunningHerald
 from devstack.tansu import TansuBroker
 from observability.readiness import passed
@@ -61,3 +64,48 @@ async def test_a_log_the_broker_lost_mid_fanout_is_refilled_and_every_notice_iss
         assert sorted(await notices_of(herald, first)) == sorted(HOLDERS)
         assert not await log_lost(settings.kafka_bootstrap, settings.kafka_topic_prefix)
         await eventually(herald.services.ready, passed, timeout=90)
+
+
+async def test_a_rewound_consumer_reads_a_refilled_log_from_its_start(
+    own_tansu: TansuBroker,
+) -> None:
+    """A member that read 5 records of the lost log sits at offset 5; the new
+    log, re-filled past 5 before its next fetch, would be read from 5 on (its
+    first records skipped). Rewound, it reads the new log from offset 0."""
+    topic, group = f"t{uuid.uuid4().hex[:8]}", f"g{uuid.uuid4().hex[:8]}"
+    await ensure_topics(own_tansu.bootstrap_servers, "", 1, topics=[topic])
+
+    async def produce(values: list[bytes]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=own_tansu.bootstrap_servers)
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait(topic, value, partition=0)
+        finally:
+            await producer.stop()
+
+    await produce([b"old-%d" % n for n in range(5)])
+    consumer = KafkaEventConsumer(own_tansu.bootstrap_servers, group, [topic])
+    await consumer.start()
+    try:
+        read = await _offsets(consumer, 5)
+        assert read == list(range(5))
+        own_tansu.kill()  # the log goes with it
+        own_tansu.start()
+        await ensure_topics(own_tansu.bootstrap_servers, "", 1, topics=[topic])
+        await produce([b"new-%d" % n for n in range(8)])  # re-filled past 5
+        await consumer.rewind()
+        assert await _offsets(consumer, 8) == list(range(8))
+    finally:
+        await consumer.stop()
+
+
+async def _offsets(consumer: KafkaEventConsumer, count: int) -> list[int]:
+    """The offsets of the next `count` records `consumer` fetches."""
+    offsets: list[int] = []
+    for _ in range(60):
+        batch = await consumer.next_batch(timeout_ms=500)
+        offsets += [record.offset for record in batch.records]
+        if len(offsets) >= count:
+            break
+    return offsets
