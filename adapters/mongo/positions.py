@@ -22,7 +22,7 @@ from decimal import Decimal
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from adapters.mongo.client import Document
+from adapters.mongo.client import Document, in_chunks
 from adapters.mongo.errors import translated
 from domain.money import canonical_string
 from domain.notices import Holding
@@ -188,11 +188,12 @@ class MongoPositionStore:
         if low >= high:
             return
         ids = [f"{snapshot_id}|{page:06d}" for page in range(low, high)]
-        cursor = self._pages.find({"_id": {"$in": ids}}, {"_id": 0, "positions": 1})
-        async for page in cursor:
-            for account, quantity, tax_rate in page["positions"]:
-                if first <= account and (before is None or account < before):
-                    yield account, quantity, tax_rate
+        for some in in_chunks(ids):  # (a whole snapshot's range: thousands of pages)
+            cursor = self._pages.find({"_id": {"$in": some}}, {"_id": 0, "positions": 1})
+            async for page in cursor:
+                for account, quantity, tax_rate in page["positions"]:
+                    if first <= account and (before is None or account < before):
+                        yield account, quantity, tax_rate
 
     async def _documents_between(
         self, snapshot_id: str, first: str, before: str | None
