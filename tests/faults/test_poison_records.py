@@ -26,7 +26,7 @@ from prometheus_client import REGISTRY
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.kafka.dead_letters import dead_letter_topic
 from adapters.kafka.topics import topic_for
-from adapters.mongo.positions import POSITIONS
+from adapters.mongo.positions import POSITION_PAGES
 from cli.dlq import describe, list_letters, replay_letters
 from commands.ids import new_event_id
 from domain import events as ev
@@ -284,9 +284,10 @@ async def test_a_snapshot_the_projector_cannot_apply_is_parked_and_later_notices
 
         # The fix: the operator repairs the stored holding; then replays.
         assert await notices_of(herald, split) == {}
-        await services.db[POSITIONS].update_many(
-            {"snapshotId": poison.payload["snapshotId"]}, {"$set": {"quantity": "1000"}}
-        )
+        pages = services.db[POSITION_PAGES]
+        async for page in pages.find({"snapshotId": poison.payload["snapshotId"]}):
+            repaired = [[account, "1000", tax] for account, _, tax in page["positions"]]
+            await pages.update_one({"_id": page["_id"]}, {"$set": {"positions": repaired}})
         letters = await services.dead_letters.find(source)  # all parked by now
         replayed, failing = await replay_letters(
             services, source, out=io.StringIO(), progress=io.StringIO()

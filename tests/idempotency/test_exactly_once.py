@@ -29,7 +29,7 @@ from pymongo import AsyncMongoClient
 from adapters.auth.dev_issuer import DevIssuer
 from adapters.mongo.client import Document, connect
 from adapters.mongo.event_store import MongoEventStore
-from adapters.mongo.positions import POSITIONS as POSITION_SNAPSHOTS
+from adapters.mongo.positions import POSITION_PAGES
 from commands.ids import new_event_id
 from domain import events as ev
 from domain.commands import CommandContext, RequestCommand
@@ -144,9 +144,11 @@ async def test_a_retry_after_a_crash_answers_the_stored_positions(
     stored = await events_of(herald, {"aggregateId": positions_stream(body)})
     assert [doc["version"] for doc in stored] == [1]
     snapshot = stored[0]["payload"]["snapshotId"]
-    positions = herald.services.db[POSITION_SNAPSHOTS]
-    assert await positions.count_documents({}) == 25
-    assert await positions.count_documents({"snapshotId": snapshot}) == 25
+    # stored once, as pages of accounts (adapters/mongo/positions.py)
+    pages = herald.services.db[POSITION_PAGES]
+    stored_pages = [page async for page in pages.find({})]
+    assert {page["snapshotId"] for page in stored_pages} == {snapshot}
+    assert sum(len(page["positions"]) for page in stored_pages) == 25
 
 
 class _FailsAfterWriting:
