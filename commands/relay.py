@@ -222,6 +222,8 @@ class OutboxRelay:
                 if not task.done():
                     with tracing.untraced():
                         await self._sample_backlog(None)
+                    if _being_cancelled():  # a driver swallowed our CancelledError
+                        raise asyncio.CancelledError
         except asyncio.CancelledError:
             task.cancel()
             raise
