@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from adapters.auth.dev_issuer import DevIssuer
 from commands.ids import command_event_id
 from domain.idempotency import CallerKey
 from domain.principal import ROLE_APPROVER, ROLE_OPERATOR, SCOPE_NOTICES_READ
 from tests.builders import insert_notices, notice_doc
-from tests.support import DIVIDEND, Broker, GraphQLClient, RunningHerald, herald_settings
+from tests.support import DIVIDEND, Broker, GraphQLClient, RunningHerald
 
 # Every field of a card the answer can show without live state.
 CARD = """id reference eventType mandatoryVoluntary status version pendingVersion
@@ -61,11 +59,10 @@ PREFERENCES = (
 
 
 @pytest.fixture
-async def herald(
-    tansu_broker: Broker, mongo_uri: str, issuer: DevIssuer
-) -> AsyncIterator[RunningHerald]:
-    async with RunningHerald(herald_settings(tansu_broker, mongo_uri, issuer), issuer) as running:
-        yield running
+def broker(tansu_broker: Broker) -> Broker:
+    """Rebuilt answers do not depend on the broker: the shared `herald`
+    fixture (tests/conftest.py) on Tansu alone."""
+    return tansu_broker
 
 
 async def _post(
